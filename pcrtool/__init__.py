@@ -1,0 +1,3 @@
+"""pcrtool: measured-boot toolkit for people who ship secure Linux images."""
+
+__version__ = "0.1.0"

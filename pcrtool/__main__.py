@@ -1,0 +1,3 @@
+from pcrtool.cli import main
+
+main()

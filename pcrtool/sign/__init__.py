@@ -1,0 +1,1 @@
+"""Signing: the Signer interface (api.py), message builders, and key backends (adapters)."""
