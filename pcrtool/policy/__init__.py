@@ -1,0 +1,1 @@
+"""Signed PCR policies: digest maths (digests.py), approvals (.pcrsig, approvals.py), allowlist trees."""
