@@ -1,0 +1,113 @@
+"""Predicted measurements and their replay into PCR values.
+
+A :class:`Measurement` is one event a boot component will extend: PCR index, the digest it extends
+per bank, and enough description (event type, payload) to put it into a log or explain it.
+Replay follows TPM 2.0 Part 1 §17 (PCR_Extend: ``PCR := H(PCR || digest)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
+
+from pcrtool.model import HashAlg, PcrValues
+
+DEFAULT_BANKS: tuple[HashAlg, ...] = (HashAlg.SHA1, HashAlg.SHA256, HashAlg.SHA384, HashAlg.SHA512)
+
+# TCG PC Client PFP §10.4.1 event types used by the predictors.
+EV_POST_CODE = 0x01
+EV_SEPARATOR = 0x04
+EV_ACTION = 0x05
+EV_EVENT_TAG = 0x06
+EV_IPL = 0x0D
+EV_EFI_VARIABLE_DRIVER_CONFIG = 0x80000001
+EV_EFI_VARIABLE_BOOT = 0x80000002
+EV_EFI_BOOT_SERVICES_APPLICATION = 0x80000003
+EV_EFI_ACTION = 0x80000007
+EV_EFI_GPT_EVENT = 0x80000006
+EV_EFI_VARIABLE_AUTHORITY = 0x800000E0
+
+USERSPACE = -1  # not a firmware event type: systemd-pcrextend's userspace log record
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One extend: ``digests[alg]`` goes into ``pcr`` of bank ``alg``."""
+
+    pcr: int
+    digests: Mapping[HashAlg, bytes]
+    event_type: int
+    description: str
+    data: bytes = b""
+
+    @classmethod
+    def of_data(cls, pcr: int, event_type: int, description: str, hashed: bytes,
+                banks: Iterable[HashAlg], *, data: bytes | None = None) -> "Measurement":
+        """A measurement whose digest is H(hashed) in every bank (``data`` defaults to ``hashed``)."""
+        return cls(pcr, {alg: alg.digest(hashed) for alg in banks}, event_type, description,
+                   hashed if data is None else data)
+
+    @classmethod
+    def of_hasher(cls, pcr: int, event_type: int, description: str,
+                  digest_of: Callable[[HashAlg], bytes], banks: Iterable[HashAlg],
+                  *, data: bytes = b"") -> "Measurement":
+        return cls(pcr, {alg: digest_of(alg) for alg in banks}, event_type, description, data)
+
+
+def extend(alg: HashAlg, value: bytes, digest: bytes) -> bytes:
+    """TPM2_PCR_Extend in software: H(value || digest)."""
+    return alg.digest(value + digest)
+
+
+def initial_value(alg: HashAlg, pcr: int, *, locality: int = 0) -> bytes:
+    """PCR reset value (PC Client PTP: 17–22 are all 0xFF; PCR 0 carries the startup locality)."""
+    if 17 <= pcr <= 22:
+        return b"\xff" * alg.digest_size
+    if pcr == 0 and locality:
+        return bytes(alg.digest_size - 1) + bytes([locality])
+    return alg.zero
+
+
+@dataclass(slots=True)
+class Replay:
+    """Running PCR values; ``extend`` measurements into it, read ``values``."""
+
+    banks: Sequence[HashAlg]
+    start: PcrValues | None = None
+    values: PcrValues = field(default_factory=PcrValues)
+
+    def __post_init__(self) -> None:
+        if self.start is not None:
+            for v in self.start:
+                self.values.set(v.alg, v.pcr, v.value)
+
+    def current(self, alg: HashAlg, pcr: int) -> bytes:
+        value = self.values.get(alg, pcr)
+        return initial_value(alg, pcr) if value is None else value
+
+    def extend(self, m: Measurement) -> None:
+        for alg in self.banks:
+            digest = m.digests.get(alg)
+            if digest is None:
+                from pcrtool.errors import FormatError
+                raise FormatError(f"measurement {m.description!r} on PCR {m.pcr} has no {alg.bank_name} digest",
+                                  hint="predict only the banks every measurement covers")
+            self.values.set(alg, m.pcr, extend(alg, self.current(alg, m.pcr), digest))
+
+    def extend_all(self, measurements: Iterable[Measurement]) -> "Replay":
+        for m in measurements:
+            self.extend(m)
+        return self
+
+
+def replay_measurements(measurements: Iterable[Measurement], banks: Sequence[HashAlg],
+                        *, start: PcrValues | None = None) -> PcrValues:
+    """The PCR values after extending ``measurements`` from reset (or from ``start``)."""
+    return Replay(banks, start).extend_all(measurements).values
+
+
+def copy_values(values: PcrValues) -> PcrValues:
+    out = PcrValues()
+    for v in values:
+        out.set(v.alg, v.pcr, v.value)
+    return out
