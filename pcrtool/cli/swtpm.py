@@ -1,0 +1,59 @@
+"""`pcrtool swtpm run`: a software TPM for users' own CI and experiments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from pcrtool.cli.common import new_app
+
+app = new_app("Run a software TPM (swtpm) for tests and CI.")
+
+
+@app.callback()
+def _group() -> None:
+    """Run a software TPM (swtpm) for tests and CI."""
+
+
+@app.command("run")
+def run_swtpm(
+    state: Optional[Path] = typer.Option(None, "--state", metavar="DIR",
+                                         help="Keep the TPM state (NV, seeds) in DIR across runs."),
+) -> None:
+    """Start swtpm (TPM 2.0) on a private unix socket, print its TCTI, run until Ctrl-C / SIGTERM.
+
+    Use the printed line with `pcrtool … --tcti`, `PCRTOOL_TCTI`, `TPM2TOOLS_TCTI` or
+    `SYSTEMD_TPM2_DEVICE`.
+    """
+    import signal
+    import subprocess
+    import sys
+
+    from pcrtool import render
+    from pcrtool.swtpm import Swtpm
+
+    def _term(signum, frame):  # SIGTERM ends like Ctrl-C: stop swtpm, remove the temp dir
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, _term)
+    try:
+        with Swtpm.start(state) as sw:
+            data = {"tcti": sw.tcti, "pid": sw.pid, "state": str(sw.state_dir),
+                    "persistent": state is not None}
+            render.emit(data, text=sw.tcti)
+            render.info(f"swtpm pid {sw.pid} running; state in {sw.state_dir}"
+                        f"{'' if state else ' (removed on exit)'}; press Ctrl-C to stop")
+            while True:
+                try:
+                    sw.process.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            render.warn(f"swtpm exited by itself (code {sw.process.returncode})")
+            raise typer.Exit(1)
+    except KeyboardInterrupt:
+        pass  # the with block stopped swtpm and removed its temp dir
+    return None

@@ -1,0 +1,112 @@
+"""Shared swtpm fixtures for every swtpm test (owned by the TPM layer).
+
+- ``swtpm``: a fresh, started :class:`pcrtool.swtpm.Swtpm` per test (about 0.05 s).
+- ``swtpm_module``: one swtpm shared by a test module (for read-only or self-cleaning tests).
+- ``tpm``: an open :class:`pcrtool.tpm.Tpm` on the ``swtpm`` fixture.
+- ``open_tpm_on``: open a Tpm on any Swtpm, closed after the test.
+
+A session-wide check fails the run if any swtpm started by this process is still running or left
+its temp dir behind.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import need_tool  # root conftest (importlib mode puts the rootdir on sys.path)
+
+
+def _need_swtpm() -> None:
+    need_tool("swtpm")
+    need_tool("swtpm_ioctl")
+
+
+@pytest.fixture
+def swtpm():
+    _need_swtpm()
+    from pcrtool.swtpm import Swtpm
+
+    with Swtpm.start() as sw:
+        yield sw
+
+
+@pytest.fixture(scope="module")
+def swtpm_module():
+    _need_swtpm()
+    from pcrtool.swtpm import Swtpm
+
+    with Swtpm.start() as sw:
+        yield sw
+
+
+def _open(sw):
+    from conftest import need_module
+
+    need_module("tpm2_pytss")
+    from pcrtool.tpm import open_tpm
+
+    return open_tpm(sw.tcti)
+
+
+@pytest.fixture
+def tpm(swtpm):
+    with _open(swtpm) as t:
+        yield t
+
+
+@pytest.fixture
+def open_tpm_on():
+    opened = []
+
+    def opener(sw):
+        t = _open(sw)
+        opened.append(t)
+        return t
+
+    yield opener
+    for t in opened:
+        t.close()
+
+
+def swtpm_children() -> list[int]:
+    """PIDs of swtpm processes whose parent is this test process."""
+    me = os.getpid()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...
+        comm = stat[stat.index("(") + 1: stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if comm == "swtpm" and ppid == me:
+            pids.append(int(entry.name))
+    return pids
+
+
+def leftovers() -> list[str]:
+    """Every swtpm this process started that still runs or still has its temp dir."""
+    from pcrtool.swtpm import started_instances
+
+    problems = []
+    for sw in started_instances():
+        if sw.running:
+            problems.append(f"swtpm pid {sw.pid} still running")
+        if sw.tmpdir.exists():
+            problems.append(f"temp dir {sw.tmpdir} left behind")
+    problems += [f"orphan swtpm child pid {pid}" for pid in swtpm_children()
+                 if pid not in {sw.pid for sw in started_instances() if sw.running}]
+    return problems
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_swtpm_leftovers():
+    yield
+    problems = leftovers()
+    assert not problems, "swtpm leftovers: " + "; ".join(problems)

@@ -1,0 +1,123 @@
+"""The swtpm harness: start, TCTI, power cycles, stop without leftovers (real swtpm processes)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import need_tool
+
+
+@pytest.fixture(autouse=True)
+def _tools():
+    need_tool("swtpm")
+    need_tool("swtpm_ioctl")
+
+
+def _pcr_extend_and_read(sw, pcr: int) -> bytes:
+    """TPM2_PCR_Extend + TPM2_PCR_Read as raw bytes over the socket (independent of pcrtool.tpm)."""
+    def cmd(tag, cc, body):
+        data = struct.pack(">HII", tag, 10 + len(body), cc) + body
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(sw.socket_path))
+            s.sendall(data)
+            resp = s.recv(4096)
+        rc = struct.unpack(">I", resp[6:10])[0]
+        assert rc == 0, hex(rc)
+        return resp
+
+    # PCR_Extend(pcr, password session, sha256 digest 0x01*32) — Part 3 §22.2
+    auth = struct.pack(">IHBH", 0x40000009, 0, 0, 0)  # TPM_RS_PW, empty nonce/attrs/hmac
+    body = struct.pack(">II", pcr, len(auth)) + auth + struct.pack(">IH", 1, 0x000B) + b"\x01" * 32
+    cmd(0x8002, 0x182, body)
+    # PCR_Read(sha256: pcr) — Part 3 §22.4
+    select = bytearray(3)
+    select[pcr // 8] |= 1 << (pcr % 8)
+    resp = cmd(0x8001, 0x17E, struct.pack(">IHB", 1, 0x000B, 3) + bytes(select))
+    return resp[-32:]
+
+
+def test_start_gives_unix_socket_tcti_and_stop_removes_everything():
+    from pcrtool.swtpm import Swtpm
+
+    sw = Swtpm.start()
+    try:
+        assert sw.tcti == f"swtpm:path={sw.tmpdir}/tpm.sock"
+        assert (sw.tmpdir / "tpm.sock.ctrl").exists()  # libtss2 derives <path>.ctrl
+        assert sw.running
+        assert os.stat(sw.tmpdir).st_mode & 0o077 == 0
+    finally:
+        sw.stop()
+    assert not sw.running
+    assert not sw.tmpdir.exists()
+    sw.stop()  # idempotent
+
+
+def test_context_manager_cleans_up_after_an_exception():
+    from pcrtool.swtpm import Swtpm
+
+    with pytest.raises(RuntimeError):
+        with Swtpm.start() as sw:
+            raise RuntimeError("boom")
+    assert not sw.running and not sw.tmpdir.exists()
+
+
+def test_reboot_resets_pcrs(swtpm):
+    expected = __import__("hashlib").sha256(bytes(32) + b"\x01" * 32).digest()
+    assert _pcr_extend_and_read(swtpm, 16) == expected
+    swtpm.reboot()
+    assert _pcr_extend_and_read(swtpm, 16) == expected  # reset to zero, then extended once
+    swtpm.reset_unclean()
+    assert _pcr_extend_and_read(swtpm, 16) == expected
+
+
+def test_parallel_instances_do_not_collide():
+    from pcrtool.swtpm import Swtpm
+
+    with Swtpm.start() as a, Swtpm.start() as b:
+        assert a.tcti != b.tcti
+        _pcr_extend_and_read(a, 16)
+        second = _pcr_extend_and_read(a, 16)
+        assert _pcr_extend_and_read(b, 16) != second  # b saw one extend, a two
+
+
+def test_persistent_state_dir_survives_and_is_kept(tmp_path):
+    from pcrtool.swtpm import Swtpm
+
+    state = tmp_path / "state"
+    with Swtpm.start(state) as sw:
+        pass
+    assert (state / "tpm2-00.permall").is_file()
+    assert not sw.tmpdir.exists()
+
+
+def test_tpm2_tools_reach_the_socket(swtpm):
+    need_tool("tpm2_getcap")
+    out = subprocess.run(["tpm2_getcap", "properties-fixed"], capture_output=True, text=True,
+                         env={**os.environ, "TPM2TOOLS_TCTI": swtpm.tcti}, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "TPM2_PT_FAMILY_INDICATOR" in out.stdout
+
+
+def test_cli_swtpm_run_prints_tcti_and_cleans_up_on_sigterm():
+    proc = subprocess.Popen([sys.executable, "-m", "pcrtool", "swtpm", "run"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline().strip()
+        assert line.startswith("swtpm:path=") and line.endswith("/tpm.sock")
+        sock = line.split("=", 1)[1]
+        assert os.path.exists(sock)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert proc.returncode == 0, proc.stderr.read()
+    deadline = time.monotonic() + 2
+    while os.path.exists(os.path.dirname(sock)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not os.path.exists(os.path.dirname(sock))
