@@ -1,0 +1,510 @@
+"""Offline (two-phase) signing: one request/response format for every pcrtool signer.
+
+Phase 1 (build host) writes a request: the exact bytes to sign, one file per item ("tbs"), plus
+a JSON manifest::
+
+    {"pcrtool-sign-request": 1, "kind": "authenticode" | "verity-roothash" | "pcr-policy",
+     "tbs": [{"file": "uki.sattrs.der", "sha256": "<hex>", "size": 402, "label": "…"}, …],
+     "hash": "sha256", "padding": "pkcs1v15",
+     "key": {"fingerprint": "<sha256 of SPKI DER>", "type": "rsa2048"},      (optional)
+     "inputs": {"<name>": "<sha256 hex>"}, "extra": {…kind-specific…}, "created-by": "pcrtool …"}
+
+Every tbs file is signed as it is — RSASSA-PKCS1-v1_5 (or PSS) / ECDSA over SHA-256 of the file —
+so any signer works: ``openssl dgst -sha256 -sign KEY -out F.sig F``,
+``pkcs11-tool --sign -m SHA256-RSA-PKCS -i F -o F.sig``, a KMS, or
+``pcrtool sign-request sign REQ --key …`` on the air-gapped host. The tbs files keep the formats
+systemd uses offline: sbsign's DER signed-attributes SET, the lowercase hex root hash without a
+newline, the raw ``pol`` (or ``tbs``) bytes of a ``.pcrsig`` entry.
+
+Phase 2 (response), either:
+  - one raw signature per item, by default ``<tbs file>.sig`` next to the tbs file; or
+  - a JSON response ``{"pcrtool-sign-response": 1, "kind": …, "key": {…}, "certificate": b64?,
+    "signatures": [{"label": …, "sha256": <tbs sha256>, "signature": "<base64>"}]}``.
+Attach commands call ``read_request`` + ``read_signatures`` + ``check_signatures`` and refuse
+signatures by another key, over other bytes, or for a changed request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path, PurePosixPath
+from typing import Mapping, Sequence
+
+from pcrtool import fileio
+from pcrtool.errors import FormatError, KeyError_, MismatchError, SignatureError, UsageError
+from pcrtool.model import HashAlg
+from pcrtool.sign.api import (KeyType, Padding, SignerBase, describe_public_key, key_label,
+                              public_key_fingerprint, require_key, verify_signature)
+
+REQUEST_MARKER = "pcrtool-sign-request"
+RESPONSE_MARKER = "pcrtool-sign-response"
+FORMAT_VERSION = 1
+SIGNATURE_SUFFIX = ".sig"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class RequestKind(StrEnum):
+    AUTHENTICODE = "authenticode"
+    VERITY_ROOTHASH = "verity-roothash"
+    PCR_POLICY = "pcr-policy"
+
+
+# What the consumer of each kind can verify (refused otherwise, with the reason):
+#  - pcr-policy: systemd/TPM2_VerifySignature with RSASSA + SHA-256 only (systemd-reference §1.6);
+#  - authenticode: UEFI firmware (EDK2 Pkcs7Verify) checks RSA PKCS#1 v1.5 signatures;
+#  - verity-roothash: the kernel's PKCS#7 verifier takes RSA PKCS#1 v1.5 and ECDSA.
+_CONSUMERS = {
+    RequestKind.PCR_POLICY: ("systemd signed PCR policy (TPM2 PolicyAuthorize)", (KeyType.RSA,),
+                             (HashAlg.SHA256,)),
+    RequestKind.AUTHENTICODE: ("UEFI Authenticode verification", (KeyType.RSA,),
+                               (HashAlg.SHA256, HashAlg.SHA384)),
+    RequestKind.VERITY_ROOTHASH: ("dm-verity root-hash PKCS#7 (kernel)", (KeyType.RSA, KeyType.EC),
+                                  (HashAlg.SHA256, HashAlg.SHA384, HashAlg.SHA512)),
+}
+
+
+class SignatureRequired(UsageError):
+    """The key reference is ``offline``: write a signing request instead of signing here."""
+
+
+@dataclass(frozen=True, slots=True)
+class TbsItem:
+    """One byte string to sign: a file next to the manifest, its SHA-256 and a label."""
+
+    file: str
+    sha256: str
+    label: str
+    size: int | None = None
+
+    def to_json(self) -> dict:
+        out = {"file": self.file, "sha256": self.sha256, "label": self.label}
+        if self.size is not None:
+            out["size"] = self.size
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    fingerprint: str
+    type: str | None = None
+
+    @classmethod
+    def of(cls, public_key) -> "KeyInfo":
+        kt, size = describe_public_key(public_key)
+        return cls(public_key_fingerprint(public_key), key_label(kt, size))
+
+    def to_json(self) -> dict:
+        return {"fingerprint": self.fingerprint} | ({"type": self.type} if self.type else {})
+
+
+@dataclass(frozen=True, slots=True)
+class SignRequest:
+    kind: RequestKind
+    items: tuple[TbsItem, ...]
+    hash_alg: HashAlg = HashAlg.SHA256
+    padding: Padding = Padding.PKCS1V15
+    key: KeyInfo | None = None
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    extra: Mapping[str, object] = field(default_factory=dict)
+    created_by: str | None = None
+
+    def item(self, which: "int | str") -> tuple[int, TbsItem]:
+        """An item by index or label."""
+        if isinstance(which, int):
+            if not 0 <= which < len(self.items):
+                raise UsageError(f"request has {len(self.items)} item(s), no item {which}")
+            return which, self.items[which]
+        for i, it in enumerate(self.items):
+            if it.label == which:
+                return i, it
+        raise UsageError(f"request has no item labelled {which!r}")
+
+    def to_json(self) -> dict:
+        out: dict = {REQUEST_MARKER: FORMAT_VERSION, "kind": self.kind.value,
+                     "tbs": [it.to_json() for it in self.items],
+                     "hash": self.hash_alg.bank_name, "padding": self.padding.value}
+        if self.key is not None:
+            out["key"] = self.key.to_json()
+        out["inputs"] = dict(self.inputs)
+        out["extra"] = dict(self.extra)
+        if self.created_by:
+            out["created-by"] = self.created_by
+        return out
+
+    def consumer_check(self, public_key) -> None:
+        """Refuse a key (or hash) that the consumer of this kind cannot verify."""
+        consumer, key_types, hashes_ok = _CONSUMERS[self.kind]
+        if self.hash_alg not in hashes_ok:
+            raise FormatError(f"{consumer} cannot use {self.hash_alg.bank_name} signatures",
+                              hint=f"use {hashes_ok[0].bank_name}")
+        require_key(public_key, consumer=consumer, key_types=key_types, padding=self.padding,
+                    paddings=(Padding.PKCS1V15,) if self.kind is not RequestKind.VERITY_ROOTHASH
+                    else (Padding.PKCS1V15, Padding.PSS))
+
+
+def _created_by() -> str:
+    from pcrtool import __version__
+    return f"pcrtool {__version__}"
+
+
+def new_request(kind: "RequestKind | str", tbs: Sequence[tuple[str, str, bytes]], *,
+                hash_alg: HashAlg = HashAlg.SHA256, padding: Padding = Padding.PKCS1V15,
+                key=None, inputs: Mapping[str, str] | None = None,
+                extra: Mapping[str, object] | None = None) -> tuple[SignRequest, list[bytes]]:
+    """Build a request from ``(label, file name, bytes)`` triples.
+
+    ``key`` may be a Signer, a public key, a certificate or a ``KeyInfo`` (or None: any key).
+    """
+    kind = RequestKind(kind)
+    if not tbs:
+        raise UsageError("a signing request needs at least one item to sign")
+    items, blobs, seen = [], [], set()
+    for label, name, data in tbs:
+        _check_relative_name(name, "tbs file")
+        if name in seen:
+            raise UsageError(f"two request items use the file name {name!r}")
+        seen.add(name)
+        data = bytes(data)
+        items.append(TbsItem(name, hashlib.sha256(data).hexdigest(), label, len(data)))
+        blobs.append(data)
+    request = SignRequest(kind, tuple(items), hash_alg, Padding(padding), _key_info(key),
+                          dict(inputs or {}), dict(extra or {}), _created_by())
+    return request, blobs
+
+
+def _key_info(key) -> KeyInfo | None:
+    if key is None or isinstance(key, KeyInfo):
+        return key
+    if isinstance(key, SignerBase):
+        return KeyInfo.of(key.public_key())
+    if hasattr(key, "public_key") and hasattr(key, "fingerprint") and hasattr(key, "subject"):
+        return KeyInfo.of(key.public_key())  # x509 certificate
+    return KeyInfo.of(key)
+
+
+def _check_relative_name(name: str, what: str) -> None:
+    p = PurePosixPath(name)
+    if not name or p.is_absolute() or ".." in p.parts or "\\" in name or "\0" in name:
+        raise FormatError(f"{what} {name!r} must be a plain name relative to the request",
+                          hint="requests reference their files by relative name only")
+
+
+def default_tbs_name(request_path: "str | Path", suffix: str) -> str:
+    """``out/uki.sign-request.json`` + ``sattrs.der`` → ``uki.sattrs.der``."""
+    name = Path(request_path).name
+    for ending in (".sign-request.json", ".json"):
+        if name.endswith(ending):
+            name = name[: -len(ending)]
+            break
+    return f"{name}.{suffix}"
+
+
+def write_request(path: "str | Path", request: SignRequest, tbs_blobs: Sequence[bytes]) -> Path:
+    """Write the tbs files (next to ``path``) and then the manifest, each atomically."""
+    path = Path(path)
+    if len(tbs_blobs) != len(request.items):
+        raise UsageError(f"request has {len(request.items)} item(s) but {len(tbs_blobs)} blob(s)")
+    for it, blob in zip(request.items, tbs_blobs):
+        if hashlib.sha256(blob).hexdigest() != it.sha256:
+            raise UsageError(f"blob for request item {it.label!r} does not match its sha256")
+    base = path.parent
+    for it, blob in zip(request.items, tbs_blobs):
+        fileio.write_atomic(base / it.file, blob, what="bytes-to-sign file")
+    fileio.write_atomic(path, json.dumps(request.to_json(), indent=2) + "\n", what="signing request")
+    return path
+
+
+# --- reading and validating requests ------------------------------------------------------------
+
+def parse_request(text: str, *, source: str = "signing request") -> SignRequest:
+    """Validate a manifest field by field; every problem is one FormatError naming the field."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FormatError(f"{source}: bad JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if not isinstance(data, dict) or REQUEST_MARKER not in data:
+        raise FormatError(f"{source} is not a pcrtool signing request (no {REQUEST_MARKER!r} field)",
+                          hint="pass the .json manifest written by a 'prepare' command")
+    if data[REQUEST_MARKER] != FORMAT_VERSION:
+        raise FormatError(f"{source}: unsupported request version {data[REQUEST_MARKER]!r}",
+                          hint=f"this pcrtool reads version {FORMAT_VERSION}")
+
+    def fail(fld: str, problem: str):
+        raise FormatError(f"{source}: field {fld!r} {problem}")
+
+    kind = data.get("kind")
+    if kind not in {k.value for k in RequestKind}:
+        fail("kind", f"must be one of {', '.join(k.value for k in RequestKind)}, not {kind!r}")
+    hash_name = data.get("hash", "sha256")
+    if not isinstance(hash_name, str) or hash_name.lower() not in ("sha256", "sha384", "sha512"):
+        fail("hash", f"must be sha256, sha384 or sha512, not {hash_name!r}")
+    pad = data.get("padding", "pkcs1v15")
+    if pad not in {p.value for p in Padding}:
+        fail("padding", f"must be pkcs1v15 or pss, not {pad!r}")
+    tbs = data.get("tbs")
+    if not isinstance(tbs, list) or not tbs:
+        fail("tbs", "must be a non-empty list")
+    items, names = [], set()
+    for i, raw in enumerate(tbs):
+        fld = f"tbs[{i}]"
+        if not isinstance(raw, dict):
+            fail(fld, "must be an object")
+        name = raw.get("file")
+        if not isinstance(name, str):
+            fail(f"{fld}.file", "must be a string")
+        _check_relative_name(name, f"{source}: {fld}.file")
+        if name in names:
+            fail(f"{fld}.file", f"repeats {name!r}")
+        names.add(name)
+        digest = raw.get("sha256")
+        if not isinstance(digest, str) or not _HEX64.match(digest):
+            fail(f"{fld}.sha256", "must be 64 lowercase hex digits")
+        label = raw.get("label", name)
+        if not isinstance(label, str):
+            fail(f"{fld}.label", "must be a string")
+        size = raw.get("size")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+            fail(f"{fld}.size", "must be a non-negative integer")
+        items.append(TbsItem(name, digest, label, size))
+    if len({it.label for it in items}) != len(items):
+        fail("tbs", "repeats a label")
+    key = None
+    if data.get("key") is not None:
+        k = data["key"]
+        if not isinstance(k, dict) or not isinstance(k.get("fingerprint"), str) \
+                or not _HEX64.match(k["fingerprint"]):
+            fail("key.fingerprint", "must be 64 lowercase hex digits (SHA-256 of the SPKI DER)")
+        if k.get("type") is not None and not isinstance(k["type"], str):
+            fail("key.type", "must be a string")
+        key = KeyInfo(k["fingerprint"], k.get("type"))
+    inputs = data.get("inputs", {})
+    if not isinstance(inputs, dict) or not all(isinstance(v, str) for v in inputs.values()):
+        fail("inputs", "must map names to hex digests")
+    extra = data.get("extra", {})
+    if not isinstance(extra, dict):
+        fail("extra", "must be an object")
+    created = data.get("created-by")
+    return SignRequest(RequestKind(kind), tuple(items), HashAlg.from_name(hash_name), Padding(pad),
+                       key, inputs, extra, created if isinstance(created, str) else None)
+
+
+def read_request(path: "str | Path") -> tuple[SignRequest, list[bytes]]:
+    """Read a manifest and its tbs files, refusing any file whose bytes changed."""
+    path = Path(path)
+    request = parse_request(fileio.read_text(path, what="signing request"), source=str(path))
+    blobs = []
+    for i, it in enumerate(request.items):
+        blob = fileio.read_bytes(path.parent / it.file, what=f"bytes-to-sign file (tbs[{i}])")
+        actual = hashlib.sha256(blob).hexdigest()
+        if actual != it.sha256:
+            raise MismatchError(f"{path}: tbs[{i}] file {it.file!r} has sha256 {actual[:16]}…, "
+                                f"the request says {it.sha256[:16]}…: the bytes to sign were changed",
+                                hint="prepare the request again; never edit its files")
+        if it.size is not None and it.size != len(blob):
+            raise MismatchError(f"{path}: tbs[{i}] file {it.file!r} has {len(blob)} bytes, "
+                                f"the request says {it.size}")
+        blobs.append(blob)
+    return request, blobs
+
+
+# --- signatures -----------------------------------------------------------------------------------
+
+def check_signature(request: SignRequest, signature: bytes, public_key, *,
+                    item: "int | str" = 0, tbs: bytes | None = None) -> None:
+    """Refuse a signature for request item ``item`` that another key made, or that covers other
+    bytes, or a public key other than the one the request names (all SignatureError).
+
+    With ``tbs`` the given bytes must be the request's bytes; without it the check uses the
+    request's recorded SHA-256 (possible because the signature hash is SHA-256 then).
+    """
+    index, it = request.item(item)
+    fp = public_key_fingerprint(public_key)
+    if request.key is not None and request.key.fingerprint != fp:
+        raise SignatureError(f"the request was prepared for key {request.key.fingerprint[:16]}…, "
+                             f"the signature is checked with key {fp[:16]}…",
+                             hint="attach with the certificate/public key the request names")
+    what = f"signature for tbs[{index}] ({it.label})"
+    if tbs is not None:
+        if hashlib.sha256(tbs).hexdigest() != it.sha256:
+            raise SignatureError(f"{what}: the bytes given are not the request's bytes",
+                                 hint="the signed data changed since the request was written")
+        verify_signature(public_key, tbs, signature, request.hash_alg, request.padding, what=what)
+        return
+    if request.hash_alg is not HashAlg.SHA256:
+        raise UsageError(f"{what}: checking a {request.hash_alg.bank_name} signature needs the tbs bytes")
+    verify_signature(public_key, bytes.fromhex(it.sha256), signature, request.hash_alg,
+                     request.padding, prehashed=True, what=what)
+
+
+def check_signatures(request: SignRequest, signatures: Sequence[bytes], public_key,
+                     tbs_blobs: Sequence[bytes] | None = None) -> None:
+    if len(signatures) != len(request.items):
+        raise SignatureError(f"{len(signatures)} signature(s) for {len(request.items)} request item(s)")
+    for i, sig in enumerate(signatures):
+        check_signature(request, sig, public_key, item=i,
+                        tbs=None if tbs_blobs is None else tbs_blobs[i])
+
+
+@dataclass(frozen=True, slots=True)
+class SignResponse:
+    kind: RequestKind
+    key: KeyInfo
+    signatures: tuple[tuple[TbsItem, bytes], ...]
+    certificate_der: bytes | None = None
+
+    def to_json(self) -> dict:
+        out: dict = {RESPONSE_MARKER: FORMAT_VERSION, "kind": self.kind.value, "key": self.key.to_json()}
+        if self.certificate_der is not None:
+            out["certificate"] = base64.b64encode(self.certificate_der).decode()
+        out["signatures"] = [{"label": it.label, "file": it.file, "sha256": it.sha256,
+                              "signature": base64.b64encode(sig).decode()}
+                             for it, sig in self.signatures]
+        out["created-by"] = _created_by()
+        return out
+
+
+def sign_request(request: SignRequest, tbs_blobs: Sequence[bytes], signer: SignerBase) -> SignResponse:
+    """Sign every item with ``signer`` (the air-gapped side) and check each signature."""
+    if signer.is_offline:
+        raise UsageError("cannot answer a signing request with the 'offline' key reference",
+                         hint="give --key file:… or a pkcs11: URI")
+    public_key = signer.public_key()
+    fp = public_key_fingerprint(public_key)
+    if request.key is not None and request.key.fingerprint != fp:
+        raise KeyError_(f"the request asks for key {request.key.fingerprint[:16]}…, "
+                        f"{signer.description} is key {fp[:16]}…",
+                        hint="use the key the request names (pcrtool key fingerprint KEY)")
+    request.consumer_check(public_key)
+    out = []
+    for i, (it, blob) in enumerate(zip(request.items, tbs_blobs)):
+        if hashlib.sha256(blob).hexdigest() != it.sha256:
+            raise MismatchError(f"tbs[{i}] ({it.label}) does not match the request's sha256")
+        sig = signer.sign(blob, request.hash_alg, request.padding)
+        check_signature(request, sig, public_key, item=i, tbs=blob)
+        out.append((it, sig))
+    cert = signer.certificate()
+    cert_der = None
+    if cert is not None:
+        from cryptography.hazmat.primitives.serialization import Encoding
+        cert_der = cert.public_bytes(Encoding.DER)
+    return SignResponse(request.kind, KeyInfo.of(public_key), tuple(out), cert_der)
+
+
+def write_response(path: "str | Path", response: SignResponse) -> None:
+    fileio.write_atomic(path, json.dumps(response.to_json(), indent=2) + "\n", what="signing response")
+
+
+def write_raw_signatures(request_path: "str | Path", response: SignResponse) -> list[Path]:
+    """One raw signature per item, ``<tbs file>.sig`` next to the tbs file."""
+    base = Path(request_path).parent
+    paths = []
+    for it, sig in response.signatures:
+        p = base / (it.file + SIGNATURE_SUFFIX)
+        fileio.write_atomic(p, sig, what="signature")
+        paths.append(p)
+    return paths
+
+
+def parse_response(text: str, request: SignRequest, *, source: str = "signing response"
+                   ) -> tuple[list[bytes], bytes | None]:
+    """Signatures (in request order) and the certificate DER (if any) of a JSON response."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FormatError(f"{source}: bad JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if not isinstance(data, dict) or data.get(RESPONSE_MARKER) != FORMAT_VERSION:
+        raise FormatError(f"{source} is not a pcrtool signing response (version {FORMAT_VERSION})")
+    if data.get("kind") != request.kind.value:
+        raise MismatchError(f"{source} answers a {data.get('kind')!r} request, not {request.kind.value!r}")
+    entries = data.get("signatures")
+    if not isinstance(entries, list):
+        raise FormatError(f"{source}: field 'signatures' must be a list")
+    by_sha: dict[str, bytes] = {}
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not isinstance(e.get("sha256"), str) \
+                or not isinstance(e.get("signature"), str):
+            raise FormatError(f"{source}: signatures[{i}] needs 'sha256' and base64 'signature'")
+        try:
+            by_sha[e["sha256"]] = base64.b64decode(e["signature"], validate=True)
+        except binascii.Error:
+            raise FormatError(f"{source}: signatures[{i}].signature is not base64") from None
+    sigs = []
+    for i, it in enumerate(request.items):
+        if it.sha256 not in by_sha:
+            raise MismatchError(f"{source} has no signature for tbs[{i}] ({it.label}) with sha256 "
+                                f"{it.sha256[:16]}…", hint="was it made for another request?")
+        sigs.append(by_sha[it.sha256])
+    cert = None
+    if isinstance(data.get("certificate"), str):
+        try:
+            cert = base64.b64decode(data["certificate"], validate=True)
+        except binascii.Error:
+            raise FormatError(f"{source}: field 'certificate' is not base64") from None
+    return sigs, cert
+
+
+def read_signatures(request_path: "str | Path", request: SignRequest,
+                    response: "str | Path | None" = None) -> list[bytes]:
+    """The signatures answering a request, in item order.
+
+    ``response`` may be a JSON response or (for a one-item request) a raw signature file; without
+    it each item's raw signature is read from ``<tbs file>.sig`` next to the request.
+    """
+    if response is None:
+        base = Path(request_path).parent
+        return [fileio.read_bytes(base / (it.file + SIGNATURE_SUFFIX), what=f"signature for {it.label!r}")
+                for it in request.items]
+    data = fileio.read_bytes(response, what="signing response")
+    if data.lstrip().startswith(b"{"):
+        return parse_response(data.decode("utf-8", "replace"), request, source=str(response))[0]
+    if len(request.items) != 1:
+        raise UsageError(f"{response} is a raw signature but the request has {len(request.items)} items",
+                         hint="give a JSON response, or one <tbs file>.sig per item next to the request")
+    return [data]
+
+
+# --- the offline placeholder signer --------------------------------------------------------------
+
+class OfflineSigner(SignerBase):
+    """The ``offline`` key reference: knows the public key (from a certificate or public-key file)
+    so requests can name it, but never signs."""
+
+    is_offline = True
+    description = "offline"
+
+    def __init__(self, public_key=None, certificate=None) -> None:
+        self._public_key = public_key if public_key is not None else (
+            certificate.public_key() if certificate is not None else None)
+        self._certificate = certificate
+
+    @classmethod
+    def from_certificate(cls, path: str | None) -> "OfflineSigner":
+        if not path:
+            return cls()
+        from pcrtool.sign.keyfile import load_certificate_bytes, load_public_key_file
+        data = fileio.read_bytes(path, what="certificate")
+        if b"CERTIFICATE" in data or not data.startswith(b"-----"):
+            try:
+                return cls(certificate=load_certificate_bytes(data, name=path))
+            except KeyError_:
+                pass
+        return cls(public_key=load_public_key_file(path))
+
+    def public_key(self):
+        if self._public_key is None:
+            raise KeyError_("offline signing needs the public key or certificate of the signing key",
+                            hint="pass --certificate CERT (or a public key PEM)")
+        return self._public_key
+
+    def certificate(self):
+        return self._certificate
+
+    def _sign(self, data: bytes, hash_alg: HashAlg, padding: Padding) -> bytes:
+        raise SignatureRequired("the key is offline: no signature can be made here",
+                                hint="write a signing request (prepare) and sign it on the signing host")
