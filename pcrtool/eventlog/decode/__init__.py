@@ -1,0 +1,54 @@
+"""Typed decoding of event data, one module per event family (pcr-oracle's split).
+
+``decode_event(event, log)`` never raises on bad payloads: a payload that does not decode becomes
+``Undecodable(reason, raw)``, because event data is untrusted and a report must still be shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pcrtool.eventlog.model import Event, EventLog
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """Event data pcrtool has no decoder for."""
+
+    data: bytes
+
+    def to_json(self) -> dict:
+        return {"raw": self.data.hex()}
+
+    def describe(self) -> str:
+        return self.data[:32].hex() + ("…" if len(self.data) > 32 else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """Event data that does not match the structure its event type implies."""
+
+    reason: str
+    data: bytes
+
+    def to_json(self) -> dict:
+        return {"undecodable": self.reason, "raw": self.data.hex()}
+
+    def describe(self) -> str:
+        return f"(undecodable: {self.reason})"
+
+
+def decode_event(event: Event, log: EventLog | None = None):
+    """Decode ``event.data`` according to its type (and PCR, for EV_IPL/EV_EVENT_TAG)."""
+    from pcrtool.eventlog.decode.registry import DECODERS
+    from pcrtool.errors import FormatError
+
+    decoder = DECODERS.get(int(event.event_type))
+    if decoder is None:
+        return Raw(event.data)
+    try:
+        return decoder(event, log)
+    except FormatError as e:
+        return Undecodable(e.message, event.data)
+    except (ValueError, IndexError, UnicodeDecodeError, OverflowError) as e:  # construct/struct errors
+        return Undecodable(f"{type(e).__name__}: {e}", event.data)

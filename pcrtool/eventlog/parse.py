@@ -1,0 +1,240 @@
+"""Parse binary TCG PC Client event logs into untrusted ``Event`` records.
+
+TCG PFP 1.05 §10.2 (TCG_PCClientPCREvent, TCG_PCR_EVENT2) and §10.4.5.1 (TCG_EfiSpecIDEvent).
+Record headers are read with ``struct.unpack_from`` (the hot path: a log can hold 100,000 events);
+the construct definitions in ``pcrtool.tcg`` are for typed decoding and round-trip tests.
+
+Rules that real logs need (see ../shared/docs/eventlog-reference.md §3(c)):
+- crypto-agile iff the first record is EV_NO_ACTION on PCR 0 with a zero digest and data
+  starting with "Spec ID Event03"; anything else (e.g. a 17-byte StartupLocality) is SHA1 format;
+- digest sizes come from the Spec ID table and digests are keyed by algorithm id, not position;
+- no size field is trusted beyond the buffer; a truncated record raises ``FormatError`` with the
+  byte offset and the events parsed before it (``partial``);
+- trailing all-0x00 / all-0xFF bytes are reported as padding, not parsed.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from pcrtool.errors import FormatError
+from pcrtool.eventlog.model import Event, EventLog, LogFormat, SpecIdAlgorithm, SpecIdEvent
+from pcrtool.model import HashAlg
+from pcrtool.eventlog.quirks import SHORT_NO_ACTION_FIRST, SPECID_VENDORINFO_OUTSIDE_EVENT
+from pcrtool.tcg.constants import (SPEC_ID_SIGNATURE, SPEC_ID_SIGNATURES, STARTUP_LOCALITY_SIGNATURE,
+                                   EventType)
+
+_U32 = struct.Struct("<I")
+_II = struct.Struct("<II")
+_III = struct.Struct("<III")
+_H = struct.Struct("<H")
+_SHA1_HEADER = struct.Struct("<II20sI")   # TCG_PCClientPCREvent header: 32 bytes
+MAX_ALGORITHMS = 64                       # far above any real TPM; bounds a corrupt count
+_ZERO20 = bytes(20)
+_EVENT_TYPES = {t.value: t for t in EventType}
+
+
+def parse_event_log(data: bytes, *, source: str = "event log") -> EventLog:
+    """Parse a binary_bios_measurements log (either format) into an ``EventLog``.
+
+    Raises ``FormatError`` (``offset``, ``partial`` = EventLog of the records before it) for an
+    empty, truncated or corrupt log.
+    """
+    buf = bytes(data)
+    if len(buf) == 0:
+        raise FormatError(f"{source} is empty", hint="is the TPM event log exposed by the kernel?",
+                          offset=0, partial=EventLog(LogFormat.SHA1, [], None, [HashAlg.SHA1], 0))
+    if len(buf) < _SHA1_HEADER.size:
+        raise FormatError(f"{source} is truncated: {len(buf)} bytes, a record header needs "
+                          f"{_SHA1_HEADER.size}", hint="the file is cut short or not an event log",
+                          offset=0, partial=EventLog(LogFormat.SHA1, [], None, [HashAlg.SHA1], len(buf)))
+    pcr, etype, digest, size = _SHA1_HEADER.unpack_from(buf, 0)
+    spec_id = None
+    quirks: list[str] = []
+    if etype == EventType.EV_NO_ACTION and pcr == 0 and digest == _ZERO20 and \
+            buf[32:48] in SPEC_ID_SIGNATURES and size <= len(buf) - 32:
+        try:
+            spec_id = parse_spec_id(buf[32:32 + size], offset=32, source=source)
+        except FormatError as e:
+            # Quirk: vendorInfo outside the record, exactly filling the rest of the log.
+            try:
+                spec_id = parse_spec_id(buf[32:], offset=32, source=source)
+            except FormatError:
+                spec_id = None
+            if spec_id is None or spec_id.signature != SPEC_ID_SIGNATURE or \
+                    _spec_id_length(spec_id) != len(buf) - 32:
+                e.partial = EventLog(LogFormat.SHA1, [], None, [HashAlg.SHA1], len(buf))
+                raise
+            size = len(buf) - 32
+            quirks.append(SPECID_VENDORINFO_OUTSIDE_EVENT.name)
+        if spec_id.signature == SPEC_ID_SIGNATURE:
+            log = _parse_crypto_agile(buf, spec_id, size, source, quirks)
+            return log
+    elif etype == EventType.EV_NO_ACTION and size == 17 and buf[32:48] == STARTUP_LOCALITY_SIGNATURE:
+        quirks.append(SHORT_NO_ACTION_FIRST.name)
+    log = _parse_sha1(buf, spec_id, source, quirks)
+    return log
+
+
+def _spec_id_length(spec_id: SpecIdEvent) -> int:
+    return 28 + 4 * len(spec_id.algorithms) + 1 + len(spec_id.vendor_info)
+
+
+def parse_spec_id(data: bytes, *, offset: int = 0, source: str = "event log") -> SpecIdEvent:
+    """TCG_EfiSpecIDEvent (TCG PFP §10.4.5.1); Event00/02 headers have no algorithm table."""
+    def need(n: int, pos: int, what: str) -> None:
+        if pos + n > len(data):
+            raise FormatError(f"{source}: Spec ID event truncated in {what}", offset=offset + pos,
+                              hint="the log header is corrupt")
+
+    need(24, 0, "header")
+    signature = data[:16]
+    platform_class = _U32.unpack_from(data, 16)[0]
+    minor, major, errata, uintn = data[20], data[21], data[22], data[23]
+    algorithms: list[SpecIdAlgorithm] = []
+    vendor_info = b""
+    if signature != SPEC_ID_SIGNATURE:
+        return SpecIdEvent(signature, platform_class, minor, major, errata, uintn, (), data[24:])
+    need(4, 24, "numberOfAlgorithms")
+    count = _U32.unpack_from(data, 24)[0]
+    if count == 0 or count > MAX_ALGORITHMS:
+        raise FormatError(f"{source}: Spec ID declares {count} algorithms", offset=offset + 24,
+                          hint="the log header is corrupt")
+    pos = 28
+    need(4 * count, pos, "algorithm table")
+    for _ in range(count):
+        alg_id, size = struct.unpack_from("<HH", data, pos)
+        if size == 0 or size > 256:
+            raise FormatError(f"{source}: Spec ID gives algorithm 0x{alg_id:04x} digest size {size}",
+                              offset=offset + pos, hint="the log header is corrupt")
+        algorithms.append(SpecIdAlgorithm(alg_id, size))
+        pos += 4
+    if pos < len(data):
+        vsize = data[pos]
+        need(1 + vsize, pos, "vendorInfo")
+        vendor_info = data[pos + 1:pos + 1 + vsize]
+    return SpecIdEvent(signature, platform_class, minor, major, errata, uintn, tuple(algorithms),
+                       vendor_info)
+
+
+def _event_type(value: int) -> EventType:
+    t = _EVENT_TYPES.get(value)
+    return t if t is not None else EventType(value)
+
+
+def _is_padding(buf: bytes, pos: int) -> bool:
+    fill = buf[pos]
+    if fill not in (0x00, 0xFF):
+        return False
+    rest = len(buf) - pos
+    return buf.count(fill, pos) == rest
+
+
+def _parse_sha1(buf: bytes, spec_id: SpecIdEvent | None, source: str, quirks: list[str]) -> EventLog:
+    """TCG 1.2 style log: TCG_PCClientPCREvent records (PCR, type, SHA1 digest, size, data)."""
+    events: list[Event] = []
+    log = EventLog(LogFormat.SHA1, events, spec_id, [HashAlg.SHA1], len(buf), quirks=quirks)
+    end = len(buf)
+    pos = 0
+    unpack = _SHA1_HEADER.unpack_from
+    sha1 = HashAlg.SHA1
+    append = events.append
+    index = 0
+    while pos < end:
+        if _is_padding(buf, pos) and pos > 0:
+            log.padding = (pos, end - pos)
+            break
+        if end - pos < 32:
+            raise FormatError(f"{source}: truncated record header ({end - pos} of 32 bytes)",
+                              offset=pos, partial=log, hint="the log is cut short")
+        pcr, etype, digest, size = unpack(buf, pos)
+        if size > end - pos - 32:
+            raise FormatError(f"{source}: event {index} data size {size} runs past the end of the log",
+                              offset=pos, partial=log, hint="the log is truncated or corrupt")
+        data_start = pos + 32
+        append(Event(index, pos, pcr, _event_type(etype), {sha1: digest},
+                     buf[data_start:data_start + size], 32 + size))
+        pos = data_start + size
+        index += 1
+    return log
+
+
+def _parse_crypto_agile(buf: bytes, spec_id: SpecIdEvent, header_size: int, source: str,
+                        quirks: list[str]) -> EventLog:
+    """Spec ID header record, then TCG_PCR_EVENT2 records (PCR, type, digests, size, data)."""
+    banks = [a.alg for a in spec_id.algorithms if a.alg is not None]
+    events: list[Event] = []
+    log = EventLog(LogFormat.CRYPTO_AGILE, events, spec_id, banks, len(buf), quirks=quirks)
+    header_digest = buf[8:28]
+    events.append(Event(0, 0, 0, EventType.EV_NO_ACTION, {HashAlg.SHA1: header_digest},
+                        buf[32:32 + header_size], 32 + header_size))
+    # alg id -> (HashAlg or None, digest size), from the Spec ID table only (go-attestation #144).
+    table = {a.alg_id: (a.alg, a.digest_size) for a in spec_id.algorithms}
+    max_count = len(table)
+    end = len(buf)
+    pos = 32 + header_size
+    index = 1
+    unpack_iii = _III.unpack_from
+    unpack_h = _H.unpack_from
+    unpack_u32 = _U32.unpack_from
+    append = events.append
+    event_types = _EVENT_TYPES
+    while pos < end:
+        start = pos
+        if end - pos < 12:
+            if _is_padding(buf, pos):
+                log.padding = (pos, end - pos)
+                break
+            raise FormatError(f"{source}: truncated record header ({end - pos} bytes)", offset=pos,
+                              partial=log, hint="the log is cut short")
+        pcr, etype, count = unpack_iii(buf, pos)
+        if (pcr == 0xFFFFFFFF and etype == 0xFFFFFFFF) or (pcr == 0 and etype == 0 and count == 0):
+            if _is_padding(buf, pos):
+                log.padding = (pos, end - pos)
+                break
+        if count > max_count:
+            raise FormatError(f"{source}: event {index} has {count} digests, the Spec ID declares "
+                              f"{max_count} algorithms", offset=pos, partial=log,
+                              hint="the log is corrupt")
+        pos += 12
+        digests: dict[HashAlg, bytes] = {}
+        unknown: dict[int, bytes] | None = None
+        for _ in range(count):
+            if end - pos < 2:
+                raise FormatError(f"{source}: event {index} truncated in its digest list", offset=start,
+                                  partial=log, hint="the log is cut short")
+            alg_id = unpack_h(buf, pos)[0]
+            entry = table.get(alg_id)
+            if entry is None:
+                raise FormatError(f"{source}: event {index} has a digest of algorithm 0x{alg_id:04x} "
+                                  "that the Spec ID does not declare", offset=pos, partial=log,
+                                  hint="its size is unknown, so the log cannot be read further")
+            alg, dsize = entry
+            pos += 2
+            if end - pos < dsize:
+                raise FormatError(f"{source}: event {index} truncated in its digests", offset=start,
+                                  partial=log, hint="the log is cut short")
+            if alg is not None:
+                digests[alg] = buf[pos:pos + dsize]
+            else:
+                if unknown is None:
+                    unknown = {}
+                unknown[alg_id] = buf[pos:pos + dsize]
+            pos += dsize
+        if end - pos < 4:
+            raise FormatError(f"{source}: event {index} truncated before its event size", offset=start,
+                              partial=log, hint="the log is cut short")
+        size = unpack_u32(buf, pos)[0]
+        pos += 4
+        if size > end - pos:
+            raise FormatError(f"{source}: event {index} data size {size} runs past the end of the log",
+                              offset=start, partial=log, hint="the log is truncated or corrupt")
+        t = event_types.get(etype)
+        ev = Event(index, start, pcr, t if t is not None else EventType(etype), digests,
+                   buf[pos:pos + size], pos + size - start)
+        if unknown is not None:
+            ev.unknown_digests = unknown
+        append(ev)
+        pos += size
+        index += 1
+    return log
