@@ -112,3 +112,15 @@ class TpmError(PcrtoolError):
 
 class ToolError(PcrtoolError):
     """An external program is missing or failed."""
+
+
+class TpmPolicyFailed(PolicyRefused, TpmError):
+    """The TPM refused a policy assertion or the final command (TPM_RC_POLICY_FAIL, TPM_RC_POLICY…):
+    a PolicyRefused (exit 4) that is also a TpmError with the decoded ``rc`` and ``command``."""
+
+    def __init__(self, message: str, hint: str | None = None, *, rc: int | None = None,
+                 command: str | None = None) -> None:
+        PcrtoolError.__init__(self, message, hint)
+        self.rc = rc
+        self.tpm_rc = rc
+        self.command = command
