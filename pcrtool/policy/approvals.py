@@ -1,0 +1,257 @@
+"""Release approvals in systemd's ``.pcrsig`` JSON shape (systemd-reference.md §1.5–1.6).
+
+An approval entry says "the key approves this PolicyPCR digest". It is signed over
+``approvedPolicy || policyRef`` with RSASSA-PKCS1-v1_5/SHA-256 for *every* bank (systemd ≤ 259
+wrongly signs non-sha256 banks with the bank hash; only SHA-256 ever verifies in the TPM).
+pcrtool carries the release's security version (svn) in the policyRef: the entry's ``ref`` string
+is ``pcrtool-svn=<n>`` and the policyRef is SHA-256 of that string, as systemd's ``--policyref``
+does; ``tbs`` holds the exact bytes to sign. Entries without ``ref`` (svn unset) are byte-for-byte
+what ``systemd-measure sign`` writes. Pure: the signature is produced by a Signer passed in.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable, Mapping, Sequence
+
+from pcrtool.errors import FormatError, SignatureError, UsageError
+from pcrtool.model import HashAlg, PcrValues
+from pcrtool.policy.digests import authorize_tbs, policy_pcr, public_key_fingerprint
+
+SVN_REF_PREFIX = "pcrtool-svn="
+_SVN_REF = re.compile(r"^pcrtool-svn=(0|[1-9][0-9]{0,9})$")
+SVN_MAX = 2 ** 31 - 1
+PCRSIG_BANKS = (HashAlg.SHA1, HashAlg.SHA256, HashAlg.SHA384, HashAlg.SHA512)
+
+
+def svn_ref(svn: int) -> str:
+    """The policyRef string that carries a security version."""
+    if not 0 <= svn <= SVN_MAX:
+        raise UsageError(f"security version {svn} out of range 0…{SVN_MAX}")
+    return f"{SVN_REF_PREFIX}{svn}"
+
+
+def svn_from_ref(ref: str | None) -> int | None:
+    """The svn an entry's ``ref`` carries, or None for systemd-style entries without one."""
+    if not ref:
+        return None
+    m = _SVN_REF.match(ref)
+    return int(m.group(1)) if m else None
+
+
+def policy_ref_bytes(ref: str | None) -> bytes:
+    """policyRef as the TPM sees it: empty, or SHA-256 of the ref string (systemd's convention)."""
+    return hashlib.sha256(ref.encode()).digest() if ref else b""
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalEntry:
+    """One ``.pcrsig`` entry: an approved PolicyPCR digest for one bank and PCR mask."""
+
+    bank: HashAlg
+    pcrs: tuple[int, ...]
+    pkfp: bytes
+    pol: bytes
+    sig: bytes | None = None
+    ref: str | None = None
+
+    @property
+    def policy_ref(self) -> bytes:
+        return policy_ref_bytes(self.ref)
+
+    @property
+    def tbs(self) -> bytes:
+        return authorize_tbs(self.pol, self.policy_ref)
+
+    @property
+    def svn(self) -> int | None:
+        return svn_from_ref(self.ref)
+
+    @property
+    def key(self) -> tuple:
+        return (self.bank, self.pcrs, self.pkfp, self.pol, self.ref)
+
+    def to_json(self, *, with_tbs: bool | None = None) -> dict:
+        """systemd's key order: pcrs, pkfp, pol, sig, then ref/tbs when a policyRef is used."""
+        out: dict = {"pcrs": list(self.pcrs), "pkfp": self.pkfp.hex(), "pol": self.pol.hex()}
+        if self.sig is not None:
+            out["sig"] = base64.b64encode(self.sig).decode()
+        if self.ref:
+            out["ref"] = self.ref
+        if with_tbs or (with_tbs is None and (self.ref or self.sig is None)):
+            out["tbs"] = self.tbs.hex()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalTarget:
+    """What one approval covers: predicted PCR values (one or more banks) and the release svn."""
+
+    values: PcrValues
+    svn: int | None = None
+    label: str = ""
+
+
+def build_entries(targets: Iterable[ApprovalTarget], public_key,
+                  banks: Sequence[HashAlg] | None = None) -> list[ApprovalEntry]:
+    """Unsigned entries: per target and bank, the PolicyPCR digest of its predicted PCRs."""
+    pkfp = public_key_fingerprint(public_key)
+    out: list[ApprovalEntry] = []
+    for target in targets:
+        for bank, pcrs in target.values.values.items():
+            if banks is not None and bank not in banks:
+                continue
+            if bank not in PCRSIG_BANKS:
+                raise UsageError(f"bank {bank.bank_name} cannot appear in a .pcrsig",
+                                 hint="use sha1, sha256, sha384 or sha512")
+            if not pcrs:
+                continue
+            single = PcrValues({bank: dict(pcrs)})
+            ref = svn_ref(target.svn) if target.svn is not None else None
+            out.append(ApprovalEntry(bank, tuple(sorted(pcrs)), pkfp, policy_pcr(single), None, ref))
+    if not out:
+        raise UsageError("nothing to approve: no PCR values in the selected banks")
+    return out
+
+
+Sign = Callable[[bytes], bytes]
+
+
+def sign_entries(entries: Iterable[ApprovalEntry], sign: Sign) -> list[ApprovalEntry]:
+    """Fill ``sig`` with ``sign(tbs)``; ``sign`` must be RSASSA-PKCS1-v1_5 over SHA-256 of tbs."""
+    return [replace(e, sig=sign(e.tbs)) for e in entries]
+
+
+def signer_callable(signer) -> Sign:
+    """Adapt a pcrtool Signer to ``Sign``: PKCS#1 v1.5 with SHA-256 for every bank."""
+    from pcrtool.sign.api import Padding
+
+    return lambda tbs: signer.sign(tbs, HashAlg.SHA256, Padding.PKCS1V15)
+
+
+def verify_entry(entry: ApprovalEntry, public_key) -> None:
+    """Check an entry's signature the way the TPM will (VerifySignature, RSASSA/SHA-256)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    if entry.sig is None:
+        raise SignatureError(f"{entry.bank.bank_name} entry {entry.pol.hex()[:16]}… is not signed",
+                             hint="sign it (pcrtool policy approve) or attach a signature")
+    if entry.pkfp != public_key_fingerprint(public_key):
+        raise SignatureError(f"entry {entry.pol.hex()[:16]}… was made for another key (pkfp differs)")
+    try:
+        if isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(entry.sig, entry.tbs, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(entry.sig, entry.tbs, ec.ECDSA(hashes.SHA256()))
+        else:
+            raise SignatureError(f"unsupported key type {type(public_key).__name__}")
+    except InvalidSignature:
+        raise SignatureError(f"signature of {entry.bank.bank_name} entry {entry.pol.hex()[:16]}… does not verify",
+                             hint="it was signed by another key, over other bytes, or with another hash") from None
+
+
+# --- the document -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Approvals:
+    """A whole ``.pcrsig`` document: entries in file order."""
+
+    entries: tuple[ApprovalEntry, ...]
+
+    def to_json(self) -> dict:
+        out: dict[str, list] = {}
+        for bank in sorted({e.bank for e in self.entries}, key=lambda a: a.bank_name):
+            out[bank.bank_name] = [e.to_json() for e in self.entries if e.bank == bank]
+        return out
+
+    def dumps(self, *, pretty: bool = False) -> str:
+        if pretty:
+            return json.dumps(self.to_json(), indent=2) + "\n"
+        return json.dumps(self.to_json(), separators=(",", ":")) + "\n"
+
+    def merged(self, newer: Iterable[ApprovalEntry]) -> "Approvals":
+        """``--append``: keep existing entries, add new ones, a re-signed entry replaces its twin."""
+        newer = list(newer)
+        replaced = {e.key for e in newer}
+        kept = [e for e in self.entries if e.key not in replaced]
+        return Approvals(tuple(kept + newer))
+
+    def find(self, bank: HashAlg, pcrs: Sequence[int], pkfp: bytes, pol: bytes) -> list[ApprovalEntry]:
+        """Entries for this live PolicyPCR digest, highest svn first (systemd matches bank, pcrs,
+        pkfp, pol in that order)."""
+        hits = [e for e in self.entries if e.bank == bank and e.pcrs == tuple(pcrs)
+                and e.pkfp == pkfp and e.pol == pol]
+        return sorted(hits, key=lambda e: -1 if e.svn is None else e.svn, reverse=True)
+
+    @classmethod
+    def parse(cls, text: str | bytes, *, source: str = "approvals") -> "Approvals":
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise FormatError(f"{source}: not JSON: {e}",
+                              hint="expected systemd .pcrsig JSON: {\"sha256\": [{\"pcrs\": …}]}") from None
+        if not isinstance(data, dict):
+            raise FormatError(f"{source}: top level must be an object keyed by bank")
+        entries: list[ApprovalEntry] = []
+        for bank_name, items in data.items():
+            try:
+                bank = HashAlg.from_name(bank_name)
+            except UsageError:
+                raise FormatError(f"{source}: unknown bank {bank_name!r}") from None
+            if not isinstance(items, list):
+                raise FormatError(f"{source}: bank {bank_name} must hold a list of entries")
+            for i, item in enumerate(items):
+                entries.append(_parse_entry(item, bank, f"{source}: {bank_name}[{i}]"))
+        return cls(tuple(entries))
+
+
+def _parse_entry(item: object, bank: HashAlg, where: str) -> ApprovalEntry:
+    if not isinstance(item, Mapping):
+        raise FormatError(f"{where}: entry must be an object")
+    try:
+        pcrs = tuple(int(p) for p in item["pcrs"])
+        pkfp = bytes.fromhex(item["pkfp"]) if item.get("pkfp") else b""
+        pol = bytes.fromhex(item["pol"])
+        sig = base64.b64decode(item["sig"], validate=True) if item.get("sig") else None
+    except KeyError as e:
+        raise FormatError(f"{where}: missing key {e.args[0]!r}") from None
+    except (ValueError, TypeError, binascii.Error) as e:
+        raise FormatError(f"{where}: bad value: {e}") from None
+    if len(pol) != 32:
+        raise FormatError(f"{where}: pol has {len(pol)} bytes, expected 32")
+    if any(not 0 <= p < 24 for p in pcrs) or list(pcrs) != sorted(set(pcrs)):
+        raise FormatError(f"{where}: pcrs must be ascending PCR indices 0…23")
+    ref = item.get("ref") or None
+    if ref is not None and not isinstance(ref, str):
+        raise FormatError(f"{where}: ref must be a string")
+    entry = ApprovalEntry(bank, pcrs, pkfp, pol, sig, ref)
+    tbs = item.get("tbs")
+    if tbs is not None and tbs.lower() != entry.tbs.hex():
+        raise FormatError(f"{where}: tbs does not equal pol || SHA256(ref)",
+                          hint="the entry was edited; regenerate it with pcrtool policy prepare")
+    return entry
+
+
+def attach_signatures(approvals: Approvals, signatures: Mapping[bytes, bytes], public_key) -> Approvals:
+    """Offline flow: fill ``sig`` of unsigned entries from ``{tbs: signature}``; every signature is
+    verified against ``public_key`` before it is accepted."""
+    out = []
+    missing = 0
+    for e in approvals.entries:
+        if e.sig is None and e.tbs in signatures:
+            e = replace(e, sig=signatures[e.tbs])
+            verify_entry(e, public_key)
+        elif e.sig is None:
+            missing += 1
+        out.append(e)
+    if missing:
+        raise SignatureError(f"{missing} entr{'y' if missing == 1 else 'ies'} still lack a signature",
+                             hint="sign every tbs listed by `pcrtool policy prepare`")
+    return Approvals(tuple(out))

@@ -1,0 +1,324 @@
+"""Device-side building blocks for policy enrolment and unlock (tpm2-pytss ESAPI).
+
+Each helper names the TPM command it issues (TPM 2.0 Part 3). ``CountingEsys`` wraps an ESAPI
+context and counts the TPM commands sent, so unlock can report what it costs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import struct
+from typing import Iterator, Sequence
+
+from pcrtool.errors import PcrtoolError, TpmError, TpmPolicyFailed, TpmUnavailable, UsageError
+from pcrtool.model import HashAlg, PcrValues
+from pcrtool.policy import digests as D
+
+try:  # tpm2-pytss is an optional dependency; only pcrtool/tpm imports it
+    from tpm2_pytss import ESAPI, TSS2_Exception
+    from tpm2_pytss import types as T
+    from tpm2_pytss.constants import (ESYS_TR, TPM2_ALG, TPM2_ECC, TPM2_EO, TPM2_SE, TPMA_OBJECT,
+                                      TPMA_SESSION, TPM2_ST, TPM2_RH)
+except ImportError as _e:  # pragma: no cover - exercised only without tpm2-pytss
+    ESAPI = None
+    _IMPORT_ERROR = _e
+else:
+    _IMPORT_ERROR = None
+
+# ESAPI calls that do not send a TPM command
+_LOCAL_CALLS = {"tr_close", "tr_deserialize", "tr_get_name", "tr_get_tpm_handle", "tr_serialize",
+                "tr_set_auth", "trsess_get_attributes", "trsess_get_nonce_tpm", "trsess_set_attributes",
+                "close", "get_tcti", "get_poll_handles", "set_timeout"}
+
+
+class CountingEsys:
+    """An ESAPI proxy that counts the TPM commands it sends (``commands``: names in order)."""
+
+    def __init__(self, esys) -> None:
+        self._esys = esys
+        self.commands: list[str] = []
+
+    def __getattr__(self, name):
+        attr = getattr(self._esys, name)
+        if callable(attr) and not name.startswith("_") and name not in _LOCAL_CALLS:
+            def counted(*a, **kw):
+                self.commands.append(name)
+                return attr(*a, **kw)
+            return counted
+        return attr
+
+
+@contextlib.contextmanager
+def open_esys(tcti: str | None) -> Iterator[CountingEsys]:
+    """An ESAPI context on ``tcti`` (e.g. ``swtpm:path=…``, ``device:/dev/tpmrm0``)."""
+    if ESAPI is None:
+        raise TpmUnavailable(f"tpm2-pytss is not usable: {_IMPORT_ERROR}",
+                             hint="install pcrtool[tpm] (tpm2-pytss 3.0.0) and libtss2-dev")
+    try:
+        esys = ESAPI(tcti)
+    except Exception as e:  # noqa: BLE001 - TCTI load errors come in several types
+        raise TpmUnavailable(f"cannot open TPM {tcti or '(default)'}: {e}",
+                             hint="check the TCTI (swtpm:path=SOCK, device:/dev/tpmrm0) and permissions") from None
+    try:
+        yield CountingEsys(esys)
+    finally:
+        with contextlib.suppress(Exception):
+            esys.close()
+
+
+def rc_of(e: BaseException) -> int | None:
+    return getattr(e, "rc", None) if isinstance(e, Exception) else None
+
+
+def rc_name(rc: int | None) -> str:
+    if rc is None:
+        return ""
+    try:
+        from pcrtool.tpm.rc import decode_rc
+        return decode_rc(rc).name if hasattr(decode_rc(rc), "name") else hex(rc)
+    except Exception:  # noqa: BLE001 - decoding is cosmetic
+        return hex(rc)
+
+
+def tpm_call(what: str, fn, *args, policy: bool = False, hint: str | None = None, **kw):
+    """Run one ESAPI call; map TSS2 errors to TpmPolicyFailed (policy steps) or TpmError."""
+    try:
+        return fn(*args, **kw)
+    except TSS2_Exception as e:
+        rc = int(e.rc)
+        msg = f"{what} failed: TPM_RC {rc:#x} ({rc_name(rc)})"
+        if policy:
+            raise TpmPolicyFailed(msg, hint, rc=rc, command=what) from None
+        raise TpmError(msg, hint, rc=rc, command=what) from None
+
+
+# --- SRK ------------------------------------------------------------------------------------------
+
+SRK_ATTRIBUTES = (TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT | TPMA_OBJECT.SENSITIVEDATAORIGIN
+                  | TPMA_OBJECT.USERWITHAUTH | TPMA_OBJECT.NODA | TPMA_OBJECT.RESTRICTED
+                  | TPMA_OBJECT.DECRYPT) if ESAPI is not None else 0
+
+
+def create_srk(esys):
+    """TPM2_CreatePrimary (Part 3 §24.1): the TCG "L-2" ECC P-256 storage key, with NODA.
+
+    NODA matters: without it an unclean reset counts as a dictionary-attack failure and enough
+    crashes lock every unlock out. Deterministic from the owner seed, so it is re-created per use.
+    """
+    pub = T.TPM2B_PUBLIC.parse("ecc256:aes128cfb", objectAttributes=SRK_ATTRIBUTES, nameAlg="sha256")
+    handle, *_ = tpm_call("TPM2_CreatePrimary", esys.create_primary, None, pub, ESYS_TR.OWNER)
+    return handle
+
+
+# --- sealed objects --------------------------------------------------------------------------------
+
+SEAL_ATTRIBUTES = (TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT | TPMA_OBJECT.NODA) if ESAPI is not None else 0
+
+
+def seal(esys, srk, secret: bytes, auth_policy: bytes) -> bytes:
+    """TPM2_Create (Part 3 §12.1) of a keyed-hash data object, unsealable only through
+    ``auth_policy`` (no USERWITHAUTH). Returns TPM2B_PRIVATE || TPM2B_PUBLIC (systemd's blob)."""
+    pub = T.TPM2B_PUBLIC(T.TPMT_PUBLIC(
+        type=TPM2_ALG.KEYEDHASH, nameAlg=TPM2_ALG.SHA256, objectAttributes=SEAL_ATTRIBUTES,
+        authPolicy=auth_policy,
+        parameters=T.TPMU_PUBLIC_PARMS(keyedHashDetail=T.TPMS_KEYEDHASH_PARMS(
+            scheme=T.TPMT_KEYEDHASH_SCHEME(scheme=TPM2_ALG.NULL)))))
+    sens = T.TPM2B_SENSITIVE_CREATE(T.TPMS_SENSITIVE_CREATE(data=T.TPM2B_SENSITIVE_DATA(secret)))
+    priv, pub_out, *_ = tpm_call("TPM2_Create", esys.create, srk, sens, pub)
+    return priv.marshal() + pub_out.marshal()
+
+
+def split_blob(blob: bytes):
+    try:
+        priv, off = T.TPM2B_PRIVATE.unmarshal(blob)
+        pub, off2 = T.TPM2B_PUBLIC.unmarshal(blob[off:])
+    except Exception:  # noqa: BLE001
+        raise PcrtoolError("sealed blob is damaged (not TPM2B_PRIVATE || TPM2B_PUBLIC)") from None
+    return priv, pub
+
+
+def blob_auth_policy(blob: bytes) -> bytes:
+    _, pub = split_blob(blob)
+    return bytes(pub.publicArea.authPolicy)
+
+
+def load_blob(esys, srk, blob: bytes):
+    """TPM2_Load (Part 3 §12.2)."""
+    priv, pub = split_blob(blob)
+    return tpm_call("TPM2_Load", esys.load, srk, priv, pub,
+                    hint="the blob belongs to another TPM or another SRK (TPM cleared?)")
+
+
+def start_policy_session(esys, srk):
+    """TPM2_StartAuthSession (Part 3 §11.1): a salted policy session (SHA-256, AES-128-CFB) so the
+    unsealed secret travels encrypted."""
+    sym = T.TPMT_SYM_DEF(algorithm=TPM2_ALG.AES, keyBits=T.TPMU_SYM_KEY_BITS(aes=128),
+                         mode=T.TPMU_SYM_MODE(aes=TPM2_ALG.CFB))
+    return tpm_call("TPM2_StartAuthSession", esys.start_auth_session, srk, ESYS_TR.NONE,
+                    TPM2_SE.POLICY, sym, TPM2_ALG.SHA256)
+
+
+def start_trial_session(esys):
+    sym = T.TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL)
+    return tpm_call("TPM2_StartAuthSession", esys.start_auth_session, ESYS_TR.NONE, ESYS_TR.NONE,
+                    TPM2_SE.TRIAL, sym, TPM2_ALG.SHA256)
+
+
+def unseal(esys, obj, session) -> bytes:
+    """TPM2_Unseal (Part 3 §12.7) with response encryption on the policy session."""
+    esys.trsess_set_attributes(session, TPMA_SESSION.CONTINUESESSION | TPMA_SESSION.ENCRYPT)
+    data = tpm_call("TPM2_Unseal", esys.unseal, obj, session1=session, policy=True,
+                    hint="the session's policy digest is not the object's authPolicy")
+    return bytes(data)
+
+
+def flush(esys, *handles) -> None:
+    for h in handles:
+        if h is not None:
+            with contextlib.suppress(Exception):
+                esys.flush_context(h)
+
+
+# --- policy assertions ---------------------------------------------------------------------------
+
+def pcr_selection(bank: HashAlg, pcrs: Sequence[int]):
+    return T.TPML_PCR_SELECTION.parse(f"{bank.bank_name}:{','.join(map(str, pcrs))}")
+
+
+def read_pcrs(esys, bank: HashAlg, pcrs: Sequence[int]) -> PcrValues:
+    """TPM2_PCR_Read (Part 3 §22.4), as many calls as the TPM needs (8 digests per response)."""
+    out = PcrValues()
+    remaining = list(pcrs)
+    while remaining:
+        _, sel, digests = tpm_call("TPM2_PCR_Read", esys.pcr_read, pcr_selection(bank, remaining))
+        got = [p for s in sel for p in range(24) if s.pcrSelect[p // 8] & (1 << (p % 8))]
+        if not got:
+            raise TpmError(f"TPM returned no {bank.bank_name} PCRs (bank not active?)")
+        for p, d in zip(got, digests):
+            out.set(bank, p, bytes(d))
+        remaining = [p for p in remaining if p not in got]
+    return out
+
+
+def policy_pcr(esys, session, bank: HashAlg, pcrs: Sequence[int]) -> None:
+    """TPM2_PolicyPCR (Part 3 §23.7) over live PCR values (empty pcrDigest)."""
+    tpm_call("TPM2_PolicyPCR", esys.policy_pcr, session, b"", pcr_selection(bank, pcrs), policy=True)
+
+
+def policy_digest(esys, session) -> bytes:
+    """TPM2_PolicyGetDigest (Part 3 §23.19)."""
+    return bytes(tpm_call("TPM2_PolicyGetDigest", esys.policy_get_digest, session))
+
+
+def policy_or_path(esys, session, path: Sequence[Sequence[bytes]]) -> None:
+    """TPM2_PolicyOR (Part 3 §23.6), once per tree level on the way to the root."""
+    for group in path:
+        lst = T.TPML_DIGEST([T.TPM2B_DIGEST(d) for d in group])
+        tpm_call("TPM2_PolicyOR", esys.policy_or, session, lst, policy=True,
+                 hint="the running digest is not one of the enrolled branches")
+
+
+def load_external_key(esys, tpmt_public: bytes):
+    """TPM2_LoadExternal (Part 3 §12.3) of a public key into the OWNER hierarchy (a NULL-hierarchy
+    key yields a NULL ticket that PolicyAuthorize rejects)."""
+    pub, _ = T.TPM2B_PUBLIC.unmarshal(D.tpm2b(tpmt_public))
+    return tpm_call("TPM2_LoadExternal", esys.load_external, pub, None, ESYS_TR.OWNER)
+
+
+def verify_signature(esys, key, tbs: bytes, sig: bytes, *, rsa: bool = True):
+    """TPM2_VerifySignature (Part 3 §20.1) of SHA-256(tbs): returns the TPMT_TK_VERIFIED ticket."""
+    digest = hashlib.sha256(tbs).digest()
+    if rsa:
+        s = T.TPMT_SIGNATURE(sigAlg=TPM2_ALG.RSASSA, signature=T.TPMU_SIGNATURE(
+            rsassa=T.TPMS_SIGNATURE_RSA(hash=TPM2_ALG.SHA256, sig=T.TPM2B_PUBLIC_KEY_RSA(sig))))
+    else:
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+        r, s_ = decode_dss_signature(sig)
+        s = T.TPMT_SIGNATURE(sigAlg=TPM2_ALG.ECDSA, signature=T.TPMU_SIGNATURE(
+            ecdsa=T.TPMS_SIGNATURE_ECC(hash=TPM2_ALG.SHA256,
+                                       signatureR=T.TPM2B_ECC_PARAMETER(r.to_bytes(32, "big")),
+                                       signatureS=T.TPM2B_ECC_PARAMETER(s_.to_bytes(32, "big")))))
+    return tpm_call("TPM2_VerifySignature", esys.verify_signature, key, digest, s, policy=True,
+                    hint="the approval was not signed by the enrolled key")
+
+
+def policy_authorize(esys, session, approved: bytes, policy_ref: bytes, key_name: bytes, ticket) -> None:
+    """TPM2_PolicyAuthorize (Part 3 §23.16)."""
+    tpm_call("TPM2_PolicyAuthorize", esys.policy_authorize, session, approved_policy=approved,
+             key_sign=key_name, check_ticket=ticket, policy_ref=policy_ref, policy=True,
+             hint="the live PCRs are not the approved ones, or the ticket is for other bytes")
+
+
+def null_ticket():
+    return T.TPMT_TK_VERIFIED(tag=TPM2_ST.VERIFIED, hierarchy=TPM2_RH.NULL)
+
+
+# --- NV counter ------------------------------------------------------------------------------------
+
+def nv_handle(esys, index: int):
+    """An ESYS_TR for an existing NV index (TPM2_NV_ReadPublic), or None if it is not defined."""
+    try:
+        return esys.tr_from_tpmpublic(index)
+    except TSS2_Exception:
+        return None
+
+
+def nv_public(esys, handle) -> tuple[int, int, bytes]:
+    """TPM2_NV_ReadPublic (Part 3 §31.6): (attributes, data size, Name)."""
+    pub, name = tpm_call("TPM2_NV_ReadPublic", esys.nv_read_public, handle)
+    return int(pub.nvPublic.attributes), int(pub.nvPublic.dataSize), bytes(name)
+
+
+def define_counter(esys, index: int):
+    """TPM2_NV_DefineSpace (Part 3 §31.3) of the floor counter (owner authorization)."""
+    pub = T.TPM2B_NV_PUBLIC(T.TPMS_NV_PUBLIC(nvIndex=index, nameAlg=TPM2_ALG.SHA256,
+                                             attributes=int(D.COUNTER_ATTRIBUTES),
+                                             dataSize=D.COUNTER_SIZE))
+    return tpm_call("TPM2_NV_DefineSpace", esys.nv_define_space, None, pub, ESYS_TR.OWNER,
+                    hint="an index with this handle may exist already; pick another with --counter-index")
+
+
+def nv_increment(esys, handle) -> None:
+    """TPM2_NV_Increment (Part 3 §31.8) with owner authorization."""
+    tpm_call("TPM2_NV_Increment", esys.nv_increment, handle, ESYS_TR.OWNER)
+
+
+def read_counter(esys, handle) -> int:
+    """TPM2_NV_Read (Part 3 §31.13) of the counter with the index's own (empty) auth (AUTHREAD)."""
+    data = tpm_call("TPM2_NV_Read", esys.nv_read, handle, D.COUNTER_SIZE, 0, auth_handle=handle,
+                    hint="the counter is not initialised (never incremented) or was redefined")
+    return struct.unpack(">Q", bytes(data))[0]
+
+
+def policy_nv_le(esys, session, handle, bound: int) -> None:
+    """TPM2_PolicyNV (Part 3 §23.9): counter ≤ bound (UNSIGNED_LE), read with the index's auth."""
+    tpm_call("TPM2_PolicyNV", esys.policy_nv, handle, handle, session,
+             T.TPM2B_OPERAND(struct.pack(">Q", bound)), TPM2_EO.UNSIGNED_LE, 0,
+             session1=ESYS_TR.PASSWORD, policy=True,
+             hint="the floor counter is above this release's bound: the release is revoked")
+
+
+def undefine_nv(esys, handle) -> None:
+    """TPM2_NV_UndefineSpace (Part 3 §31.4) with owner authorization."""
+    tpm_call("TPM2_NV_UndefineSpace", esys.nv_undefine_space, handle, ESYS_TR.OWNER)
+
+
+def check_counter_attributes(attributes: int, size: int, index: int) -> None:
+    want = int(D.COUNTER_ATTRIBUTES)
+    got = attributes & ~int(D.TPMA_NV.WRITTEN)
+    if got != want or size != D.COUNTER_SIZE:
+        raise UsageError(f"NV index {index:#x} exists with other attributes ({got:#x}, size {size})",
+                         hint="use another --counter-index or remove that index (tpm2_nvundefine)")
+
+
+def extend_pcrs(esys, values: PcrValues) -> None:
+    """TPM2_PCR_Extend (Part 3 §22.2) of each value once (used to emulate a boot)."""
+    for v in values:
+        dv = T.TPML_DIGEST_VALUES([T.TPMT_HA(hashAlg=int(v.alg), digest=T.TPMU_HA(**{v.alg.bank_name: v.value}))])
+        tpm_call("TPM2_PCR_Extend", esys.pcr_extend, _pcr_tr(v.pcr), dv,
+                 session1=ESYS_TR.PASSWORD)
+
+
+def _pcr_tr(pcr: int):
+    return getattr(ESYS_TR, f"PCR{pcr}")
