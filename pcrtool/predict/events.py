@@ -11,23 +11,12 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
 from pcrtool.model import HashAlg, PcrValues
+from pcrtool.tcg.constants import EventType
 
 DEFAULT_BANKS: tuple[HashAlg, ...] = (HashAlg.SHA1, HashAlg.SHA256, HashAlg.SHA384, HashAlg.SHA512)
 
-# TCG PC Client PFP §10.4.1 event types used by the predictors.
-EV_POST_CODE = 0x01
-EV_SEPARATOR = 0x04
-EV_ACTION = 0x05
-EV_EVENT_TAG = 0x06
-EV_IPL = 0x0D
-EV_EFI_VARIABLE_DRIVER_CONFIG = 0x80000001
-EV_EFI_VARIABLE_BOOT = 0x80000002
-EV_EFI_BOOT_SERVICES_APPLICATION = 0x80000003
-EV_EFI_ACTION = 0x80000007
-EV_EFI_GPT_EVENT = 0x80000006
-EV_EFI_VARIABLE_AUTHORITY = 0x800000E0
-
-USERSPACE = -1  # not a firmware event type: systemd-pcrextend's userspace log record
+# Event types (TCG PFP §10.4.1) come from pcrtool.tcg; a userspace record (systemd-pcrextend) has none.
+USERSPACE = None  # event_type of a userspace log record (systemd-pcrextend), not a firmware event
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,19 +25,19 @@ class Measurement:
 
     pcr: int
     digests: Mapping[HashAlg, bytes]
-    event_type: int
+    event_type: EventType | None
     description: str
     data: bytes = b""
 
     @classmethod
-    def of_data(cls, pcr: int, event_type: int, description: str, hashed: bytes,
+    def of_data(cls, pcr: int, event_type: EventType | None, description: str, hashed: bytes,
                 banks: Iterable[HashAlg], *, data: bytes | None = None) -> "Measurement":
         """A measurement whose digest is H(hashed) in every bank (``data`` defaults to ``hashed``)."""
         return cls(pcr, {alg: alg.digest(hashed) for alg in banks}, event_type, description,
                    hashed if data is None else data)
 
     @classmethod
-    def of_hasher(cls, pcr: int, event_type: int, description: str,
+    def of_hasher(cls, pcr: int, event_type: EventType | None, description: str,
                   digest_of: Callable[[HashAlg], bytes], banks: Iterable[HashAlg],
                   *, data: bytes = b"") -> "Measurement":
         return cls(pcr, {alg: digest_of(alg) for alg in banks}, event_type, description, data)

@@ -19,7 +19,8 @@ from typing import Iterable, Mapping, Sequence
 
 from pcrtool.errors import FormatError, UsageError
 from pcrtool.model import HashAlg, PcrValues
-from pcrtool.predict.events import DEFAULT_BANKS, EV_IPL, USERSPACE, Measurement, replay_measurements
+from pcrtool.predict.events import DEFAULT_BANKS, USERSPACE, Measurement, replay_measurements
+from pcrtool.tcg.constants import EventType
 
 PCR_KERNEL_BOOT = 11
 
@@ -80,8 +81,8 @@ def section_measurements(sections: Mapping[str, bytes],
         content = sections.get(name)
         if not content:
             continue
-        out.append(Measurement.of_data(PCR_KERNEL_BOOT, EV_IPL, name, name.encode() + b"\0", banks))
-        out.append(Measurement.of_data(PCR_KERNEL_BOOT, EV_IPL, name, bytes(content), banks))
+        out.append(Measurement.of_data(PCR_KERNEL_BOOT, EventType.EV_IPL, name, name.encode() + b"\0", banks))
+        out.append(Measurement.of_data(PCR_KERNEL_BOOT, EventType.EV_IPL, name, bytes(content), banks))
     return out
 
 

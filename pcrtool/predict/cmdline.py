@@ -1,0 +1,55 @@
+"""PCR 12 (systemd-stub / sd-boot) and PCR 9 (Linux EFI stub) command-line and initrd measurements.
+
+systemd ``src/boot/measure.c`` ``tpm_log_load_options``: the command line is measured as UTF-16LE
+EV_IPL, hashed *including* the 2-byte NUL (``strsize16``; systemd's docs say "without", the code
+wins — ``nul`` is a parameter so a real boot can settle it). The Linux EFI stub
+(``drivers/firmware/efi/libstub``) measures LoadOptions as EV_EVENT_TAG 0x8F3B22ED and the initrd
+as EV_EVENT_TAG 0x8F3B22EC into PCR 9 (digest over the UTF-16 options incl. NUL / the initrd bytes).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Sequence
+
+from pcrtool.model import HashAlg
+from pcrtool.predict.events import DEFAULT_BANKS, Measurement
+from pcrtool.tcg.constants import EventType
+
+PCR_KERNEL_CONFIG = 12
+PCR_LINUX_STUB = 9
+LINUX_INITRD_TAG = 0x8F3B22EC
+LINUX_LOAD_OPTIONS_TAG = 0x8F3B22ED
+STUB_PROFILE_TAG = 0x13AED6DB
+
+
+def utf16_cmdline(text: str, *, nul: bool = True) -> bytes:
+    """UTF-16LE bytes of a command line, with the 2-byte NUL when ``nul``."""
+    return text.encode("utf-16-le") + (b"\0\0" if nul else b"")
+
+
+def stub_cmdline_measurement(cmdline: str, banks: Sequence[HashAlg] = DEFAULT_BANKS, *,
+                             nul: bool = True, pcr: int = PCR_KERNEL_CONFIG) -> Measurement:
+    """systemd-stub/sd-boot EV_IPL of the command line (UTF-16LE, NUL per ``nul``)."""
+    data = utf16_cmdline(cmdline, nul=nul)
+    return Measurement.of_data(pcr, EventType.EV_IPL, cmdline, data, banks)
+
+
+def tagged_event_data(tag: int, data: bytes) -> bytes:
+    """TCG_PCClientTaggedEvent: taggedEventID u32, taggedEventDataSize u32, data (TCG PFP §10.4.2.1)."""
+    return struct.pack("<II", tag, len(data)) + data
+
+
+def linux_load_options_measurement(cmdline: str, banks: Sequence[HashAlg] = DEFAULT_BANKS, *,
+                                   nul: bool = True) -> Measurement:
+    """Linux EFI stub: LoadOptions as EV_EVENT_TAG 0x8F3B22ED on PCR 9."""
+    hashed = utf16_cmdline(cmdline, nul=nul)
+    return Measurement.of_data(PCR_LINUX_STUB, EventType.EV_EVENT_TAG, "LOADED_IMAGE::LoadOptions", hashed,
+                               banks, data=tagged_event_data(LINUX_LOAD_OPTIONS_TAG,
+                                                             b"LOADED_IMAGE::LoadOptions\0"))
+
+
+def linux_initrd_measurement(initrd: bytes, banks: Sequence[HashAlg] = DEFAULT_BANKS) -> Measurement:
+    """Linux EFI stub: the initrd (as handed over by LINUX_EFI_INITRD_MEDIA) as EV_EVENT_TAG 0x8F3B22EC."""
+    return Measurement.of_data(PCR_LINUX_STUB, EventType.EV_EVENT_TAG, "Linux initrd", initrd, banks,
+                               data=tagged_event_data(LINUX_INITRD_TAG, b"Linux initrd\0"))

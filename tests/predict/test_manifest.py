@@ -1,0 +1,128 @@
+"""Release manifests, allowlists and the predictions file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pcrtool.model import HashAlg
+from pcrtool.predict.manifest import (
+    FORMAT, ManifestError, dump_predictions, load_predictions, parse_allowlist, parse_manifest,
+    predict_release,
+)
+
+FILES = {"vmlinuz": b"HALLO\n", "initrd.img": b"foobar\n"}
+V_COLON = "37b48bd0b222394dbe3cceff2fca4660c4b0a90ae9369ec90b42f14489989c13"  # systemd TEST-70
+V_FOO = "21c49c1242042649e09c156546fd7d425ccc3c67359f840507b30be4e0f6f699"
+
+MANIFEST = """
+name = "fooos"
+version = "2.1"
+svn = 3
+phases = [":", "foo"]
+[uki.sections]
+linux = "vmlinuz"
+initrd = "initrd.img"
+"""
+
+
+def reader(path: str) -> bytes:
+    return FILES[path]
+
+
+def test_manifest_predicts_systemd_vectors_per_phase():
+    r = predict_release(parse_manifest(MANIFEST), reader)
+    assert (r.name, r.version, r.svn, r.pcrs, r.banks) == ("fooos", "2.1", 3, (11,), (HashAlg.SHA256,))
+    assert r.values(":").get(HashAlg.SHA256, 11).hex() == V_COLON
+    assert r.values("foo").get(HashAlg.SHA256, 11).hex() == V_FOO
+
+
+def test_json_manifest_is_equivalent():
+    doc = {"name": "fooos", "version": "2.1", "svn": 3, "phases": ["foo"],
+           "uki": {"sections": {"linux": "vmlinuz", "initrd": "initrd.img"}}}
+    r = predict_release(parse_manifest(json.dumps(doc)), reader)
+    assert r.values().get(HashAlg.SHA256, 11).hex() == V_FOO
+
+
+def test_predictions_file_round_trip():
+    r = predict_release(parse_manifest(MANIFEST), reader)
+    text = json.dumps(dump_predictions([r]))
+    doc = json.loads(text)
+    assert doc["format"] == FORMAT
+    assert doc["releases"][0]["phases"][0] == {"phase": "", "values": {"sha256": {"11": V_COLON}}}
+    (back,) = load_predictions(text)
+    assert back == r
+
+
+@pytest.mark.parametrize("bad,needle", [
+    ('version = "1"\nsvn = 1\n[values]\n"0" = {sha256 = "00"}', "missing required field 'name'"),
+    ('name = "a b"\nversion = "1"\nsvn = 1', "field 'name' has invalid characters"),
+    ('name = "a"\nversion = 1\nsvn = 1', "field 'version' must be a non-empty string"),
+    ('name = "a"\nversion = "1"\nsvn = -1', "field 'svn' must be an integer"),
+    ('name = "a"\nversion = "1"\nsvn = true', "field 'svn' must be an integer"),
+    ('name = "a"\nversion = "1"\nsvn = 1\nbanks = ["md5"]', "unknown bank 'md5'"),
+    ('name = "a"\nversion = "1"\nsvn = 1\npcrs = [24]', "field 'pcrs' must be an integer 0…23"),
+    ('name = "a"\nversion = "1"\nsvn = 1\ncolour = "red"', "unknown field 'colour'"),
+    ('name = "a"\nversion = "1"\nsvn = 1\nphases = []', "field 'phases' must be a non-empty list"),
+    ('name = "a"\nversion = "1"\nsvn = 1\nphases = ["a\\nb"]', "invalid boot phase word"),
+    ('name = "a"\nversion = "1"\nsvn = [', "bad TOML"),
+    ('{"name": "a", ', "bad JSON"),
+])
+def test_manifest_field_errors(bad, needle):
+    with pytest.raises(ManifestError) as e:
+        parse_manifest(bad, source="m.toml")
+    assert needle in e.value.message
+    assert e.value.message.startswith("m.toml")
+
+
+@pytest.mark.parametrize("extra,needle", [
+    ('[uki]\npath = "x"\n[uki.sections]\nlinux = "vmlinuz"', "exactly one of 'path' or 'sections'"),
+    ('[uki.sections]\nkernel = "vmlinuz"', "unknown UKI section 'kernel'"),
+    ('[values]\n"11" = {sha256 = "00"}', "must be 32-byte hex"),
+    ('[values]\nx = {sha256 = "00"}', "key 'x' is not a PCR index"),
+    ('pcrs = [0]\n[cmdline]\nstub = "quiet"', "PCR 0 is selected but nothing predicts it"),
+])
+def test_manifest_content_errors(extra, needle):
+    with pytest.raises(ManifestError) as e:
+        predict_release(parse_manifest('name = "a"\nversion = "1"\nsvn = 1\n' + extra), reader)
+    assert needle in e.value.message
+
+
+def test_precomputed_values_apply_to_all_phases_and_per_phase():
+    m = parse_manifest('name = "a"\nversion = "1"\nsvn = 1\nphases = ["x", "y"]\n'
+                       f'[values]\n"7" = {{sha256 = "{"11" * 32}"}}\n'
+                       f'[values.phase.y]\n"11" = {{sha256 = "{"22" * 32}"}}\n'
+                       f'[values.phase.x]\n"11" = {{sha256 = "{"33" * 32}"}}\n')
+    r = predict_release(m, reader)
+    assert r.pcrs == (7, 11)
+    assert r.values("x").get(HashAlg.SHA256, 7) == bytes([0x11]) * 32
+    assert r.values("y").get(HashAlg.SHA256, 11) == bytes([0x22]) * 32
+
+
+def test_allowlist_exact_uapi_equal_any_and_svn():
+    al = parse_allowlist('[[allow]]\nname = "fooos"\nversion = "2.01"\n'
+                         '[[allow]]\nname = "baros"\nversion = "*"\nsvn = 4\n')
+    assert al.allows("fooos", "2.1", 9)      # 2.01 == 2.1 in UAPI order
+    assert not al.allows("fooos", "2.2", 9)
+    assert al.allows("baros", "7", 4) and not al.allows("baros", "7", 5)
+    with pytest.raises(ManifestError, match="allow\\[0\\]: unknown field 'sv'"):
+        parse_allowlist('[[allow]]\nname = "x"\nversion = "1"\nsv = 1')
+    with pytest.raises(ManifestError, match="missing required field 'version'"):
+        parse_allowlist('{"allow": [{"name": "x"}]}')
+
+
+def test_load_predictions_rejects_missing_values():
+    doc = {"format": FORMAT, "releases": [{"name": "a", "version": "1", "svn": 1, "allowed": True,
+                                           "pcrs": [7, 11], "banks": ["sha256"],
+                                           "phases": [{"phase": "", "values": {"sha256": {"11": "00" * 32}}}]}]}
+    with pytest.raises(ManifestError, match="no sha256 value for PCR 7"):
+        load_predictions(json.dumps(doc))
+    with pytest.raises(ManifestError, match="not a pcrtool-predictions/1 file"):
+        load_predictions("{}")
+
+
+def test_duplicate_release_rejected():
+    r = predict_release(parse_manifest(MANIFEST), reader)
+    with pytest.raises(ManifestError, match="given twice"):
+        dump_predictions([r, r])
