@@ -142,3 +142,51 @@ def test_dtbauto_measured_only_for_the_matching_candidate():
     secs = [_s(".linux", b"K"), _s(".dtbauto", b"A"), _s(".dtbauto", b"B")]
     assert select_sections(secs) == {".linux": b"K"}
     assert select_sections(secs, hardware_match={".dtbauto": 1}) == {".linux": b"K", ".dtbauto": b"B"}
+
+
+# --- real UKI files --------------------------------------------------------------------------
+
+from helpers_uki import build_uki  # noqa: E402
+from pcrtool.predict.uki import sections_from_uki, uki_sections  # noqa: E402
+
+
+def test_uki_file_matches_systemd_measure_over_section_files(tmp_path):
+    need_tool(SYSTEMD_MEASURE)
+    content = {".osrel": b"ID=test\nVERSION_ID=1\n", ".cmdline": b"console=ttyS0 rw",
+               ".linux": random.Random(3).randbytes(5000), ".initrd": b"initrd" * 999}
+    # file order differs from canonical order on purpose
+    uki = build_uki(tmp_path / "b", [(".cmdline", content[".cmdline"]), (".linux", content[".linux"]),
+                                     (".osrel", content[".osrel"]), (".initrd", content[".initrd"])])
+    sections = sections_from_uki(uki)
+    assert sections == content
+    oracle = _measure(tmp_path, content, ALL, [":", "enter-initrd"])
+    assert predict_pcr11(sections, ALL, [":", "enter-initrd"]).to_measure_json() == oracle
+
+
+def test_uki_stub_sbat_section_is_measured(tmp_path):
+    uki = build_uki(tmp_path, [(".linux", b"K")], drop=())
+    sections = sections_from_uki(uki)
+    assert set(sections) == {".linux", ".sbat"} and sections[".sbat"].startswith(b"sbat,")
+
+
+def test_multi_profile_uki_file(tmp_path):
+    uki = build_uki(tmp_path, [(".linux", b"K"), (".cmdline", b"base"), (".profile", b"ID=a"),
+                               (".profile", b"ID=b"), (".cmdline", b"b")])
+    assert [s.name for s in uki_sections(uki)][-5:] == [".linux", ".cmdline", ".profile", ".profile", ".cmdline"]
+    assert sections_from_uki(uki) == {".linux": b"K", ".cmdline": b"base", ".profile": b"ID=a"}
+    assert sections_from_uki(uki, profile=1) == {".linux": b"K", ".cmdline": b"b", ".profile": b"ID=b"}
+
+
+def test_pe_without_linux_section_is_rejected(tmp_path):
+    from pcrtool.errors import FormatError
+
+    with pytest.raises(FormatError, match="no .linux section"):
+        sections_from_uki(STUB_BYTES())
+
+
+def STUB_BYTES() -> bytes:  # noqa: N802
+    from helpers_uki import STUB
+
+    if not STUB.is_file():
+        pytest.skip("systemd-boot-efi stub missing")
+    return STUB.read_bytes()
