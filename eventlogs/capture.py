@@ -1,0 +1,599 @@
+#!/usr/bin/env python3
+"""Build a minimal release, boot it in OVMF + swtpm under qemu (TCG), capture the event log.
+
+The release: Debian's kernel and busybox-static (``apt-get download``, extracted with
+``dpkg-deb -x``, never installed), a tiny initramfs whose ``/init`` prints the firmware event log
+(base64) and the PCRs of every bank to the serial console and powers off, and a UKI assembled
+around Debian's systemd-stub with objcopy. The UKI sits on a FAT "superfloppy" ESP as
+``EFI/BOOT/BOOTX64.EFI``.
+
+Usage (from the repository root)::
+
+    .venv/bin/python eventlogs/capture.py --out eventlogs/ovmf-sb-off
+    .venv/bin/python eventlogs/capture.py --out eventlogs/ovmf-sb-on --secure-boot own
+    .venv/bin/python eventlogs/capture.py --out eventlogs/ovmf-cmdline --cmdline "console=ttyS0 …"
+
+This is development tooling (not part of the pcrtool package): it runs qemu, swtpm, objcopy,
+mkfs.vfat, mtools, apt-get and dpkg-deb. Everything is written below ``--build`` (default: a
+fresh temporary directory); ``--cache`` lets local reruns reuse the downloaded .deb files.
+Every build input is pinned for bit-for-bit reproducibility: SOURCE_DATE_EPOCH, newc cpio in
+fixed order with fixed inode numbers and mtime, gzip with mtime 0, fixed FAT volume id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SOURCE_DATE_EPOCH = 1700000000  # 2023-11-14T22:13:20Z, fixed for every build input
+DEFAULT_CMDLINE = "console=ttyS0 quiet loglevel=1 panic=-1"
+STUB = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
+OVMF_DIR = Path("/usr/share/OVMF")
+OVMF_CODE = OVMF_DIR / "OVMF_CODE_4M.fd"
+OVMF_CODE_SB = OVMF_DIR / "OVMF_CODE_4M.secboot.fd"
+OVMF_VARS = OVMF_DIR / "OVMF_VARS_4M.fd"
+FAT_VOLUME_ID = "50435254"  # "PCRT"
+ESP_KIB = 65536
+# Owner GUID of the PK/KEK/db entries pcrtool enrols (any fixed GUID; recorded in the log's PCR 7).
+OWNER_GUID = "a9b1e2f0-5c2d-4e6b-8f3a-70637274c001"
+BANKS = ("sha1", "sha256", "sha384", "sha512")
+QEMU_TIMEOUT = 300
+REFUSED_MARKER = "Access Denied"
+
+INIT_SCRIPT = r"""#!/bin/sh
+# pcrtool e2e initramfs: print the firmware event log and every PCR bank, then power off.
+/bin/busybox mkdir -p /proc /sys /dev /tmp
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+/bin/busybox mount -t securityfs securityfs /sys/kernel/security
+/bin/busybox echo 1 > /proc/sys/kernel/printk
+L=/sys/kernel/security/tpm0/binary_bios_measurements
+/bin/busybox cat $L > /tmp/log
+echo "@@PCRTOOL-CMDLINE $(/bin/busybox cat /proc/cmdline)"
+echo "@@PCRTOOL-EVENTLOG-BEGIN size=$(/bin/busybox wc -c < /tmp/log) sha256=$(/bin/busybox sha256sum /tmp/log | /bin/busybox cut -d' ' -f1)"
+/bin/busybox base64 /tmp/log
+echo "@@PCRTOOL-EVENTLOG-END"
+for d in /sys/class/tpm/tpm0/pcr-*; do
+  bank=${d##*/pcr-}
+  i=0
+  while [ $i -lt 24 ]; do
+    echo "@@PCR $bank $i $(/bin/busybox cat $d/$i)"
+    i=$((i+1))
+  done
+done
+echo "@@PCRTOOL-DONE"
+/bin/busybox poweroff -f
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[capture] {msg}", file=sys.stderr, flush=True)
+
+
+def run(argv, *, cwd=None, env=None, check=True) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH), "LC_ALL": "C.UTF-8",
+                "TZ": "UTC", **(env or {})}
+    proc = subprocess.run([str(a) for a in argv], cwd=cwd, env=full_env, capture_output=True)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): "
+                           f"{proc.stderr.decode(errors='replace').strip()[-2000:]}")
+    return proc
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs: Debian packages
+
+
+def kernel_package() -> str:
+    """The versioned kernel image package linux-image-amd64 currently depends on."""
+    out = run(["apt-cache", "depends", "linux-image-amd64"]).stdout.decode()
+    m = re.search(r"Depends:\s*(linux-image-\S+-amd64)", out)
+    if not m:
+        raise RuntimeError(f"cannot find the kernel behind linux-image-amd64 in: {out!r}")
+    return m.group(1)
+
+
+def fetch_debs(build: Path, cache: Path | None) -> dict[str, Path]:
+    """apt-get download the kernel and busybox-static into build/debs (or reuse cache)."""
+    debs = build / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    kpkg = kernel_package()
+    wanted = {"kernel": kpkg, "busybox": "busybox-static"}
+    found: dict[str, Path] = {}
+    for key, pkg in wanted.items():
+        pattern = f"{pkg}_*.deb"
+        hits = sorted(cache.glob(pattern)) if cache else []
+        if not hits:
+            log(f"apt-get download {pkg}")
+            run(["apt-get", "download", pkg], cwd=debs)
+            hits = sorted(debs.glob(pattern))
+            if cache:
+                cache.mkdir(parents=True, exist_ok=True)
+                for h in hits:
+                    shutil.copy2(h, cache / h.name)
+        else:
+            shutil.copy2(hits[-1], debs / hits[-1].name)
+            hits = [debs / hits[-1].name]
+        if not hits:
+            raise RuntimeError(f"apt-get download {pkg} produced no .deb")
+        found[key] = hits[-1]
+    return found
+
+
+def extract_debs(build: Path, debs: dict[str, Path]) -> tuple[Path, Path, str]:
+    kroot, broot = build / "kroot", build / "bbroot"
+    for root, deb in ((kroot, debs["kernel"]), (broot, debs["busybox"])):
+        if root.exists():
+            shutil.rmtree(root)
+        run(["dpkg-deb", "-x", deb, root])
+    vmlinuz = sorted((kroot / "boot").glob("vmlinuz-*"))
+    if len(vmlinuz) != 1:
+        raise RuntimeError(f"expected one vmlinuz in {debs['kernel'].name}, found {vmlinuz}")
+    uname = vmlinuz[0].name[len("vmlinuz-"):]
+    busybox = broot / "bin" / "busybox"
+    if not busybox.is_file():
+        raise RuntimeError("busybox-static has no /bin/busybox")
+    return vmlinuz[0], busybox, uname
+
+
+# ---------------------------------------------------------------------------------------------
+# Initramfs: a pure-Python newc writer (fixed order, inode numbers, owners and mtime)
+
+S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR = 0o040000, 0o100000, 0o120000, 0o020000
+
+
+def _newc_entry(ino: int, name: str, mode: int, data: bytes = b"", nlink: int = 1,
+                rdev: tuple[int, int] = (0, 0), mtime: int = SOURCE_DATE_EPOCH) -> bytes:
+    name_b = name.encode() + b"\0"
+    fields = [ino, mode, 0, 0, nlink, mtime, len(data), 0, 0, rdev[0], rdev[1], len(name_b), 0]
+    hdr = b"070701" + b"".join(b"%08X" % f for f in fields)
+    out = hdr + name_b
+    out += b"\0" * (-len(out) % 4)
+    out += data
+    out += b"\0" * (-len(out) % 4)
+    return out
+
+
+def build_initrd(busybox: Path) -> bytes:
+    entries = [  # sorted, parents first
+        (".", S_IFDIR | 0o755, b"", 2, (0, 0)),
+        ("bin", S_IFDIR | 0o755, b"", 2, (0, 0)),
+        ("bin/busybox", S_IFREG | 0o755, busybox.read_bytes(), 1, (0, 0)),
+        ("bin/sh", S_IFLNK | 0o777, b"busybox", 1, (0, 0)),
+        ("dev", S_IFDIR | 0o755, b"", 2, (0, 0)),
+        ("dev/console", S_IFCHR | 0o600, b"", 1, (5, 1)),
+        ("init", S_IFREG | 0o755, INIT_SCRIPT.encode(), 1, (0, 0)),
+        ("proc", S_IFDIR | 0o755, b"", 2, (0, 0)),
+        ("sys", S_IFDIR | 0o755, b"", 2, (0, 0)),
+        ("tmp", S_IFDIR | 0o1777, b"", 2, (0, 0)),
+    ]
+    buf = io.BytesIO()
+    for ino, (name, mode, data, nlink, rdev) in enumerate(entries, start=1):
+        buf.write(_newc_entry(ino, name, mode, data, nlink, rdev))
+    buf.write(_newc_entry(0, "TRAILER!!!", 0, mtime=0))
+    raw = buf.getvalue()
+    raw += b"\0" * (-len(raw) % 512)
+    return gzip.compress(raw, compresslevel=9, mtime=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# UKI: objcopy around systemd-stub, sections placed after the stub's last section
+
+
+def os_release(version: str) -> str:
+    return (f'NAME="pcrtool e2e"\nID=pcrtool-e2e\nVERSION_ID={version}\n'
+            f'PRETTY_NAME="pcrtool e2e test release {version}"\n')
+
+
+def _pe_layout(path: Path) -> tuple[int, int]:
+    """(end of the last section's virtual range, SectionAlignment) of a PE image."""
+    import pefile
+
+    pe = pefile.PE(str(path), fast_load=True)
+    end = max(s.VirtualAddress + (s.Misc_VirtualSize or s.SizeOfRawData) for s in pe.sections)
+    align = pe.OPTIONAL_HEADER.SectionAlignment
+    base = pe.OPTIONAL_HEADER.ImageBase
+    pe.close()
+    return base + end, align
+
+
+def build_uki(workdir: Path, *, linux: Path, initrd: bytes, cmdline: str, uname: str,
+              version: str, stub: Path = STUB) -> tuple[Path, dict[str, Path]]:
+    """Assemble the UKI; returns (uki path, {section name: content file})."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    files = {
+        ".osrel": (workdir / "osrel", os_release(version).encode()),
+        ".cmdline": (workdir / "cmdline", cmdline.encode()),
+        ".uname": (workdir / "uname", uname.encode()),
+        ".initrd": (workdir / "initrd.cpio.gz", initrd),
+        ".linux": (workdir / "vmlinuz", linux.read_bytes()),
+    }
+    end, align = _pe_layout(stub)
+    vma = end
+    args: list[str] = ["objcopy"]
+    for name, (path, data) in files.items():
+        path.write_bytes(data)
+        os.utime(path, (SOURCE_DATE_EPOCH, SOURCE_DATE_EPOCH))
+        vma = (vma + align - 1) // align * align
+        args += ["--add-section", f"{name}={path}", "--set-section-flags", f"{name}=data,readonly",
+                 "--change-section-vma", f"{name}={vma:#x}"]
+        vma += len(data)
+    uki = workdir / "uki.efi"
+    args += [str(stub), str(uki)]
+    run(args)
+    uki.write_bytes(_pin_pe_timestamp(uki.read_bytes()))
+    return uki, {k: v[0] for k, v in files.items()}
+
+
+def _pe_checksum(data: bytes, checksum_offset: int) -> int:
+    """The PE optional-header CheckSum (16-bit one's-complement-style sum plus file length)."""
+    buf = bytearray(data)
+    buf[checksum_offset:checksum_offset + 4] = b"\0\0\0\0"
+    if len(buf) % 2:
+        buf += b"\0"
+    total = 0
+    for (word,) in struct.iter_unpack("<H", buf):
+        total += word
+        total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return (total + len(data)) & 0xFFFFFFFF
+
+
+def _pin_pe_timestamp(data: bytes) -> bytes:
+    """objcopy (binutils 2.40) stamps the current time into the COFF header and ignores
+    SOURCE_DATE_EPOCH; set TimeDateStamp to SOURCE_DATE_EPOCH and recompute the CheckSum."""
+    buf = bytearray(data)
+    pe_off = struct.unpack_from("<I", buf, 0x3C)[0]
+    if buf[pe_off:pe_off + 4] != b"PE\0\0":
+        raise RuntimeError("objcopy output is not a PE image")
+    struct.pack_into("<I", buf, pe_off + 8, SOURCE_DATE_EPOCH)
+    checksum_offset = pe_off + 24 + 64
+    struct.pack_into("<I", buf, checksum_offset, _pe_checksum(bytes(buf), checksum_offset))
+    return bytes(buf)
+
+
+# ---------------------------------------------------------------------------------------------
+# ESP
+
+
+def build_esp(uki: Path, esp: Path) -> Path:
+    if esp.exists():
+        esp.unlink()
+    run(["mkfs.vfat", "--invariant", "-i", FAT_VOLUME_ID, "-n", "PCRTOOLESP", "-F", "32",
+         "-C", esp, str(ESP_KIB)])
+    env = {"MTOOLS_SKIP_CHECK": "1"}
+    run(["mmd", "-i", esp, "::EFI", "::EFI/BOOT"], env=env)
+    tmp = esp.parent / "BOOTX64.EFI"
+    shutil.copyfile(uki, tmp)
+    os.utime(tmp, (SOURCE_DATE_EPOCH, SOURCE_DATE_EPOCH))
+    run(["mcopy", "-m", "-i", esp, tmp, "::EFI/BOOT/BOOTX64.EFI"], env=env)
+    tmp.unlink()
+    return esp
+
+
+# ---------------------------------------------------------------------------------------------
+# Secure Boot keys and variable store
+
+
+@dataclass
+class SbKeys:
+    """PEM paths: certificate per role; private keys only where signing needs them."""
+
+    pk_crt: Path
+    kek_crt: Path
+    db_crt: Path
+    db_key: Path | None = None
+
+
+def pcrtool_exe() -> str:
+    exe = Path(sys.executable).parent / "pcrtool"
+    return str(exe) if exe.exists() else "pcrtool"
+
+
+def generate_sb_keys(keydir: Path, *, cn_prefix: str = "pcrtool e2e") -> SbKeys:
+    """Fresh RSA-2048 PK/KEK/db keys with self-signed certificates from ``pcrtool key generate``.
+
+    New keys every run (private keys stay in ``keydir``, mode 0600; only certificates are kept
+    in a capture directory).
+    """
+    keydir.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for role in ("pk", "kek", "db"):
+        key, crt = keydir / f"{role}.key", keydir / f"{role}.crt"
+        run([pcrtool_exe(), "key", "generate", key, "--type", "rsa2048",
+             "--cert", f"{cn_prefix} {role.upper()}", "--cert-output", crt])
+        out[role] = (crt, key)
+    return SbKeys(out["pk"][0], out["kek"][0], out["db"][0], out["db"][1])
+
+
+def make_sb_vars(keys: SbKeys, dest: Path) -> Path:
+    """OVMF_VARS_4M.fd with our PK/KEK/db enrolled and Secure Boot enabled (no Microsoft keys)."""
+    virt_fw_vars = Path(sys.executable).parent / "virt-fw-vars"
+    exe = str(virt_fw_vars) if virt_fw_vars.exists() else "virt-fw-vars"
+    run([exe, "--input", OVMF_VARS, "--output", dest, "--set-pk", OWNER_GUID, keys.pk_crt,
+         "--add-kek", OWNER_GUID, keys.kek_crt, "--add-db", OWNER_GUID, keys.db_crt,
+         "--secure-boot", "--no-microsoft"])
+    return dest
+
+
+def sbsign(uki: Path, key: Path, crt: Path, dest: Path) -> Path:
+    run(["sbsign", "--key", key, "--cert", crt, "--output", dest, uki])
+    return dest
+
+
+# ---------------------------------------------------------------------------------------------
+# Boot
+
+
+@dataclass
+class BootResult:
+    serial: str
+    refused: bool
+    completed: bool
+    seconds: float
+    exit_code: int | None
+
+
+def boot(esp: Path, rundir: Path, *, secure_boot: bool, vars_fd: Path | None = None,
+         timeout: float = QEMU_TIMEOUT) -> BootResult:
+    """Boot the ESP in OVMF + swtpm (TPM 2.0) under qemu TCG; return the serial console text.
+
+    Stops early (kills qemu) when the serial console shows "Access Denied" (Secure Boot refusal).
+    swtpm and qemu are always reaped; swtpm exits with qemu (TPM2_Shutdown + CMD_SHUTDOWN).
+    """
+    rundir.mkdir(parents=True, exist_ok=True)
+    tpmdir = rundir / "tpm"
+    if tpmdir.exists():
+        shutil.rmtree(tpmdir)
+    tpmdir.mkdir()
+    sock = rundir / "swtpm.sock"
+    serial = rundir / "serial.log"
+    for p in (sock, serial):
+        if p.exists():
+            p.unlink()
+    vars_copy = rundir / "vars.fd"
+    shutil.copyfile(vars_fd or OVMF_VARS, vars_copy)
+    swtpm = subprocess.Popen(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={tpmdir}",
+                              "--ctrl", f"type=unixio,path={sock}",
+                              "--log", f"file={rundir / 'swtpm.log'},level=1"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    qemu = None
+    t0 = time.monotonic()
+    refused = completed = False
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            if swtpm.poll() is not None:
+                raise RuntimeError("swtpm exited before creating its socket")
+            time.sleep(0.05)
+        machine = "q35,accel=tcg" + (",smm=on" if secure_boot else "")
+        argv = ["qemu-system-x86_64", "-machine", machine, "-m", "1024", "-smp", "1",
+                "-nic", "none", "-display", "none", "-monitor", "none", "-no-reboot",
+                "-serial", f"file:{serial}",
+                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,"
+                          f"file={OVMF_CODE_SB if secure_boot else OVMF_CODE}",
+                "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
+                "-drive", f"file={esp},format=raw,if=none,id=esp,snapshot=on,readonly=off",
+                "-device", "virtio-blk-pci,drive=esp",
+                "-chardev", f"socket,id=chrtpm,path={sock}",
+                "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0"]
+        if secure_boot:
+            argv[5:5] = ["-global", "driver=cfi.pflash01,property=secure,value=on"]
+        qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=open(rundir / "qemu.stderr", "wb"))
+        while qemu.poll() is None:
+            if time.monotonic() - t0 > timeout:
+                break
+            text = serial.read_text(errors="replace") if serial.exists() else ""
+            if REFUSED_MARKER in text:
+                refused = True
+                time.sleep(0.3)
+                break
+            time.sleep(0.2)
+    finally:
+        for proc in (qemu, swtpm):
+            if proc is None:
+                continue
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    seconds = time.monotonic() - t0
+    text = serial.read_text(errors="replace") if serial.exists() else ""
+    completed = "@@PCRTOOL-DONE" in text
+    return BootResult(text, refused, completed, seconds, qemu.returncode if qemu else None)
+
+
+@dataclass
+class Capture:
+    eventlog: bytes
+    pcrs: dict[str, dict[int, bytes]] = field(default_factory=dict)
+    cmdline: str = ""
+
+
+def parse_serial(text: str) -> Capture:
+    """Extract the base64 event log and the PCR lines printed by /init."""
+    lines = [ln.rstrip("\r") for ln in text.replace("\r\n", "\n").split("\n")]
+    try:
+        begin = next(i for i, ln in enumerate(lines) if "@@PCRTOOL-EVENTLOG-BEGIN" in ln)
+        end = next(i for i, ln in enumerate(lines) if "@@PCRTOOL-EVENTLOG-END" in ln)
+    except StopIteration:
+        raise RuntimeError("serial console has no event log markers (boot did not reach /init?)")
+    m = re.search(r"size=(\d+) sha256=([0-9a-f]{64})", lines[begin])
+    if not m:
+        raise RuntimeError(f"bad marker line {lines[begin]!r}")
+    b64 = "".join(ln.strip() for ln in lines[begin + 1:end]
+                  if re.fullmatch(r"[A-Za-z0-9+/=]+", ln.strip()))
+    data = base64.b64decode(b64)
+    if len(data) != int(m.group(1)) or hashlib.sha256(data).hexdigest() != m.group(2):
+        raise RuntimeError("event log from serial console is damaged (size/sha256 mismatch)")
+    pcrs: dict[str, dict[int, bytes]] = {}
+    for ln in lines:
+        pm = re.search(r"@@PCR (\w+) (\d+) ([0-9A-Fa-f]+)\s*$", ln)
+        if pm:
+            pcrs.setdefault(pm.group(1), {})[int(pm.group(2))] = bytes.fromhex(pm.group(3))
+    cm = next((ln.split("@@PCRTOOL-CMDLINE ", 1)[1] for ln in lines if "@@PCRTOOL-CMDLINE " in ln), "")
+    for bank, values in pcrs.items():
+        if sorted(values) != list(range(24)):
+            raise RuntimeError(f"incomplete PCR bank {bank} on the serial console")
+    return Capture(data, pcrs, cm)
+
+
+def pcrs_json(pcrs: dict[str, dict[int, bytes]]) -> str:
+    """{"sha256": {"0": hex, …}, …} — the JSON form pcrtool.model.PcrValues.parse reads."""
+    ordered = {b: {str(i): pcrs[b][i].hex() for i in sorted(pcrs[b])}
+               for b in BANKS if b in pcrs}
+    return json.dumps(ordered, indent=2) + "\n"
+
+
+def pcrs_text(pcrs: dict[str, dict[int, bytes]]) -> str:
+    return "".join(f"{i}:{b}={pcrs[b][i].hex()}\n" for b in BANKS if b in pcrs for i in sorted(pcrs[b]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Release = everything built from the inputs
+
+
+@dataclass
+class Release:
+    build: Path
+    uki: Path
+    sections: dict[str, Path]
+    esp: Path
+    uname: str
+    cmdline: str
+    version: str
+    debs: dict[str, Path]
+
+
+def build_release(build: Path, *, cmdline: str = DEFAULT_CMDLINE, version: str = "1",
+                  cache: Path | None = None, name: str = "release") -> Release:
+    build.mkdir(parents=True, exist_ok=True)
+    debs = fetch_debs(build, cache)
+    vmlinuz, busybox, uname = extract_debs(build, debs)
+    initrd = build_initrd(busybox)
+    workdir = build / name
+    uki, sections = build_uki(workdir, linux=vmlinuz, initrd=initrd, cmdline=cmdline,
+                              uname=uname, version=version)
+    esp = build_esp(uki, workdir / "esp.img")
+    return Release(build, uki, sections, esp, uname, cmdline, version, debs)
+
+
+def esp_for(uki: Path, dest: Path) -> Path:
+    return build_esp(uki, dest)
+
+
+def tool_versions() -> dict[str, str]:
+    pkgs = ["ovmf", "qemu-system-x86", "swtpm", "libtpms0", "systemd-boot-efi", "binutils",
+            "dosfstools", "mtools"]
+    out = run(["dpkg-query", "-W", "-f", "${Package}=${Version}\n", *pkgs], check=False).stdout
+    return dict(line.split("=", 1) for line in out.decode().splitlines() if "=" in line)
+
+
+def write_capture(out: Path, cap: Capture, meta: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eventlog.bin").write_bytes(cap.eventlog)
+    (out / "pcrs.json").write_text(pcrs_json(cap.pcrs))
+    (out / "pcrs.txt").write_text(pcrs_text(cap.pcrs))
+    (out / "capture.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, type=Path, help="directory for eventlog.bin, pcrs.*")
+    ap.add_argument("--secure-boot", choices=["off", "own"], default="off",
+                    help="off: OVMF_CODE_4M + VARS_4M; own: secboot code, fresh PK/KEK/db enrolled "
+                         "with virt-fw-vars, UKI signed with the db key (sbsign)")
+    ap.add_argument("--cmdline", default=DEFAULT_CMDLINE, help="UKI .cmdline section")
+    ap.add_argument("--version", default="1", help="VERSION_ID in the UKI's .osrel")
+    ap.add_argument("--build", type=Path, help="build directory (default: a fresh temp dir, removed)")
+    ap.add_argument("--cache", type=Path, help="reuse/store downloaded .deb files here")
+    ap.add_argument("--keep", action="store_true", help="keep the build directory")
+    args = ap.parse_args(argv)
+
+    tmp = None
+    build = args.build
+    if build is None:
+        tmp = tempfile.mkdtemp(prefix="pcrtool-capture-")
+        build = Path(tmp)
+    try:
+        t0 = time.monotonic()
+        rel = build_release(build, cmdline=args.cmdline, version=args.version, cache=args.cache)
+        log(f"built UKI {rel.uki} ({rel.uki.stat().st_size} B) in {time.monotonic() - t0:.1f} s")
+        meta: dict = {
+            "secure_boot": args.secure_boot,
+            "cmdline": args.cmdline,
+            "kernel_package": rel.debs["kernel"].name,
+            "busybox_package": rel.debs["busybox"].name,
+            "uname": rel.uname,
+            "source_date_epoch": SOURCE_DATE_EPOCH,
+            "stub": str(STUB),
+            "stub_sha256": sha256_file(STUB),
+            "uki_sha256": sha256_file(rel.uki),
+            "sections_sha256": {k: sha256_file(p) for k, p in rel.sections.items()},
+            "tools": tool_versions(),
+        }
+        vars_fd = None
+        esp = rel.esp
+        if args.secure_boot == "own":
+            keys = generate_sb_keys(build / "sbkeys")
+            vars_fd = make_sb_vars(keys, build / "sb-vars.fd")
+            signed = sbsign(rel.uki, keys.db_key, keys.db_crt, build / "uki.signed.efi")
+            esp = build_esp(signed, build / "esp-signed.img")
+            meta["signed_uki_sha256"] = sha256_file(signed)
+            meta["owner_guid"] = OWNER_GUID
+            args.out.mkdir(parents=True, exist_ok=True)
+            for role, crt in (("pk", keys.pk_crt), ("kek", keys.kek_crt), ("db", keys.db_crt)):
+                shutil.copyfile(crt, args.out / f"{role}.crt")
+            meta["ovmf_code"] = str(OVMF_CODE_SB)
+        else:
+            meta["ovmf_code"] = str(OVMF_CODE)
+        meta["ovmf_vars_template"] = str(OVMF_VARS)
+        res = boot(esp, build / "run", secure_boot=args.secure_boot != "off", vars_fd=vars_fd)
+        log(f"boot took {res.seconds:.1f} s (refused={res.refused}, completed={res.completed})")
+        if not res.completed:
+            tail = res.serial[-1500:]
+            raise RuntimeError(f"boot did not complete; serial tail:\n{tail}")
+        cap = parse_serial(res.serial)
+        meta["guest_cmdline"] = cap.cmdline
+        meta["banks"] = [b for b in BANKS if b in cap.pcrs]
+        meta["eventlog_sha256"] = hashlib.sha256(cap.eventlog).hexdigest()
+        write_capture(args.out, cap, meta)
+        log(f"wrote {args.out} (log {len(cap.eventlog)} B, banks {meta['banks']})")
+        return 0
+    finally:
+        if tmp and not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
