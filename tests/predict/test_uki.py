@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import need_tool
+from helpers_uki import need_tool
 from pcrtool.errors import UsageError
 from pcrtool.model import HashAlg
 from pcrtool.predict.uki import (

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import need_tool
+from helpers_uki import need_tool
 from pcrtool.predict.versions import compare_versions, sort_versions
 
 # Pairs from the UAPI.10 version-format specification's examples and systemd's
