@@ -1,0 +1,71 @@
+"""Helpers for the key-backend tests (importable: conftest puts this directory on sys.path)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PIN = "468135"
+
+
+def need_tool(name: str) -> str:
+    from pcrtool.tools import find_tool
+    path = find_tool(name)
+    if path is None:
+        msg = f"{name} is not installed (run .ci/install-system-deps)"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+
+
+def openssl(*args, input: bytes | None = None) -> bytes:
+    proc = subprocess.run([need_tool("openssl"), *args], input=input, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout
+
+
+class Keys:
+    """Key files in one directory: rsa (+ .crt), rsa_b, ec256 (+ .crt), ec384, and public halves."""
+
+    def __init__(self, d: Path) -> None:
+        self.dir = d
+        self.rsa = d / "rsa.pem"
+        self.rsa_b = d / "rsa_b.pem"
+        self.rsa3072 = d / "rsa3072.pem"
+        self.ec256 = d / "ec256.pem"
+        self.ec384 = d / "ec384.pem"
+        openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(self.rsa))
+        openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(self.rsa_b))
+        openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072", "-out", str(self.rsa3072))
+        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(self.ec256))
+        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out", str(self.ec384))
+        for name in ("rsa", "rsa_b", "rsa3072", "ec256", "ec384"):
+            openssl("pkey", "-in", str(d / f"{name}.pem"), "-pubout", "-out", str(d / f"{name}.pub.pem"))
+        for name in ("rsa", "ec256"):
+            openssl("req", "-new", "-x509", "-key", str(d / f"{name}.pem"), "-subj", f"/CN=pcrtool test {name}",
+                    "-days", "30", "-out", str(d / f"{name}.crt"))
+
+    def pub(self, name: str) -> Path:
+        return self.dir / f"{name}.pub.pem"
+
+    def crt(self, name: str) -> Path:
+        return self.dir / f"{name}.crt"
+
+    def fingerprint(self, name: str) -> str:
+        """The oracle: sha256 over `openssl pkey -pubout -outform DER`."""
+        der = openssl("pkey", "-in", str(self.dir / f"{name}.pem"), "-pubout", "-outform", "DER")
+        return hashlib.sha256(der).hexdigest()
+
+
+def run_cli(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pcrtool", *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **(env or {})}, cwd=cwd)
