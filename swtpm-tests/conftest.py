@@ -16,7 +16,33 @@ from pathlib import Path
 
 import pytest
 
-from conftest import need_tool  # root conftest (importlib mode puts the rootdir on sys.path)
+from pcrtool.tools import find_tool
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+# Same semantics as the root conftest's helpers, defined here because the module name ``conftest``
+# is shadowed between test directories (a test doing ``from conftest import need_tool`` may get
+# this module, so it offers the same names).
+def need_tool(name: str) -> str:
+    """Path of an external tool; skip without it (fail under CI=true)."""
+    path = find_tool(name)
+    if path is None:
+        msg = f"{name} is not installed (run .ci/install-system-deps)"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+def need_module(name: str):
+    """Import an optional Python module; skip without it (fail under CI=true)."""
+    try:
+        return __import__(name)
+    except ImportError as e:
+        if IN_CI:
+            pytest.fail(f"python module {name} missing: {e}")
+        pytest.skip(f"python module {name} missing")
 
 
 def _need_swtpm() -> None:
@@ -43,8 +69,6 @@ def swtpm_module():
 
 
 def _open(sw):
-    from conftest import need_module
-
     need_module("tpm2_pytss")
     from pcrtool.tpm import open_tpm
 

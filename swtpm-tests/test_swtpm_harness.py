@@ -11,13 +11,12 @@ import time
 
 import pytest
 
-from conftest import need_tool
 
 
 @pytest.fixture(autouse=True)
-def _tools():
-    need_tool("swtpm")
-    need_tool("swtpm_ioctl")
+def _tools(tool):
+    tool("swtpm")
+    tool("swtpm_ioctl")
 
 
 def _pcr_extend_and_read(sw, pcr: int) -> bytes:
@@ -97,8 +96,8 @@ def test_persistent_state_dir_survives_and_is_kept(tmp_path):
     assert not sw.tmpdir.exists()
 
 
-def test_tpm2_tools_reach_the_socket(swtpm):
-    need_tool("tpm2_getcap")
+def test_tpm2_tools_reach_the_socket(swtpm, tool):
+    tool("tpm2_getcap")
     out = subprocess.run(["tpm2_getcap", "properties-fixed"], capture_output=True, text=True,
                          env={**os.environ, "TPM2TOOLS_TCTI": swtpm.tcti}, timeout=30)
     assert out.returncode == 0, out.stderr
