@@ -238,6 +238,24 @@ def unlock(tcti: str | None, enrollment: Enrollment, approvals: Approvals, *,
         srk = S.create_srk(esys)
         key = obj = session = None
         try:
+            return _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn,
+                               blob, ticket, floor, bank, pcrs)
+        except TpmPolicyFailed as e:
+            if reason:
+                raise TpmPolicyFailed(f"{reason}; the TPM refused too: {e.message}", e.hint,
+                                      rc=e.rc, command=e.command) from None
+            raise
+        finally:
+            S.flush(esys, srk)
+
+
+def _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn, blob, ticket,
+                floor, bank, pcrs) -> UnlockResult:
+    """The TPM part of unlock (see module docstring for the command sequence)."""
+    public_key = enrollment.public_key()
+    key = obj = session = None
+    if True:
+        try:
             obj = S.load_blob(esys, srk, blob)
             key = S.load_external_key(esys, tpmt)
             session = S.start_policy_session(esys, srk)
@@ -245,7 +263,7 @@ def unlock(tcti: str | None, enrollment: Enrollment, approvals: Approvals, *,
             if ticket is None:
                 ticket = S.verify_signature(esys, key, entry.tbs, entry.sig, rsa=_is_rsa(public_key))
             S.policy_authorize(esys, session, entry.pol, entry.policy_ref, key_name, ticket)
-            bound = D.counter_bound(enrollment.c0, enrollment.f0, max(svn, 0))
+            bound = max(0, D.counter_bound(enrollment.c0, enrollment.f0, svn))
             S.policy_nv_le(esys, session, counter, bound)
             if enrollment.f0 <= svn <= enrollment.max_svn:
                 path = tree.path(svn - enrollment.f0)
@@ -254,7 +272,7 @@ def unlock(tcti: str | None, enrollment: Enrollment, approvals: Approvals, *,
             S.policy_or_path(esys, session, path)
             secret = S.unseal(esys, obj, session)
         finally:
-            S.flush(esys, session, key, obj, srk)
+            S.flush(esys, session, key, obj)
         return UnlockResult(secret, svn, floor, list(esys.commands))
 
 

@@ -1,0 +1,318 @@
+"""The unlock/downgrade validation matrix on a real swtpm (``pcrtool validate``).
+
+For every scenario the swtpm is rebooted, the release's measurements are extended (boot
+emulation) and unlock is attempted *through the TPM* (pcrtool's own early refusal is bypassed),
+so every "deny" cell records the TPM's return code, not pcrtool's opinion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
+
+from pcrtool.errors import PcrtoolError, UsageError
+from pcrtool.model import HashAlg, PcrValues
+from pcrtool.policy import approvals as A
+from pcrtool.policy import digests as D
+from pcrtool.policy.releases import Measurement, PolicyRelease
+from pcrtool.tpm import enroll as E
+from pcrtool.tpm import policy_session as S
+
+ALLOW, DENY, NA = "allow", "deny", "n/a"
+SECRET_SIZE = 32
+
+
+@dataclass
+class Cell:
+    scenario: str
+    release: str
+    expected: str
+    actual: str = ""
+    rc: str = ""
+    detail: str = ""
+    commands: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.expected == NA or self.expected == self.actual
+
+    def to_json(self) -> dict:
+        return {"scenario": self.scenario, "release": self.release, "expected": self.expected,
+                "actual": self.actual, "ok": self.ok, "tpm_rc": self.rc or None,
+                "detail": self.detail, "tpm_commands": self.commands or None}
+
+
+@dataclass
+class Matrix:
+    mode: str
+    cells: list[Cell] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.cells)
+
+    def to_json(self) -> dict:
+        return {"mode": self.mode, "ok": self.ok, "cells": [c.to_json() for c in self.cells]}
+
+
+def _measure(sw, release_measurements: Sequence[Measurement], bank: HashAlg) -> None:
+    """Reboot the swtpm (PCRs reset) and extend a boot's measurements."""
+    sw.reboot()
+    with S.open_esys(sw.tcti) as esys:
+        for m in release_measurements:
+            values = PcrValues()
+            for alg, digest in m.digests.items():
+                values.set(alg, m.pcr, digest)
+            try:
+                S.extend_pcrs(esys, values)
+            except PcrtoolError:
+                # a bank the swtpm does not have active: extend only the policy bank
+                if bank in m.digests:
+                    only = PcrValues()
+                    only.set(bank, m.pcr, m.digests[bank])
+                    S.extend_pcrs(esys, only)
+
+
+def tampered(measurements: Sequence[Measurement]) -> tuple[Measurement, ...]:
+    """The same boot with the last component's digest changed (one flipped bit)."""
+    if not measurements:
+        return ()
+    last = measurements[-1]
+    changed = {alg: bytes([d[0] ^ 1]) + d[1:] for alg, d in last.digests.items()}
+    return tuple(measurements[:-1]) + (Measurement(last.pcr, changed),)
+
+
+def unknown_boot(pcrs: Sequence[int], banks: Sequence[HashAlg]) -> tuple[Measurement, ...]:
+    return tuple(Measurement(p, {b: b.digest(b"pcrtool-unknown-release-%d" % p) for b in banks}) for p in pcrs)
+
+
+def _attempt(cell: Cell, expect_secret: bytes, fn: Callable[[], E.UnlockResult]) -> Cell:
+    try:
+        result = fn()
+    except PcrtoolError as e:
+        cell.actual = DENY
+        rc = getattr(e, "rc", None) or getattr(e, "tpm_rc", None)
+        cell.rc = f"{rc:#x} {S.rc_name(rc)}" if rc else ""
+        cell.detail = e.message
+        return cell
+    if result.secret == expect_secret:
+        cell.actual, cell.commands = ALLOW, len(result.commands)
+        cell.detail = f"unsealed with svn {result.svn} (floor {result.floor})"
+    else:
+        cell.actual, cell.detail = "wrong-secret", "unsealed data differs from the enrolled secret"
+    return cell
+
+
+@dataclass
+class SignedSetup:
+    releases: list[PolicyRelease]
+    approvals: A.Approvals
+    public_key: object
+    private_key: object | None = None  # lets validation sign extra scenarios (beyond window)
+    bank: HashAlg = HashAlg.SHA256
+    pcrs: tuple[int, ...] = (11,)
+    counter_index: int = E.DEFAULT_COUNTER_INDEX
+
+
+def _sign_with(private_key) -> A.Sign:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    if isinstance(private_key, rsa.RSAPrivateKey):
+        return lambda tbs: private_key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
+    return lambda tbs: private_key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+
+
+def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) -> Matrix:
+    """Every scenario of the signed (downgrade-protected) mode on one fresh swtpm."""
+    from pcrtool.swtpm import Swtpm
+
+    bank, pcrs = setup.bank, setup.pcrs
+    allowed = sorted((r for r in setup.releases if r.allowed), key=lambda r: r.svn)
+    not_allowed = [r for r in setup.releases if not r.allowed]
+    if not allowed:
+        raise UsageError("no allowlisted release to validate", hint="mark at least one release allowed")
+    for r in allowed:
+        if not r.measurements:
+            raise UsageError(f"release {r.label} has no measurements: its boot cannot be emulated",
+                             hint="add \"measurements\" (the events to extend) to the releases file")
+    lo, hi = allowed[0].svn, allowed[-1].svn
+    newest = allowed[-1]
+    older = [r for r in allowed if r.svn < hi]
+    secret = os.urandom(SECRET_SIZE)
+    matrix = Matrix("signed")
+    pkfp = D.public_key_fingerprint(setup.public_key)
+
+    def note(cell: Cell) -> Cell:
+        matrix.cells.append(cell)
+        if progress:
+            progress(cell)
+        return cell
+
+    def entry_for(release: PolicyRelease, approvals: A.Approvals = setup.approvals) -> A.ApprovalEntry | None:
+        hits = approvals.find(bank, pcrs, pkfp, D.policy_pcr(release.selected(bank, pcrs)))
+        return hits[0] if hits else None
+
+    # extra releases signed here when the private key is at hand
+    beyond = None
+    if setup.private_key is not None:
+        meas = unknown_boot(pcrs, [bank])
+        beyond_values = PolicyRelease("beyond-window", "", hi + 1, meas, _replay(meas)).selected(bank, pcrs)
+        entries = A.sign_entries(A.build_entries([A.ApprovalTarget(beyond_values, hi + 1)], setup.public_key,
+                                                 [bank]), _sign_with(setup.private_key))
+        beyond = (PolicyRelease("beyond-window", "", hi + 1, meas, _replay(meas)),
+                  A.Approvals(tuple(entries)))
+
+    with (swtpm_factory or Swtpm.start)() as sw:
+        enrollment = E.enroll(sw.tcti, setup.public_key, floor=lo, window=hi - lo, bank=bank,
+                              pcrs=pcrs, secret=secret, counter_index=setup.counter_index)
+
+        def unlock_cell(scenario, release_label, expected, measurements, approvals=setup.approvals,
+                        enrollment_=None, **kw) -> Cell:
+            _measure(sw, measurements, bank)
+            cell = Cell(scenario, release_label, expected)
+            return note(_attempt(cell, secret, lambda: E.unlock(
+                sw.tcti, enrollment_ or enrollment, approvals, attempt_anyway=True, **kw)))
+
+        # 1. every allowlisted release unlocks
+        for r in allowed:
+            unlock_cell("allowlisted release", r.label, ALLOW, r.measurements)
+        # saved before the floor moves: a ticket and a copy of the sealed object
+        saved_ticket = None
+        old = older[0] if older else None
+        if old is not None and entry_for(old) is not None:
+            saved_ticket = _ticket(sw, enrollment, entry_for(old), old, bank)
+        saved_blob = enrollment.blob_bytes
+
+        # 2. unknown / not allowlisted / tampered / other key
+        unlock_cell("unknown release (no approval)", "unknown", DENY, unknown_boot(pcrs, [bank]))
+        for r in not_allowed:
+            unlock_cell("release not on the allowlist", r.label, DENY, r.measurements)
+        unlock_cell("tampered component", f"{newest.label} (last digest changed)", DENY,
+                    tampered(newest.measurements))
+        other = _other_key_entry(newest, setup, bank, pcrs)
+        unlock_cell("approval signed by another key", newest.label, DENY, newest.measurements,
+                    entry_override=other)
+
+        # 3. advance the floor to the newest svn, with a crash between increments
+        if older:
+            with S.open_esys(sw.tcti) as esys:
+                S.nv_increment(esys, S.nv_handle(esys, setup.counter_index))
+            sw.reset_unclean()
+            with S.open_esys(sw.tcti) as esys:
+                floor_now = enrollment.floor(S.read_counter(esys, S.nv_handle(esys, setup.counter_index)))
+            c = Cell("unclean reset between increments: floor kept", f"floor {floor_now}", ALLOW)
+            c.actual = ALLOW if floor_now == lo + 1 else DENY
+            c.detail = f"counter survived power loss: floor {floor_now} (expected {lo + 1})"
+            note(c)
+            for r in older:
+                if r.svn < floor_now:
+                    unlock_cell("revoked after crash between increments", r.label, DENY, r.measurements)
+            unlock_cell("newest release after crash between increments", newest.label, ALLOW,
+                        newest.measurements)
+            E.advance_floor(sw.tcti, enrollment, hi)
+            for r in older:
+                unlock_cell("below floor after advance (own approval replayed)", r.label, DENY, r.measurements)
+            unlock_cell("newest release after floor advance", newest.label, ALLOW, newest.measurements)
+            old_entry = entry_for(older[0])
+            if old_entry is not None:
+                unlock_cell("old approval presented on the newest boot", newest.label, DENY,
+                            newest.measurements, entry_override=old_entry)
+            if saved_ticket is not None:
+                unlock_cell("saved VerifySignature ticket after floor moved", old.label, DENY,
+                            old.measurements, ticket=saved_ticket, entry_override=entry_for(old))
+            unlock_cell("copied sealed object after floor moved", older[0].label, DENY,
+                        older[0].measurements, blob=saved_blob)
+        else:
+            note(Cell("downgrade cells", "only one svn in the allowlist", NA, NA,
+                      detail="needs two allowlisted releases with different svn"))
+
+        # 4. beyond the window, then a widening re-seal that keeps c0/f0
+        if beyond is not None:
+            rel, apps = beyond
+            unlock_cell("svn beyond the enrolled window", f"svn {rel.svn}", DENY, rel.measurements, apps)
+            _measure(sw, newest.measurements, bank)
+            current = E.unlock(sw.tcti, enrollment, setup.approvals)
+            widened = E.enroll(sw.tcti, setup.public_key, floor=enrollment.f0,
+                               window=enrollment.window + 1, bank=bank, pcrs=pcrs,
+                               secret=current.secret, counter_index=setup.counter_index,
+                               reuse=enrollment)
+            unlock_cell("widened window (re-seal, same c0/f0)", f"svn {rel.svn}", ALLOW,
+                        rel.measurements, apps, enrollment_=widened)
+            if older:
+                unlock_cell("revoked release against the re-sealed object", older[0].label, DENY,
+                            older[0].measurements, enrollment_=widened)
+        else:
+            note(Cell("svn beyond the enrolled window", "-", NA, NA,
+                      detail="needs the private key (--key) to sign a release above the window"))
+
+        # 5. crash during enrolment (fresh counter): still works, revoked still denied
+        index2 = setup.counter_index + 1
+        with S.open_esys(sw.tcti) as esys:
+            E.ensure_counter(esys, index2)
+        sw.reset_unclean()
+        enrollment2 = E.enroll(sw.tcti, setup.public_key, floor=hi, window=0, bank=bank, pcrs=pcrs,
+                               secret=secret, counter_index=index2)
+        unlock_cell("unclean reset during enrolment, re-run", newest.label, ALLOW, newest.measurements,
+                    enrollment_=enrollment2)
+        for r in older[:1]:
+            unlock_cell("unclean reset during enrolment: revoked release", r.label, DENY,
+                        r.measurements, enrollment_=enrollment2)
+
+        # 6. the owner deletes and re-defines the counter: no revival of revoked releases
+        if older:
+            with S.open_esys(sw.tcti) as esys:
+                S.undefine_nv(esys, S.nv_handle(esys, setup.counter_index))
+                h = S.define_counter(esys, setup.counter_index)
+                S.nv_increment(esys, h)
+            for r in older[:1]:
+                unlock_cell("counter deleted and re-defined (no revival)", r.label, DENY, r.measurements)
+            # … or replaced by an ordinary index holding 0 (the Name changes: every branch fails)
+            with S.open_esys(sw.tcti) as esys:
+                S.undefine_nv(esys, S.nv_handle(esys, setup.counter_index))
+                _define_fake_counter(esys, setup.counter_index)
+            for r in older[:1]:
+                unlock_cell("counter replaced by an ordinary index holding 0", r.label, DENY, r.measurements)
+    return matrix
+
+
+def _replay(measurements):
+    from pcrtool.policy.releases import replay_measurements
+    return replay_measurements(measurements)
+
+
+def _ticket(sw, enrollment: E.Enrollment, entry: A.ApprovalEntry, release: PolicyRelease, bank):
+    """A VerifySignature ticket for ``entry`` obtained now, to be replayed later."""
+    tpmt = D.public_key_tpmt(enrollment.public_key())
+    with S.open_esys(sw.tcti) as esys:
+        key = S.load_external_key(esys, tpmt)
+        try:
+            return S.verify_signature(esys, key, entry.tbs, entry.sig, rsa=E._is_rsa(enrollment.public_key()))
+        finally:
+            S.flush(esys, key)
+
+
+def _other_key_entry(release: PolicyRelease, setup: SignedSetup, bank, pcrs) -> A.ApprovalEntry:
+    """The same approval (same pol, same svn) signed by a freshly generated key, presented with
+    the enrolled key's fingerprint: the TPM's VerifySignature must reject it."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    entries = A.build_entries([A.ApprovalTarget(release.selected(bank, pcrs), release.svn)],
+                              setup.public_key, [bank])
+    signed = A.sign_entries(entries, _sign_with(other))
+    return signed[0]
+
+
+def _define_fake_counter(esys, index: int) -> None:
+    from tpm2_pytss import types as T
+    from tpm2_pytss.constants import ESYS_TR, TPM2_ALG
+
+    attrs = int(D.TPMA_NV.OWNERWRITE | D.TPMA_NV.OWNERREAD | D.TPMA_NV.AUTHREAD | D.TPMA_NV.AUTHWRITE
+                | D.TPMA_NV.NO_DA)
+    pub = T.TPM2B_NV_PUBLIC(T.TPMS_NV_PUBLIC(nvIndex=index, nameAlg=TPM2_ALG.SHA256,
+                                             attributes=attrs, dataSize=D.COUNTER_SIZE))
+    h = esys.nv_define_space(None, pub, ESYS_TR.OWNER)
+    esys.nv_write(h, bytes(8), 0, ESYS_TR.OWNER)
