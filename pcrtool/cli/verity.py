@@ -447,7 +447,7 @@ def show_sig(
         out["type"] = "PKCS#7"
     parsed = parse_detached(der, source=str(path))
     out |= {"digest": parsed.hash_alg.bank_name, "signatureAlgorithm": parsed.signature_algorithm,
-            "signer": parsed.issuer, "serial": f"{parsed.serial_number:x}",
+            "issuer": parsed.issuer, "serial": f"{parsed.serial_number:x}",
             "certificateEmbedded": parsed.signer_certificate() is not None,
             "signedAttributes": parsed.signed_attrs is not None, "detached": not parsed.has_content}
     if root_hash is not None or root_hash_file is not None:

@@ -159,7 +159,8 @@ def parse_detached(data: bytes, *, source: str = "signature") -> ParsedSignature
     except FormatError:
         raise
     except (ValueError, TypeError, KeyError) as e:
-        raise FormatError(f"{source} is not a valid PKCS#7 SignedData: {e}",
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FormatError(f"{source} is not a valid PKCS#7 SignedData: {first}",
                           hint="expected DER (or PEM) as openssl smime -sign -outform DER writes") from None
 
 
