@@ -1,0 +1,145 @@
+"""Authenticode signing of PE images: prepare, sign through a Signer, attach (pure).
+
+Data flow (signers-reference "Recommended design"): pad to 8 → EDK2 digest of the padded image →
+SpcIndirectDataContent → signed attributes (the systemd-sbsign set) → RSA PKCS#1 v1.5 over the
+DER SET → PKCS#7 → EDK2 layout check → WIN_CERTIFICATE appended → checked again in memory.
+The same ``PreparedSignature`` serves direct signing, the offline flow (``signed_attrs`` is the
+blob ``systemd-sbsign --prepare-offline-signing`` writes) and attaching a foreign PKCS#7.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+
+from pcrtool.errors import MismatchError, SignatureError, UnsupportedError
+from pcrtool.model import HashAlg
+from pcrtool.pe.authenticode import append_certificate, image_digest, signing_image
+from pcrtool.pe.image import PeImage
+from pcrtool.sign import authenticode as ac
+
+CONSUMER = "UEFI Authenticode verification"
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedSignature:
+    padded: bytes            # the image the table is appended to (zero-padded to 8)
+    alg: HashAlg
+    image_digest: bytes
+    idc_der: bytes           # SpcIndirectDataContent
+    signed_attrs: bytes      # DER SET OF Attribute: the bytes to sign
+
+
+def _prepared_base(data: bytes, alg: HashAlg) -> tuple[bytes, bytes, bytes]:
+    ac.check_signing_alg(alg)
+    padded = signing_image(data)
+    image = PeImage.parse(padded)
+    if image.security_directory_offset is None:
+        raise UnsupportedError("the image has no certificate-table directory entry (NumberOfRvaAndSizes <= 4)",
+                               hint="such an image cannot carry an Authenticode signature")
+    if image.is_signed:
+        image.certificates()  # an existing table must be intact before we append to it
+        if image.cert_table_offset + image.cert_table_size != len(padded):
+            raise UnsupportedError("the existing certificate table is not at the end of the file",
+                                   hint="data was appended after signing; re-sign the unsigned binary")
+    digest = image_digest(image, alg)
+    return padded, digest, ac.spc_indirect_data_content(digest, alg)
+
+
+def prepare(data: bytes, signing_time: _dt.datetime, alg: HashAlg = HashAlg.SHA256) -> PreparedSignature:
+    """Everything up to the bytes to sign."""
+    padded, digest, idc = _prepared_base(data, alg)
+    return PreparedSignature(padded, alg, digest, idc, ac.signed_attributes(idc, signing_time, alg))
+
+
+def prepare_with_attributes(data: bytes, signed_attrs: bytes, alg: HashAlg = HashAlg.SHA256) -> PreparedSignature:
+    """Re-create the preparation around signed attributes made earlier (offline attach).
+
+    Refuses attributes that were not made for this image: contentType must be SpcIndirectData and
+    messageDigest must cover this image's SpcIndirectDataContent.
+    """
+    padded, digest, idc = _prepared_base(data, alg)
+    attrs = ac.parse_signed_attributes(signed_attrs)
+    if attrs.content_type != ac.SPC_INDIRECT_DATA:
+        raise MismatchError("the signed attributes are not Authenticode attributes (contentType)",
+                            hint="give the signed-attributes file the prepare step wrote")
+    if attrs.message_digest != alg.digest(ac.content_octets(idc)):
+        raise MismatchError("the signed attributes were prepared for another image (messageDigest differs)",
+                            hint="the PE changed since prepare, or the attributes belong to another file")
+    return PreparedSignature(padded, alg, digest, idc, bytes(signed_attrs))
+
+
+def prepare_for_pkcs7(data: bytes, alg: HashAlg = HashAlg.SHA256) -> PreparedSignature:
+    """Preparation for attaching a complete PKCS#7 made elsewhere (no signed attributes of ours)."""
+    padded, digest, idc = _prepared_base(data, alg)
+    return PreparedSignature(padded, alg, digest, idc, b"")
+
+
+def complete(prepared: PreparedSignature, signature: bytes, certificate_der: bytes,
+             *, extra_certificates: tuple[bytes, ...] = ()) -> bytes:
+    """Wrap a raw signature over ``prepared.signed_attrs`` and append it; checked before returning."""
+    der = ac.build_signed_data(prepared.idc_der, prepared.signed_attrs, signature, certificate_der,
+                               prepared.alg, extra_certificates=extra_certificates)
+    return attach(prepared, der)
+
+
+def attach(prepared: PreparedSignature, der: bytes) -> bytes:
+    """Append a complete Authenticode PKCS#7 after checking it is for this image and verifies."""
+    from pcrtool.pe.verify import check_signer, edk2_hash_alg, idc_digest_as_edk2
+
+    sig = ac.parse_pkcs7(der)
+    alg = edk2_hash_alg(sig.der)
+    if alg is None:
+        raise UnsupportedError("EDK2 cannot find the digest algorithm of this PKCS#7 (fixed offset 32)",
+                               hint="the PKCS#7 needs 2-byte DER lengths (256..65535 bytes)")
+    ac.check_signing_alg(alg)
+    ac.check_edk2_layout(sig.der, alg)
+    digest = prepared.image_digest if alg is prepared.alg else image_digest(PeImage.parse(prepared.padded), alg)
+    if idc_digest_as_edk2(sig.idc_der, alg.digest_size) != digest:
+        raise MismatchError("the PKCS#7 signs another image digest",
+                            hint="it was made for another file, or the file changed since")
+    _signer, problem = check_signer(sig)
+    if problem:
+        raise SignatureError(f"the PKCS#7 does not verify: {problem}",
+                             hint="sign the exact signed-attributes bytes with the certificate's key")
+    return append_certificate(prepared.padded, sig.der)
+
+
+def sign_image(data: bytes, signer, signing_time: _dt.datetime, alg: HashAlg = HashAlg.SHA256, *,
+               certificate_der: bytes | None = None) -> bytes:
+    """Direct signing with a ``Signer`` (file key or PKCS#11); RSA 2048..4096 only."""
+    from pcrtool.sign.api import Padding, require_key
+
+    require_key(signer.public_key(), consumer=CONSUMER, key_types=(_rsa(),), min_rsa_bits=2048,
+                max_rsa_bits=4096)
+    cert_der = certificate_der or certificate_bytes(signer)
+    check_certificate_key(cert_der, signer.public_key())
+    prepared = prepare(data, signing_time, alg)
+    signature = signer.sign(prepared.signed_attrs, alg, Padding.PKCS1V15)
+    return complete(prepared, signature, cert_der)
+
+
+def _rsa():
+    from pcrtool.sign.api import KeyType
+    return KeyType.RSA
+
+
+def certificate_bytes(signer) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    cert = signer.certificate()
+    if cert is None:
+        raise UnsupportedError("Authenticode needs the signer's X.509 certificate",
+                               hint="pass --cert CERT.pem (or store the certificate on the token)")
+    return cert.public_bytes(Encoding.DER)
+
+
+def check_certificate_key(cert_der: bytes, public_key) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    spki = x509.load_der_x509_certificate(cert_der).public_key().public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    if spki != public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo):
+        raise UnsupportedError("the certificate does not belong to the signing key",
+                               hint="give the certificate issued for this key")

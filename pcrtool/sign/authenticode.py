@@ -1,0 +1,385 @@
+"""Authenticode PKCS#7 SignedData: pure builder and parser (asn1crypto).
+
+Structures: Microsoft "Windows Authenticode Portable Executable Signature Format" (SpcIndirectDataContent,
+SpcPeImageData, SpcLink, SpcString) inside PKCS#7 SignedData (RFC 2315 §9). The content is a
+PKCS#7 ``content [0] EXPLICIT ANY`` (the SEQUENCE itself, not a CMS OCTET STRING).
+
+Encoding choices copy systemd-sbsign (src/sbsign/sbsign.c), byte for byte:
+  - SpcIndirectDataContent: SpcPeImageData{flags = empty BIT STRING, file = [0]{[2]{[0] BMPString
+    "<<<Obsolete>>>"}}}, DigestInfo{alg + NULL, digest} (also what sbsign 0.9.4 emits: 106 bytes).
+  - signed attributes, DER SET OF sorted: smimeCapabilities (empty), contentType = SPC_INDIRECT_DATA,
+    signingTime, messageDigest = H(content octets of SpcIndirectDataContent).
+  - one SignerInfo v1 by issuerAndSerialNumber, rsaEncryption + NULL, the signer certificate in
+    ``certificates``.
+What EDK2 enforces (DxeImageVerificationLib ``HashPeImageByType``, CryptAuthenticode.c) is checked by
+``check_edk2_layout``: the digest OID at fixed offset 32, SpcIndirectDataContent length form.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+
+from asn1crypto import algos, cms, core, x509
+
+from pcrtool.errors import FormatError, UnsupportedError
+from pcrtool.model import HashAlg
+
+SPC_INDIRECT_DATA = "1.3.6.1.4.1.311.2.1.4"
+SPC_PE_IMAGE_DATA = "1.3.6.1.4.1.311.2.1.15"
+SPC_STATEMENT_TYPE = "1.3.6.1.4.1.311.2.1.11"
+SPC_PESIGN_TYPE = "1.3.6.1.4.1.311.2.1.21"   # Debian pesign 0.112 writes this in data.type: tolerated
+PKCS7_SIGNED_DATA = "1.2.840.113549.1.7.2"
+OBSOLETE = "<<<Obsolete>>>"
+
+SIGNING_ALGS = (HashAlg.SHA256, HashAlg.SHA384)
+_DIGEST_NAMES = {HashAlg.SHA1: "sha1", HashAlg.SHA256: "sha256", HashAlg.SHA384: "sha384",
+                 HashAlg.SHA512: "sha512"}
+_BY_DIGEST_NAME = {v: k for k, v in _DIGEST_NAMES.items()}
+_DIGEST_OIDS = {HashAlg.SHA1: "1.3.14.3.2.26", HashAlg.SHA256: "2.16.840.1.101.3.4.2.1",
+                HashAlg.SHA384: "2.16.840.1.101.3.4.2.2", HashAlg.SHA512: "2.16.840.1.101.3.4.2.3"}
+
+
+# --- ASN.1 definitions (Authenticode PE spec) -------------------------------------------------
+
+class SpcString(core.Choice):
+    _alternatives = [("unicode", core.BMPString, {"implicit": 0}), ("ascii", core.IA5String, {"implicit": 1})]
+
+
+class SpcSerializedObject(core.Sequence):
+    _fields = [("class_id", core.OctetString), ("serialized_data", core.OctetString)]
+
+
+class SpcLink(core.Choice):
+    _alternatives = [("url", core.IA5String, {"implicit": 0}),
+                     ("moniker", SpcSerializedObject, {"implicit": 1}),
+                     ("file", SpcString, {"explicit": 2})]
+
+
+class SpcPeImageData(core.Sequence):
+    _fields = [("flags", core.BitString), ("file", SpcLink, {"explicit": 0, "optional": True})]
+
+
+class SpcAttributeTypeAndOptionalValue(core.Sequence):
+    _fields = [("type", core.ObjectIdentifier), ("value", core.Any, {"optional": True})]
+
+
+class DigestInfo(core.Sequence):
+    _fields = [("digest_algorithm", algos.DigestAlgorithm), ("digest", core.OctetString)]
+
+
+class SpcIndirectDataContent(core.Sequence):
+    _fields = [("data", SpcAttributeTypeAndOptionalValue), ("message_digest", DigestInfo)]
+
+
+class Pkcs7ContentInfo(core.Sequence):
+    """PKCS#7 ContentInfo: ``content [0] EXPLICIT ANY`` (RFC 2315 §7)."""
+
+    _fields = [("content_type", core.ObjectIdentifier), ("content", core.Any, {"explicit": 0, "optional": True})]
+
+
+class Pkcs7SignedData(core.Sequence):
+    """PKCS#7 SignedData (RFC 2315 §9.1) with a PKCS#7 inner ContentInfo."""
+
+    _fields = [("version", cms.CMSVersion), ("digest_algorithms", cms.DigestAlgorithms),
+               ("content_info", Pkcs7ContentInfo),
+               ("certificates", cms.CertificateSet, {"implicit": 0, "optional": True}),
+               ("crls", cms.RevocationInfoChoices, {"implicit": 1, "optional": True}),
+               ("signer_infos", cms.SignerInfos)]
+
+
+# --- building ---------------------------------------------------------------------------------
+
+def _digest_algorithm(alg: HashAlg) -> algos.DigestAlgorithm:
+    return algos.DigestAlgorithm({"algorithm": _DIGEST_NAMES[alg], "parameters": core.Null()})
+
+
+def check_signing_alg(alg: HashAlg) -> None:
+    """SHA-256 (default) and SHA-384 only; SHA-512 breaks EDK2's length-form check."""
+    if alg is HashAlg.SHA512:
+        raise UnsupportedError("SHA-512 Authenticode signatures are refused: the 136-byte "
+                               "SpcIndirectDataContent is encoded with a 0x81 length form that EDK2's "
+                               "AuthenticodeVerify rejects", hint="use sha256 (default) or sha384")
+    if alg not in SIGNING_ALGS:
+        raise UnsupportedError(f"{alg.bank_name} is not usable for Authenticode",
+                               hint="use sha256 (default) or sha384")
+
+
+def spc_indirect_data_content(digest: bytes, alg: HashAlg = HashAlg.SHA256) -> bytes:
+    """DER SpcIndirectDataContent for an image digest, encoded as systemd-sbsign/sbsign do."""
+    check_signing_alg(alg)
+    if len(digest) != alg.digest_size:
+        raise ValueError("digest length does not match the algorithm")
+    pe_image_data = SpcPeImageData({"flags": core.BitString(()),
+                                    "file": SpcLink({"file": SpcString({"unicode": OBSOLETE})})})
+    idc = SpcIndirectDataContent({
+        "data": {"type": SPC_PE_IMAGE_DATA, "value": core.Any.load(pe_image_data.dump())},
+        "message_digest": {"digest_algorithm": _digest_algorithm(alg), "digest": digest},
+    })
+    return idc.dump()
+
+
+def content_octets(der: bytes) -> bytes:
+    """The value bytes of a DER TLV (what Authenticode's messageDigest and EDK2 cover)."""
+    header_len, length = _tl(der, 0)
+    if header_len + length > len(der):
+        raise FormatError("ASN.1 value is truncated")
+    return der[header_len:header_len + length]
+
+
+def _tl(der: bytes, pos: int) -> tuple[int, int]:
+    """(header length, value length) of the DER TLV at ``pos`` (single-byte tags only)."""
+    if pos + 2 > len(der):
+        raise FormatError("ASN.1 header is truncated", offset=pos)
+    first = der[pos + 1]
+    if first < 0x80:
+        return 2, first
+    n = first & 0x7F
+    if n == 0 or n > 4 or pos + 2 + n > len(der):
+        raise FormatError("unsupported ASN.1 length form", offset=pos)
+    return 2 + n, int.from_bytes(der[pos + 2:pos + 2 + n], "big")
+
+
+def _children(der: bytes, pos: int) -> list[int]:
+    """Offsets of the TLVs inside the constructed TLV at ``pos``."""
+    h, n = _tl(der, pos)
+    out, p, end = [], pos + h, pos + h + n
+    while p < end:
+        out.append(p)
+        ch, cn = _tl(der, p)
+        p += ch + cn
+    if p != end:
+        raise FormatError("ASN.1 structure is inconsistent", offset=pos)
+    return out
+
+
+def _explicit_inner(der: bytes, pos: int) -> bytes:
+    """The single TLV inside the explicit tag at ``pos``, bytes as encoded."""
+    inner = _children(der, pos)
+    if len(inner) != 1:
+        raise FormatError("explicit tag does not hold exactly one value", offset=pos)
+    h, n = _tl(der, inner[0])
+    return der[inner[0]:inner[0] + h + n]
+
+
+def der_length(der: bytes) -> int:
+    """Total length of the DER object at the start of ``der`` (trailing padding ignored)."""
+    h, n = _tl(der, 0)
+    return h + n
+
+
+def _signing_time(when: _dt.datetime) -> cms.Time:
+    # OpenSSL's ASN1_TIME_set: UTCTime for 1950..2049, GeneralizedTime otherwise (RFC 5280 §4.1.2.5).
+    when = when.astimezone(_dt.timezone.utc).replace(microsecond=0)
+    if 1950 <= when.year < 2050:
+        return cms.Time({"utc_time": when})
+    return cms.Time({"general_time": when})
+
+
+def signed_attributes(idc_der: bytes, signing_time: _dt.datetime, alg: HashAlg = HashAlg.SHA256) -> bytes:
+    """DER ``SET OF Attribute`` (tag 0x31): exactly what is RSA-signed, and what
+    ``systemd-sbsign --prepare-offline-signing`` writes."""
+    attrs = [
+        cms.CMSAttribute({"type": "smime_capabilities", "values": [core.Any.load(b"\x30\x00")]}),
+        cms.CMSAttribute({"type": "content_type", "values": [SPC_INDIRECT_DATA]}),
+        cms.CMSAttribute({"type": "signing_time", "values": [_signing_time(signing_time)]}),
+        cms.CMSAttribute({"type": "message_digest", "values": [alg.digest(content_octets(idc_der))]}),
+    ]
+    return _der_set(sorted(a.dump() for a in attrs))
+
+
+def _der_set(members: list[bytes]) -> bytes:
+    body = b"".join(members)
+    return b"\x31" + _der_len(len(body)) + body
+
+
+def _der_len(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def build_signed_data(idc_der: bytes, sattrs_der: bytes, signature: bytes, certificate_der: bytes,
+                      alg: HashAlg = HashAlg.SHA256, *, extra_certificates: tuple[bytes, ...] = ()) -> bytes:
+    """The WIN_CERTIFICATE payload: ContentInfo(signedData) with one RSA SignerInfo."""
+    cert = x509.Certificate.load(certificate_der)
+    signer = cms.SignerInfo({
+        "version": "v1",
+        "sid": cms.SignerIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber(
+            {"issuer": cert.issuer, "serial_number": cert.serial_number})}),
+        "digest_algorithm": _digest_algorithm(alg),
+        "signed_attrs": cms.CMSAttributes.load(sattrs_der),
+        "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15",
+                                                            "parameters": core.Null()}),
+        "signature": signature,
+    })
+    signed_data = Pkcs7SignedData({
+        "version": "v1",
+        "digest_algorithms": [_digest_algorithm(alg)],
+        "content_info": Pkcs7ContentInfo.load(_content_info(SPC_INDIRECT_DATA, idc_der)),
+        "certificates": [cert] + [x509.Certificate.load(c) for c in extra_certificates],
+        "signer_infos": [signer],
+    })
+    return _content_info(PKCS7_SIGNED_DATA, signed_data.dump())
+
+
+def _content_info(oid: str, content_der: bytes) -> bytes:
+    """ContentInfo ::= SEQUENCE { contentType, content [0] EXPLICIT ANY } (RFC 2315 §7), raw DER:
+    asn1crypto drops the explicit tag when an ``Any`` is assigned."""
+    explicit = b"\xa0" + _der_len(len(content_der)) + content_der
+    body = core.ObjectIdentifier(oid).dump() + explicit
+    return b"\x30" + _der_len(len(body)) + body
+
+
+def check_edk2_layout(der: bytes, alg: HashAlg) -> None:
+    """Refuse a PKCS#7 EDK2 cannot read (HashPeImageByType, AuthenticodeVerify).
+
+    EDK2 takes the image-hash OID by memcmp at fixed offset 32, which is right only when the
+    outer SEQUENCE, the [0] and the SignedData SEQUENCE all use 2-byte (0x82) lengths, i.e. the
+    DER is 256..65535 bytes; SpcIndirectDataContent must use a short or 0x82 length.
+    """
+    oid = core.ObjectIdentifier(_DIGEST_OIDS[alg]).dump()[2:]
+    if not (300 <= len(der) <= 0xFFFF + 4):
+        raise UnsupportedError(f"the PKCS#7 is {len(der)} bytes; EDK2's fixed-offset algorithm detection "
+                               "needs 2-byte DER lengths (about 300..65535 bytes)",
+                               hint="use fewer/smaller certificates in the chain")
+    if der[1] != 0x82 or der[15:17] != b"\xa0\x82" or der[19:21] != b"\x30\x82" or \
+            der[32:32 + len(oid)] != oid:
+        raise UnsupportedError("the PKCS#7 layout puts the digest algorithm OID elsewhere than offset 32, "
+                               "where EDK2 looks for it", hint="use fewer/smaller certificates in the chain")
+    idc = parse_pkcs7(der).idc_der
+    if idc[1] not in range(0x80) and idc[1] != 0x82:
+        raise UnsupportedError(f"SpcIndirectDataContent length form {idc[1]:#x} is rejected by EDK2",
+                               hint="use sha256 or sha384")
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SignedAttributes:
+    content_type: str | None
+    message_digest: bytes | None
+    signing_time: _dt.datetime | None
+
+
+def parse_signed_attributes(der: bytes) -> SignedAttributes:
+    """Read contentType, messageDigest and signingTime from a DER SET OF Attribute."""
+    try:
+        attrs = cms.CMSAttributes.load(der, strict=True)
+        found = {}
+        for a in attrs:
+            found[a["type"].dotted] = a["values"][0] if len(a["values"]) else None
+        ct = found.get("1.2.840.113549.1.9.3")
+        md = found.get("1.2.840.113549.1.9.4")
+        st = found.get("1.2.840.113549.1.9.5")
+        return SignedAttributes(ct.dotted if ct is not None else None,
+                                md.native if md is not None else None,
+                                st.native if st is not None else None)
+    except (ValueError, TypeError) as e:
+        raise FormatError(f"signed attributes are not valid DER: {e}",
+                          hint="give the signed-attributes file the prepare step wrote") from None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticodeSignature:
+    """One parsed Authenticode PKCS#7 (one WIN_CERTIFICATE payload)."""
+
+    der: bytes
+    digest_algorithm: HashAlg | None       # digestAlgorithms[0]: what EDK2 uses for the image hash
+    idc_der: bytes                         # SpcIndirectDataContent, full TLV
+    idc_type: str                          # SPC_PE_IMAGE_DATA, or pesign's .21
+    idc_digest_algorithm: HashAlg | None
+    idc_digest: bytes
+    certificates: tuple[bytes, ...]        # DER
+    signer_issuer: object                  # asn1crypto Name
+    signer_serial: int
+    signer_digest_algorithm: HashAlg | None
+    signature_algorithm: str
+    signed_attrs: bytes | None             # DER SET (0x31) form: what the signature covers
+    signature: bytes
+    attributes: SignedAttributes | None
+    signer_count: int
+    nested_signatures: int                 # osslsigncode -nest: invisible to EDK2
+
+    def signer_certificate(self) -> bytes | None:
+        for c in self.certificates:
+            cert = x509.Certificate.load(c)
+            if cert.serial_number == self.signer_serial and cert.issuer == self.signer_issuer:
+                return c
+        return None
+
+
+def parse_pkcs7(der: bytes) -> AuthenticodeSignature:
+    """Parse a WIN_CERTIFICATE payload (trailing zero padding tolerated, as osslsigncode writes it)."""
+    try:
+        der = bytes(der[:der_length(der)])
+        ci = Pkcs7ContentInfo.load(der, strict=True)
+        if ci["content_type"].dotted != PKCS7_SIGNED_DATA:
+            raise FormatError(f"PKCS#7 content type is {ci['content_type'].dotted}, not signedData")
+        sd_der = _explicit_inner(der, _children(der, 0)[1])
+        sd = Pkcs7SignedData.load(sd_der)
+        inner = sd["content_info"]
+        if inner["content_type"].dotted != SPC_INDIRECT_DATA:
+            raise FormatError(f"signed content type is {inner['content_type'].dotted}, not SpcIndirectData",
+                              hint="this is not an Authenticode signature")
+        inner_pos = _children(sd_der, 0)[2]
+        idc_der = _explicit_inner(sd_der, _children(sd_der, inner_pos)[1])
+        idc = SpcIndirectDataContent.load(idc_der)
+        digest_algs = [d["algorithm"].native for d in sd["digest_algorithms"]]
+        certs = tuple(c.chosen.dump() for c in sd["certificates"]) if sd["certificates"].native is not None \
+            else ()
+        signers = list(sd["signer_infos"])
+        if not signers:
+            raise FormatError("the PKCS#7 has no SignerInfo", hint="an unsigned PKCS#7 shell cannot be attached")
+        si = signers[0]
+        sid = si["sid"]
+        if sid.name != "issuer_and_serial_number":
+            raise FormatError("SignerInfo identifies the signer by key id; Authenticode needs issuer and serial")
+        sattrs = si["signed_attrs"]
+        sattrs_der = None
+        attributes = None
+        if sattrs.native is not None and len(sattrs):
+            sattrs_der = b"\x31" + sattrs.dump()[1:]
+            attributes = parse_signed_attributes(sattrs_der)
+        nested = 0
+        if si["unsigned_attrs"].native is not None:
+            for a in si["unsigned_attrs"]:
+                if a["type"].dotted == "1.3.6.1.4.1.311.2.4.1":
+                    nested += len(a["values"])
+        return AuthenticodeSignature(
+            der=der,
+            digest_algorithm=_BY_DIGEST_NAME.get(digest_algs[0]) if digest_algs else None,
+            idc_der=idc_der,
+            idc_type=idc["data"]["type"].dotted,
+            idc_digest_algorithm=_BY_DIGEST_NAME.get(idc["message_digest"]["digest_algorithm"]["algorithm"].native),
+            idc_digest=idc["message_digest"]["digest"].native,
+            certificates=certs,
+            signer_issuer=sid.chosen["issuer"],
+            signer_serial=sid.chosen["serial_number"].native,
+            signer_digest_algorithm=_BY_DIGEST_NAME.get(si["digest_algorithm"]["algorithm"].native),
+            signature_algorithm=si["signature_algorithm"]["algorithm"].native,
+            signed_attrs=sattrs_der,
+            signature=si["signature"].native,
+            attributes=attributes,
+            signer_count=len(signers),
+            nested_signatures=nested,
+        )
+    except FormatError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+        raise FormatError(f"not a valid Authenticode PKCS#7: {e}".splitlines()[0],
+                          hint="the signature blob is damaged or of another kind") from None
+
+
+def load_pkcs7_file(data: bytes) -> bytes:
+    """A PKCS#7 given as DER or PEM (``-----BEGIN PKCS7-----``) → DER."""
+    stripped = data.strip()
+    if stripped.startswith(b"-----BEGIN"):
+        from asn1crypto import pem
+        try:
+            _type, _headers, der = pem.unarmor(stripped)
+        except ValueError as e:
+            raise FormatError(f"PEM PKCS#7 is damaged: {e}") from None
+        return der
+    return data
