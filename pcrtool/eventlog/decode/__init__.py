@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
+
+import construct
 
 from pcrtool.eventlog.model import Event, EventLog
 
@@ -50,5 +53,6 @@ def decode_event(event: Event, log: EventLog | None = None):
         return decoder(event, log)
     except FormatError as e:
         return Undecodable(e.message, event.data)
-    except (ValueError, IndexError, UnicodeDecodeError, OverflowError) as e:  # construct/struct errors
+    except (ValueError, IndexError, UnicodeDecodeError, OverflowError, struct.error,
+            construct.ConstructError) as e:  # malformed untrusted payloads
         return Undecodable(f"{type(e).__name__}: {e}", event.data)
