@@ -27,6 +27,7 @@ class TPM_CC(IntEnum):
 
     NV_Write = 0x00000137
     NV_Increment = 0x00000134
+    PolicySigned = 0x00000160
     PolicyAuthorize = 0x0000016A
     PolicyAuthValue = 0x0000016B
     PolicyCommandCode = 0x0000016C
@@ -183,6 +184,17 @@ def policy_authorize(key_name: bytes, policy_ref: bytes = b"") -> bytes:
     """TPM2_PolicyAuthorize (Part 3 §23.16): the digest is reset, then
     H(H(0…0 || CC || keyName) || policyRef)."""
     return _h(_h(ZERO_DIGEST, _u32(TPM_CC.PolicyAuthorize), key_name), policy_ref)
+
+
+def policy_signed(auth_object_name: bytes, policy_ref: bytes = b"", prev: bytes = ZERO_DIGEST) -> bytes:
+    """TPM2_PolicySigned (Part 3 §23.3): H(H(prev || CC || authObject.Name) || policyRef)."""
+    return _h(_h(_check_digest(prev), _u32(TPM_CC.PolicySigned), auth_object_name), policy_ref)
+
+
+def policy_signed_ahash(nonce_tpm: bytes, expiration: int = 0, cp_hash: bytes = b"",
+                        policy_ref: bytes = b"") -> bytes:
+    """aHash the PolicySigned authority signs: H(nonceTPM || expiration || cpHashA || policyRef)."""
+    return _h(nonce_tpm, struct.pack(">i", expiration), cp_hash, policy_ref)
 
 
 def authorize_tbs(approved_policy: bytes, policy_ref: bytes = b"") -> bytes:
