@@ -177,29 +177,41 @@ class Swtpm:
         return f"swtpm:path={self.socket_path}"
 
     # ------------------------------------------------------------------ power
-    def reboot(self) -> None:
+    def reboot(self, *, startup_locality: int = 0) -> None:
         """A clean reboot: TPM2_Shutdown(CLEAR), _TPM_Init (``swtpm_ioctl -i``), TPM2_Startup(CLEAR).
 
-        PCRs are reset, NV (and orderly NV state) survives.
+        PCRs are reset, NV (and orderly NV state) survives. ``startup_locality=3`` issues Startup
+        from locality 3, so PCR 0 starts at 0…03 like on platforms whose log has StartupLocality 3.
         """
         self.shutdown(TPM_SU_CLEAR)
-        self.power_cycle()
+        self.power_cycle(startup_locality=startup_locality)
 
-    def reset_unclean(self) -> None:
+    def reset_unclean(self, *, startup_locality: int = 0) -> None:
         """A power loss: _TPM_Init and TPM2_Startup(CLEAR) without a preceding TPM2_Shutdown.
 
         Orderly state is lost: orderly NV counters jump forward, DA may count the failure.
         """
-        self.power_cycle()
+        self.power_cycle(startup_locality=startup_locality)
 
     def shutdown(self, su: int = TPM_SU_CLEAR) -> None:
         """TPM2_Shutdown (TPM 2.0 Part 3 §9.4)."""
         self._command(_TPM_CC_SHUTDOWN, struct.pack(">H", su), what="TPM2_Shutdown")
 
-    def power_cycle(self) -> None:
-        """_TPM_Init via swtpm's control channel (CMD_INIT, ``swtpm_ioctl -i``), then TPM2_Startup(CLEAR)."""
-        run(["swtpm_ioctl", "--unix", str(self.ctrl_path), "-i"], timeout=10)
-        self._startup()
+    def power_cycle(self, *, startup_locality: int = 0) -> None:
+        """_TPM_Init via swtpm's control channel (CMD_INIT, ``swtpm_ioctl -i``), then TPM2_Startup(CLEAR)
+        from ``startup_locality`` (CMD_SET_LOCALITY, ``swtpm_ioctl -l``; back to 0 afterwards)."""
+        if not 0 <= startup_locality <= 4:
+            raise ValueError(f"locality {startup_locality} is not 0…4")
+        ctrl = ["swtpm_ioctl", "--unix", str(self.ctrl_path)]
+        run([*ctrl, "-i"], timeout=10)
+        if not startup_locality:
+            self._startup()
+            return
+        run([*ctrl, "-l", str(startup_locality)], timeout=10)
+        try:
+            self._startup()
+        finally:
+            run([*ctrl, "-l", "0"], timeout=10)
 
     def _startup(self, timeout: float = 10.0) -> None:
         """TPM2_Startup(CLEAR) (TPM 2.0 Part 3 §9.3); TPM_RC_INITIALIZE (already started) is fine."""

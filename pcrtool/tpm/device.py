@@ -51,6 +51,7 @@ class Tpm(NvMixin, ObjectsMixin, SessionMixin):
         self.esys = esys
         self.tcti = tcti
         self._nv_buffer_max: int | None = None
+        self._banks: list[HashAlg] | None = None
 
     @classmethod
     def open(cls, tcti: str) -> "Tpm":
@@ -130,6 +131,12 @@ class Tpm(NvMixin, ObjectsMixin, SessionMixin):
                 out.append(alg)
         return out
 
+    def _active_banks(self) -> list[HashAlg]:
+        """banks(), cached: the allocation changes only with TPM2_PCR_Allocate plus a reboot."""
+        if self._banks is None:
+            self._banks = self.banks()
+        return self._banks
+
     def algorithms(self) -> dict[int, int]:
         """Implemented algorithms {TPM_ALG_ID: TPMA_ALGORITHM} (TPM2_GetCapability, TPM_CAP_ALGS)."""
         return dict(self._get_capability(TPM2_CAP.ALGS, 0, PT_MAX_CAP_ALGS, "algorithms"))
@@ -166,6 +173,10 @@ class Tpm(NvMixin, ObjectsMixin, SessionMixin):
         """TPM2_PCR_Read (Part 3 §22.4), at most 8 PCRs per call; every requested PCR must come back."""
         if isinstance(selection, str):
             selection = PcrSelection.parse(selection)
+        inactive = [alg for alg in selection.banks if alg not in self._active_banks()]
+        if inactive:
+            raise TpmError(f"the TPM has no active {', '.join(a.bank_name for a in inactive)} PCR bank",
+                           hint=f"active banks: {', '.join(a.bank_name for a in self._active_banks()) or 'none'}")
         values = PcrValues()
         for chunk in chunk_selection(selection):
             sel = TPML_PCR_SELECTION.unmarshal(marshal_pcr_selection(chunk))[0]
@@ -183,8 +194,7 @@ class Tpm(NvMixin, ObjectsMixin, SessionMixin):
                 if missing:
                     raise TpmError(f"the TPM returned no {alg.bank_name} value for PCR "
                                    f"{','.join(map(str, missing))}",
-                                   hint=f"the {alg.bank_name} bank is not active on this TPM "
-                                        f"(active: {', '.join(a.bank_name for a in self.banks()) or 'none'})")
+                                   hint="the PCR is not allocated in that bank on this TPM")
         return values
 
     def extend(self, pcr: int, digests: Mapping[HashAlg, bytes]) -> None:
