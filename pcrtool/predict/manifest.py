@@ -454,6 +454,11 @@ def predict_release(m: ReleaseManifest, reader: Reader, *, reference_log: bytes 
             from pcrtool.predict.substitute import substitute_log
             result = substitute_log(reference_log, events, m.banks)
             values = result.values
+            for alg, pcr in result.gaps:
+                if pcr in (m.pcrs or ()) and alg in m.banks:
+                    raise ManifestError(f"{m.source}: the reference log cannot give a {alg.bank_name} value "
+                                        f"for PCR {pcr} (events without that digest)",
+                                        hint="select another bank or drop that PCR")
             if phase == m.phases[0]:
                 notes += result.notes
         else:

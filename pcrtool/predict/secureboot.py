@@ -23,14 +23,11 @@ from pcrtool.model import HashAlg
 from pcrtool.predict.events import DEFAULT_BANKS, Measurement
 from pcrtool.predict.pe import SEPARATOR_OK, separator
 from pcrtool.tcg.constants import EventType
+from pcrtool.tcg.guid import EFI_GLOBAL_VARIABLE, EFI_IMAGE_SECURITY_DATABASE_GUID, SHIM_LOCK_GUID  # noqa: F401
+from pcrtool.tcg.structs import EFI_SIGNATURE_LIST, UEFI_VARIABLE_DATA
 
 PCR_SECURE_BOOT_POLICY = 7
-EFI_GLOBAL_VARIABLE = uuid.UUID("8be4df61-93ca-11d2-aa0d-00e098032b8c")
-EFI_IMAGE_SECURITY_DATABASE = uuid.UUID("d719b2cb-3d3a-4596-a3bc-dad00e67656f")
-SHIM_LOCK_GUID = uuid.UUID("605dab50-e046-4300-abb6-3dd810dd8b23")
-EFI_CERT_X509 = uuid.UUID("a5c059a1-94e4-4aa7-87b5-ab155c2bf072")
-EFI_CERT_SHA256 = uuid.UUID("c1c41626-504c-4092-aca9-41f936934328")
-EFI_CERT_TYPE_PKCS7 = uuid.UUID("4aafd29d-68df-49ee-8aa9-347d375665a7")
+EFI_IMAGE_SECURITY_DATABASE = EFI_IMAGE_SECURITY_DATABASE_GUID
 WIN_CERT_TYPE_EFI_GUID = 0x0EF1
 
 #: Measured in this order (EDK2 mSecureBootVarList; pcrlock lock-secureboot-policy).
@@ -54,8 +51,20 @@ class Variable:
 
     def variable_data(self) -> bytes:
         """UEFI_VARIABLE_DATA (TCG PFP §10.4.4 / UEFI spec)."""
-        name16 = self.name.encode("utf-16-le")
-        return self.guid.bytes_le + struct.pack("<QQ", len(self.name), len(self.data)) + name16 + self.data
+        return UEFI_VARIABLE_DATA.build({"variable_name": self.guid,
+                                         "unicode_name": self.name.encode("utf-16-le"),
+                                         "variable_data": self.data})
+
+    @classmethod
+    def from_variable_data(cls, data: bytes) -> "Variable":
+        """Decode an untrusted UEFI_VARIABLE_DATA payload (e.g. from an event log)."""
+        import construct
+
+        try:
+            v = UEFI_VARIABLE_DATA.parse(data)
+        except construct.ConstructError as e:
+            raise FormatError(f"not a UEFI_VARIABLE_DATA structure: {e}") from None
+        return cls(v.unicode_name.decode("utf-16-le", "replace"), v.variable_name, bytes(v.variable_data))
 
 
 def variable_measurement(var: Variable, banks: Sequence[HashAlg] = DEFAULT_BANKS, *,
@@ -101,18 +110,16 @@ def policy_variables(values: dict[str, bytes | None], *, include_optional: bool 
 
 def validate_signature_lists(data: bytes, *, source: str = "variable") -> None:
     """Check that ``data`` is a sequence of well-formed EFI_SIGNATURE_LISTs (UEFI spec §32.4.1)."""
+    import construct
+
     off = 0
     while off < len(data):
-        if len(data) - off < 28:
-            raise FormatError(f"{source}: truncated EFI_SIGNATURE_LIST header", offset=off,
-                              hint="is this an ESL, .auth or efivarfs file?")
-        list_size, header_size, sig_size = struct.unpack_from("<III", data, off + 16)
-        body = list_size - 28 - header_size
-        if list_size < 28 or off + list_size > len(data) or body < 0 or sig_size < 16 or body % sig_size:
-            raise FormatError(f"{source}: inconsistent EFI_SIGNATURE_LIST sizes "
-                              f"(list {list_size}, header {header_size}, signature {sig_size})", offset=off,
-                              hint="is this an ESL, .auth or efivarfs file?")
-        off += list_size
+        try:
+            lst = EFI_SIGNATURE_LIST.parse(data[off:])
+        except construct.ConstructError:
+            raise FormatError(f"{source}: malformed EFI_SIGNATURE_LIST", offset=off,
+                              hint="is this an ESL, .auth or efivarfs file?") from None
+        off += lst.signature_list_size
 
 
 def _is_auth(data: bytes) -> bool:

@@ -32,6 +32,31 @@ CANONICAL_SECTIONS: tuple[str, ...] = (
 MEASURED_SECTIONS: tuple[str, ...] = tuple(s for s in CANONICAL_SECTIONS if s != ".pcrsig")
 HARDWARE_MATCHED = (".dtbauto", ".efifw")
 
+#: Sections each systemd-stub release measures (a stub skips names it does not know; checked
+#: on a real OVMF boot of Debian's 252 stub: ``.uname`` present in the UKI, not measured).
+_SECTIONS_SINCE = {".linux": 0, ".osrel": 0, ".cmdline": 0, ".initrd": 0, ".splash": 0, ".dtb": 0,
+                   ".pcrpkey": 0, ".uname": 253, ".sbat": 253, ".ucode": 256, ".profile": 257,
+                   ".dtbauto": 257, ".hwids": 257, ".efifw": 258}
+
+
+def measured_sections(stub_version: int | None = None) -> tuple[str, ...]:
+    """Canonical-order sections a systemd-stub of ``stub_version`` measures (None = newest)."""
+    if stub_version is None:
+        return MEASURED_SECTIONS
+    return tuple(s for s in MEASURED_SECTIONS if _SECTIONS_SINCE[s] <= stub_version)
+
+
+def stub_version(sections: Sequence["UkiSection"]) -> int | None:
+    """systemd-stub's major version from ``.sdmagic`` (``#### LoaderInfo: systemd-stub 252.39 ####``)."""
+    import re
+
+    for s in sections:
+        if s.name == ".sdmagic":
+            m = re.search(rb"systemd-stub (\d+)", s.loaded)
+            if m:
+                return int(m.group(1))
+    return None
+
 #: Words systemd's units extend (systemd-pcrphase*.service, v258).
 PHASE_WORDS = ("enter-initrd", "leave-initrd", "sysinit", "ready", "shutdown", "final",
                "factory-reset", "storage-target-mode-start", "storage-target-mode-stop")
@@ -69,20 +94,28 @@ def normalize_phases(paths: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(out)
 
 
-def section_measurements(sections: Mapping[str, bytes],
-                         banks: Sequence[HashAlg] = DEFAULT_BANKS) -> list[Measurement]:
-    """The stub's EV_IPL events on PCR 11 for these section contents (as loaded).
+def section_measurements(sections: Mapping[str, bytes | Mapping[HashAlg, bytes]],
+                         banks: Sequence[HashAlg] = DEFAULT_BANKS, *,
+                         measured: Sequence[str] = MEASURED_SECTIONS) -> list[Measurement]:
+    """The stub's EV_IPL events on PCR 11 for these sections (content as loaded, or its digests).
 
-    Names outside :data:`MEASURED_SECTIONS` (``.text``, ``.pcrsig``, …) are ignored; empty
-    sections count as absent.
+    Names outside ``measured`` (``.text``, ``.pcrsig``, …) are ignored; empty sections count as
+    absent. The event data is the name in UTF-16 with NUL, as the stub logs it.
     """
     out: list[Measurement] = []
     for name in MEASURED_SECTIONS:
         content = sections.get(name)
-        if not content:
+        if not content or name not in measured:
             continue
-        out.append(Measurement.of_data(PCR_KERNEL_BOOT, EventType.EV_IPL, name, name.encode() + b"\0", banks))
-        out.append(Measurement.of_data(PCR_KERNEL_BOOT, EventType.EV_IPL, name, bytes(content), banks))
+        logged = (name + "\0").encode("utf-16-le")
+        out.append(Measurement.of_hasher(PCR_KERNEL_BOOT, EventType.EV_IPL, name,
+                                         lambda alg: alg.digest(name.encode() + b"\0"), banks, data=logged))
+        if isinstance(content, Mapping):
+            out.append(Measurement(PCR_KERNEL_BOOT, {alg: bytes(content[alg]) for alg in banks},
+                                   EventType.EV_IPL, name, logged))
+        else:
+            out.append(Measurement.of_hasher(PCR_KERNEL_BOOT, EventType.EV_IPL, name,
+                                             lambda alg: alg.digest(bytes(content)), banks, data=logged))
     return out
 
 
@@ -122,11 +155,15 @@ class Pcr11Prediction:
 
 
 def predict_pcr11(sections: Mapping[str, bytes], banks: Sequence[HashAlg] = DEFAULT_BANKS,
-                  phases: Iterable[str] | None = None) -> Pcr11Prediction:
-    """Expected PCR 11 for these UKI sections, per phase path (default: systemd-measure's four)."""
+                  phases: Iterable[str] | None = None, *,
+                  measured: Sequence[str] = MEASURED_SECTIONS) -> Pcr11Prediction:
+    """Expected PCR 11 for these UKI sections, per phase path (default: systemd-measure's four).
+
+    ``measured`` narrows the sections to what an older stub knows (:func:`measured_sections`).
+    """
     banks = tuple(dict.fromkeys(banks))
     norm = normalize_phases(phases)
-    base = section_measurements(sections, banks)
+    base = section_measurements(sections, banks, measured=measured)
     pred = Pcr11Prediction(banks, norm)
     for p in norm:
         pred.values[p] = replay_measurements(base + phase_measurements(p, banks), banks)
@@ -197,12 +234,18 @@ def select_sections(sections: Sequence[UkiSection], *, profile: int | None = Non
 
 
 def sections_from_uki(data: bytes, *, profile: int | None = None,
-                      hardware_match: Mapping[str, int] | None = None) -> dict[str, bytes]:
-    try:
-        sections = uki_sections(data)
-    except FormatError:
-        raise
+                      hardware_match: Mapping[str, int] | None = None,
+                      stub: int | None | str = "auto") -> dict[str, bytes]:
+    """The sections the UKI's stub measures, ``{name: content as loaded}``.
+
+    ``stub="auto"`` reads the stub's version from ``.sdmagic`` and drops sections that stub does
+    not know (a 252 stub ignores ``.uname``/``.sbat``); an int forces a version, None the newest.
+    """
+    sections = uki_sections(data)
     if not any(s.name == ".linux" for s in sections):
         raise FormatError("PE image has no .linux section, so it is not a UKI",
                           hint="give a unified kernel image (ukify build) or the section files")
-    return select_sections(sections, profile=profile, hardware_match=hardware_match)
+    chosen = select_sections(sections, profile=profile, hardware_match=hardware_match)
+    version = stub_version(sections) if stub == "auto" else stub
+    keep = measured_sections(version)  # type: ignore[arg-type]
+    return {k: v for k, v in chosen.items() if k in keep}

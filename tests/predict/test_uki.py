@@ -147,7 +147,7 @@ def test_dtbauto_measured_only_for_the_matching_candidate():
 # --- real UKI files --------------------------------------------------------------------------
 
 from helpers_uki import build_uki  # noqa: E402
-from pcrtool.predict.uki import sections_from_uki, uki_sections  # noqa: E402
+from pcrtool.predict.uki import measured_sections, sections_from_uki, stub_version, uki_sections  # noqa: E402
 
 
 def test_uki_file_matches_systemd_measure_over_section_files(tmp_path):
@@ -163,18 +163,22 @@ def test_uki_file_matches_systemd_measure_over_section_files(tmp_path):
     assert predict_pcr11(sections, ALL, [":", "enter-initrd"]).to_measure_json() == oracle
 
 
-def test_uki_stub_sbat_section_is_measured(tmp_path):
-    uki = build_uki(tmp_path, [(".linux", b"K")], drop=())
-    sections = sections_from_uki(uki)
-    assert set(sections) == {".linux", ".sbat"} and sections[".sbat"].startswith(b"sbat,")
+def test_stub_version_decides_which_sections_are_measured(tmp_path):
+    uki = build_uki(tmp_path, [(".linux", b"K"), (".uname", b"6.1.0")], drop=())
+    assert stub_version(uki_sections(uki)) == 252          # Debian 12's stub, from .sdmagic
+    assert set(sections_from_uki(uki)) == {".linux"}       # 252 knows neither .uname nor .sbat
+    newest = sections_from_uki(uki, stub=None)
+    assert set(newest) == {".linux", ".uname", ".sbat"} and newest[".sbat"].startswith(b"sbat,")
+    assert set(sections_from_uki(uki, stub=253)) == {".linux", ".uname", ".sbat"}
+    assert measured_sections(256)[-1] == ".pcrpkey" and ".ucode" in measured_sections(256)
 
 
 def test_multi_profile_uki_file(tmp_path):
     uki = build_uki(tmp_path, [(".linux", b"K"), (".cmdline", b"base"), (".profile", b"ID=a"),
                                (".profile", b"ID=b"), (".cmdline", b"b")])
     assert [s.name for s in uki_sections(uki)][-5:] == [".linux", ".cmdline", ".profile", ".profile", ".cmdline"]
-    assert sections_from_uki(uki) == {".linux": b"K", ".cmdline": b"base", ".profile": b"ID=a"}
-    assert sections_from_uki(uki, profile=1) == {".linux": b"K", ".cmdline": b"b", ".profile": b"ID=b"}
+    assert sections_from_uki(uki, stub=None) == {".linux": b"K", ".cmdline": b"base", ".profile": b"ID=a"}
+    assert sections_from_uki(uki, profile=1, stub=257) == {".linux": b"K", ".cmdline": b"b", ".profile": b"ID=b"}
 
 
 def test_pe_without_linux_section_is_rejected(tmp_path):

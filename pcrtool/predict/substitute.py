@@ -1,0 +1,175 @@
+"""Substitution engine (pcr-oracle's model): a reference log with a release's events swapped in.
+
+The reference log of the target machine is the truth for everything a release does not change
+(firmware, option ROMs, boot variables …). Each measurement the release predicts belongs to an
+event *family* (PCR + kind: boot application, Secure Boot variable by name, authority, stub EV_IPL,
+tagged event by id, GPT, userspace phase). For every family the release describes, the log's
+events of that family are removed and the release's events go where the first of them stood (or
+after the PCR's last event if the log had none); all other events are kept and, when their kind
+is not one pcrtool knows, reported. Separators and EV_EFI_ACTIONs always come from the log.
+Replay then follows TPM 2.0 Part 1 §17 from the log's initial values (startup locality, H-CRTM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from pcrtool.errors import FormatError, UsageError
+from pcrtool.model import HashAlg, PcrValues
+from pcrtool.predict.events import Measurement, extend
+from pcrtool.tcg.constants import EventType
+
+#: Event types whose family pcrtool can recompute from an artefact.
+_KNOWN_TYPES = {
+    EventType.EV_SEPARATOR, EventType.EV_EFI_ACTION, EventType.EV_EFI_BOOT_SERVICES_APPLICATION,
+    EventType.EV_EFI_VARIABLE_DRIVER_CONFIG, EventType.EV_EFI_VARIABLE_AUTHORITY, EventType.EV_IPL,
+    EventType.EV_EVENT_TAG, EventType.EV_EFI_GPT_EVENT,
+}
+#: PCR 12 EV_IPL descriptions the stub uses for initrds (not the command line).
+_STUB_INITRD_DESCRIPTIONS = ("Credentials initrd", "Global credentials initrd", "System extension initrd",
+                             "Configuration extension initrd")
+
+
+def _ipl_text(data: bytes) -> str:
+    try:
+        return data.decode("utf-16-le").rstrip("\0") if len(data) % 2 == 0 else data.decode("latin-1")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def family(pcr: int, event_type: EventType | None, data: bytes, description: str = "") -> tuple | None:
+    """The family key of an event, or None when it is always kept (separators, actions, unknown)."""
+    if event_type is None:
+        return (pcr, "userspace")
+    if event_type in (EventType.EV_SEPARATOR, EventType.EV_EFI_ACTION):
+        return None
+    if event_type == EventType.EV_EFI_BOOT_SERVICES_APPLICATION:
+        return (pcr, "application")
+    if event_type in (EventType.EV_EFI_VARIABLE_DRIVER_CONFIG, EventType.EV_EFI_VARIABLE_AUTHORITY):
+        from pcrtool.predict.secureboot import Variable
+        try:
+            var = Variable.from_variable_data(data)
+        except FormatError:
+            return (pcr, int(event_type), "undecodable")
+        if event_type == EventType.EV_EFI_VARIABLE_AUTHORITY:
+            return (pcr, "authority")
+        return (pcr, "variable", var.name)
+    if event_type == EventType.EV_IPL:
+        text = description or _ipl_text(data)
+        if pcr == 12 and any(text.startswith(d) for d in _STUB_INITRD_DESCRIPTIONS):
+            return (pcr, "ipl", text)
+        return (pcr, "ipl")
+    if event_type == EventType.EV_EVENT_TAG:
+        tag = int.from_bytes(data[:4], "little") if len(data) >= 4 else None
+        return (pcr, "tag", tag)
+    if event_type == EventType.EV_EFI_GPT_EVENT:
+        return (pcr, "gpt")
+    return None
+
+
+def measurement_family(m: Measurement) -> tuple | None:
+    desc = m.description if m.event_type == EventType.EV_IPL and m.pcr == 12 else ""
+    if m.event_type == EventType.EV_IPL and m.pcr == 12 and not any(
+            desc.startswith(d) for d in _STUB_INITRD_DESCRIPTIONS):
+        desc = ""
+    return family(m.pcr, m.event_type, m.data, desc)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedEvent:
+    """One extend of the substituted boot: from the log (``log_index``) or from the release."""
+
+    pcr: int
+    digests: dict
+    event_type: EventType | None
+    description: str
+    source: str  # "log" | "release"
+    log_index: int | None = None
+
+
+@dataclass(slots=True)
+class SubstitutionResult:
+    values: PcrValues
+    events: list[PlannedEvent]
+    replaced: list[int] = field(default_factory=list)       # log event indices replaced
+    unknown: list[int] = field(default_factory=list)        # kept log events of unknown kinds
+    gaps: set[tuple[HashAlg, int]] = field(default_factory=set)  # (bank, PCR) an event lacks a digest for
+    notes: list[str] = field(default_factory=list)
+
+    def measurements(self, pcrs: Sequence[int] | None = None) -> list[Measurement]:
+        """The planned extends as Measurements (e.g. to boot-emulate them into a TPM)."""
+        return [Measurement(e.pcr, e.digests, e.event_type, e.description) for e in self.events
+                if pcrs is None or e.pcr in pcrs]
+
+
+def substitute_log(reference_log: bytes | object, release: Sequence[Measurement],
+                   banks: Sequence[HashAlg]) -> SubstitutionResult:
+    """Replay ``reference_log`` (bytes or a parsed EventLog) with ``release`` substituted in."""
+    from pcrtool.eventlog import parse_event_log
+    from pcrtool.eventlog.replay import HCRTM_LOCALITY, find_startup_locality, initial_pcr_value
+
+    log = parse_event_log(reference_log) if isinstance(reference_log, (bytes, bytearray)) else reference_log
+    missing = [b for b in banks if b not in log.banks]
+    if missing:
+        raise UsageError(f"reference log has no {missing[0].bank_name} bank",
+                         hint=f"its banks: {', '.join(b.bank_name for b in log.banks)}")
+
+    release_families: dict[tuple, list[Measurement]] = {}
+    for m in release:
+        key = measurement_family(m)
+        if key is None:
+            continue  # separators/actions: the log's own are the truth
+        release_families.setdefault(key, []).append(m)
+
+    planned: list[PlannedEvent] = []
+    inserted: set[tuple] = set()
+    result = SubstitutionResult(PcrValues(), planned)
+    for ev in log.events:
+        if not ev.is_extended:
+            continue
+        key = family(ev.pcr, ev.event_type, ev.data)
+        if key is not None and key in release_families:
+            result.replaced.append(ev.index)
+            if key not in inserted:
+                inserted.add(key)
+                planned += [PlannedEvent(m.pcr, dict(m.digests), m.event_type, m.description, "release")
+                            for m in release_families[key]]
+            continue
+        if ev.event_type not in _KNOWN_TYPES:
+            result.unknown.append(ev.index)
+        planned.append(PlannedEvent(ev.pcr, dict(ev.digests), ev.event_type, ev.event_type.name, "log", ev.index))
+    # families the log lacks go after the last event of their PCR (userspace phases: at the end)
+    for key, ms in release_families.items():
+        if key in inserted:
+            continue
+        pcr = ms[0].pcr
+        last = max((i for i, e in enumerate(planned) if e.pcr == pcr), default=len(planned) - 1)
+        new = [PlannedEvent(m.pcr, dict(m.digests), m.event_type, m.description, "release") for m in ms]
+        planned[last + 1:last + 1] = new
+        if key[1] != "userspace":
+            result.notes.append(f"PCR {pcr}: the reference log has no {key[1]} event; "
+                                f"the release's {len(ms)} event(s) were appended")
+
+    locality, hcrtm, _warnings = find_startup_locality(log)
+    for alg in banks:
+        current: dict[int, bytes] = {}
+        for e in planned:
+            digest = e.digests.get(alg)
+            if digest is None or (alg, e.pcr) in result.gaps:
+                result.gaps.add((alg, e.pcr))  # e.g. Windows' SHA-256-only events: no value here
+                continue
+            if e.pcr not in current:
+                current[e.pcr] = initial_pcr_value(alg, e.pcr, locality=HCRTM_LOCALITY if hcrtm
+                                                   else (locality or 0))
+            current[e.pcr] = extend(alg, current[e.pcr], digest)
+        for pcr, v in current.items():
+            if (alg, pcr) not in result.gaps:
+                result.values.set(alg, pcr, v)
+    for alg, pcr in sorted(result.gaps):
+        result.notes.append(f"PCR {pcr} has events without a {alg.bank_name} digest: no {alg.bank_name} value")
+    if result.unknown:
+        kinds = sorted({log.events[i].event_type.name for i in result.unknown if i < len(log.events)})
+        result.notes.append(f"kept {len(result.unknown)} reference-log event(s) of kinds pcrtool does not "
+                            f"recompute: {', '.join(kinds[:6])}")
+    return result
