@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import struct
 from typing import Iterator, Sequence
 
 from pcrtool.errors import PcrtoolError, TpmError, TpmPolicyFailed, TpmUnavailable, UsageError
 from pcrtool.model import HashAlg, PcrValues
 from pcrtool.policy import digests as D
+
+if not os.environ.get("PCRTOOL_DEBUG"):  # libtss2 logs expected failures; pcrtool reports them
+    os.environ.setdefault("TSS2_LOG", "all+none")
 
 try:  # tpm2-pytss is an optional dependency; only pcrtool/tpm imports it
     from tpm2_pytss import ESAPI, TSS2_Exception
@@ -51,7 +55,11 @@ class CountingEsys:
 
 @contextlib.contextmanager
 def open_esys(tcti: str | None) -> Iterator[CountingEsys]:
-    """An ESAPI context on ``tcti`` (e.g. ``swtpm:path=…``, ``device:/dev/tpmrm0``)."""
+    """An ESAPI context on ``tcti`` (e.g. ``swtpm:path=…``, ``device:/dev/tpmrm0``; default as
+    ``pcrtool.tpm.resolve_tcti``: $PCRTOOL_TCTI, else device:/dev/tpmrm0)."""
+    from pcrtool.tpm import resolve_tcti
+
+    tcti = resolve_tcti(tcti)
     if ESAPI is None:
         raise TpmUnavailable(f"tpm2-pytss is not usable: {_IMPORT_ERROR}",
                              hint="install pcrtool[tpm] (tpm2-pytss 3.0.0) and libtss2-dev")
