@@ -260,11 +260,12 @@ def verify_image(data: bytes, *, db: SignatureDb | None = None, dbx: SignatureDb
         if check.dbx_hit:
             rejected, reason = True, f"signature {i}: forbidden by dbx ({check.dbx_hit})"
             break
-        if ok and not verified:
+        if ok:
             anchor = chains_to(signer_der, sig.certificates, db.certificates)
             if anchor:
                 check.trusted_by = _name(anchor)
-                verified, reason = True, f"signature {i} chains to {check.trusted_by}"
+                if not verified:
+                    verified, reason = True, f"signature {i} chains to {check.trusted_by}"
         if not verified:
             for halg, h in db.image_hashes:
                 if h == digest(halg):

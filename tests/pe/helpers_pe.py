@@ -94,6 +94,17 @@ def need_tool(name: str) -> str:
     return path
 
 
+def strip_signatures(data: bytes) -> bytes:
+    """The file without its certificate table (what `sbattach --remove` does), done by hand."""
+    h = raw_headers(data)
+    off, size = struct.unpack_from("<II", data, h["secdir"])
+    if not size:
+        return data
+    d = bytearray(data[:off])
+    struct.pack_into("<II", d, h["secdir"], 0, 0)
+    return bytes(d)
+
+
 def cache_dir() -> Path:
     """Download cache: _work/cache locally, a temp dir under CI."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
@@ -161,3 +172,35 @@ def make_cert(tmp: Path, bits: int = 2048, cn: str = "pcrtool test") -> tuple[Pa
                     "-out", str(crt), "-days", "3650", "-subj", f"/CN={cn}", "-sha256"],
                    check=True, capture_output=True)
     return key, crt
+
+
+def pcrtool(*args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
+    """Run the real CLI in a child process (what users run)."""
+    import sys
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "pcrtool", *map(str, args)], capture_output=True,
+                          text=True, env=full_env, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"pcrtool {' '.join(map(str, args))} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+def tool(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run an oracle tool (skip/fail if missing)."""
+    exe = need_tool(args[0])
+    proc = subprocess.run([exe, *map(str, args[1:])], capture_output=True, text=True, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+    return proc
+
+
+def sign_with_pcrtool(data: bytes, key: Path, cert: Path, *, epoch: int = 1700000000, alg=None) -> bytes:
+    """Direct signing through the library (same code path as `pcrtool pe sign`)."""
+    import datetime as dt
+
+    from pcrtool.model import HashAlg
+    from pcrtool.pe.sign import sign_image
+    from pcrtool.sign import load_signer
+    with load_signer(str(key), certificate=str(cert)) as signer:
+        return sign_image(data, signer, dt.datetime.fromtimestamp(epoch, dt.timezone.utc),
+                          alg or HashAlg.SHA256)
