@@ -171,3 +171,28 @@ def _looks_efivarfs(data: bytes) -> bool:
         return True
     except FormatError:
         return False
+
+
+EFI_CERT_X509_GUID = uuid.UUID("a5c059a1-94e4-4aa7-87b5-ab155c2bf072")
+
+
+def x509_signature_list(certificate_der: bytes, owner: uuid.UUID) -> bytes:
+    """An EFI_SIGNATURE_LIST of type EFI_CERT_X509_GUID holding one certificate (UEFI §32.4.1)."""
+    return EFI_SIGNATURE_LIST.build({
+        "signature_type": EFI_CERT_X509_GUID, "signature_header": b"",
+        "signature_size": 16 + len(certificate_der),
+        "signatures": [{"signature_owner": owner, "signature_data": certificate_der}],
+    })
+
+
+def certificate_der(data: bytes) -> bytes:
+    """DER bytes of a PEM or DER X.509 certificate."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        try:
+            return x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)
+        except ValueError as e:
+            raise FormatError(f"not a PEM certificate: {e}") from None
+    return data
