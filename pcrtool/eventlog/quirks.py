@@ -35,4 +35,11 @@ SHORT_NO_ACTION_FIRST = Quirk(
     "Dell SHA1-format Windows log, go-attestation short_no_action_eventlog",
 )
 
-QUIRKS = (SPECID_VENDORINFO_OUTSIDE_EVENT, DUPLICATE_STARTUP_LOCALITY, SHORT_NO_ACTION_FIRST)
+SHIM_AUTHORITY_TRAILING_BYTES = Quirk(
+    "shim-authority-trailing-bytes",
+    "shim's EV_EFI_VARIABLE_AUTHORITY for its built-in vendor certificate (\"Shim\") carries bytes "
+    "after UEFI_VARIABLE_DATA and its digest is not over the event data; it is not checked.",
+    "go-attestation sb_cert_eventlog, go-tpm-tools debian-10/cos-85/cos-93, tpm2-tools event-postcode",
+)
+
+QUIRKS = (SHIM_AUTHORITY_TRAILING_BYTES, SPECID_VENDORINFO_OUTSIDE_EVENT, DUPLICATE_STARTUP_LOCALITY, SHORT_NO_ACTION_FIRST)

@@ -47,9 +47,9 @@ def decode_ipl(event: Event, log: EventLog | None):
             return Bytes(data)
     if event.pcr == 14 or text in SHIM_NAMES:
         return IplString("shim", text)
-    prefix, sep, value = text.partition(": ")
-    if sep and prefix in GRUB_PREFIXES:
-        return IplString("grub-command", text, prefix=prefix, value=value)
+    prefix, sep, value = text.partition(" ")
+    if sep and prefix.rstrip(":") in GRUB_PREFIXES:   # "grub_cmd: …", old Red Hat "grub_cmd …"
+        return IplString("grub-command", text, prefix=prefix.rstrip(":"), value=value)
     if prefix.endswith(":") or text.startswith("grub_"):
         return IplString("grub-command", text)
     if event.pcr == 9 or text.startswith("("):
