@@ -169,11 +169,18 @@ def der_length(der: bytes) -> int:
 
 
 def _signing_time(when: _dt.datetime) -> cms.Time:
-    # OpenSSL's ASN1_TIME_set: UTCTime for 1950..2049, GeneralizedTime otherwise (RFC 5280 §4.1.2.5).
+    """signingTime as UTCTime (RFC 5652 §11.3: UTCTime for 1950..2049).
+
+    Outside that range systemd-sbsign (OpenSSL's PKCS7_add0_attrib_signing_time) writes a
+    GeneralizedTime string under the UTCTime tag, which is invalid DER; we refuse instead of
+    producing bytes that differ from it or that verifiers may reject.
+    """
     when = when.astimezone(_dt.timezone.utc).replace(microsecond=0)
-    if 1950 <= when.year < 2050:
-        return cms.Time({"utc_time": when})
-    return cms.Time({"general_time": when})
+    if not 1950 <= when.year < 2050:
+        raise UnsupportedError(f"signing time {when.isoformat()} is outside 1950..2049, which "
+                               "Authenticode signingTime (UTCTime) can encode",
+                               hint="set SOURCE_DATE_EPOCH to a time between 1950 and 2049")
+    return cms.Time({"utc_time": when})
 
 
 def signed_attributes(idc_der: bytes, signing_time: _dt.datetime, alg: HashAlg = HashAlg.SHA256) -> bytes:
