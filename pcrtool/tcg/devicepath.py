@@ -193,13 +193,16 @@ def _mac(d: bytes) -> str:
 
 
 def _ipv4(d: bytes) -> str:
+    """IPv4(remote,protocol,Static|DHCP,local[,gateway,mask]) — gateway/mask since UEFI 2.2."""
     local = ".".join(map(str, d[0:4]))
     remote = ".".join(map(str, d[4:8]))
     _lport, _rport, proto = _u(d, "HHH", 8)
-    static = d[14]
-    kind = "Static" if static else "DHCP"
+    kind = "Static" if d[14] else "DHCP"
     proto_text = {6: "TCP", 17: "UDP"}.get(proto, f"0x{proto:x}")
-    return f"IPv4({remote},{proto_text},{kind},{local})"
+    text = f"IPv4({remote},{proto_text},{kind},{local}"
+    if len(d) >= 23:
+        text += f",{'.'.join(map(str, d[15:19]))},{'.'.join(map(str, d[19:23]))}"
+    return text + ")"
 
 
 def _ipv6(d: bytes) -> str:
