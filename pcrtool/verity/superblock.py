@@ -6,7 +6,8 @@ never reads it: it only tells userspace the parameters.
 
 from __future__ import annotations
 
-from construct import Bytes, Const, Int16ul, Int32ul, Int64ul, Padding, Struct, StreamError, ConstError
+import struct
+from typing import NamedTuple
 
 from pcrtool.errors import FormatError
 from pcrtool.model import HashAlg
@@ -14,31 +15,30 @@ from pcrtool.verity.params import SUPERBLOCK_SIZE, HashType, VerityParams
 
 VERITY_SIGNATURE = b"verity\0\0"
 
-verity_sb = Struct(
-    "signature" / Const(VERITY_SIGNATURE),
-    "version" / Int32ul,
-    "hash_type" / Int32ul,
-    "uuid" / Bytes(16),
-    "algorithm" / Bytes(32),
-    "data_block_size" / Int32ul,
-    "hash_block_size" / Int32ul,
-    "data_blocks" / Int64ul,
-    "salt_size" / Int16ul,
-    Padding(6),
-    "salt" / Bytes(256),
-    Padding(168),
-)
-assert verity_sb.sizeof() == SUPERBLOCK_SIZE
+# signature[8] version:u32 hash_type:u32 uuid[16] algorithm[32] data_block_size:u32
+# hash_block_size:u32 data_blocks:u64 salt_size:u16 pad[6] salt[256] pad[168]
+# (struct rather than construct: format must stay fast to start, and this is one fixed record)
+_SB = struct.Struct("<8sII16s32sIIQH6x256s168x")
+assert _SB.size == SUPERBLOCK_SIZE
 
 
 def build_superblock(params: VerityParams) -> bytes:
     """The superblock bytes for ``params`` (UUID all-zero when none is given)."""
-    name = params.hash_alg.bank_name.encode()
-    return verity_sb.build(dict(
-        version=1, hash_type=int(params.hash_type), uuid=params.uuid or bytes(16),
-        algorithm=name.ljust(32, b"\0"), data_block_size=params.data_block_size,
-        hash_block_size=params.hash_block_size, data_blocks=params.data_blocks,
-        salt_size=len(params.salt), salt=params.salt.ljust(256, b"\0")))
+    return _SB.pack(VERITY_SIGNATURE, 1, int(params.hash_type), params.uuid or bytes(16),
+                    params.hash_alg.bank_name.encode(), params.data_block_size,
+                    params.hash_block_size, params.data_blocks, len(params.salt), params.salt)
+
+
+class _Fields(NamedTuple):
+    version: int
+    hash_type: int
+    uuid: bytes
+    algorithm: bytes
+    data_block_size: int
+    hash_block_size: int
+    data_blocks: int
+    salt_size: int
+    salt: bytes
 
 
 def is_superblock(data: bytes) -> bool:
@@ -47,13 +47,12 @@ def is_superblock(data: bytes) -> bool:
 
 def parse_superblock(data: bytes, *, hash_offset: int = 0, source: str = "hash file") -> VerityParams:
     """Parameters from a superblock (``data`` starts at the superblock)."""
-    try:
-        sb = verity_sb.parse(data[:SUPERBLOCK_SIZE])
-    except ConstError:
+    if len(data) < SUPERBLOCK_SIZE:
+        raise FormatError(f"{source} is too short for a dm-verity superblock", offset=hash_offset)
+    if not is_superblock(data):
         raise FormatError(f"{source} has no dm-verity superblock", offset=hash_offset,
-                          hint="pass --no-superblock and the parameters, or the right --hash-offset") from None
-    except StreamError:
-        raise FormatError(f"{source} is too short for a dm-verity superblock", offset=hash_offset) from None
+                          hint="pass --no-superblock and the parameters, or the right --hash-offset")
+    sb = _Fields._make(_SB.unpack_from(data)[1:])
     if sb.version != 1:
         raise FormatError(f"{source}: unsupported verity superblock version {sb.version}", offset=hash_offset)
     if sb.hash_type not in (0, 1):
