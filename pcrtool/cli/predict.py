@@ -1,0 +1,325 @@
+"""`pcrtool predict`: the PCR values a release will produce (PCR 11 UKI, 4 boot chain, 7 Secure
+Boot, 12/9 command lines, 5 GPT), release manifests → predictions file, substitution into a log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from pcrtool.cli.common import new_app
+
+app = new_app("Predict the PCR values a release will produce.")
+
+BANK_HELP = "PCR bank (repeatable): sha1, sha256, sha384, sha512"
+
+
+def _banks(names: Optional[List[str]], default: tuple[str, ...]) -> list:
+    from pcrtool.model import HashAlg
+
+    return list(dict.fromkeys(HashAlg.from_name(n) for n in (names or default)))
+
+
+def _read(path, what: str) -> bytes:
+    from pcrtool.fileio import read_bytes
+
+    return read_bytes(path, what=what)
+
+
+def _emit_values(values, measurements=None, extra: dict | None = None) -> None:
+    from pcrtool import render
+
+    data = {"pcrs": values.to_json()}
+    if measurements is not None:
+        data["events"] = [{"pcr": m.pcr, "type": m.event_type.name if m.event_type is not None else "userspace",
+                           "description": m.description,
+                           "digests": {a.bank_name: d.hex() for a, d in m.digests.items()}} for m in measurements]
+    data |= extra or {}
+    render.emit(data, text=values.to_text())
+
+
+# --- PCR 11 ------------------------------------------------------------------------------------
+
+def _section_option(name: str):
+    return typer.Option(None, f"--{name}", metavar="PATH", help=f"File with the .{name} section")
+
+
+@app.command()
+def uki(
+    uki_file: Optional[Path] = typer.Argument(None, metavar="[UKI]", help="A unified kernel image (or give section files)"),
+    linux: Optional[Path] = _section_option("linux"),
+    osrel: Optional[Path] = _section_option("osrel"),
+    cmdline: Optional[Path] = _section_option("cmdline"),
+    initrd: Optional[Path] = _section_option("initrd"),
+    ucode: Optional[Path] = _section_option("ucode"),
+    splash: Optional[Path] = _section_option("splash"),
+    dtb: Optional[Path] = _section_option("dtb"),
+    uname: Optional[Path] = _section_option("uname"),
+    sbat: Optional[Path] = _section_option("sbat"),
+    pcrpkey: Optional[Path] = _section_option("pcrpkey"),
+    profile: Optional[Path] = _section_option("profile"),
+    dtbauto: Optional[Path] = _section_option("dtbauto"),
+    hwids: Optional[Path] = _section_option("hwids"),
+    efifw: Optional[Path] = _section_option("efifw"),
+    profile_number: Optional[int] = typer.Option(None, "--profile-number", help="Multi-profile UKI: measure profile @N"),
+    stub: str = typer.Option("auto", "--stub", help="systemd-stub version whose section list applies: auto (.sdmagic), newest, or e.g. 252"),
+    bank: Optional[List[str]] = typer.Option(None, "--bank", help=BANK_HELP + " (default: all four)"),
+    phase: Optional[List[str]] = typer.Option(None, "--phase", help="Boot phase path (repeatable), e.g. enter-initrd or ':' (default: systemd-measure's four)"),
+) -> None:
+    """PCR 11 as systemd-stub + systemd-pcrextend produce it (systemd-measure calculate)."""
+    from pcrtool import render
+    from pcrtool.errors import UsageError
+    from pcrtool.predict.uki import predict_pcr11, sections_from_uki
+
+    files = {k: v for k, v in dict(linux=linux, osrel=osrel, cmdline=cmdline, initrd=initrd, ucode=ucode,
+                                   splash=splash, dtb=dtb, uname=uname, sbat=sbat, pcrpkey=pcrpkey,
+                                   profile=profile, dtbauto=dtbauto, hwids=hwids, efifw=efifw).items() if v}
+    if (uki_file is None) == (not files):
+        raise UsageError("give either a UKI file or section files (--linux=… …)",
+                         hint="e.g. pcrtool predict uki fooos.efi, or --linux=vmlinuz --initrd=initrd.img")
+    banks = _banks(bank, ("sha1", "sha256", "sha384", "sha512"))
+    if uki_file is not None:
+        if stub not in ("auto", "newest") and not stub.isdigit():
+            raise UsageError(f"--stub takes auto, newest or a version number, not {stub!r}")
+        version = "auto" if stub == "auto" else (None if stub == "newest" else int(stub))
+        sections = sections_from_uki(_read(uki_file, "UKI"), profile=profile_number, stub=version)
+    else:
+        if ".linux" not in {f".{k}" for k in files}:
+            raise UsageError("--linux is required with section files", hint="the kernel is the one mandatory section")
+        sections = {f".{k}": _read(v, f".{k} section file") for k, v in files.items()}
+    pred = predict_pcr11(sections, banks, phase)
+    if render.json_mode():
+        render.emit_json(pred.to_measure_json())
+    else:
+        render.emit_text(pred.to_text())
+
+
+# --- PCR 4 -------------------------------------------------------------------------------------
+
+@app.command()
+def pe(
+    images: List[Path] = typer.Argument(..., metavar="IMAGE...", help="Boot chain in load order: shim, loader, UKI/kernel"),
+    bank: Optional[List[str]] = typer.Option(None, "--bank", help=BANK_HELP + " (default: sha256)"),
+    separator: str = typer.Option("00000000", "--separator", metavar="HEX", help="PCR 4 separator value"),
+) -> None:
+    """PCR 4: EFI action, separator, then each image's Authenticode digest."""
+    from pcrtool.model import parse_hex
+    from pcrtool.predict.events import replay_measurements
+    from pcrtool.predict.pe import boot_chain_measurements
+
+    banks = _banks(bank, ("sha256",))
+    chain = [(str(p), _read(p, "PE image")) for p in images]
+    ms = boot_chain_measurements(chain, banks, separator_value=parse_hex(separator, what="--separator", size=4))
+    _emit_values(replay_measurements(ms, banks), ms)
+
+
+# --- PCR 7 -------------------------------------------------------------------------------------
+
+def _variable_bytes(path: Path, name: str, fmt: str, owner) -> bytes:
+    from pcrtool.predict.secureboot import certificate_der, read_variable_file, x509_signature_list
+
+    data = _read(path, f"{name} file")
+    if data.lstrip().startswith(b"-----BEGIN CERTIFICATE") or path.suffix.lower() in (".crt", ".cer", ".der", ".pem"):
+        return x509_signature_list(certificate_der(data), owner)
+    return read_variable_file(data, name=name, fmt=fmt, source=str(path))
+
+
+@app.command()
+def secureboot(
+    secure_boot: str = typer.Option("1", "--secureboot", metavar="0|1|FILE", help="SecureBoot variable: 0, 1 or a file"),
+    pk: Optional[Path] = typer.Option(None, "--pk", metavar="FILE", help="PK: ESL, .auth, efivarfs dump or certificate"),
+    kek: Optional[Path] = typer.Option(None, "--kek", metavar="FILE", help="KEK (same forms)"),
+    db: Optional[Path] = typer.Option(None, "--db", metavar="FILE", help="db (same forms)"),
+    dbx: Optional[Path] = typer.Option(None, "--dbx", metavar="FILE", help="dbx (same forms)"),
+    fmt: str = typer.Option("auto", "--format", help="Variable file format: auto, esl, auth, efivarfs, raw"),
+    owner: str = typer.Option("00000000-0000-0000-0000-000000000000", "--owner", metavar="GUID",
+                              help="SignatureOwner for certificates given as .crt/.pem/.der"),
+    authority: Optional[List[str]] = typer.Option(None, "--authority", metavar="GUID=CERT",
+                                                  help="db entry (owner GUID and certificate) that verified an image; repeatable"),
+    bank: Optional[List[str]] = typer.Option(None, "--bank", help=BANK_HELP + " (default: sha256)"),
+) -> None:
+    """PCR 7: Secure Boot variables (absent = empty), separator, authority events."""
+    import uuid
+
+    from pcrtool.errors import UsageError
+    from pcrtool.predict.events import replay_measurements
+    from pcrtool.predict.secureboot import (
+        authority_variable, certificate_der, policy_variables, read_variable_file, secureboot_measurements,
+    )
+
+    try:
+        owner_guid = uuid.UUID(owner)
+    except ValueError:
+        raise UsageError(f"--owner is not a GUID: {owner!r}") from None
+    banks = _banks(bank, ("sha256",))
+    values: dict = {}
+    if secure_boot in ("0", "1"):
+        values["SecureBoot"] = bytes([int(secure_boot)])
+    else:
+        values["SecureBoot"] = read_variable_file(_read(secure_boot, "SecureBoot file"), name="SecureBoot",
+                                                  fmt=fmt, source=secure_boot)
+    for name, path in (("PK", pk), ("KEK", kek), ("db", db), ("dbx", dbx)):
+        if path is not None:
+            values[name] = _variable_bytes(path, name, fmt, owner_guid)
+    auths = []
+    for item in authority or []:
+        guid_text, sep, cert_path = item.partition("=")
+        if not sep:
+            raise UsageError(f"--authority takes GUID=CERTFILE, not {item!r}")
+        try:
+            guid = uuid.UUID(guid_text)
+        except ValueError:
+            raise UsageError(f"--authority: not a GUID: {guid_text!r}") from None
+        auths.append(authority_variable(guid, certificate_der(_read(cert_path, "authority certificate"))))
+    ms = secureboot_measurements(policy_variables(values), auths, banks)
+    _emit_values(replay_measurements(ms, banks), ms)
+
+
+# --- PCR 12 / 9 --------------------------------------------------------------------------------
+
+@app.command()
+def cmdline(
+    text: str = typer.Argument(..., help="The kernel command line"),
+    pcr: int = typer.Option(12, "--pcr", help="12: systemd-stub/sd-boot EV_IPL; 9: Linux EFI stub LoadOptions"),
+    nul: bool = typer.Option(True, "--nul/--no-nul", help="Hash the UTF-16 NUL terminator (real boots: yes)"),
+    bank: Optional[List[str]] = typer.Option(None, "--bank", help=BANK_HELP + " (default: sha256)"),
+) -> None:
+    """PCR 12 or 9 from a command line (UTF-16LE)."""
+    from pcrtool.errors import UsageError
+    from pcrtool.predict.cmdline import linux_load_options_measurement, stub_cmdline_measurement
+    from pcrtool.predict.events import replay_measurements
+
+    banks = _banks(bank, ("sha256",))
+    if pcr == 12:
+        ms = [stub_cmdline_measurement(text, banks, nul=nul)]
+    elif pcr == 9:
+        ms = [linux_load_options_measurement(text, banks, nul=nul)]
+    else:
+        raise UsageError(f"--pcr must be 12 or 9, not {pcr}")
+    _emit_values(replay_measurements(ms, banks), ms)
+
+
+# --- PCR 5 -------------------------------------------------------------------------------------
+
+@app.command()
+def gpt(
+    disk: Path = typer.Argument(..., help="Disk image with a GPT"),
+    sector_size: int = typer.Option(512, "--sector-size", help="Logical sector size"),
+    bank: Optional[List[str]] = typer.Option(None, "--bank", help=BANK_HELP + " (default: sha256)"),
+) -> None:
+    """PCR 5's EV_EFI_GPT_EVENT from a disk image (the event alone, from reset)."""
+    from pcrtool.fileio import read_bytes
+    from pcrtool.predict.events import replay_measurements
+    from pcrtool.predict.gpt import gpt_measurement
+
+    banks = _banks(bank, ("sha256",))
+    head = read_bytes(disk, what="disk image", limit=sector_size * 2 + 128 * 1024 * 4)
+    ms = [gpt_measurement(head, banks, sector_size=sector_size)]
+    _emit_values(replay_measurements(ms, banks), ms)
+
+
+# --- releases ----------------------------------------------------------------------------------
+
+def _reader_for(manifest: Path):
+    base = manifest.parent
+
+    def read(path: str) -> bytes:
+        p = Path(path)
+        return _read(p if p.is_absolute() else base / p, f"artefact of {manifest}")
+    return read
+
+
+@app.command()
+def release(
+    manifests: List[Path] = typer.Argument(..., metavar="MANIFEST...", help="Release manifests (TOML or JSON)"),
+    allowlist: Optional[Path] = typer.Option(None, "--allowlist", help="Releases allowed to unlock (TOML or JSON)"),
+    reference_log: Optional[Path] = typer.Option(None, "--reference-log", help="Target's event log: substitute into it"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the predictions file here (default: stdout)"),
+) -> None:
+    """Predict every release manifest and write the predictions file the policy commands read.
+
+    \b
+    Manifest (see pcrtool/predict/manifest.py for every field):
+      name = "fooos"   version = "2.1"   svn = 3   banks = ["sha256"]   pcrs = [7, 11]
+      phases = ["enter-initrd"]
+      [uki]  path = "fooos.efi"            (or [uki.sections] linux = "vmlinuz" …)
+      [boot] chain = ["shimx64.efi", "uki"]
+      [secureboot] SecureBoot = 1  PK = "PK.esl"  KEK = "KEK.auth"  db = "db.esl"  dbx = "dbx.bin"
+      [cmdline] stub = "…"  kernel = "…"
+      [values] "0" = {sha256 = "<hex>"}
+    Allowlist: [[allow]] name = "fooos" version = "2.1" (or "*") [svn = 3]
+    """
+    import json
+
+    from pcrtool import render
+    from pcrtool.fileio import read_bytes, write_atomic
+    from pcrtool.predict.manifest import dump_predictions, parse_allowlist, parse_manifest, predict_release
+
+    allow = parse_allowlist(read_bytes(allowlist, what="allowlist"), source=str(allowlist)) if allowlist else None
+    ref = read_bytes(reference_log, what="reference log") if reference_log else None
+    releases = []
+    for path in manifests:
+        m = parse_manifest(read_bytes(path, what="manifest"), source=str(path))
+        allowed = allow.allows(m.name, m.version, m.svn) if allow is not None else True
+        r = predict_release(m, _reader_for(path), reference_log=ref, allowed=allowed)
+        for note in r.notes:
+            render.warn(f"{r.id}: {note}")
+        releases.append(r)
+    if allow is None:
+        render.warn("no --allowlist: every release is marked allowed")
+    doc = dump_predictions(releases)
+    text = json.dumps(doc, indent=2) + "\n"
+    if output is not None:
+        write_atomic(output, text, what="predictions file")
+        render.info(f"wrote {len(releases)} release(s) to {output}")
+    else:
+        render.emit_text(text) if not render.json_mode() else render.emit_json(doc)
+
+
+@app.command("from-log")
+def from_log(
+    log_file: Path = typer.Argument(..., metavar="LOG", help="Reference event log of the target (binary_bios_measurements)"),
+    uki_file: Optional[Path] = typer.Option(None, "--uki", help="New UKI: PCR 11 sections (and PCR 4 if in --boot)"),
+    boot: Optional[List[Path]] = typer.Option(None, "--boot", metavar="IMAGE", help="New boot chain image, in load order (repeatable)"),
+    sb_db: Optional[Path] = typer.Option(None, "--db", metavar="FILE", help="New db (ESL, .auth, efivarfs dump)"),
+    sb_dbx: Optional[Path] = typer.Option(None, "--dbx", metavar="FILE", help="New dbx (ESL, .auth, efivarfs dump)"),
+    stub_cmdline: Optional[str] = typer.Option(None, "--stub-cmdline", help="New command line measured by the stub (PCR 12)"),
+    kernel_cmdline: Optional[str] = typer.Option(None, "--kernel-cmdline", help="New LoadOptions measured by the Linux EFI stub (PCR 9)"),
+    phase: Optional[str] = typer.Option(None, "--phase", help="Boot phase path appended to PCR 11, e.g. enter-initrd"),
+    pcr: Optional[List[int]] = typer.Option(None, "--pcr", help="Only show these PCRs (repeatable)"),
+    bank: Optional[List[str]] = typer.Option(None, "--bank", help=BANK_HELP + " (default: sha256)"),
+) -> None:
+    """Substitute a new release's events into a reference log and replay (pcr-oracle's model)."""
+    from pcrtool import render
+    from pcrtool.model import PcrValues
+    from pcrtool.predict.cmdline import linux_load_options_measurement, stub_cmdline_measurement
+    from pcrtool.predict.pe import application_measurement
+    from pcrtool.predict.secureboot import EFI_IMAGE_SECURITY_DATABASE, Variable, read_variable_file, variable_measurement
+    from pcrtool.predict.substitute import substitute_log
+    from pcrtool.predict.uki import phase_measurements, section_measurements, sections_from_uki
+
+    banks = _banks(bank, ("sha256",))
+    release = []
+    for img in boot or []:
+        release.append(application_measurement(_read(img, "boot image"), banks, name=str(img)))
+    if uki_file is not None:
+        release += section_measurements(sections_from_uki(_read(uki_file, "UKI")), banks)
+    for name, path in (("db", sb_db), ("dbx", sb_dbx)):
+        if path is not None:
+            data = read_variable_file(_read(path, f"{name} file"), name=name, source=str(path))
+            release.append(variable_measurement(Variable(name, EFI_IMAGE_SECURITY_DATABASE, data), banks))
+    if stub_cmdline is not None:
+        release.append(stub_cmdline_measurement(stub_cmdline, banks))
+    if kernel_cmdline is not None:
+        release.append(linux_load_options_measurement(kernel_cmdline, banks))
+    if phase:
+        release += phase_measurements(phase, banks)
+    result = substitute_log(_read(log_file, "event log"), release, banks)
+    for note in result.notes:
+        render.warn(note)
+    values = result.values
+    if pcr:
+        values = PcrValues({a: {p: v for p, v in pcrs.items() if p in pcr} for a, pcrs in values.values.items()})
+    render.emit({"pcrs": values.to_json(), "replaced": result.replaced, "unknown": result.unknown,
+                 "notes": result.notes}, text=values.to_text())
