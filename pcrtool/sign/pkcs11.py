@@ -205,11 +205,12 @@ class Pkcs11Signer(SignerBase):
         return tokens[0]
 
     def _object_filter(self) -> dict:
+        """PKCS#11 attributes (CKA_LABEL, CKA_ID) selecting the URI's object."""
         out = {}
         if "object" in self.uri.path:
-            out["label"] = self.uri.path["object"]
+            out[self._p11.Attribute.LABEL] = self.uri.path["object"]
         if "id" in self.uri.path:
-            out["id"] = self.uri.path["id"]
+            out[self._p11.Attribute.ID] = self.uri.path["id"]
         return out
 
     def _object_desc(self) -> str:
@@ -223,7 +224,7 @@ class Pkcs11Signer(SignerBase):
     def _find_private_key(self):
         p11 = self._p11
         objs = list(self._session.get_objects({p11.Attribute.CLASS: p11.ObjectClass.PRIVATE_KEY,
-                                               **{_ATTR[k]: v for k, v in self._object_filter().items()}}))
+                                               **self._object_filter()}))
         if not objs:
             raise KeyError_(f"no private key {self._object_desc()} on PKCS#11 token "
                             f"{self._session.token.label!r}",
@@ -240,7 +241,7 @@ class Pkcs11Signer(SignerBase):
         if key_id:
             attrs[p11.Attribute.ID] = key_id
         else:
-            attrs.update({_ATTR[k]: v for k, v in self._object_filter().items()})
+            attrs.update(self._object_filter())
         return list(self._session.get_objects(attrs))
 
     @staticmethod
@@ -281,8 +282,7 @@ class Pkcs11Signer(SignerBase):
             try:
                 if key_type == p11.KeyType.RSA:
                     der = p11.util.rsa.encode_rsa_public_key(obj)
-                    public = serialization.load_der_public_key(
-                        _rsa_spki(der))
+                    public = serialization.load_der_public_key(_rsa_spki(der))
                 else:
                     public = serialization.load_der_public_key(p11.util.ec.encode_ec_public_key(obj))
             except Exception:  # noqa: BLE001 - malformed public object: try the certificate
@@ -309,11 +309,19 @@ class Pkcs11Signer(SignerBase):
 
     @property
     def prehashed_only(self) -> bool:
-        """True when signing hashes on the host (forced by x-prehashed or token capabilities)."""
-        forced = self.uri.query.get("x-prehashed", "").lower() in ("1", "yes", "true")
-        return forced or self._p11.Mechanism.SHA256_RSA_PKCS not in self._mechanisms
+        """True when signing hashes on the host: forced by ``x-prehashed=yes``, or the token
+        lacks CKM_SHA256_RSA_PKCS (checked per hash when signing)."""
+        return self._forced_prehash or self._p11.Mechanism.SHA256_RSA_PKCS not in self._mechanisms
+
+    @property
+    def _forced_prehash(self) -> bool:
+        return self.uri.query.get("x-prehashed", "").lower() in ("1", "yes", "true")
+
+    def _token_hashes(self, mechanism_name: str) -> bool:
+        return not self._forced_prehash and getattr(self._p11.Mechanism, mechanism_name) in self._mechanisms
 
     def _sign(self, data: bytes, hash_alg: HashAlg, padding: Padding) -> bytes:
+        """PKCS#11 v2.40 §2.1.6 (CKM_RSA_PKCS), §2.1.7-8 (PSS), §2.3.6 (CKM_ECDSA: raw r||s)."""
         p11 = self._p11
         M = p11.Mechanism
         if hash_alg not in _HASH_MECHS:
@@ -329,13 +337,13 @@ class Pkcs11Signer(SignerBase):
                                             int.from_bytes(raw[half:], "big"))
             if padding is Padding.PSS:
                 param = (getattr(M, h), getattr(p11.MGF, h), hash_alg.digest_size)
-                if self.prehashed_only:
-                    return self._key.sign(digest, mechanism=M.RSA_PKCS_PSS, mechanism_param=param)
-                return self._key.sign(data, mechanism=getattr(M, f"{h}_RSA_PKCS_PSS"),
-                                      mechanism_param=param)
-            if self.prehashed_only:
-                return self._key.sign(digest_info(hash_alg, digest), mechanism=M.RSA_PKCS)
-            return self._key.sign(data, mechanism=getattr(M, f"{h}_RSA_PKCS"))
+                if self._token_hashes(f"{h}_RSA_PKCS_PSS"):
+                    return self._key.sign(data, mechanism=getattr(M, f"{h}_RSA_PKCS_PSS"),
+                                          mechanism_param=param)
+                return self._key.sign(digest, mechanism=M.RSA_PKCS_PSS, mechanism_param=param)
+            if self._token_hashes(f"{h}_RSA_PKCS"):
+                return self._key.sign(data, mechanism=getattr(M, f"{h}_RSA_PKCS"))
+            return self._key.sign(digest_info(hash_alg, digest), mechanism=M.RSA_PKCS)
         except p11.exceptions.PKCS11Error as e:
             raise KeyError_(f"PKCS#11 token refused to sign with key {self._object_desc()}: "
                             f"{type(e).__name__}",
@@ -360,16 +368,3 @@ def _rsa_spki(pkcs1_der: bytes) -> bytes:
     return keys.PublicKeyInfo({"algorithm": {"algorithm": "rsa"},
                                "public_key": keys.RSAPublicKey.load(pkcs1_der)}).dump()
 
-
-def _attr_names():
-    import pkcs11
-    return {"label": pkcs11.Attribute.LABEL, "id": pkcs11.Attribute.ID}
-
-
-class _AttrMap(dict):
-    def __missing__(self, key):
-        self.update(_attr_names())
-        return dict.__getitem__(self, key)
-
-
-_ATTR = _AttrMap()
