@@ -57,3 +57,21 @@ def test_show_and_fingerprint_for_key_public_key_and_certificate(keys):
     assert "BEGIN" not in proc.stdout
     proc = run_cli("key", "public", str(keys.ec256))
     assert proc.stdout.encode() == keys.pub("ec256").read_bytes()
+
+
+def test_generate_encrypted_key_takes_the_passphrase_from_the_environment_only(tmp_path):
+    passfile = tmp_path / "pass"
+    passfile.write_text("s3cret passphrase\n")
+    key = tmp_path / "enc.pem"
+    proc = run_cli("key", "generate", str(key), "--encrypt", env={"PCRTOOL_KEY_PASSPHRASE_FILE": str(passfile)})
+    assert proc.returncode == 0, proc.stderr
+    assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes()
+    openssl("pkey", "-in", str(key), "-passin", f"file:{passfile}", "-noout")  # openssl can decrypt it
+    proc = run_cli("key", "fingerprint", str(key), env={"PCRTOOL_KEY_PASSPHRASE_FILE": "",
+                                                        "PCRTOOL_KEY_PASSPHRASE": ""})
+    assert proc.returncode == 1 and "encrypted and no passphrase" in proc.stderr
+    proc = run_cli("key", "fingerprint", f"file:{key}?passphrase-file={passfile}")
+    assert proc.returncode == 0 and "s3cret" not in proc.stdout + proc.stderr
+    proc = run_cli("key", "generate", str(tmp_path / "x.pem"), "--encrypt",
+                   env={"PCRTOOL_KEY_PASSPHRASE_FILE": "", "PCRTOOL_KEY_PASSPHRASE": ""})
+    assert proc.returncode == 2 and not (tmp_path / "x.pem").exists()
