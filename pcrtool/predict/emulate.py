@@ -53,14 +53,21 @@ def demo_firmware_measurements(banks: Sequence[HashAlg], *, label: bytes = b"pcr
     variables on PCR 7, then the ReadyToBoot events (PCR 4 EFI action, separators 0–7).
     A boot's full sequence is ``before_boot + at_boot + [its images, authorities, stub events]``.
     """
-    from pcrtool.predict.pe import CALLING_EFI_APPLICATION, efi_action, separator
-    from pcrtool.predict.secureboot import policy_variables, variable_measurement
+    import struct
 
+    from pcrtool.predict.pe import CALLING_EFI_APPLICATION, efi_action, image_load_event, separator
+    from pcrtool.predict.secureboot import EFI_GLOBAL_VARIABLE, Variable, policy_variables, variable_measurement
+
+    fv, rom = label + b" FV", label + b" ROM"
+    boot_order = Variable("BootOrder", EFI_GLOBAL_VARIABLE, b"\x01\x00")
     before = [
         Measurement.of_data(0, EventType.EV_S_CRTM_VERSION, "CRTM version", "1.0".encode("utf-16-le") + b"\0\0", banks),
-        Measurement.of_data(0, EventType.EV_EFI_PLATFORM_FIRMWARE_BLOB, "firmware volume", label + b" FV", banks),
-        Measurement.of_data(1, EventType.EV_EFI_VARIABLE_BOOT, "BootOrder", b"\x01\x00", banks),
-        Measurement.of_data(2, EventType.EV_EFI_BOOT_SERVICES_DRIVER, "option ROM", label + b" ROM", banks),
+        Measurement.of_data(0, EventType.EV_EFI_PLATFORM_FIRMWARE_BLOB, "firmware volume", fv, banks,
+                            data=struct.pack("<QQ", 0xFFC00000, len(fv))),
+        Measurement.of_data(1, EventType.EV_EFI_VARIABLE_BOOT, "BootOrder", boot_order.data, banks,
+                            data=boot_order.variable_data()),
+        Measurement.of_data(2, EventType.EV_EFI_BOOT_SERVICES_DRIVER, "option ROM", rom, banks,
+                            data=image_load_event("rom.efi", len(rom))),
         Measurement.of_data(6, EventType.EV_POST_CODE, "POST CODE", b"POST CODE", banks),
     ]
     sb = policy_variables({"SecureBoot": b"\x01" if secure_boot else b"\x00"})

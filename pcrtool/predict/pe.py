@@ -55,11 +55,25 @@ def image_digests(image: Image, banks: Sequence[HashAlg], *, name: str = "image"
     return out
 
 
+def image_load_event(path: str, length: int = 0, *, location: int = 0) -> bytes:
+    """UEFI_IMAGE_LOAD_EVENT (TCG PFP §10.2.3, 64-bit UINTN) with a FilePath device path node.
+
+    The digest never covers this structure; it only makes emulated logs look like firmware's.
+    """
+    import struct
+
+    name = ("\\" + path.replace("/", "\\").lstrip("\\")).encode("utf-16-le") + b"\0\0"
+    devpath = struct.pack("<BBH", 4, 4, 4 + len(name)) + name + b"\x7f\xff\x04\x00"
+    return struct.pack("<QQQQ", location, length, 0, len(devpath)) + devpath
+
+
 def application_measurement(image: Image, banks: Sequence[HashAlg] = DEFAULT_BANKS, *,
                             name: str = "image", pcr: int = PCR_BOOT_MANAGER_CODE) -> Measurement:
     """EV_EFI_BOOT_SERVICES_APPLICATION for one image (digest = Authenticode hash)."""
+    length = len(image) if isinstance(image, (bytes, bytearray, memoryview)) else 0
     return Measurement(pcr, image_digests(image, banks, name=name),
-                       EventType.EV_EFI_BOOT_SERVICES_APPLICATION, name)
+                       EventType.EV_EFI_BOOT_SERVICES_APPLICATION, name,
+                       image_load_event(name.rsplit("/", 1)[-1], length))
 
 
 def boot_chain_measurements(images: Sequence[tuple[str, Image]], banks: Sequence[HashAlg] = DEFAULT_BANKS,
