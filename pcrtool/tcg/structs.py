@@ -202,3 +202,12 @@ TCG_Sp800_155_PlatformId_Event = c.Struct(
     "firmware_manufacturer_id" / c.Int32ul,
     "firmware_version" / c.PascalString(c.Int8ul, "latin-1"),
 )
+
+# PFP 1.06 §10.4.5.3: Event3 adds RIM and platform-certificate locators.
+TCG_Sp800_155_PlatformId_Event3 = c.Struct(
+    *TCG_Sp800_155_PlatformId_Event.subcons,
+    "rim_locator_type" / c.Int32ul,
+    "rim_locator" / c.Prefixed(c.Int32ul, c.GreedyBytes),
+    "platform_cert_locator_type" / c.Int32ul,
+    "platform_cert_locator" / c.Prefixed(c.Int32ul, c.GreedyBytes),
+)

@@ -12,7 +12,7 @@ from pcrtool.eventlog.model import Event, EventLog
 from pcrtool.tcg import structs
 from pcrtool.tcg.guid import WELL_KNOWN, guid_from_bytes
 
-SEPARATOR_VALUES = {0: "success", 0xFFFFFFFF: "success", 1: "error"}
+SEPARATOR_VALUES = {0: "success", 0xFFFFFFFF: "success", 1: "error", 0x4C434257: "Windows WBCL"}
 
 
 @dataclass(frozen=True, slots=True)

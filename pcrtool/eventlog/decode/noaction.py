@@ -53,7 +53,10 @@ class Sp800155(Decoded):
     firmware_manufacturer: str | None = None
     firmware_manufacturer_id: int | None = None
     firmware_version: str | None = None
-    rest: bytes = b""
+    rim_locator_type: int | None = None
+    rim_locator: bytes = b""
+    platform_cert_locator_type: int | None = None
+    platform_cert_locator: bytes = b""
     kind = "sp800-155"
 
     def describe(self) -> str:
@@ -70,6 +73,10 @@ class NvIndex(Decoded):
 
     def describe(self) -> str:
         return self.signature
+
+
+def _s(text: str) -> str:
+    return text.rstrip("\0")
 
 
 def decode_no_action(event: Event, log: EventLog | None):
@@ -90,10 +97,16 @@ def decode_no_action(event: Event, log: EventLog | None):
     if head == SP800_155_SIGNATURE:
         e = structs.TCG_Sp800_155_PlatformId_Event.parse(data)
         return Sp800155("SP800-155 Event", e.vendor_id, str(e.reference_manifest_guid),
-                        e.platform_manufacturer_str, e.platform_model, e.platform_version,
-                        e.firmware_manufacturer_str, e.firmware_manufacturer_id, e.firmware_version)
+                        _s(e.platform_manufacturer_str), _s(e.platform_model), _s(e.platform_version),
+                        _s(e.firmware_manufacturer_str), e.firmware_manufacturer_id, _s(e.firmware_version))
     if head == SP800_155_EVENT3_SIGNATURE:
-        return Sp800155("SP800-155 Event3", rest=data[16:])
+        e = structs.TCG_Sp800_155_PlatformId_Event3.parse(data)
+        return Sp800155("SP800-155 Event3", e.vendor_id, str(e.reference_manifest_guid),
+                        _s(e.platform_manufacturer_str), _s(e.platform_model), _s(e.platform_version),
+                        _s(e.firmware_manufacturer_str), e.firmware_manufacturer_id, _s(e.firmware_version),
+                        rim_locator_type=e.rim_locator_type, rim_locator=e.rim_locator,
+                        platform_cert_locator_type=e.platform_cert_locator_type,
+                        platform_cert_locator=e.platform_cert_locator)
     if head in (NV_INDEX_INSTANCE_SIGNATURE, NV_INDEX_DYNAMIC_SIGNATURE):
         return NvIndex(head.rstrip(b"\0").decode("ascii"), data[16:])
     return Bytes(data)
