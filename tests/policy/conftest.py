@@ -1,4 +1,4 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: make helpers_policy importable
+sys.path.append(str(Path(__file__).resolve().parent))  # importlib mode: make helpers_policy importable

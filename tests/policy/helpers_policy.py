@@ -61,3 +61,13 @@ def need_tool(name: str) -> str:
             pytest.fail(msg)
         pytest.skip(msg)
     return path
+
+
+def need_module(name: str):
+    import pytest
+    try:
+        return __import__(name)
+    except ImportError as e:
+        if IN_CI:
+            pytest.fail(f"python module {name} missing: {e}")
+        pytest.skip(f"python module {name} missing")
