@@ -117,6 +117,15 @@ def _write_outputs(der: bytes, root: bytes, certificate, output: Optional[Path],
     return out
 
 
+def _show(value) -> str:
+    from pcrtool.model import HashAlg
+    if isinstance(value, HashAlg):
+        return value.bank_name
+    if isinstance(value, bytes):
+        return value.hex() or "-"
+    return str(int(value))
+
+
 def _emit_kv(data: dict, title: str | None = None) -> None:
     from pcrtool import render
     table = render.Table(["field", "value"], title=title)
@@ -245,8 +254,6 @@ def verify(
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
 ) -> None:
     """Check DATA and its hash tree against ROOT_HASH; report the first bad block (exit 3)."""
-    import dataclasses
-
     from pcrtool import render
     from pcrtool.errors import MismatchError, UsageError
     from pcrtool.model import HashAlg, parse_hex
@@ -274,8 +281,9 @@ def verify(
                              hint="pass --no-superblock with --salt (and the other parameters)")
         for k, v in given.items():
             if v is not None and getattr(params, k) != v:
-                raise MismatchError(f"superblock says {k}={getattr(params, k)!r}, the option says {v!r}")
-        params = dataclasses.replace(params)
+                raise MismatchError(f"superblock says {k}={_show(getattr(params, k))}, "
+                                    f"the option says {_show(v)}",
+                                    hint="drop the option (the superblock has the parameters)")
     with _progress("verifying", progress) as cb:
         report = verify_files(str(data), str(hash_file), params, root, workers=workers, progress=cb)
     out = {"ok": report.ok, "rootHash": root.hex(), "dataBlocks": params.data_blocks}
