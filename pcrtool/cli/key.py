@@ -81,7 +81,7 @@ def generate(
     render.emit(data, text=f"{path}: {key_type} {data['fingerprint']}")
 
 
-def _open(ref: str, certificate: Optional[str]):
+def open_key_material(ref: str, certificate: Optional[str]):
     """(signer or None, public key, certificate, backend description) for any key-ish input."""
     from pcrtool.errors import KeyError_
     from pcrtool.sign import load_signer
@@ -117,7 +117,7 @@ def describe(ref: str, certificate: Optional[str] = None) -> dict:
     from pcrtool.sign.api import (certificate_fingerprint, describe_public_key, key_label,
                                   public_key_fingerprint)
 
-    signer, public, cert, backend = _open(ref, certificate)
+    signer, public, cert, backend = open_key_material(ref, certificate)
     try:
         kt, size = describe_public_key(public)
         out = {"key": backend, "type": key_label(kt, size), "algorithm": kt.value, "bits": size,
@@ -178,7 +178,7 @@ def public(
 
     from pcrtool import fileio, render
 
-    signer, pub, _cert, _backend = _open(ref, None)
+    signer, pub, _cert, _backend = open_key_material(ref, None)
     if signer is not None:
         signer.close()
     pem = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers_sign import IN_CI, need_tool, openssl, run_cli
+from helpers_sign import IN_CI, PIN, need_tool, openssl, run_cli
 from pcrtool.model import HashAlg, PcrValues
 from pcrtool.sign import load_signer
 from pcrtool.sign.offline import new_request, read_request, read_signatures, write_request
@@ -88,6 +88,13 @@ def test_verity_roothash_file_token_and_offline_outputs_are_identical(keys, hsm,
     ok(run_cli("verity", "attach", str(req), "-c", crt, "-o", str(tmp_path / "offline.p7s"), env=env))
     assert (tmp_path / "offline.p7s").read_bytes() == online.read_bytes()
     _smime_verify(online, tmp_path / "img.roothash", crt)
+    # pkcs11-tool as the signer on the air-gapped side
+    ok(subprocess.run([need_tool("pkcs11-tool"), "--module", hsm.module, "--token-label", hsm.label, "--login",
+                       "--pin", PIN, "--sign", "-m", "SHA256-RSA-PKCS", "--id", "01",
+                       "-i", str(tmp_path / "img.roothash"), "-o", str(tmp_path / "img.roothash.sig")],
+                      capture_output=True, env={**os.environ, **env}))
+    ok(run_cli("verity", "attach", str(req), "-c", crt, "-o", str(tmp_path / "p11tool.p7s"), env=env))
+    assert (tmp_path / "p11tool.p7s").read_bytes() == online.read_bytes()
     # a signature over other bytes (hex with a trailing newline) is refused
     (tmp_path / "nl").write_bytes(ROOT_HASH.encode() + b"\n")
     openssl("dgst", "-sha256", "-sign", str(keys.rsa), "-out", str(tmp_path / "img.roothash.sig"), str(tmp_path / "nl"))
