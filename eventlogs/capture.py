@@ -245,7 +245,11 @@ def build_uki(workdir: Path, *, linux: Path, initrd: bytes, cmdline: str, uname:
     uki = workdir / "uki.efi"
     args += [str(stub), str(uki)]
     run(args)
-    uki.write_bytes(_pin_pe_timestamp(uki.read_bytes()))
+    data = uki.read_bytes()
+    # Pad to 8 bytes, as signing does before it appends the certificate table: then the
+    # Authenticode digest (what PCR 4 measures) is the same for the unsigned and signed UKI.
+    data += b"\0" * (-len(data) % 8)
+    uki.write_bytes(_pin_pe_timestamp(data))
     return uki, {k: v[0] for k, v in files.items()}
 
 

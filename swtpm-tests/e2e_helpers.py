@@ -45,22 +45,26 @@ def deb_cache() -> Path | None:
     return LOCAL_CACHE
 
 
+def _need(ok: bool, msg: str) -> None:
+    import pytest
+
+    if ok:
+        return
+    if IN_CI:
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
 def need_e2e_tools() -> None:
     """Every external part a boot needs (fails under CI=true when missing)."""
-    from conftest import need_tool  # root conftest
+    from pcrtool.tools import find_tool
 
     for tool in ("qemu-system-x86_64", "swtpm", "objcopy", "mkfs.vfat", "mcopy", "mmd",
-                 "apt-get", "apt-cache", "dpkg-deb"):
-        need_tool(tool)
+                 "apt-get", "apt-cache", "dpkg-deb", "openssl"):
+        _need(find_tool(tool) is not None, f"{tool} is not installed (run .ci/install-system-deps)")
     cap = load_capture()
     for path in (cap.STUB, cap.OVMF_CODE, cap.OVMF_CODE_SB, cap.OVMF_VARS):
-        if not path.exists():
-            import pytest
-
-            msg = f"{path} missing (apt-get install systemd-boot-efi ovmf)"
-            if IN_CI:
-                pytest.fail(msg)
-            pytest.skip(msg)
+        _need(path.exists(), f"{path} missing (apt-get install systemd-boot-efi ovmf)")
 
 
 def pcrtool(*args, check: bool = False, input: bytes | None = None) -> subprocess.CompletedProcess:

@@ -1,0 +1,140 @@
+"""The committed real-firmware captures (eventlogs/ovmf-*): parse, replay, verify, tamper.
+
+Each capture is the event log OVMF + systemd-stub 252 + the Linux EFI stub wrote while booting a
+pcrtool-built UKI, and the PCRs the booted guest read from sysfs (eventlogs/README.md). The guest's
+PCRs are the oracle; tpm2_eventlog (tpm2-tools) is a second, independent replayer. No boot here:
+the fresh boots are in test_e2e_firmware.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import e2e_helpers as H  # noqa: E402
+
+from pcrtool.model import HashAlg, PcrValues  # noqa: E402
+
+pytestmark = [pytest.mark.e2e]
+
+BANKS = (HashAlg.SHA1, HashAlg.SHA256, HashAlg.SHA384, HashAlg.SHA512)
+NAMES = sorted(H.CAPTURES)
+IMA_PCR = 10
+
+
+def _files(name):
+    d = H.CAPTURES[name]
+    return d, (d / "eventlog.bin").read_bytes(), PcrValues.parse((d / "pcrs.json").read_text())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_capture_parses_and_replays_to_guest_pcrs_in_all_banks(name):
+    from pcrtool.eventlog import parse_event_log, replay
+    from pcrtool.tcg.constants import EventType
+
+    d, data, guest = _files(name)
+    meta = json.loads((d / "capture.json").read_text())
+    assert hashlib.sha256(data).hexdigest() == meta["eventlog_sha256"]
+    log = parse_event_log(data)
+    assert list(log.banks) == list(BANKS)
+    replayed = replay(log).pcrs
+    in_log = {e.pcr for e in log.events if e.event_type != EventType.EV_NO_ACTION}
+    assert in_log == {0, 1, 2, 3, 4, 5, 6, 7, 9, 11}
+    for alg in BANKS:
+        for pcr in sorted(in_log):
+            assert replayed.get(alg, pcr) == guest.get(alg, pcr), (pcr, alg)
+        # PCR 10 is IMA's boot_aggregate (kernel, not firmware): present, never in this log
+        assert guest.get(alg, IMA_PCR) != alg.zero
+    # Stub 252: 4 sections (.linux .osrel .cmdline .initrd) × 2 EV_IPL events on PCR 11
+    assert sum(1 for e in log.events if e.pcr == 11) == 8
+    apps = [e for e in log.events if e.event_type == EventType.EV_EFI_BOOT_SERVICES_APPLICATION]
+    assert len(apps) == (1 if meta["secure_boot"] == "own" else 2)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_capture_agrees_with_tpm2_eventlog(name, tool):
+    """Independent replayer (tpm2-tools 5.4) over the same bytes gives the guest's PCRs."""
+    exe = tool("tpm2_eventlog")
+    d, _data, guest = _files(name)
+    out = subprocess.run([exe, str(d / "eventlog.bin")], capture_output=True, text=True, check=True).stdout
+    pcrs_part = out[out.index("\npcrs:"):]
+    bank = None
+    seen = 0
+    for line in pcrs_part.splitlines():
+        m = re.match(r"\s+(sha\d+):\s*$", line)
+        if m:
+            bank = HashAlg.from_name(m.group(1))
+            continue
+        m = re.match(r"\s+(\d+)\s*:\s*0x([0-9A-Fa-f]+)", line)
+        if m and bank is not None:
+            assert bytes.fromhex(m.group(2)) == guest.get(bank, int(m.group(1))), (bank, m.group(1))
+            seen += 1
+    assert seen == 40  # 10 PCRs × 4 banks
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cli_verify_exits_0_against_guest_pcrs(name):
+    d = H.CAPTURES[name]
+    proc = H.pcrtool("--json=short", "eventlog", "verify", d / "eventlog.bin", "--pcrs", d / "pcrs.json")
+    assert proc.returncode == 0, proc.stderr.decode()
+    report = json.loads(proc.stdout)
+    assert report["ok"] is True and report["mismatchingPcrs"] == []
+    status = {(p["pcr"], p["bank"]): p["status"] for p in report["pcrs"]}
+    for alg in BANKS:
+        for pcr in (0, 1, 2, 3, 4, 5, 6, 7, 9, 11):
+            assert status[(pcr, alg.bank_name)] == "match"
+        assert status[(IMA_PCR, alg.bank_name)] == "not-in-log"
+
+
+def _flip(data: bytes, needle: bytes, at: int = 0) -> bytes:
+    assert data.count(needle) == 1, f"{needle[:16]!r} not unique in the log"
+    pos = data.index(needle) + at
+    return data[:pos] + bytes([data[pos] ^ 0x01]) + data[pos + 1:]
+
+
+def test_cli_verify_exits_3_when_a_measured_section_digest_is_flipped(tmp_path):
+    """One bit of the .cmdline section's sha256 in the stub's PCR 11 EV_IPL event → exit 3."""
+    d, data, _ = _files("sb-off")
+    meta = json.loads((d / "capture.json").read_text())
+    cmdline_digest = bytes.fromhex(meta["sections_sha256"][".cmdline"])
+    bad = tmp_path / "tampered.bin"
+    bad.write_bytes(_flip(data, cmdline_digest, 5))
+    proc = H.pcrtool("--json=short", "eventlog", "verify", bad, "--pcrs", d / "pcrs.json")
+    assert proc.returncode == 3, proc.stderr.decode()
+    report = json.loads(proc.stdout)
+    assert report["ok"] is False
+    assert {(m["pcr"], m["bank"]) if isinstance(m, dict) else m for m in report["mismatchingPcrs"]} != set()
+    assert any(p["pcr"] == 11 and p["bank"] == "sha256" and p["status"] != "match" for p in report["pcrs"])
+    assert all(p["status"] in ("match", "unused", "not-in-log") for p in report["pcrs"] if p["pcr"] != 11)
+
+
+def test_cli_verify_reports_a_flipped_payload_as_a_warning(tmp_path):
+    """One bit of an EV_EFI_ACTION payload (digest = H(payload)): the digests still replay to the
+    PCRs (exit 0, as issue 2 specifies), and the payload warning names the event."""
+    d, data, _ = _files("sb-off")
+    needle = b"Returning from EFI Application from Boot Option"
+    bad = tmp_path / "tampered-payload.bin"
+    bad.write_bytes(_flip(data, needle, 0))
+    proc = H.pcrtool("--json=short", "eventlog", "verify", bad, "--pcrs", d / "pcrs.json")
+    assert proc.returncode == 0, proc.stderr.decode()
+    warnings = json.loads(proc.stdout)["payloadWarnings"]
+    assert sorted((w["event"], w["pcr"], w["type"], w["bank"]) for w in warnings) == \
+        [(23, 4, "EV_EFI_ACTION", b.bank_name) for b in BANKS]
+    clean = H.pcrtool("--json=short", "eventlog", "verify", d / "eventlog.bin", "--pcrs", d / "pcrs.json")
+    assert json.loads(clean.stdout)["payloadWarnings"] == []
+
+
+def test_cli_verify_exits_3_against_another_captures_pcrs():
+    """The cmdline capture's log against the SB-off guest's PCRs: PCR 9/11 (and 4) differ → exit 3."""
+    a, b = H.CAPTURES["cmdline"], H.CAPTURES["sb-off"]
+    proc = H.pcrtool("--json=short", "eventlog", "verify", a / "eventlog.bin", "--pcrs", b / "pcrs.json")
+    assert proc.returncode == 3
+    bad = {p["pcr"] for p in json.loads(proc.stdout)["pcrs"] if p["status"] not in ("match", "unused", "not-in-log")}
+    assert bad == {4, 9, 11}
