@@ -85,3 +85,28 @@ def test_substituted_prediction_equals_the_booted_tpm(tmp_path, swtpm, tpm):
     # the release really changed PCR 4 and 11, and nothing else
     changed = {pcr for alg in banks for pcr in PCRS if booted_a.get(alg, pcr) != booted_b.get(alg, pcr)}
     assert changed == {4, 11}
+
+
+def test_predictions_file_measurements_replay_into_the_tpm(tmp_path, swtpm, tpm):
+    """The per-phase event list in the predictions file is what validation extends: it must give
+    exactly the predicted PCRs on a real TPM."""
+    import json
+
+    from pcrtool.predict.manifest import dump_predictions, load_predictions, parse_manifest, predict_release
+
+    banks = tpm.banks()
+    uki = build_uki(tmp_path / "u", [(".linux", b"kernel" * 300), (".osrel", b"VERSION_ID=3\n")])
+    (tmp_path / "u.efi").write_bytes(uki)
+    manifest = parse_manifest(f'name = "demo"\nversion = "3"\nsvn = 3\nbanks = {[a.bank_name for a in banks]}\n'
+                              'phases = [":", "enter-initrd", "enter-initrd:leave-initrd"]\n'
+                              '[uki]\npath = "u.efi"\n[cmdline]\nstub = "quiet"\n')
+    release = predict_release(manifest, lambda p: (tmp_path / p).read_bytes())
+    (back,) = load_predictions(json.dumps(dump_predictions([release])))
+    for phase in back.phases:
+        swtpm.reboot()
+        for m in back.measurements[phase]:
+            tpm.extend(m.pcr, {alg: m.digests[alg] for alg in banks})
+        booted = tpm.read_pcrs(PcrSelection({alg: back.pcrs for alg in banks}))
+        for alg in banks:
+            for pcr in back.pcrs:
+                assert booted.get(alg, pcr) == back.values(phase).get(alg, pcr), (phase, alg.bank_name, pcr)

@@ -27,7 +27,7 @@ class Measurement:
     digests: Mapping[HashAlg, bytes]
     event_type: EventType | None
     description: str
-    data: bytes = b""
+    data: bytes = field(default=b"", compare=False)  # logged payload; the digests are what count
 
     @classmethod
     def of_data(cls, pcr: int, event_type: EventType | None, description: str, hashed: bytes,

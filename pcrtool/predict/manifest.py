@@ -101,6 +101,10 @@ class Release:
     predictions: Mapping[str, PcrValues]
     allowed: bool = True
     notes: tuple[str, ...] = ()
+    #: per phase: the events (selected PCRs only, in order) whose replay from reset gives the
+    #: prediction — what validation extends into a TPM to emulate the boot. Absent when the
+    #: prediction cannot be replayed from events (precomputed values, PCR 0 startup locality).
+    measurements: Mapping[str, tuple[Measurement, ...]] = field(default_factory=dict)
 
     @property
     def phases(self) -> tuple[str, ...]:
@@ -124,8 +128,39 @@ class Release:
     def to_json(self) -> dict:
         return {"name": self.name, "version": self.version, "svn": self.svn, "allowed": self.allowed,
                 "pcrs": list(self.pcrs), "banks": [b.bank_name for b in self.banks],
-                "phases": [{"phase": p, "values": v.to_json()} for p, v in self.predictions.items()],
+                "phases": [{"phase": p, "values": v.to_json()}
+                           | ({"measurements": [_measurement_json(m) for m in self.measurements[p]]}
+                              if p in self.measurements else {})
+                           for p, v in self.predictions.items()],
                 "notes": list(self.notes)}
+
+
+def _measurement_json(m: Measurement) -> dict:
+    return {"pcr": m.pcr, "type": m.event_type.name if m.event_type is not None else "userspace",
+            "description": m.description} | {alg.bank_name: d.hex() for alg, d in m.digests.items()}
+
+
+def _measurement_from_json(item: Any, where: str) -> Measurement:
+    from pcrtool.tcg.constants import EventType
+
+    if not isinstance(item, dict) or not isinstance(item.get("pcr"), int):
+        raise ManifestError(f"{where}: a measurement is {{\"pcr\": N, \"type\": …, \"sha256\": hex}}")
+    _int(item["pcr"], "pcr", where, 0, PCR_COUNT - 1)
+    type_name = item.get("type", "userspace")
+    if type_name == "userspace":
+        event_type = None
+    else:
+        try:
+            event_type = EventType[type_name] if not type_name.startswith("EV_0x") else EventType(int(type_name[5:], 16))
+        except (KeyError, ValueError):
+            raise ManifestError(f"{where}: unknown event type {type_name!r}") from None
+    digests = {}
+    for key, value in item.items():
+        if key in ("pcr", "type", "description"):
+            continue
+        alg = _banks([key], where)[0]
+        digests[alg] = _hex(value, key, where, alg.digest_size)
+    return Measurement(item["pcr"], digests, event_type, str(item.get("description", "")))
 
 
 # --- field validation ------------------------------------------------------------------------
@@ -448,14 +483,16 @@ def predict_release(m: ReleaseManifest, reader: Reader, *, reference_log: bytes 
                             hint="add [uki], [boot], [secureboot], [cmdline] or [values]")
 
     predictions: dict[str, PcrValues] = {}
+    phase_events: dict[str, tuple[Measurement, ...]] = {}
     for phase in m.phases:
         events = fixed + uki_events + (phase_measurements(phase, m.banks) if sections is not None else [])
         if reference_log is not None:
             from pcrtool.predict.substitute import substitute_log
             result = substitute_log(reference_log, events, m.banks)
             values = result.values
+            replayable = tuple(result.measurements(pcrs))
             for alg, pcr in result.gaps:
-                if pcr in (m.pcrs or ()) and alg in m.banks:
+                if pcr in pcrs and alg in m.banks:
                     raise ManifestError(f"{m.source}: the reference log cannot give a {alg.bank_name} value "
                                         f"for PCR {pcr} (events without that digest)",
                                         hint="select another bank or drop that PCR")
@@ -463,6 +500,7 @@ def predict_release(m: ReleaseManifest, reader: Reader, *, reference_log: bytes 
                 notes += result.notes
         else:
             values = replay_measurements(events, m.banks)
+            replayable = tuple(e for e in events if e.pcr in pcrs)
         out = PcrValues()
         for pcr in pcrs:
             for alg in m.banks:
@@ -477,7 +515,22 @@ def predict_release(m: ReleaseManifest, reader: Reader, *, reference_log: bytes 
                     v = initial_value(alg, pcr)
                 out.set(alg, pcr, v)
         predictions[phase] = out
-    return Release(m.name, m.version, m.svn, pcrs, m.banks, predictions, allowed, tuple(notes))
+        try:
+            if _same(replay_measurements(replayable, m.banks), out, pcrs, m.banks):
+                phase_events[phase] = replayable
+        except FormatError:
+            pass
+        if phase not in phase_events:
+            notes.append(f"phase {phase or ':'}: no event list reproduces the prediction (precomputed values "
+                         f"or a start other than reset); validation cannot emulate this boot")
+    return Release(m.name, m.version, m.svn, pcrs, m.banks, predictions, allowed, tuple(notes), phase_events)
+
+
+def _same(replayed: PcrValues, predicted: PcrValues, pcrs: Sequence[int], banks: Sequence[HashAlg]) -> bool:
+    from pcrtool.predict.events import initial_value
+
+    return all((replayed.get(alg, pcr) or initial_value(alg, pcr)) == predicted.get(alg, pcr)
+               for alg in banks for pcr in pcrs)
 
 
 # --- allowlist ----------------------------------------------------------------------------------
@@ -566,6 +619,7 @@ def load_predictions(text: str | bytes, *, source: str = "predictions") -> list[
         if not isinstance(allowed, bool):
             raise ManifestError(f"{where}: 'allowed' must be true or false")
         predictions = {}
+        measurements: dict[str, tuple[Measurement, ...]] = {}
         for j, p in enumerate(_req(r, "phases", where)):
             if not isinstance(p, dict) or not isinstance(p.get("phase"), str):
                 raise ManifestError(f"{where} phases[{j}] needs 'phase' and 'values'")
@@ -578,8 +632,13 @@ def load_predictions(text: str | bytes, *, source: str = "predictions") -> list[
                     if values.get(alg, pcr) is None:
                         raise ManifestError(f"{where} phase {p['phase']!r}: no {alg.bank_name} value for PCR {pcr}")
             predictions[p["phase"]] = values
+            if "measurements" in p:
+                if not isinstance(p["measurements"], list):
+                    raise ManifestError(f"{where} phases[{j}]: 'measurements' must be a list")
+                measurements[p["phase"]] = tuple(_measurement_from_json(x, f"{where} phases[{j}] measurements[{k}]")
+                                                 for k, x in enumerate(p["measurements"]))
         if not predictions:
             raise ManifestError(f"{where}: no phases")
         out.append(Release(name, version, svn, pcrs, banks, predictions, allowed,
-                           tuple(str(n) for n in r.get("notes", []))))
+                           tuple(str(n) for n in r.get("notes", [])), measurements))
     return out

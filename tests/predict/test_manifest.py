@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -50,7 +51,13 @@ def test_predictions_file_round_trip():
     text = json.dumps(dump_predictions([r]))
     doc = json.loads(text)
     assert doc["format"] == FORMAT
-    assert doc["releases"][0]["phases"][0] == {"phase": "", "values": {"sha256": {"11": V_COLON}}}
+    phase0 = doc["releases"][0]["phases"][0]
+    assert (phase0["phase"], phase0["values"]) == ("", {"sha256": {"11": V_COLON}})
+    # the events whose replay from reset gives the prediction (validation emulates the boot with them)
+    assert [(e["pcr"], e["type"], e["description"]) for e in phase0["measurements"]] == [
+        (11, "EV_IPL", ".linux"), (11, "EV_IPL", ".linux"), (11, "EV_IPL", ".initrd"), (11, "EV_IPL", ".initrd")]
+    assert phase0["measurements"][1]["sha256"] == hashlib.sha256(b"HALLO\n").hexdigest()
+    assert [e["type"] for e in doc["releases"][0]["phases"][1]["measurements"]][-1] == "userspace"
     (back,) = load_predictions(text)
     assert back == r
 
@@ -95,7 +102,7 @@ def test_precomputed_values_apply_to_all_phases_and_per_phase():
                        f'[values.phase.y]\n"11" = {{sha256 = "{"22" * 32}"}}\n'
                        f'[values.phase.x]\n"11" = {{sha256 = "{"33" * 32}"}}\n')
     r = predict_release(m, reader)
-    assert r.pcrs == (7, 11)
+    assert r.pcrs == (7, 11) and not r.measurements and any("cannot emulate" in n for n in r.notes)
     assert r.values("x").get(HashAlg.SHA256, 7) == bytes([0x11]) * 32
     assert r.values("y").get(HashAlg.SHA256, 11) == bytes([0x22]) * 32
 
