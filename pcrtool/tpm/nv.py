@@ -91,10 +91,14 @@ class NvMixin:
         return self.nv_read_public(index)
 
     def nv_undefine(self, index: int, *, hierarchy: str = "owner") -> None:
-        """TPM2_NV_UndefineSpace (Part 3 §31.4)."""
-        self._with_nv(index, b"", lambda h: self._call(
-            "TPM2_NV_UndefineSpace", self.esys.nv_undefine_space, h, _HIERARCHIES[hierarchy],
-            context=f"NV index 0x{index:08x}"))
+        """TPM2_NV_UndefineSpace (Part 3 §31.4); on success ESAPI frees the ESYS_TR itself."""
+        handle = self._nv_handle(index)
+        try:
+            self._call("TPM2_NV_UndefineSpace", self.esys.nv_undefine_space, handle,
+                       _HIERARCHIES[hierarchy], context=f"NV index 0x{index:08x}")
+        except BaseException:
+            self.esys.tr_close(handle)
+            raise
 
     # -- public area (Part 3 §31.6)
     def nv_read_public(self, index: int) -> NvPublic:

@@ -154,6 +154,17 @@ def decode_rc(rc: int) -> DecodedRc:
     return DecodedRc(rc, layer, prefix + base, base)
 
 
+# TPM_RC_VALUE from these assertions means the current state does not satisfy the policy.
+_VALUE_REFUSALS = {
+    "TPM2_PolicyAuthorize": "the approved policy differs from the session digest: the PCRs (or the "
+                            "assertions before PolicyAuthorize) are not the state that was signed",
+    "TPM2_PolicyAuthorizeNV": "the session digest differs from the policy stored in the NV index: "
+                              "the PCRs are not the approved state",
+    "TPM2_PolicyOR": "the session digest matches none of the PolicyOR branches (PCRs or the approved "
+                     "policy differ from every branch)",
+    "TPM2_PolicyPCR": "policy check failed: the PCRs differ from the expected PCR digest",
+}
+
 # Codes that mean "the policy was not satisfied": unlock refused (exit 4), not a TPM malfunction.
 POLICY_REFUSAL_CODES = frozenset({"POLICY_FAIL", "POLICY", "POLICY_CC", "EXPIRED"})
 
@@ -168,6 +179,9 @@ def error_for_rc(command: str, rc: int, *, context: str | None = None):
     what = f"{command}{f' ({context})' if context else ''} failed: {d.describe()}"
     if d.base in POLICY_REFUSAL_CODES:
         return TpmPolicyFailed(what, d.hint, rc=rc, command=command)
+    refusal_hint = _VALUE_REFUSALS.get(command)
+    if d.base == "VALUE" and refusal_hint and d.parameter in (None, 1):
+        return TpmPolicyFailed(what, refusal_hint, rc=rc, command=command)
     if d.layer == "TCTI":
         return TpmUnavailable(what, d.hint or "check the TCTI (--tcti / PCRTOOL_TCTI)")
     return TpmError(what, d.hint, rc=rc, command=command)
