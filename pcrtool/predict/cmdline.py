@@ -53,3 +53,11 @@ def linux_initrd_measurement(initrd: bytes, banks: Sequence[HashAlg] = DEFAULT_B
     """Linux EFI stub: the initrd (as handed over by LINUX_EFI_INITRD_MEDIA) as EV_EVENT_TAG 0x8F3B22EC."""
     return Measurement.of_data(PCR_LINUX_STUB, EventType.EV_EVENT_TAG, "Linux initrd", initrd, banks,
                                data=tagged_event_data(LINUX_INITRD_TAG, b"Linux initrd\0"))
+
+
+def stub_profile_measurement(profile: int, banks: Sequence[HashAlg] = DEFAULT_BANKS) -> Measurement:
+    """systemd-stub (v257+): the selected profile number, only when it is not 0, as EV_EVENT_TAG
+    0x13aed6db on PCR 12 over the decimal number in UTF-16 with NUL."""
+    hashed = utf16_cmdline(str(profile))
+    return Measurement.of_data(PCR_KERNEL_CONFIG, EventType.EV_EVENT_TAG, f"profile {profile}", hashed, banks,
+                               data=tagged_event_data(STUB_PROFILE_TAG, hashed))

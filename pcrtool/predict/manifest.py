@@ -12,7 +12,8 @@ Release manifest (TOML or JSON, one release per file; paths are relative to the 
 
     [uki]                               # PCR 11 (systemd-stub): a UKI file …
     path = "fooos-2.1.efi"
-    profile = 0                         # optional multi-profile selection
+    profile = 0                         # optional multi-profile selection (PCR 12 gets the profile tag if > 0)
+    stub = 257                          # optional: systemd-stub version (default: read from .sdmagic, else newest)
     # … or section files instead of `path`:  [uki.sections] linux = "vmlinuz", initrd = "initrd.img", …
 
     [boot]                              # PCR 4: images in load order (Authenticode), or precomputed
@@ -54,11 +55,16 @@ Predictions file (JSON, written by ``pcrtool predict release``; read with :func:
      "releases": [
        {"name": "fooos", "version": "2.1", "svn": 3, "allowed": true,
         "pcrs": [7, 11], "banks": ["sha256"],
-        "phases": [{"phase": "enter-initrd", "values": {"sha256": {"7": "<hex>", "11": "<hex>"}}}],
+        "phases": [{"phase": "enter-initrd", "values": {"sha256": {"7": "<hex>", "11": "<hex>"}},
+                    "measurements": [{"pcr": 7, "type": "EV_EFI_VARIABLE_DRIVER_CONFIG",
+                                      "description": "SecureBoot", "sha256": "<hex>"}, …]}],
         "notes": ["…"]}]}
 
 ``phase`` is the normalized phase path (``""`` = UKI only, before the initrd). ``values`` has the
-shape :meth:`pcrtool.model.PcrValues.parse` reads. Releases are sorted by (name, UAPI version).
+shape :meth:`pcrtool.model.PcrValues.parse` reads. ``measurements`` (optional) are the events of
+the selected PCRs, in boot order, whose replay from reset gives ``values`` (``type`` is the TCG
+event type name, or ``userspace`` for systemd-pcrextend); validation extends them into a TPM to
+emulate the boot. Releases are sorted by (name, UAPI version).
 """
 
 from __future__ import annotations
@@ -299,20 +305,22 @@ def _read(reader: Reader, path: Any, key: str, source: str) -> bytes:
 
 
 def _uki_sections(m: ReleaseManifest, reader: Reader) -> dict[str, bytes] | None:
-    from pcrtool.predict.uki import MEASURED_SECTIONS, sections_from_uki
+    from pcrtool.predict.uki import MEASURED_SECTIONS, measured_sections, sections_from_uki
 
     uki = m.doc.get("uki")
     if uki is None:
         return None
     src = f"{m.source} [uki]"
-    unknown = sorted(set(uki) - {"path", "profile", "sections"})
+    unknown = sorted(set(uki) - {"path", "profile", "sections", "stub"})
     if unknown:
-        raise ManifestError(f"{src}: unknown field {unknown[0]!r}", hint="path, profile, sections")
+        raise ManifestError(f"{src}: unknown field {unknown[0]!r}", hint="path, profile, sections, stub")
     if ("path" in uki) == ("sections" in uki):
         raise ManifestError(f"{src}: give exactly one of 'path' or 'sections'")
+    stub = _int(uki["stub"], "uki.stub", src, 200, 999) if "stub" in uki else None
     if "path" in uki:
         profile = _int(uki["profile"], "uki.profile", src, 0, 255) if "profile" in uki else None
-        return sections_from_uki(_read(reader, uki["path"], "uki.path", src), profile=profile)
+        return sections_from_uki(_read(reader, uki["path"], "uki.path", src), profile=profile,
+                                 stub="auto" if stub is None else stub)
     secs = uki["sections"]
     if not isinstance(secs, dict):
         raise ManifestError(f"{src}: 'sections' must be a table of section name → file")
@@ -322,7 +330,8 @@ def _uki_sections(m: ReleaseManifest, reader: Reader) -> dict[str, bytes] | None
         if name not in MEASURED_SECTIONS:
             raise ManifestError(f"{src}: unknown UKI section {key!r}",
                                 hint="one of " + ", ".join(s.lstrip(".") for s in MEASURED_SECTIONS))
-        out[name] = _read(reader, path, f"uki.sections.{key}", src)
+        if stub is None or name in measured_sections(stub):
+            out[name] = _read(reader, path, f"uki.sections.{key}", src)
     return out
 
 
@@ -390,6 +399,13 @@ def _secureboot_measurements(m: ReleaseManifest, reader: Reader) -> list[Measure
         auths.append(authority_variable(owner, _read(reader, a["certificate"], "certificate", src)))
     sep = _hex(sb.get("separator", "00000000"), "separator", src, 4)
     return secureboot_measurements(policy_variables(values), auths, m.banks, separator_value=sep)
+
+
+def _profile_measurements(m: ReleaseManifest) -> list[Measurement]:
+    from pcrtool.predict.cmdline import stub_profile_measurement
+
+    profile = m.doc.get("uki", {}).get("profile")
+    return [stub_profile_measurement(profile, m.banks)] if isinstance(profile, int) and profile > 0 else []
 
 
 def _cmdline_measurements(m: ReleaseManifest, reader: Reader) -> list[Measurement] | None:
@@ -463,7 +479,7 @@ def predict_release(m: ReleaseManifest, reader: Reader, *, reference_log: bytes 
     sections = _uki_sections(m, reader)
     fixed: list[Measurement] = []
     for part in (_boot_measurements(m, reader), _secureboot_measurements(m, reader),
-                 _cmdline_measurements(m, reader)):
+                 _profile_measurements(m), _cmdline_measurements(m, reader)):
         if part:
             fixed += part
     uki_events = section_measurements(sections, m.banks) if sections is not None else []

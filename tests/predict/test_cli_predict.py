@@ -83,3 +83,37 @@ def test_release_bad_manifest_leaves_no_output(vector_files):
     p = pcrtool("predict", "release", "bad.toml", "-o", out, cwd=vector_files)
     assert p.returncode == 1 and "missing required field 'svn'" in p.stderr
     assert not out.exists()
+
+
+def test_from_log_substitutes_a_new_uki(tmp_path):
+    from pcrtool.predict.emulate import demo_firmware_measurements, event_log_bytes
+    from pcrtool.predict.events import replay_measurements
+    from pcrtool.predict.uki import section_measurements
+
+    banks = [HashAlg.SHA256]
+    before, at_boot = demo_firmware_measurements(banks)
+    old = before + at_boot + section_measurements({".linux": b"old"}, banks)
+    (tmp_path / "ref.log").write_bytes(event_log_bytes(old, banks))
+    build_uki(tmp_path / "u", [(".linux", b"new"), (".osrel", b"ID=x\n")])
+    p = pcrtool("predict", "from-log", tmp_path / "ref.log", "--uki", tmp_path / "u" / "uki.efi", "--pcr", "11",
+                "--pcr", "7", "--json=short")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    new = before + at_boot + section_measurements({".linux": b"new", ".osrel": b"ID=x\n"}, banks)
+    expected = replay_measurements(new, banks)
+    assert doc["pcrs"] == {"sha256": {"7": expected.get(HashAlg.SHA256, 7).hex(),
+                                      "11": expected.get(HashAlg.SHA256, 11).hex()}}
+    assert len(doc["replaced"]) == 2 and "EV_POST_CODE" in p.stderr
+
+
+def test_secureboot_and_pe_and_gpt_commands(tmp_path):
+    p = pcrtool("predict", "secureboot", "--secureboot", "0", "--bank", "sha256", "--json=short")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert [e["description"] for e in doc["events"]] == ["SecureBoot", "PK", "KEK", "db", "dbx", "separator 00000000"]
+    p = pcrtool("predict", "pe", "/usr/lib/systemd/boot/efi/systemd-bootx64.efi", "--json=short")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["events"][-1]["type"] == "EV_EFI_BOOT_SERVICES_APPLICATION"
+    (tmp_path / "disk.img").write_bytes(bytes(8192))
+    p = pcrtool("predict", "gpt", tmp_path / "disk.img")
+    assert p.returncode == 1 and "no GPT header" in p.stderr

@@ -133,3 +133,19 @@ def test_duplicate_release_rejected():
     r = predict_release(parse_manifest(MANIFEST), reader)
     with pytest.raises(ManifestError, match="given twice"):
         dump_predictions([r, r])
+
+
+def test_stub_version_limits_section_files_and_profile_tag_goes_to_pcr12():
+    files = {"vmlinuz": b"HALLO\n", "initrd.img": b"foobar\n", "uname": b"6.1"}
+    m = parse_manifest(MANIFEST.replace('initrd = "initrd.img"', 'initrd = "initrd.img"\nuname = "uname"')
+                       .replace("[uki.sections]", "[uki]\nstub = 252\n[uki.sections]"))
+    r = predict_release(m, files.__getitem__)
+    assert r.values(":").get(HashAlg.SHA256, 11).hex() == V_COLON  # .uname unknown to a 252 stub
+
+
+def test_profile_tag_measurement():
+    from pcrtool.predict.cmdline import STUB_PROFILE_TAG, stub_profile_measurement
+
+    m = stub_profile_measurement(2, [HashAlg.SHA256])
+    assert m.pcr == 12 and m.digests[HashAlg.SHA256] == hashlib.sha256("2\0".encode("utf-16-le")).digest()
+    assert int.from_bytes(m.data[:4], "little") == STUB_PROFILE_TAG

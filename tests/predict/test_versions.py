@@ -68,3 +68,17 @@ def test_differential_against_systemd_analyze():
     bad = [(a, b, compare_versions(a, b), _oracle(a, b)) for a, b in pairs
            if compare_versions(a, b) != _oracle(a, b)]
     assert not bad, bad[:10]
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_chars = st.sampled_from(list("0123456789abcXYZ~-^._+"))
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.text(_chars, max_size=8), st.text(_chars, max_size=8), st.text(_chars, max_size=8))
+def test_order_properties(a, b, c):
+    assert compare_versions(a, b) == -compare_versions(b, a)
+    assert compare_versions(a, a) == 0
+    if compare_versions(a, b) <= 0 and compare_versions(b, c) <= 0:
+        assert compare_versions(a, c) <= 0
