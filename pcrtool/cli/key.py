@@ -81,43 +81,14 @@ def generate(
     render.emit(data, text=f"{path}: {key_type} {data['fingerprint']}")
 
 
-def open_key_material(ref: str, certificate: Optional[str]):
-    """(signer or None, public key, certificate, backend description) for any key-ish input."""
-    from pcrtool.errors import KeyError_
-    from pcrtool.sign import load_signer
-    from pcrtool.sign.api import KeyRef, KeyScheme
-
-    kref = KeyRef.parse(ref)
-    if kref.scheme is KeyScheme.OFFLINE:
-        signer = load_signer(kref, certificate=certificate)
-        return None, signer.public_key(), signer.certificate(), "offline"
-    if kref.scheme is KeyScheme.FILE:
-        from pcrtool import fileio
-        from pcrtool.sign.keyfile import load_certificate_bytes, split_file_target
-        path, _ = split_file_target(kref.target)
-        data = fileio.read_bytes(path, what="key file")
-        if b"PRIVATE KEY" not in data and data.startswith(b"-----"):
-            if b"CERTIFICATE" in data:
-                cert = load_certificate_bytes(data, name=path)
-                return None, cert.public_key(), cert, f"certificate:{path}"
-            from pcrtool.sign.keyfile import load_public_key_file
-            return None, load_public_key_file(path), None, f"public:{path}"
-        if not data.startswith(b"-----"):
-            try:  # DER certificate or public key?
-                from pcrtool.sign.keyfile import load_public_key_file
-                pub = load_public_key_file(path)
-                return None, pub, None, f"public:{path}"
-            except KeyError_:
-                pass
-    signer = load_signer(kref, certificate=certificate)
-    return signer, signer.public_key(), signer.certificate(), signer.description
-
-
 def describe(ref: str, certificate: Optional[str] = None) -> dict:
     from pcrtool.sign.api import (certificate_fingerprint, describe_public_key, key_label,
                                   public_key_fingerprint)
 
-    signer, public, cert, backend = open_key_material(ref, certificate)
+    from pcrtool.sign import load_key_material
+
+    material = load_key_material(ref, certificate=certificate)
+    signer, public, cert, backend = material.signer, material.public_key, material.certificate, material.description
     try:
         kt, size = describe_public_key(public)
         out = {"key": backend, "type": key_label(kt, size), "algorithm": kt.value, "bits": size,
@@ -178,9 +149,11 @@ def public(
 
     from pcrtool import fileio, render
 
-    signer, pub, _cert, _backend = open_key_material(ref, None)
-    if signer is not None:
-        signer.close()
+    from pcrtool.sign import load_key_material
+
+    material = load_key_material(ref)
+    material.close()
+    pub = material.public_key
     pem = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     if output:
         fileio.write_atomic(output, pem, what="public key")

@@ -77,14 +77,14 @@ def check(
 ) -> None:
     """Check that the response's signatures cover exactly the request's bytes with this key."""
     from pcrtool import render
-    from pcrtool.cli.key import open_key_material
+    from pcrtool.sign import load_key_material
     from pcrtool.sign.api import public_key_fingerprint
     from pcrtool.sign.offline import check_signatures, read_request, read_signatures
 
     req, blobs = read_request(request)
-    signer, public, _cert, _backend = open_key_material(key, None)
-    if signer is not None:
-        signer.close()
+    material = load_key_material(key)
+    material.close()
+    public = material.public_key
     sigs = read_signatures(request, req, response)
     check_signatures(req, sigs, public, blobs)
     data = {"valid": True, "kind": req.kind.value, "key": public_key_fingerprint(public),

@@ -5,9 +5,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pcrtool.sign.api import KeyRef, KeyScheme, KeyType, Padding, Signer, SignerBase
 
-__all__ = ["KeyRef", "KeyScheme", "KeyType", "Padding", "Signer", "SignerBase", "load_signer"]
+__all__ = ["KeyMaterial", "KeyRef", "KeyScheme", "KeyType", "Padding", "Signer", "SignerBase",
+           "load_key_material", "load_signer"]
 
 
 def load_signer(ref: "str | KeyRef", *, certificate: str | None = None) -> SignerBase:
@@ -29,3 +32,54 @@ def load_signer(ref: "str | KeyRef", *, certificate: str | None = None) -> Signe
         return Pkcs11Signer.from_uri(ref.target, certificate=certificate)
     from pcrtool.sign.offline import OfflineSigner
     return OfflineSigner.from_certificate(certificate)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyMaterial:
+    """Whatever a reference names: a signer (private key) or only a public key/certificate."""
+
+    signer: SignerBase | None
+    public_key: object
+    certificate: object | None
+    description: str
+
+    def close(self) -> None:
+        if self.signer is not None:
+            self.signer.close()
+
+
+def load_key_material(ref: "str | KeyRef", *, certificate: str | None = None) -> KeyMaterial:
+    """Like ``load_signer``, but a file may also be a PEM/DER public key or certificate (for
+    checking signatures, fingerprints, ``--public-key`` options); then ``signer`` is None."""
+    from pcrtool import fileio
+    from pcrtool.errors import KeyError_
+    from pcrtool.sign.keyfile import load_certificate_bytes, load_public_key_file, split_file_target
+
+    kref = ref if isinstance(ref, KeyRef) else KeyRef.parse(ref)
+    if kref.scheme is KeyScheme.FILE:
+        path, _ = split_file_target(kref.target)
+        data = fileio.read_bytes(path, what="key file")
+        is_pem = data.lstrip().startswith(b"-----")
+        if is_pem and b"PRIVATE KEY" not in data:
+            if b"CERTIFICATE" in data:
+                cert = load_certificate_bytes(data, name=path)
+                return KeyMaterial(None, cert.public_key(), cert, f"certificate:{path}")
+            return KeyMaterial(None, load_public_key_file(path), None, f"public:{path}")
+        if not is_pem:
+            try:  # a DER certificate or SubjectPublicKeyInfo?
+                cert = load_certificate_bytes(data, name=path)
+                return KeyMaterial(None, cert.public_key(), cert, f"certificate:{path}")
+            except KeyError_:
+                pass
+            try:
+                return KeyMaterial(None, load_public_key_file(path), None, f"public:{path}")
+            except KeyError_:
+                pass  # a DER private key
+    signer = load_signer(kref, certificate=certificate)
+    try:
+        public = signer.public_key()
+    except BaseException:
+        signer.close()
+        raise
+    description = "offline" if signer.is_offline else signer.description
+    return KeyMaterial(None if signer.is_offline else signer, public, signer.certificate(), description)

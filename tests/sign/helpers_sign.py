@@ -66,6 +66,32 @@ class Keys:
         return hashlib.sha256(der).hexdigest()
 
 
-def run_cli(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pcrtool", *args], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, **(env or {})}, cwd=cwd)
+def run_cli(*args: str, env: dict | None = None, cwd=None,
+            fresh_process: bool = False) -> subprocess.CompletedProcess:
+    """Run ``pcrtool ARGS``: in this process through ``pcrtool.cli.main`` (fast), or with
+    ``fresh_process`` in a new interpreter (needed where PKCS#11 login state must not be shared)."""
+    if fresh_process:
+        return subprocess.run([sys.executable, "-m", "pcrtool", *args], capture_output=True, text=True,
+                              timeout=60, env={**os.environ, **(env or {})}, cwd=cwd)
+    import contextlib
+    import io
+
+    from pcrtool.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    saved_env = dict(os.environ)
+    saved_cwd = os.getcwd()
+    try:
+        os.environ.update(env or {})
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(list(args))
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["pcrtool", *args], code, out.getvalue(), err.getvalue())

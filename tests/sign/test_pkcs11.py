@@ -114,7 +114,7 @@ def test_cli_key_show_pkcs11_never_prints_the_pin_and_fails_in_one_line(keys, hs
     assert PIN not in proc.stdout + proc.stderr
     assert keys.fingerprint("rsa") in proc.stdout and "CN=pcrtool test rsa" in proc.stdout
     bad = uri.replace(PIN, "111111")
-    proc = run_cli("key", "show", bad, env=hsm.env)
+    proc = run_cli("key", "show", bad, env=hsm.env, fresh_process=True)  # no login shared with other tests
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "wrong PIN" in proc.stderr and "111111" not in proc.stderr
 
