@@ -99,7 +99,7 @@ def replay_log_into_tpm(tpm, log: EventLog, *, banks: list[HashAlg] | None = Non
                 elif value != initial_pcr_value(alg, 0, locality=log_pcr0_start):
                     here = _startup_locality_of(value)
                     if here is None and require_reset:
-                        raise UsageError("PCR 0 (%s) is not at a reset value" % alg.bank_name,
+                        raise UsageError(f"PCR 0 ({alg.bank_name}) is not at its reset value",
                                          hint="replay into a freshly started TPM (reboot the swtpm first)")
                     report.unreproducible[(alg, 0)] = (
                         f"StartupLocality {log_pcr0_start}: PCR 0 starts at 0…0{log_pcr0_start} on that "
