@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import re
@@ -44,6 +45,7 @@ def svn_from_ref(ref: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
+@functools.lru_cache(maxsize=4096)
 def policy_ref_bytes(ref: str | None) -> bytes:
     """policyRef as the TPM sees it: empty, or SHA-256 of the ref string (systemd's convention)."""
     return hashlib.sha256(ref.encode()).digest() if ref else b""

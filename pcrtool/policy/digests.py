@@ -8,6 +8,7 @@ keys and NV indices are computed from marshalled TPMT_PUBLIC / TPMS_NV_PUBLIC (P
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from dataclasses import dataclass
@@ -130,7 +131,7 @@ def tpm2b(data: bytes) -> bytes:
 
 
 def _check_digest(d: bytes, what: str = "policy digest") -> bytes:
-    if len(d) != POLICY_HASH.digest_size:
+    if len(d) != 32:  # SHA-256 policy sessions
         raise UsageError(f"{what} has {len(d)} bytes, expected 32 (SHA-256 policy session)")
     return d
 
@@ -139,8 +140,13 @@ def _check_digest(d: bytes, what: str = "policy digest") -> bytes:
 
 def tpml_pcr_selection(selection: Mapping[HashAlg, Iterable[int]]) -> bytes:
     """Marshal a TPML_PCR_SELECTION with 3-byte bitmaps (Part 2 §10.9.7)."""
+    return _tpml(tuple((alg, tuple(pcrs)) for alg, pcrs in selection.items()))
+
+
+@functools.lru_cache(maxsize=256)
+def _tpml(selection: tuple) -> bytes:
     out = [_u32(len(selection))]
-    for alg, pcrs in selection.items():
+    for alg, pcrs in selection:
         bitmap = bytearray(3)
         for pcr in pcrs:
             if not 0 <= pcr < 24:
@@ -161,11 +167,18 @@ def pcr_digest(values: PcrValues) -> bytes:
 
 def policy_pcr(values: PcrValues, prev: bytes = ZERO_DIGEST) -> bytes:
     """TPM2_PolicyPCR (Part 3 §23.7): H(prev || CC || TPML_PCR_SELECTION || H(values))."""
-    if not values.values or not any(values.values.values()):
+    selection = tuple((alg, tuple(sorted(pcrs))) for alg, pcrs in values.values.items())
+    if not any(pcrs for _, pcrs in selection):
         raise UsageError("PolicyPCR needs at least one PCR value")
-    selection = {alg: sorted(pcrs) for alg, pcrs in values.values.items()}
-    return _h(_check_digest(prev), _u32(TPM_CC.PolicyPCR), tpml_pcr_selection(selection),
-              pcr_digest(values))
+    h = hashlib.sha256()
+    for alg, pcrs in selection:
+        bank = values.values[alg]
+        for pcr in pcrs:
+            h.update(bank[pcr])
+    return _h(_check_digest(prev), _CC_POLICY_PCR, _tpml(selection), h.digest())
+
+
+_CC_POLICY_PCR = _u32(TPM_CC.PolicyPCR)
 
 
 # --- simple assertions ------------------------------------------------------------------------
