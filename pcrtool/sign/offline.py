@@ -231,7 +231,7 @@ def parse_request(text: str, *, source: str = "signing request") -> SignRequest:
     if not isinstance(data, dict) or REQUEST_MARKER not in data:
         raise FormatError(f"{source} is not a pcrtool signing request (no {REQUEST_MARKER!r} field)",
                           hint="pass the .json manifest written by a 'prepare' command")
-    if data[REQUEST_MARKER] != FORMAT_VERSION:
+    if type(data[REQUEST_MARKER]) is not int or data[REQUEST_MARKER] != FORMAT_VERSION:
         raise FormatError(f"{source}: unsupported request version {data[REQUEST_MARKER]!r}",
                           hint=f"this pcrtool reads version {FORMAT_VERSION}")
 
@@ -239,13 +239,13 @@ def parse_request(text: str, *, source: str = "signing request") -> SignRequest:
         raise FormatError(f"{source}: field {fld!r} {problem}")
 
     kind = data.get("kind")
-    if kind not in {k.value for k in RequestKind}:
+    if not isinstance(kind, str) or kind not in {k.value for k in RequestKind}:
         fail("kind", f"must be one of {', '.join(k.value for k in RequestKind)}, not {kind!r}")
     hash_name = data.get("hash", "sha256")
     if not isinstance(hash_name, str) or hash_name.lower() not in ("sha256", "sha384", "sha512"):
         fail("hash", f"must be sha256, sha384 or sha512, not {hash_name!r}")
     pad = data.get("padding", "pkcs1v15")
-    if pad not in {p.value for p in Padding}:
+    if not isinstance(pad, str) or pad not in {p.value for p in Padding}:
         fail("padding", f"must be pkcs1v15 or pss, not {pad!r}")
     tbs = data.get("tbs")
     if not isinstance(tbs, list) or not tbs:

@@ -202,3 +202,36 @@ def test_responses_must_match_the_request(tmp_path, keys):
         read_signatures(path, req, tmp_path / "raw.sig")
     with pytest.raises(Exception, match="does not exist"):
         read_signatures(path, req)  # no <tbs>.sig files yet
+
+
+def _valid_manifest() -> dict:
+    req, _ = new_request("authenticode", [("signed-attributes", "u.sattrs.der", SATTRS)])
+    return req.to_json()
+
+
+def test_mutated_manifests_fail_only_with_format_errors():
+    """Any field replaced by any JSON value: parsed, or refused with one FormatError naming it."""
+    from hypothesis import given, settings, strategies as st
+
+    from pcrtool.sign.offline import parse_request
+
+    values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=70),
+                          lambda inner: st.lists(inner, max_size=3)
+                          | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
+    base = _valid_manifest()
+    paths = [(k,) for k in base] + [("tbs", 0, k) for k in base["tbs"][0]]
+
+    @settings(deadline=None, max_examples=300)
+    @given(st.sampled_from(paths), values)
+    def check(path, value):
+        doc = json.loads(json.dumps(base))
+        target = doc
+        for p in path[:-1]:
+            target = target[p]
+        target[path[-1]] = value
+        try:
+            parse_request(json.dumps(doc))
+        except FormatError as e:
+            assert "\n" not in str(e)
+
+    check()
