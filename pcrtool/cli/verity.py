@@ -54,6 +54,8 @@ def _salt(salt: Optional[str], seed: Optional[str]) -> tuple[bytes, str]:
 @contextlib.contextmanager
 def _progress(label: str, enabled: Optional[bool]):
     """A rich progress bar on stderr when it is a TTY (or forced); yields a callback or None."""
+    import time
+
     show = sys.stderr.isatty() if enabled is None else enabled
     if not show:
         yield None
@@ -61,12 +63,20 @@ def _progress(label: str, enabled: Optional[bool]):
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+    # auto_refresh=False: no refresh thread, so hashing workers are never forked while another
+    # thread holds a stream lock; the bar is redrawn from the callback instead.
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+                  auto_refresh=False) as bar:
         task = bar.add_task(label, total=None)
+        last = [0.0]
 
         def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            now = time.monotonic()
+            redraw = now - last[0] >= 0.1 or done >= total
+            if redraw:
+                last[0] = now
+            bar.update(task, completed=done, total=total, refresh=redraw)
         yield update
 
 
