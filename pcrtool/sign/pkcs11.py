@@ -36,6 +36,7 @@ DEFAULT_MODULES = ("/usr/lib/softhsm/libsofthsm2.so",
                    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
                    "/usr/lib64/pkcs11/libsofthsm2.so")
 _MODULE_DIRS = ("/usr/lib/x86_64-linux-gnu/pkcs11", "/usr/lib/pkcs11", "/usr/lib64/pkcs11",
+                "/usr/lib/softhsm", "/usr/lib/x86_64-linux-gnu/softhsm",
                 "/usr/lib/x86_64-linux-gnu", "/usr/lib")
 _PATH_ATTRS = {"token", "object", "id", "serial", "manufacturer", "model", "type",
                "library-manufacturer", "library-description", "library-version",

@@ -126,3 +126,32 @@ def test_pkcs11_tool_signature_matches_pcrtool(keys, hsm, tmp_path):
                     "--login", "--pin", PIN, "--sign", "-m", "SHA256-RSA-PKCS", "--id", "01",
                     "-i", str(data), "-o", str(sig)], check=True, capture_output=True, env={**hsm.env})
     assert sig.read_bytes() == load_signer(str(keys.rsa)).sign(DATA, HashAlg.SHA256)
+
+
+def test_uri_pin_sources_and_module_name(hsm, tmp_path):
+    from pcrtool.sign.pkcs11 import resolve_module, resolve_pin
+    pinfile = tmp_path / "pin"
+    pinfile.write_text(PIN + "\n")
+    for source in (f"file:{pinfile}", f"file://{pinfile}", str(pinfile)):
+        assert resolve_pin(Pkcs11Uri.parse(f"pkcs11:token=t?pin-source={source}")) == PIN
+    assert resolve_module(Pkcs11Uri.parse("pkcs11:token=t?module-name=libsofthsm2")).endswith("libsofthsm2.so")
+    with pytest.raises(KeyError_, match="module named"):
+        resolve_module(Pkcs11Uri.parse("pkcs11:token=t?module-name=no-such-module"))
+
+
+def test_arbitrary_uris_parse_or_fail_with_usage_error():
+    from hypothesis import given, settings, strategies as st
+
+    alphabet = st.sampled_from(list("tokenobjidpin-sourcevaluemodule=;?&%:/0123456789abcXYZ "))
+
+    @settings(deadline=None, max_examples=300)
+    @given(st.text(alphabet, max_size=60))
+    def check(tail):
+        try:
+            uri = Pkcs11Uri.parse("pkcs11:" + tail)
+        except UsageError as e:
+            assert "\n" not in str(e)
+        else:
+            assert "pin-value" not in uri.text or "pin-value=***" in uri.text
+
+    check()
