@@ -65,7 +65,7 @@ def register(app) -> None:
         widen_from: Optional[Path] = typer.Option(None, "--widen", help="Re-seal an existing signed "
                                                   "enrollment with a wider --window (same c0/f0); needs "
                                                   "--approvals and a booted accepted release."),
-        approvals: Optional[Path] = typer.Option(None, "--approvals", help="Approvals for --widen."),
+        approvals: Optional[Path] = typer.Option(None, "--approvals", "-a", help="Approvals for --widen."),
         tcti: Optional[str] = typer.Option(None, "--tcti", "-T", help=_TCTI_HELP),
     ) -> None:
         """Seal a secret: signed mode (downgrade-protected, floor counter) or allowlist mode."""

@@ -228,7 +228,7 @@ def unlock(tcti: str | None, enrollment: Enrollment, approvals: Approvals, *,
         if entry is None and attempt_anyway:
             # try the newest approval we have: the TPM must refuse it for these PCRs
             cands = [x for x in approvals.entries if x.bank == bank and x.pcrs == tuple(pcrs) and x.sig]
-            entry = max(cands, key=lambda x: x.svn or -1) if cands else None
+            entry = max(cands, key=lambda x: -1 if x.svn is None else x.svn) if cands else None
         if entry is None or (reason and not attempt_anyway):
             raise PolicyRefused(reason or "no usable approval", hint="boot an approved release "
                                 "or use the recovery key", tpm_rc=None)
@@ -236,7 +236,6 @@ def unlock(tcti: str | None, enrollment: Enrollment, approvals: Approvals, *,
         tree = D.PolicyOrTree.build(branch_digests(key_name, bytes.fromhex(enrollment.counter_name),
                                                    enrollment.c0, enrollment.f0, enrollment.window))
         srk = S.create_srk(esys)
-        key = obj = session = None
         try:
             return _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn,
                                blob, ticket, floor, bank, pcrs)
@@ -254,26 +253,25 @@ def _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn
     """The TPM part of unlock (see module docstring for the command sequence)."""
     public_key = enrollment.public_key()
     key = obj = session = None
-    if True:
-        try:
-            obj = S.load_blob(esys, srk, blob)
-            key = S.load_external_key(esys, tpmt)
-            session = S.start_policy_session(esys, srk)
-            S.policy_pcr(esys, session, bank, pcrs)
-            if ticket is None:
-                ticket = S.verify_signature(esys, key, entry.tbs, entry.sig, rsa=_is_rsa(public_key))
-            S.policy_authorize(esys, session, entry.pol, entry.policy_ref, key_name, ticket)
-            bound = max(0, D.counter_bound(enrollment.c0, enrollment.f0, svn))
-            S.policy_nv_le(esys, session, counter, bound)
-            if enrollment.f0 <= svn <= enrollment.max_svn:
-                path = tree.path(svn - enrollment.f0)
-            else:  # no branch exists: present the first group; the TPM must refuse
-                path = tree.path(0) or [(tree.root, tree.root)]
-            S.policy_or_path(esys, session, path)
-            secret = S.unseal(esys, obj, session)
-        finally:
-            S.flush(esys, session, key, obj)
-        return UnlockResult(secret, svn, floor, list(esys.commands))
+    try:
+        obj = S.load_blob(esys, srk, blob)
+        key = S.load_external_key(esys, tpmt)
+        session = S.start_policy_session(esys, srk)
+        S.policy_pcr(esys, session, bank, pcrs)
+        if ticket is None:
+            ticket = S.verify_signature(esys, key, entry.tbs, entry.sig, rsa=_is_rsa(public_key))
+        S.policy_authorize(esys, session, entry.pol, entry.policy_ref, key_name, ticket)
+        bound = max(0, D.counter_bound(enrollment.c0, enrollment.f0, svn))
+        S.policy_nv_le(esys, session, counter, bound)
+        if enrollment.f0 <= svn <= enrollment.max_svn:
+            path = tree.path(svn - enrollment.f0)
+        else:  # no branch exists: present the first group; the TPM must refuse
+            path = tree.path(0) or [(tree.root, tree.root)]
+        S.policy_or_path(esys, session, path)
+        secret = S.unseal(esys, obj, session)
+    finally:
+        S.flush(esys, session, key, obj)
+    return UnlockResult(secret, svn, floor, list(esys.commands))
 
 
 def advance_floor(tcti: str | None, enrollment: Enrollment, to_svn: int) -> tuple[int, int]:

@@ -1,0 +1,135 @@
+"""`pcrtool tpm enroll | unlock | advance-floor | status` end to end on swtpm (allow AND deny),
+the recovery key, window widening, allowlist modes, and ECDSA P-256 signing keys."""
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.append(str(Path(__file__).resolve().parents[1] / "tests" / "policy"))
+from helpers_policy import need_module, pem_private, pem_public, releases_json, rsa_key  # noqa: E402
+
+KEY = rsa_key()
+
+
+def _pcrtool(*args, check=None):
+    p = subprocess.run([sys.executable, "-m", "pcrtool", *map(str, args)], capture_output=True, text=True,
+                       timeout=120)
+    if check is not None:
+        assert p.returncode == check, f"exit {p.returncode}: {p.stderr}"
+    return p
+
+
+def _boot(swtpm, rel_json: str, index: int):
+    from pcrtool.model import HashAlg
+    from pcrtool.policy.releases import parse_releases
+    from pcrtool.tpm.policy_validate import _measure
+
+    releases, _ = parse_releases(rel_json)
+    _measure(swtpm, releases[index].measurements, HashAlg.SHA256)
+
+
+@pytest.fixture
+def env(tmp_path, swtpm):
+    need_module("tpm2_pytss")
+    (tmp_path / "k.pem").write_bytes(pem_private(KEY))
+    (tmp_path / "pub.pem").write_bytes(pem_public(KEY))
+    rel = releases_json(svns=(1, 2, 3))
+    (tmp_path / "rel.json").write_text(rel)
+    _pcrtool("policy", "approve", "-r", tmp_path / "rel.json", "-k", tmp_path / "k.pem", "-o",
+             tmp_path / "a.pcrsig", check=0)
+    return tmp_path, rel, swtpm
+
+
+def test_signed_enroll_unlock_advance_status(env):
+    d, rel, sw = env
+    t = ("--tcti", sw.tcti)
+    out = json.loads(_pcrtool("tpm", "enroll", *t, "-k", d / "pub.pem", "--floor", 1, "--window", 4,
+                              "-o", d / "e.json", "--recovery-key", d / "recovery.txt", "--json=short", check=0).stdout)
+    assert out["window"] == [1, 5]
+    assert (d / "e.json").stat().st_mode & 0o777 == 0o600
+    assert (d / "recovery.txt").stat().st_mode & 0o777 == 0o600
+    secret = bytes.fromhex((d / "recovery.txt").read_text())
+    _boot(sw, rel, 0)
+    p = _pcrtool("tpm", "unlock", *t, "-e", d / "e.json", "-a", d / "a.pcrsig", check=0)
+    assert base64.b64decode(p.stdout) == secret
+    # advance-floor refuses while an older release is booted, unless forced
+    p = _pcrtool("tpm", "advance-floor", *t, "-e", d / "e.json", "--to", 3, "-a", d / "a.pcrsig", check=2)
+    assert "not approved with svn" in p.stderr
+    _boot(sw, rel, 2)
+    st = json.loads(_pcrtool("tpm", "status", *t, "-e", d / "e.json", "-a", d / "a.pcrsig", "--json=short",
+                             check=0).stdout)
+    assert st["floor"] == 1 and st["matching_svns"] == [3]
+    _pcrtool("tpm", "advance-floor", *t, "-e", d / "e.json", "--to", 3, "-a", d / "a.pcrsig", check=0)
+    assert json.loads(_pcrtool("tpm", "status", *t, "-e", d / "e.json", "--json=short", check=0).stdout)["floor"] == 3
+    _boot(sw, rel, 1)
+    p = _pcrtool("tpm", "unlock", *t, "-e", d / "e.json", "-a", d / "a.pcrsig", check=4)
+    assert "below the device floor 3" in p.stderr and p.stdout == ""
+    _boot(sw, rel, 3)  # the not-allowlisted dev build has no approval
+    _pcrtool("tpm", "unlock", *t, "-e", d / "e.json", "-a", d / "a.pcrsig", check=4)
+    _boot(sw, rel, 2)
+    _pcrtool("tpm", "unlock", *t, "-e", d / "e.json", "-a", d / "a.pcrsig", "-o", d / "secret.bin", check=0)
+    assert (d / "secret.bin").read_bytes() == secret
+
+
+def test_widen_reseals_with_same_c0_f0(env):
+    d, rel, sw = env
+    t = ("--tcti", sw.tcti)
+    _pcrtool("tpm", "enroll", *t, "-k", d / "pub.pem", "--floor", 1, "--window", 1, "-o", d / "e.json", check=0)
+    _boot(sw, rel, 2)  # svn 3 is beyond the window 1…2
+    p = _pcrtool("tpm", "unlock", *t, "-e", d / "e.json", "-a", d / "a.pcrsig", check=4)
+    assert "beyond the enrolled window" in p.stderr
+    _boot(sw, rel, 1)
+    _pcrtool("tpm", "enroll", *t, "--widen", d / "e.json", "--window", 4, "-a", d / "a.pcrsig",
+             "-o", d / "e2.json", check=0)
+    old, new = json.loads((d / "e.json").read_text()), json.loads((d / "e2.json").read_text())
+    assert (old["c0"], old["f0"]) == (new["c0"], new["f0"]) and new["window"] == 4
+    _boot(sw, rel, 2)
+    _pcrtool("tpm", "unlock", *t, "-e", d / "e2.json", "-a", d / "a.pcrsig", check=0)
+
+
+@pytest.mark.parametrize("mode", ["direct", "nv"])
+def test_allowlist_enroll_unlock(env, mode):
+    d, rel, sw = env
+    t = ("--tcti", sw.tcti)
+    extra = ["--update-key", d / "update.key"] if mode == "nv" else []
+    _pcrtool("tpm", "enroll", *t, "--allowlist", d / "rel.json", "--mode", mode, *extra, "-o", d / "e.json",
+             check=0)
+    if mode == "nv":
+        assert (d / "update.key").stat().st_mode & 0o777 == 0o600
+    _boot(sw, rel, 1)
+    _pcrtool("tpm", "unlock", *t, "-e", d / "e.json", check=0)
+    _boot(sw, rel, 3)  # not allowlisted
+    _pcrtool("tpm", "unlock", *t, "-e", d / "e.json", check=4)
+
+
+def test_enroll_refuses_to_overwrite_and_bad_inputs(env):
+    d, rel, sw = env
+    (d / "e.json").write_text("{}")
+    p = _pcrtool("tpm", "enroll", "--tcti", sw.tcti, "-k", d / "pub.pem", "-o", d / "e.json", check=2)
+    assert "Traceback" not in p.stderr
+    p = _pcrtool("tpm", "unlock", "--tcti", sw.tcti, "-e", d / "e.json", check=1)
+    assert "Traceback" not in p.stderr
+
+
+def test_ecdsa_p256_signing_key_works_in_signed_mode(swtpm):
+    need_module("tpm2_pytss")
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from pcrtool.model import HashAlg
+    from pcrtool.policy import approvals as A
+    from pcrtool.policy.releases import parse_releases
+    from pcrtool.tpm import enroll as E
+    from pcrtool.tpm.policy_validate import _measure, _sign_with
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    releases, _ = parse_releases(releases_json(svns=(1, 2), tag="ec"))
+    apps = A.Approvals(tuple(A.sign_entries(A.build_entries(
+        [A.ApprovalTarget(r.selected(HashAlg.SHA256, [11]), r.svn) for r in releases if r.allowed],
+        key.public_key()), _sign_with(key))))
+    e = E.enroll(swtpm.tcti, key.public_key(), floor=1, window=1, bank=HashAlg.SHA256, pcrs=[11], secret=b"e" * 32)
+    _measure(swtpm, releases[1].measurements, HashAlg.SHA256)
+    assert E.unlock(swtpm.tcti, e, apps).secret == b"e" * 32
