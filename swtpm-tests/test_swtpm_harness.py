@@ -120,3 +120,34 @@ def test_cli_swtpm_run_prints_tcti_and_cleans_up_on_sigterm():
     while os.path.exists(os.path.dirname(sock)) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not os.path.exists(os.path.dirname(sock))
+
+
+def test_swtpm_dies_with_a_killed_parent(tmp_path):
+    """PR_SET_PDEATHSIG: a test process killed with SIGKILL (no cleanup code runs) takes its
+    swtpm with it, so crashed runs leave no process behind."""
+    import shutil
+    import signal
+
+    code = ("import sys, time\nfrom pcrtool.swtpm import Swtpm\nsw = Swtpm.start()\n"
+            "print(sw.pid, sw.tmpdir, flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    pid_text, tmpdir = proc.stdout.readline().split()
+    pid = int(pid_text)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    while _is_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    alive = _is_alive(pid)
+    shutil.rmtree(tmpdir, ignore_errors=True)  # SIGKILL leaves the temp dir: nothing can run
+    assert not alive, "swtpm outlived its killed parent"
+
+
+def _is_alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for init to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
