@@ -93,10 +93,12 @@ def test_64mib_matches_veritysetup(tmp_path, alg, fmt, bs, sb, salt):
 
 
 @pytest.mark.parametrize("chunk", [4096 * 128, 4096 * 128 * 3])
-@pytest.mark.parametrize("workers", [1, 2, 3])
-def test_streaming_chunk_boundaries_do_not_change_the_tree(tmp_path, monkeypatch, chunk, workers):
-    """Many small work items (and more threads than cores) give the veritysetup bytes."""
+@pytest.mark.parametrize("workers,backend", [(1, "thread"), (2, "thread"), (3, "thread"), (2, "process")])
+def test_streaming_chunk_boundaries_do_not_change_the_tree(tmp_path, monkeypatch, chunk, workers, backend):
+    """Many small work items (and more workers than cores, threads or forked processes) give the
+    veritysetup bytes."""
     monkeypatch.setattr(verity_io, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(verity_io, "BACKEND", backend)
     size = 4096 * 1000 + 4096 * 7
     (tmp_path / "data").write_bytes(data_bytes(size, seed=3))
     oracle = veritysetup_format(tmp_path / "data", tmp_path / "vs.hash")
