@@ -27,7 +27,8 @@ from typing import Sequence
 from pcrtool.errors import FormatError, PcrtoolError, TpmError, TpmPolicyFailed, UsageError
 from pcrtool.model import HashAlg
 from pcrtool.policy import digests as D
-from pcrtool.policy.approvals import ApprovalEntry, Approvals, policy_ref_bytes, svn_ref
+from pcrtool.policy.approvals import ApprovalEntry, Approvals
+from pcrtool.policy.downgrade import branch_digests
 from pcrtool.tpm import policy_session as S
 
 DEFAULT_COUNTER_INDEX = 0x01805C00
@@ -92,10 +93,6 @@ class Enrollment:
         return e
 
 
-def branch_digests(key_name: bytes, counter_name: bytes, c0: int, f0: int, window: int) -> list[bytes]:
-    """Leaves of the enrolment tree: one per svn f0…f0+window (pure)."""
-    return [D.svn_branch(key_name, policy_ref_bytes(svn_ref(s)), counter_name, D.counter_bound(c0, f0, s))
-            for s in range(f0, f0 + window + 1)]
 
 
 def _key_material(public_key):
