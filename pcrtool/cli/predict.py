@@ -88,6 +88,9 @@ def uki(
         if ".linux" not in {f".{k}" for k in files}:
             raise UsageError("--linux is required with section files", hint="the kernel is the one mandatory section")
         sections = {f".{k}": _read(v, f".{k} section file") for k, v in files.items()}
+        if stub.isdigit():
+            from pcrtool.predict.uki import measured_sections
+            sections = {k: v for k, v in sections.items() if k in measured_sections(int(stub))}
     pred = predict_pcr11(sections, banks, phase)
     if render.json_mode():
         render.emit_json(pred.to_measure_json())

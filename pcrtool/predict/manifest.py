@@ -17,7 +17,9 @@ Release manifest (TOML or JSON, one release per file; paths are relative to the 
     # … or section files instead of `path`:  [uki.sections] linux = "vmlinuz", initrd = "initrd.img", …
 
     [boot]                              # PCR 4: images in load order (Authenticode), or precomputed
-    chain = ["shimx64.efi", "systemd-bootx64.efi", {sha256 = "<hex>"}]   # a string "uki" = the [uki] path
+    chain = ["shimx64.efi", "systemd-bootx64.efi", "uki", "uki.linux"]   # "uki" = the [uki] path;
+                                        # "uki.linux" = its kernel, which systemd-stub LoadImage()s;
+                                        # {sha256 = "<hex>", …} = a precomputed Authenticode digest
     separator = "00000000"              # optional
 
     [secureboot]                        # PCR 7: variable files (ESL, .auth or efivarfs dumps)
@@ -348,10 +350,17 @@ def _boot_measurements(m: ReleaseManifest, reader: Reader) -> list[Measurement] 
     images = []
     for i, item in enumerate(chain):
         if isinstance(item, str):
-            path = m.doc.get("uki", {}).get("path") if item == "uki" else item
+            path = m.doc.get("uki", {}).get("path") if item in ("uki", "uki.linux") else item
             if path is None:
-                raise ManifestError(f"{src}: chain[{i}] is 'uki' but [uki] has no path")
-            images.append((path, reader(path)))
+                raise ManifestError(f"{src}: chain[{i}] is {item!r} but [uki] has no path")
+            data = reader(path)
+            if item == "uki.linux":  # the kernel the stub hands to LoadImage (measured by firmware)
+                from pcrtool.predict.uki import uki_sections
+                linux = [s.loaded for s in uki_sections(data) if s.name == ".linux"]
+                if not linux:
+                    raise ManifestError(f"{src}: chain[{i}]: the UKI has no .linux section")
+                path, data = f"{path}:.linux", linux[0]
+            images.append((path, data))
         elif isinstance(item, dict):
             digests = {}
             for bank, value in item.items():

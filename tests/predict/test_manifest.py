@@ -149,3 +149,22 @@ def test_profile_tag_measurement():
     m = stub_profile_measurement(2, [HashAlg.SHA256])
     assert m.pcr == 12 and m.digests[HashAlg.SHA256] == hashlib.sha256("2\0".encode("utf-16-le")).digest()
     assert int.from_bytes(m.data[:4], "little") == STUB_PROFILE_TAG
+
+
+def test_boot_chain_with_the_kernel_the_stub_loads(tmp_path):
+    from helpers_uki import build_uki
+    from pcrtool.pe import authenticode_digest
+    from pcrtool.predict.pe import CALLING_EFI_APPLICATION
+
+    kernel = open("/usr/lib/systemd/boot/efi/systemd-bootx64.efi", "rb").read()  # any PE image
+    uki = build_uki(tmp_path, [(".linux", kernel)])
+    files = {"u.efi": uki}
+    m = parse_manifest('name = "a"\nversion = "1"\nsvn = 1\npcrs = [4]\n[uki]\npath = "u.efi"\n'
+                       '[boot]\nchain = ["uki", "uki.linux"]\n')
+    r = predict_release(m, files.__getitem__)
+    sha = HashAlg.SHA256
+    expected = bytes(32)
+    for d in (sha.digest(CALLING_EFI_APPLICATION), sha.digest(bytes(4)), authenticode_digest(uki, sha),
+              authenticode_digest(kernel, sha)):
+        expected = sha.digest(expected + d)
+    assert r.values().get(sha, 4) == expected
