@@ -48,6 +48,7 @@ def show(
     allow_truncated: bool = typer.Option(False, "--allow-truncated",
                                          help="Show the events before a truncated/corrupt record (exit 0)."),
     raw: bool = typer.Option(False, "--raw", help="JSON: leave out the decoded payloads."),
+    with_replay: bool = typer.Option(False, "--replay", help="JSON: add the replayed PCR values (\"pcrs\")."),
 ) -> None:
     """List the events with their decoded payloads (table, or JSON with --json)."""
     from pcrtool import render
@@ -57,14 +58,22 @@ def show(
     log = _load(log_path, allow_truncated=allow_truncated)
     events = [e for e in log.events if not pcr or e.pcr in pcr]
     if render.json_mode():
-        from pcrtool.eventlog.export import log_to_json
+        extra = {}
+        if with_replay:
+            from pcrtool.eventlog import replay as do_replay
+            extra["pcrs"] = do_replay(log).pcrs.to_json()
+        if render.options().json == "pretty":
+            from pcrtool.eventlog.export import log_header_json
+            render.emit_json({**log_header_json(log),
+                              "events": [event_to_json(e, log, decode=not raw) for e in events], **extra})
+            return
+        import sys
 
-        doc = log_to_json(log, decode=False) if raw else {
-            **{k: v for k, v in log_to_json(log, decode=False).items() if k != "events"},
-            "events": [event_to_json(e, log) for e in events]}
-        if raw and pcr:
-            doc["events"] = [event_to_json(e, log, decode=False) for e in events]
-        render.emit_json(doc)
+        from pcrtool.eventlog.export import iter_log_json
+        write = sys.stdout.write
+        for chunk in iter_log_json(log, events, decode=not raw, extra=extra):
+            write(chunk)
+        sys.stdout.flush()
         return
     bank = log.banks[0] if log.banks else None
     for preferred in log.banks:

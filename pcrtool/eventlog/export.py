@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from typing import Iterator
+
 from pcrtool.eventlog.decode import decode_event
 from pcrtool.eventlog.model import Event, EventLog
+from pcrtool.model import HashAlg
+
+_BANK_NAMES = {alg: alg.bank_name for alg in HashAlg}
 
 
 def event_to_json(event: Event, log: EventLog, *, decode: bool = True) -> dict:
+    names = _BANK_NAMES
     out = {
         "index": event.index,
         "offset": event.offset,
         "pcr": event.pcr,
-        "type": event.event_type.name,
+        "type": event.event_type._name_,
         "typeValue": int(event.event_type),
-        "digests": {alg.bank_name: d.hex() for alg, d in event.digests.items()},
+        "digests": {names[alg]: d.hex() for alg, d in event.digests.items()},
         "size": len(event.data),
         "data": event.data.hex(),
     }
@@ -22,6 +29,34 @@ def event_to_json(event: Event, log: EventLog, *, decode: bool = True) -> dict:
     if decode:
         out["decoded"] = decode_event(event, log).to_json()
     return out
+
+
+def log_header_json(log: EventLog) -> dict:
+    return {
+        "format": str(log.format),
+        "banks": [b.bank_name for b in log.banks],
+        "specId": log.spec_id.to_json() if log.spec_id else None,
+        "size": log.size,
+        "padding": {"offset": log.padding[0], "length": log.padding[1]} if log.padding else None,
+        "quirks": list(log.quirks),
+    }
+
+
+def iter_log_json(log: EventLog, events: list[Event] | None = None, *, decode: bool = True,
+                  extra: dict | None = None, batch: int = 512) -> Iterator[str]:
+    """The ``log_to_json`` document as compact JSON text in chunks, without building it whole
+    (a 100,000-event log would otherwise need gigabytes)."""
+    dumps = json.JSONEncoder(separators=(",", ":")).encode
+    head = dumps(log_header_json(log))
+    yield head[:-1] + ',"events":['
+    events = log.events if events is None else events
+    for start in range(0, len(events), batch):
+        part = ",".join(dumps(event_to_json(e, log, decode=decode)) for e in events[start:start + batch])
+        yield part if start == 0 else "," + part
+    tail = "]"
+    for key, value in (extra or {}).items():
+        tail += "," + dumps(key) + ":" + dumps(value)
+    yield tail + "}\n"
 
 
 def log_to_json(log: EventLog, *, decode: bool = True) -> dict:

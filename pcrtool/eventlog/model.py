@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
+from typing import Mapping
 
 from pcrtool.model import HashAlg
 from pcrtool.tcg.constants import EventType
+
+
+_NO_DIGESTS: Mapping[int, bytes] = MappingProxyType({})   # shared: most events have none
 
 
 class LogFormat(StrEnum):
@@ -53,22 +58,33 @@ class SpecIdEvent:
         }
 
 
-@dataclass(slots=True, eq=False)
 class Event:
     """One record of the log: PCR index, type, digests keyed by algorithm, raw event data.
 
     ``data`` is the untrusted payload exactly as logged; typed decoding is ``decode_event``.
     ``unknown_digests`` keeps digests of algorithms pcrtool has no HashAlg for, by TPM_ALG_ID.
+    ``size`` is the whole record's length in the log. (A plain slotted class: a log may hold
+    100,000 of them.)
     """
 
-    index: int
-    offset: int
-    pcr: int
-    event_type: EventType
-    digests: dict[HashAlg, bytes]
-    data: bytes
-    size: int = 0
-    unknown_digests: dict[int, bytes] = field(default_factory=dict)
+    __slots__ = ("index", "offset", "pcr", "event_type", "digests", "data", "size", "unknown_digests")
+
+    def __init__(self, index: int, offset: int, pcr: int, event_type: EventType,
+                 digests: dict[HashAlg, bytes], data: bytes, size: int = 0,
+                 unknown_digests: Mapping[int, bytes] = _NO_DIGESTS) -> None:
+        self.index = index
+        self.offset = offset
+        self.pcr = pcr
+        self.event_type = event_type
+        self.digests = digests
+        self.data = data
+        self.size = size
+        self.unknown_digests = unknown_digests
+
+    def __repr__(self) -> str:
+        return (f"Event(index={self.index}, offset={self.offset}, pcr={self.pcr}, "
+                f"type={self.event_type.name}, digests={{{', '.join(a.bank_name for a in self.digests)}}}, "
+                f"size={len(self.data)})")
 
     @property
     def is_extended(self) -> bool:

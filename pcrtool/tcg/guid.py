@@ -24,6 +24,20 @@ def guid_from_bytes(data: bytes) -> uuid.UUID:
     return uuid.UUID(bytes_le=bytes(data[:16]))
 
 
+_GUID_TEXT: dict[bytes, str] = {}
+
+
+def guid_text(data: bytes) -> str:
+    """``str(guid_from_bytes(data))``, memoised: logs repeat a handful of GUIDs thousands of times."""
+    key = bytes(data[:16])
+    text = _GUID_TEXT.get(key)
+    if text is None:
+        text = str(uuid.UUID(bytes_le=key))
+        if len(_GUID_TEXT) < 4096:
+            _GUID_TEXT[key] = text
+    return text
+
+
 EFI_GLOBAL_VARIABLE = uuid.UUID("8be4df61-93ca-11d2-aa0d-00e098032b8c")
 EFI_IMAGE_SECURITY_DATABASE_GUID = uuid.UUID("d719b2cb-3d3a-4596-a3bc-dad00e67656f")
 SHIM_LOCK_GUID = uuid.UUID("605dab50-e046-4300-abb6-3dd810dd8b23")

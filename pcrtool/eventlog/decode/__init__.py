@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import construct
 
+from pcrtool.errors import FormatError
 from pcrtool.eventlog.model import Event, EventLog
 
 
@@ -41,12 +42,16 @@ class Undecodable:
         return f"(undecodable: {self.reason})"
 
 
+_DECODERS: dict | None = None
+
+
 def decode_event(event: Event, log: EventLog | None = None):
     """Decode ``event.data`` according to its type (and PCR, for EV_IPL/EV_EVENT_TAG)."""
-    from pcrtool.eventlog.decode.registry import DECODERS
-    from pcrtool.errors import FormatError
-
-    decoder = DECODERS.get(int(event.event_type))
+    global _DECODERS
+    if _DECODERS is None:
+        from pcrtool.eventlog.decode.registry import DECODERS
+        _DECODERS = DECODERS
+    decoder = _DECODERS.get(event.event_type)
     if decoder is None:
         return Raw(event.data)
     try:

@@ -26,6 +26,10 @@ def to_jsonable(value):
     return value
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_PLAIN = (str, int, bool, float)
+
+
 class Decoded:
     """Mixin for decoded event values: ``kind``, ``to_json()``, ``describe()``."""
 
@@ -33,8 +37,14 @@ class Decoded:
     __slots__ = ()
 
     def to_json(self) -> dict:
+        cls = type(self)
+        names = _FIELD_NAMES.get(cls)
+        if names is None:
+            names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(self))
         out = {"kind": self.kind}
-        out.update({f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)})
+        for name in names:
+            value = getattr(self, name)
+            out[name] = value if value is None or type(value) in _PLAIN else to_jsonable(value)
         return out
 
     def describe(self) -> str:
@@ -55,17 +65,17 @@ def decode_utf16(data: bytes) -> str | None:
     return text
 
 
+_CONTROL_OK = str.maketrans("", "", "\t\r\n")
+
+
 def decode_ascii(data: bytes) -> str | None:
-    """A printable ASCII string (optionally NUL-terminated), or None."""
+    """A printable ASCII string (optionally NUL-terminated; tabs/newlines allowed), or None."""
     raw = bytes(data)
     if raw.endswith(b"\0"):
         raw = raw[:-1]
-    if not raw:
+    if not raw or not raw.isascii():
         return None
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    if not all(ch.isprintable() or ch in "\t\r\n" for ch in text):
-        return None
-    return text
+    text = raw.decode("ascii")
+    if text.isprintable() or text.translate(_CONTROL_OK).isprintable():
+        return text
+    return None

@@ -26,8 +26,7 @@ class ImageLoad(Decoded):
         out = {"kind": self.kind, "imageLocationInMemory": self.location,
                "imageLengthInMemory": self.length, "imageLinkTimeAddress": self.link_time_address,
                "devicePath": self.device_path.text,
-               "devicePathNodes": [{"type": n.type, "subtype": n.subtype, "data": n.data.hex()}
-                                   for n in self.device_path.nodes]}
+               "devicePathNodes": [[n.type, n.subtype] for n in self.device_path.nodes]}
         if self.trailing:
             out["trailing"] = self.trailing.hex()
         return out

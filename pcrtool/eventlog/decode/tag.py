@@ -35,8 +35,10 @@ class TaggedEvent(Decoded):
     kind = "event-tag"
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "tag": f"0x{self.tag:08x}", "name": self.name, "text": self.text,
-                "data": self.data.hex()}
+        out = {"kind": self.kind, "tag": f"0x{self.tag:08x}", "name": self.name, "text": self.text}
+        if self.text is None:
+            out["data"] = self.data.hex()
+        return out
 
     def describe(self) -> str:
         label = self.name or f"tag 0x{self.tag:08x}"

@@ -17,7 +17,7 @@ from pcrtool.errors import FormatError
 from pcrtool.eventlog.decode.base import Decoded, decode_ascii
 from pcrtool.eventlog.model import Event, EventLog
 from pcrtool.tcg.devicepath import DevicePath, parse_device_path
-from pcrtool.tcg.guid import EFI_CERT_X509_GUID, SIGNATURE_TYPES, WELL_KNOWN
+from pcrtool.tcg.guid import EFI_CERT_X509_GUID, SIGNATURE_TYPES, WELL_KNOWN, guid_text
 
 SIGNATURE_DB_NAMES = frozenset({"PK", "KEK", "db", "dbx", "dbt", "dbr", "PKDefault", "KEKDefault",
                                 "dbDefault", "dbxDefault", "MokList", "MokListX", "MokListRT",
@@ -70,7 +70,7 @@ class SignatureEntry:
     def to_json(self) -> dict:
         out = {"owner": self.owner, "type": self.type}
         if self.certificate is not None:
-            out["x509"] = self.certificate.to_json()
+            out["x509"] = self.certificate.to_json()   # the DER is in the event data
         else:
             out["data"] = self.data.hex()
         return out
@@ -101,7 +101,7 @@ def parse_signature_lists(data: bytes) -> tuple[SignatureList, ...]:
     while pos < end:
         if end - pos < 28:
             raise FormatError(f"EFI_SIGNATURE_LIST header truncated ({end - pos} bytes)", offset=pos)
-        sig_type = uuid.UUID(bytes_le=bytes(data[pos:pos + 16]))
+        sig_type = uuid.UUID(guid_text(data[pos:pos + 16]))
         list_size, header_size, sig_size = struct.unpack_from("<III", data, pos + 16)
         if list_size < 28 + header_size or list_size > end - pos or sig_size < 16 or \
                 (list_size - 28 - header_size) % sig_size:
@@ -111,11 +111,11 @@ def parse_signature_lists(data: bytes) -> tuple[SignatureList, ...]:
         type_name = SIGNATURE_TYPES.get(sig_type, str(sig_type))
         entries = []
         at = pos + 28 + header_size
+        is_x509 = sig_type == EFI_CERT_X509_GUID
         while at < pos + list_size:
-            owner = uuid.UUID(bytes_le=bytes(data[at:at + 16]))
             payload = bytes(data[at + 16:at + sig_size])
-            cert = x509_info(payload) if sig_type == EFI_CERT_X509_GUID else None
-            entries.append(SignatureEntry(str(owner), type_name, payload, cert))
+            entries.append(SignatureEntry(guid_text(data[at:at + 16]), type_name, payload,
+                                          x509_info(payload) if is_x509 else None))
             at += sig_size
         lists.append(SignatureList(str(sig_type), type_name, header, tuple(entries)))
         pos += list_size
@@ -183,7 +183,8 @@ class Variable(Decoded):
             value = value.to_json()
         elif isinstance(value, bytes):
             value = value.hex()
-        out = {"kind": self.kind, "guid": self.guid, "name": self.name, "data": self.data.hex(),
+        # the variable data is in the event's "data" already; "value" is its decoded form
+        out = {"kind": self.kind, "guid": self.guid, "name": self.name, "dataLength": len(self.data),
                "value": value}
         if self.trailing:
             out["trailing"] = self.trailing.hex()
@@ -211,11 +212,11 @@ class Variable(Decoded):
         return f"{self.name} (empty)"
 
 
-def parse_variable_data(data: bytes) -> tuple[uuid.UUID, str, bytes, bytes]:
+def parse_variable_data(data: bytes) -> tuple[str, str, bytes, bytes]:
     """UEFI_VARIABLE_DATA → (guid, name, variable data, trailing bytes). Raises FormatError."""
     if len(data) < 32:
         raise FormatError(f"UEFI_VARIABLE_DATA needs 32 bytes, has {len(data)}")
-    guid = uuid.UUID(bytes_le=bytes(data[:16]))
+    guid = guid_text(data)
     name_len, data_len = struct.unpack_from("<QQ", data, 16)
     if name_len * 2 > len(data) - 32:
         raise FormatError(f"variable name length {name_len} runs past the event data")
@@ -276,4 +277,4 @@ def decode_variable(event: Event, log: EventLog | None) -> Variable:
     guid, name, value_bytes, trailing = parse_variable_data(event.data)
     authority = int(event.event_type) == 0x800000E0
     value = decode_variable_value(name, value_bytes, authority=authority)
-    return Variable(str(guid), name, value_bytes, value, trailing)
+    return Variable(guid, name, value_bytes, value, trailing)
