@@ -45,29 +45,6 @@ def releases_json(**kw) -> str:
     return json.dumps(releases_doc(**kw))
 
 
-IN_CI = __import__("os").environ.get("CI", "").lower() in ("1", "true", "yes")
 
-
-def need_tool(name: str) -> str:
-    """Path of an external tool; skip without it (fail under CI=true), like the root conftest."""
-    import pytest
-
-    from pcrtool.tools import find_tool
-
-    path = find_tool(name)
-    if path is None:
-        msg = f"{name} is not installed (run .ci/install-system-deps)"
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
-
-
-def need_module(name: str):
-    import pytest
-    try:
-        return __import__(name)
-    except ImportError as e:
-        if IN_CI:
-            pytest.fail(f"python module {name} missing: {e}")
-        pytest.skip(f"python module {name} missing")
+# the root conftest's helpers (rootdir is on sys.path in importlib mode; this directory is appended)
+from conftest import IN_CI, need_module, need_tool  # noqa: E402,F401
