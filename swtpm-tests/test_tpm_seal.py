@@ -190,3 +190,17 @@ def test_seal_rejects_bad_sizes(tpm):
         tpm.seal(b"x" * 129, bytes(32))
     with pytest.raises(UsageError):
         tpm.seal(SECRET, bytes(20))
+
+
+def test_persistent_srk_is_used_by_default_and_survives_reboot(swtpm, tpm):
+    srk = tpm.create_primary_srk()
+    persistent = tpm.persist(srk)  # 0x81000001, TCG Provisioning Guidance
+    tpm.flush(srk)
+    assert tpm.persistent_handles() == [0x81000001]
+    blob = tpm.seal(SECRET, b"", user_with_auth=True)  # parent: the persistent SRK
+    swtpm.reboot()
+    again = tpm.srk()
+    assert not again.transient and again.name == persistent.name
+    assert tpm.unseal(blob, None) == SECRET  # password session: userWithAuth, empty auth
+    tpm.evict(0x81000001)
+    assert tpm.persistent_handles() == []

@@ -78,6 +78,21 @@ class ObjectsMixin:
             return self.load_persistent(persistent)
         return self.create_primary_srk(noda=noda)
 
+    def persist(self, key: KeyHandle, handle: int = SRK_PERSISTENT_HANDLE) -> KeyHandle:
+        """TPM2_EvictControl (Part 3 §28.5, owner auth): make a transient key persistent at
+        ``handle`` (0x81000000…0x81ffffff). The transient copy stays loaded; flush it yourself."""
+        if not PERSISTENT_FIRST <= handle <= 0x81FFFFFF:
+            raise UsageError(f"0x{handle:08x} is not a persistent handle", hint="use 0x81000000…0x81ffffff")
+        tr = self._call("TPM2_EvictControl", self.esys.evict_control, ESYS_TR.OWNER, key.handle, handle,
+                        context=f"persistent handle 0x{handle:08x}")
+        return KeyHandle(tr, key.name, key.public, transient=False)
+
+    def evict(self, handle: int) -> None:
+        """TPM2_EvictControl (Part 3 §28.5) removing the persistent object at ``handle``."""
+        key = self.load_persistent(handle)
+        self._call("TPM2_EvictControl", self.esys.evict_control, ESYS_TR.OWNER, key.handle, handle,
+                   context=f"persistent handle 0x{handle:08x}")
+
     def persistent_handles(self) -> list[int]:
         """Persistent object handles (TPM2_GetCapability, TPM_CAP_HANDLES from 0x81000000)."""
         from tpm2_pytss.constants import TPM2_CAP
@@ -142,13 +157,13 @@ class ObjectsMixin:
 
     def unseal(self, blob: SealedBlob | tuple[bytes, bytes], session, parent: Parent = None) -> bytes:
         """TPM2_Load then TPM2_Unseal (Part 3 §12.7) authorized by a policy ``session``
-        (a PolicySession after its assertions, or ESYS_TR.PASSWORD for userWithAuth objects).
+        (a PolicySession after its assertions; None = password session, for userWithAuth objects).
 
         A salted session gets response encryption, so the secret never crosses the bus in clear.
         A refused policy raises TpmPolicyFailed (exit 4)."""
         obj = self.load_sealed(blob, parent)
         try:
-            handle = getattr(session, "handle", session)
+            handle = ESYS_TR.PASSWORD if session is None else getattr(session, "handle", session)
             if getattr(session, "salted", False):
                 self.esys.trsess_set_attributes(handle, TPMA_SESSION.ENCRYPT | TPMA_SESSION.CONTINUESESSION)
             data = self._call("TPM2_Unseal", self.esys.unseal, obj.handle, session1=handle)
