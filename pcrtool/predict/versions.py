@@ -39,17 +39,12 @@ def compare_versions(a: str, b: str) -> int:
         while j < nb and not _valid(b[j]):
             j += 1
         ca, cb = at(a, i), at(b, j)
-        for mark in "~":
-            if ca == mark or cb == mark:
-                r = _cmp(ca != mark, cb != mark)
-                if r:
-                    return r
-                i += 1
-                j += 1
-                ca, cb = at(a, i), at(b, j)
-        if ca == "" or cb == "":
-            return _cmp(ca, cb)
-        for mark in "-^.":
+        # '~' sorts before everything, even the end; then the end; then '-', '^', '.' in turn
+        for mark in "~\0-^.":
+            if mark == "\0":
+                if ca == "" or cb == "":
+                    return _cmp(ca, cb)
+                continue
             if ca == mark or cb == mark:
                 r = _cmp(ca != mark, cb != mark)
                 if r:
