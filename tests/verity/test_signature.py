@@ -253,3 +253,24 @@ def test_cli_show_sig_reports_mismatching_root_hash(pki, tmp_path):
     assert code == 3 and "is for root hash" in err
     code, _, err = cli("verity", "show-sig", tmp_path / "p", "-c", pki.other_cert)
     assert code == 3
+
+
+def test_cli_sign_with_a_pkcs11_token_equals_openssl_smime(pki, tmp_path, content):
+    """The Signer interface: a real SoftHSM2 token holding the leaf key and its certificate."""
+    need_tool("softhsm2-util")
+    need_tool("pkcs11-tool")
+    from pcrtool.sign.softhsm import SoftHsm
+
+    with SoftHsm.start(label="verity test") as hsm:
+        hsm.import_key(pki.leaf_key, label="verity", key_id=b"\x07", certificate=pki.leaf_cert)
+        code, _, err = cli("verity", "sign", ROOT, "--key", hsm.uri("verity"), "-o", tmp_path / "hsm.p7s")
+    assert code == 0, err
+    assert (tmp_path / "hsm.p7s").read_bytes() == smime_sign(pki, content, tmp_path / "s.p7s")
+
+
+def test_cli_sign_refuses_offline_key_and_missing_certificate(pki, tmp_path):
+    code, _, err = cli("verity", "sign", ROOT, "--key", "offline", "-c", pki.leaf_cert, "-o", tmp_path / "x")
+    assert code == 2 and "verity prepare" in err
+    code, _, err = cli("verity", "sign", ROOT, "--key", pki.leaf_key, "-o", tmp_path / "x")
+    assert code == 2 and "certificate" in err
+    assert not (tmp_path / "x").exists()
