@@ -76,8 +76,10 @@ def run_cli(*args: str, env: dict | None = None, cwd=None,
     import contextlib
     import io
 
+    from pcrtool import render
     from pcrtool.cli import main
     out, err = io.StringIO(), io.StringIO()
+    saved_render = render.options()
     saved_env = dict(os.environ)
     saved_cwd = os.getcwd()
     try:
@@ -91,6 +93,7 @@ def run_cli(*args: str, env: dict | None = None, cwd=None,
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
+        render.configure(saved_render)
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
