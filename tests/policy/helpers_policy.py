@@ -46,5 +46,28 @@ def releases_json(**kw) -> str:
 
 
 
-# the root conftest's helpers (rootdir is on sys.path in importlib mode; this directory is appended)
-from conftest import IN_CI, need_module, need_tool  # noqa: E402,F401
+# Own copies of the root conftest's helpers: `from conftest import …` is ambiguous once several
+# test directories put their own conftest.py on sys.path (importlib mode).
+IN_CI = __import__("os").environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def need_tool(name: str) -> str:
+    """Path of an external tool; skip without it (fail under CI=true)."""
+    import pytest
+
+    from pcrtool.tools import find_tool
+
+    path = find_tool(name)
+    if path is None:
+        (pytest.fail if IN_CI else pytest.skip)(f"{name} is not installed (run .ci/install-system-deps)")
+    return path
+
+
+def need_module(name: str):
+    """Import an optional module; skip without it (fail under CI=true)."""
+    import pytest
+
+    try:
+        return __import__(name)
+    except ImportError as e:
+        (pytest.fail if IN_CI else pytest.skip)(f"python module {name} missing: {e}")
