@@ -1,0 +1,275 @@
+"""Predict a release from its manifest: every source (UKI, boot chain, Secure Boot variables,
+command lines, precomputed values), optionally substituted into the target's reference log."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from pcrtool.errors import FormatError
+from pcrtool.model import PCR_COUNT, HashAlg, PcrValues
+from pcrtool.predict.events import Measurement, replay_measurements
+from pcrtool.predict.fields import ManifestError, _banks, _hex, _int, _req, _str
+from pcrtool.predict.predictions import Release
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pcrtool.predict.manifest import ReleaseManifest
+
+#: A file reader the caller supplies (the pure core never opens files): path → bytes.
+Reader = Callable[[str], bytes]
+
+
+def _read(reader: Reader, path: Any, key: str, source: str) -> bytes:
+    return reader(_str(path, key, source))
+
+
+def _uki_sections(m: ReleaseManifest, reader: Reader) -> dict[str, bytes] | None:
+    from pcrtool.predict.uki import MEASURED_SECTIONS, measured_sections, sections_from_uki
+
+    uki = m.doc.get("uki")
+    if uki is None:
+        return None
+    src = f"{m.source} [uki]"
+    unknown = sorted(set(uki) - {"path", "profile", "sections", "stub"})
+    if unknown:
+        raise ManifestError(f"{src}: unknown field {unknown[0]!r}", hint="path, profile, sections, stub")
+    if ("path" in uki) == ("sections" in uki):
+        raise ManifestError(f"{src}: give exactly one of 'path' or 'sections'")
+    stub = _int(uki["stub"], "uki.stub", src, 200, 999) if "stub" in uki else None
+    if "path" in uki:
+        profile = _int(uki["profile"], "uki.profile", src, 0, 255) if "profile" in uki else None
+        return sections_from_uki(_read(reader, uki["path"], "uki.path", src), profile=profile,
+                                 stub="auto" if stub is None else stub)
+    secs = uki["sections"]
+    if not isinstance(secs, dict):
+        raise ManifestError(f"{src}: 'sections' must be a table of section name → file")
+    out = {}
+    for key, path in secs.items():
+        name = "." + key.lstrip(".")
+        if name not in MEASURED_SECTIONS:
+            raise ManifestError(f"{src}: unknown UKI section {key!r}",
+                                hint="one of " + ", ".join(s.lstrip(".") for s in MEASURED_SECTIONS))
+        if stub is None or name in measured_sections(stub):
+            out[name] = _read(reader, path, f"uki.sections.{key}", src)
+    return out
+
+
+def _boot_measurements(m: ReleaseManifest, reader: Reader) -> list[Measurement] | None:
+    from pcrtool.predict.pe import boot_chain_measurements
+
+    boot = m.doc.get("boot")
+    if boot is None:
+        return None
+    src = f"{m.source} [boot]"
+    chain = _req(boot, "chain", src)
+    if not isinstance(chain, list) or not chain:
+        raise ManifestError(f"{src}: 'chain' must be a non-empty list of images")
+    images = []
+    for i, item in enumerate(chain):
+        if isinstance(item, str):
+            path = m.doc.get("uki", {}).get("path") if item in ("uki", "uki.linux") else item
+            if path is None:
+                raise ManifestError(f"{src}: chain[{i}] is {item!r} but [uki] has no path")
+            data = reader(path)
+            if item == "uki.linux":  # the kernel the stub hands to LoadImage (measured by firmware)
+                from pcrtool.predict.uki import uki_sections
+                linux = [s.loaded for s in uki_sections(data) if s.name == ".linux"]
+                if not linux:
+                    raise ManifestError(f"{src}: chain[{i}]: the UKI has no .linux section")
+                path, data = f"{path}:.linux", linux[0]
+            images.append((path, data))
+        elif isinstance(item, dict):
+            digests = {}
+            for bank, value in item.items():
+                if bank == "name":
+                    continue
+                alg = _banks([bank], src)[0]
+                digests[alg] = _hex(value, f"chain[{i}].{bank}", src, alg.digest_size)
+            images.append((str(item.get("name", f"image {i}")), digests))
+        else:
+            raise ManifestError(f"{src}: chain[{i}] must be a file name or a table of digests")
+    sep = _hex(boot.get("separator", "00000000"), "separator", src, 4)
+    return boot_chain_measurements(images, m.banks, separator_value=sep)
+
+
+def _secureboot_measurements(m: ReleaseManifest, reader: Reader) -> list[Measurement] | None:
+    from pcrtool.predict.secureboot import (
+        authority_variable, policy_variables, read_variable_file, secureboot_measurements,
+    )
+
+    sb = m.doc.get("secureboot")
+    if sb is None:
+        return None
+    src = f"{m.source} [secureboot]"
+    values: dict[str, bytes | None] = {}
+    for name in ("SecureBoot", "PK", "KEK", "db", "dbx", "dbt", "dbr"):
+        if name not in sb:
+            continue
+        v = sb[name]
+        if name == "SecureBoot" and isinstance(v, (bool, int)):
+            values[name] = bytes([int(_int(int(v), "SecureBoot", src, 0, 1))])
+        else:
+            values[name] = read_variable_file(_read(reader, v, name, src), name=name, source=f"{src} {name}")
+    unknown = sorted(set(sb) - {"SecureBoot", "PK", "KEK", "db", "dbx", "dbt", "dbr", "authorities", "separator"})
+    if unknown:
+        raise ManifestError(f"{src}: unknown field {unknown[0]!r}",
+                            hint="SecureBoot, PK, KEK, db, dbx, dbt, dbr, authorities, separator")
+    auths = []
+    for i, a in enumerate(sb.get("authorities", [])):
+        if not isinstance(a, dict) or "owner" not in a or "certificate" not in a:
+            raise ManifestError(f"{src}: authorities[{i}] needs 'owner' (GUID) and 'certificate' (file)")
+        try:
+            owner = uuid.UUID(str(a["owner"]))
+        except ValueError:
+            raise ManifestError(f"{src}: authorities[{i}].owner is not a GUID: {a['owner']!r}") from None
+        auths.append(authority_variable(owner, _read(reader, a["certificate"], "certificate", src)))
+    sep = _hex(sb.get("separator", "00000000"), "separator", src, 4)
+    return secureboot_measurements(policy_variables(values), auths, m.banks, separator_value=sep)
+
+
+def _profile_measurements(m: ReleaseManifest) -> list[Measurement]:
+    from pcrtool.predict.cmdline import stub_profile_measurement
+
+    profile = m.doc.get("uki", {}).get("profile")
+    return [stub_profile_measurement(profile, m.banks)] if isinstance(profile, int) and profile > 0 else []
+
+
+def _cmdline_measurements(m: ReleaseManifest, reader: Reader) -> list[Measurement] | None:
+    from pcrtool.predict.cmdline import (
+        linux_initrd_measurement, linux_load_options_measurement, stub_cmdline_measurement,
+    )
+
+    c = m.doc.get("cmdline")
+    if c is None:
+        return None
+    src = f"{m.source} [cmdline]"
+    unknown = sorted(set(c) - {"stub", "kernel", "initrd", "nul"})
+    if unknown:
+        raise ManifestError(f"{src}: unknown field {unknown[0]!r}", hint="stub, kernel, initrd, nul")
+    nul = c.get("nul", True)
+    if not isinstance(nul, bool):
+        raise ManifestError(f"{src}: 'nul' must be true or false")
+    out = []
+    if "stub" in c:
+        out.append(stub_cmdline_measurement(_str(c["stub"], "stub", src), m.banks, nul=nul))
+    if "kernel" in c:
+        out.append(linux_load_options_measurement(_str(c["kernel"], "kernel", src), m.banks, nul=nul))
+    if "initrd" in c:
+        out.append(linux_initrd_measurement(_read(reader, c["initrd"], "initrd", src), m.banks))
+    return out
+
+
+def _precomputed(m: ReleaseManifest) -> tuple[dict[int, dict[HashAlg, bytes]], dict[str, dict[int, dict[HashAlg, bytes]]]]:
+    from pcrtool.predict.uki import normalize_phase
+
+    vals = m.doc.get("values", {})
+    src = f"{m.source} [values]"
+
+    def table(t: Mapping, where: str) -> dict[int, dict[HashAlg, bytes]]:
+        out: dict[int, dict[HashAlg, bytes]] = {}
+        for pcr_key, banks in t.items():
+            if pcr_key == "phase" and where == src:
+                continue
+            try:
+                pcr = int(pcr_key)
+            except ValueError:
+                raise ManifestError(f"{where}: key {pcr_key!r} is not a PCR index") from None
+            _int(pcr, "values", where, 0, PCR_COUNT - 1)
+            if not isinstance(banks, dict):
+                raise ManifestError(f"{where}: PCR {pcr} must map bank → hex")
+            for bank, hexv in banks.items():
+                alg = _banks([bank], where)[0]
+                out.setdefault(pcr, {})[alg] = _hex(hexv, f"{pcr}.{bank}", where, alg.digest_size)
+        return out
+
+    per_phase = {}
+    for phase, t in vals.get("phase", {}).items():
+        if not isinstance(t, dict):
+            raise ManifestError(f"{src}: phase {phase!r} must be a table")
+        per_phase[normalize_phase(phase)] = table(t, f"{src} phase {phase!r}")
+    return table(vals, src), per_phase
+
+
+def predict_release(m: ReleaseManifest, reader: Reader, *, reference_log: bytes | None = None,
+                    allowed: bool = True) -> Release:
+    """Predict every selected PCR of ``m`` for each of its phases.
+
+    ``reader`` resolves artefact paths (the CLI passes one relative to the manifest's directory).
+    With a reference log (argument, or ``reference_log`` in the manifest), PCRs are that log's
+    replay with the release's events substituted; otherwise each PCR is replayed from reset over
+    the release's own events.
+    """
+    from pcrtool.predict.uki import PCR_KERNEL_BOOT, phase_measurements, section_measurements
+
+    notes: list[str] = []
+    sections = _uki_sections(m, reader)
+    fixed: list[Measurement] = []
+    for part in (_boot_measurements(m, reader), _secureboot_measurements(m, reader),
+                 _profile_measurements(m), _cmdline_measurements(m, reader)):
+        if part:
+            fixed += part
+    uki_events = section_measurements(sections, m.banks) if sections is not None else []
+    pre_all, pre_phase = _precomputed(m)
+
+    if reference_log is None and "reference_log" in m.doc:
+        reference_log = reader(m.doc["reference_log"])
+
+    predicted_pcrs = {e.pcr for e in fixed + uki_events} | set(pre_all)
+    if sections is not None:
+        predicted_pcrs.add(PCR_KERNEL_BOOT)
+    for t in pre_phase.values():
+        predicted_pcrs |= set(t)
+    pcrs = m.pcrs if m.pcrs is not None else tuple(sorted(predicted_pcrs))
+    if not pcrs:
+        raise ManifestError(f"{m.source}: nothing to predict",
+                            hint="add [uki], [boot], [secureboot], [cmdline] or [values]")
+
+    predictions: dict[str, PcrValues] = {}
+    phase_events: dict[str, tuple[Measurement, ...]] = {}
+    for phase in m.phases:
+        events = fixed + uki_events + (phase_measurements(phase, m.banks) if sections is not None else [])
+        if reference_log is not None:
+            from pcrtool.predict.substitute import substitute_log
+            result = substitute_log(reference_log, events, m.banks)
+            values = result.values
+            replayable = tuple(result.measurements(pcrs))
+            for alg, pcr in result.gaps:
+                if pcr in pcrs and alg in m.banks:
+                    raise ManifestError(f"{m.source}: the reference log cannot give a {alg.bank_name} value "
+                                        f"for PCR {pcr} (events without that digest)",
+                                        hint="select another bank or drop that PCR")
+            if phase == m.phases[0]:
+                notes += result.notes
+        else:
+            values = replay_measurements(events, m.banks)
+            replayable = tuple(e for e in events if e.pcr in pcrs)
+        out = PcrValues()
+        for pcr in pcrs:
+            for alg in m.banks:
+                v = pre_phase.get(phase, {}).get(pcr, {}).get(alg) or pre_all.get(pcr, {}).get(alg)
+                if v is None:
+                    v = values.get(alg, pcr)
+                if v is None:
+                    if reference_log is None and pcr not in predicted_pcrs:
+                        raise ManifestError(f"{m.source}: PCR {pcr} is selected but nothing predicts it",
+                                            hint="add its source, a reference_log or a [values] entry")
+                    from pcrtool.predict.events import initial_value
+                    v = initial_value(alg, pcr)
+                out.set(alg, pcr, v)
+        predictions[phase] = out
+        try:
+            if _same(replay_measurements(replayable, m.banks), out, pcrs, m.banks):
+                phase_events[phase] = replayable
+        except FormatError:
+            pass
+        if phase not in phase_events:
+            notes.append(f"phase {phase or ':'}: no event list reproduces the prediction (precomputed values "
+                         f"or a start other than reset); validation cannot emulate this boot")
+    return Release(m.name, m.version, m.svn, pcrs, m.banks, predictions, allowed, tuple(notes), phase_events)
+
+
+def _same(replayed: PcrValues, predicted: PcrValues, pcrs: Sequence[int], banks: Sequence[HashAlg]) -> bool:
+    from pcrtool.predict.events import initial_value
+
+    return all((replayed.get(alg, pcr) or initial_value(alg, pcr)) == predicted.get(alg, pcr)
+               for alg in banks for pcr in pcrs)
