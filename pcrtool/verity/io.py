@@ -70,6 +70,13 @@ def data_blocks_for(size: int, block_size: int, *, path: str, explicit: int | No
     return size // block_size
 
 
+def _check_data_size(data_path: str, params: VerityParams) -> None:
+    size = file_size(data_path)
+    if params.data_size > size:
+        raise UsageError(f"data file {data_path!r} has {size} bytes, fewer than "
+                         f"{params.data_blocks} blocks of {params.data_block_size}")
+
+
 @contextlib.contextmanager
 def _mapped(path: str | os.PathLike, length: int):
     with open(path, "rb") as f:
@@ -172,10 +179,7 @@ def format_file(data_path: str, params: VerityParams, *, hash_path: str | None =
     """
     workers = workers or default_workers()
     layout = compute_layout(params)
-    size = file_size(data_path)
-    if params.data_size > size:
-        raise UsageError(f"data file {data_path!r} has {size} bytes, fewer than "
-                         f"{params.data_blocks} blocks of {params.data_block_size}")
+    _check_data_size(data_path, params)
     same = hash_path is None or _same_file(data_path, hash_path)
     target = data_path if same else hash_path
     if same and params.hash_offset < params.data_size:
@@ -274,10 +278,7 @@ def verify_files(data_path: str, hash_path: str, params: VerityParams, root_hash
     """Check data and hash area against ``root_hash`` top-down; report the first bad block."""
     workers = workers or default_workers()
     layout = compute_layout(params)
-    size = file_size(data_path)
-    if params.data_size > size:
-        raise UsageError(f"data file {data_path!r} has {size} bytes, fewer than "
-                         f"{params.data_blocks} blocks of {params.data_block_size}")
+    _check_data_size(data_path, params)
     hsize = file_size(hash_path, what="hash file")
     if hsize < layout.hash_end:
         raise UsageError(f"hash file {hash_path!r} has {hsize} bytes; the tree needs {layout.hash_end}",
