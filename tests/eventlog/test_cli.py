@@ -133,3 +133,13 @@ def test_cel_export(corpus, tmp_path):
     assert records[0]["content_type"] == "pcclient_std"
     assert {"event_type", "event_data"} <= set(records[0]["content"])
     assert records[0]["digests"][0]["hashAlg"] == "sha256"
+
+
+def test_streamed_json_equals_document(corpus):
+    from pcrtool.eventlog import parse_event_log
+    from pcrtool.eventlog.export import iter_log_json, log_to_json
+
+    for name in ("go-tpm-tools/ubuntu-2404-amd-sevsnp.bin", "tpm2-tools/event-uefi-sha1-log.bin",
+                 "python3-uefi-eventlog/ideapad1.bin"):
+        log = parse_event_log((corpus / LOGS / name).read_bytes())
+        assert json.loads("".join(iter_log_json(log, batch=7))) == log_to_json(log)

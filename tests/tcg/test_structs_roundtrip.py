@@ -126,4 +126,13 @@ def test_hand_decoders_agree_with_construct_on_corpus(corpus):
                 assert (v.location, v.length, v.device_path.to_bytes()) == \
                     (c.image_location_in_memory, c.image_length_in_memory, c.device_path)
                 checked += 1
+            if ev.event_type == EventType.EV_EFI_GPT_EVENT:
+                from pcrtool.eventlog import decode_event
+                c = structs.uefi_gpt_data(log.uintn_bytes).parse(ev.data)
+                v = decode_event(ev, log)
+                assert v.disk_guid == str(c.header.disk_guid)
+                assert [(p.type_guid, p.unique_guid, p.first_lba, p.last_lba, p.attributes) for p in v.partitions] == \
+                    [(str(p.partition_type_guid), str(p.unique_partition_guid), p.starting_lba, p.ending_lba,
+                      p.attributes) for p in c.partitions]
+                checked += 1
     assert checked > 30

@@ -3,15 +3,14 @@ the firmware measured (UEFI 2.10 §5.3)."""
 
 from __future__ import annotations
 
+import struct
+import uuid
 from dataclasses import dataclass
-
-import construct
 
 from pcrtool.errors import FormatError
 from pcrtool.eventlog.decode.base import Decoded
 from pcrtool.eventlog.model import Event, EventLog
-from pcrtool.tcg import structs
-from pcrtool.tcg.guid import WELL_KNOWN
+from pcrtool.tcg.guid import WELL_KNOWN, guid_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,20 +57,32 @@ class Gpt(Decoded):
         return f"GPT disk {self.disk_guid}, {len(self.partitions)} partitions"
 
 
+_HEADER = struct.Struct("<8sIIII QQQQ 16s QIII")   # EFI_PARTITION_TABLE_HEADER, 92 bytes
+
+
 def decode_gpt(event: Event, log: EventLog | None) -> Gpt:
+    """struct-based for speed; equal to ``structs.uefi_gpt_data`` (tested against it)."""
     width = log.uintn_bytes if log is not None else 8
-    if event.data[:8] != b"EFI PART":
+    data = event.data
+    if data[:8] != b"EFI PART":
         raise FormatError("GPT header signature is not 'EFI PART'")
-    try:
-        g = structs.uefi_gpt_data(width).parse(event.data)
-    except construct.ConstructError as e:
-        raise FormatError(f"UEFI_GPT_DATA: {str(e).splitlines()[0][:80]}") from None
-    h = g.header
-    parts = tuple(
-        Partition(str(p.partition_type_guid), WELL_KNOWN.get(p.partition_type_guid),
-                  str(p.unique_partition_guid), p.starting_lba, p.ending_lba, p.attributes,
-                  p.partition_name.decode("utf-16-le", "replace").split("\0", 1)[0])
-        for p in g.partitions)
-    return Gpt(str(h.disk_guid), h.revision, h.header_size, h.my_lba, h.alternate_lba,
-               h.first_usable_lba, h.last_usable_lba, h.partition_entry_lba,
-               h.number_of_partition_entries, h.size_of_partition_entry, parts)
+    if len(data) < 92 + width:
+        raise FormatError(f"UEFI_GPT_DATA has {len(data)} bytes, needs {92 + width}")
+    (_sig, revision, header_size, _crc, _res, my_lba, alt_lba, first, last, disk, entry_lba,
+     n_entries, entry_size, _acrc) = _HEADER.unpack_from(data, 0)
+    count = int.from_bytes(data[92:92 + width], "little")
+    if entry_size < 56:
+        raise FormatError(f"SizeOfPartitionEntry {entry_size} is below 56")
+    if count * entry_size > len(data) - 92 - width:
+        raise FormatError(f"{count} partitions of {entry_size} bytes run past the event data")
+    parts = []
+    pos = 92 + width
+    for _ in range(count):
+        type_guid = guid_text(data[pos:pos + 16])
+        first_lba, last_lba, attributes = struct.unpack_from("<QQQ", data, pos + 32)
+        name = data[pos + 56:pos + entry_size].decode("utf-16-le", "replace").split("\0", 1)[0]
+        parts.append(Partition(type_guid, WELL_KNOWN.get(uuid.UUID(type_guid)), guid_text(data[pos + 16:pos + 32]),
+                               first_lba, last_lba, attributes, name))
+        pos += entry_size
+    return Gpt(guid_text(disk), revision, header_size, my_lba, alt_lba, first, last, entry_lba,
+               n_entries, entry_size, tuple(parts))
