@@ -35,6 +35,10 @@ def show(
         table.add(f"extra {name}", value)
     if req.created_by:
         table.add("created by", req.created_by)
+    pss = " -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest" if req.padding.value == "pss" else ""
+    for it in req.items:
+        table.add("sign with", f"openssl dgst -{req.hash_alg.bank_name}{pss} -sign KEY "
+                               f"-out {it.file}.sig {it.file}")
     render.emit(data, table=table)
 
 

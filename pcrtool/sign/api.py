@@ -182,6 +182,23 @@ DIGEST_INFO_PREFIX = {
 }
 
 
+def ecdsa_signature_to_der(signature: bytes, curve_bits: int) -> bytes:
+    """Accept an ECDSA signature as DER (RFC 3279 ECDSA-Sig-Value) or as raw r||s (PKCS#11
+    CKM_ECDSA, ``pkcs11-tool --sign``, IEEE P1363) and return DER."""
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+    size = (curve_bits + 7) // 8
+    try:
+        r, s = decode_dss_signature(signature)
+        return utils.encode_dss_signature(r, s)  # canonical re-encoding of valid DER
+    except ValueError:
+        pass
+    if len(signature) != 2 * size:
+        raise SignatureError(f"ECDSA signature of {len(signature)} bytes is neither DER nor raw r||s "
+                             f"for a {curve_bits}-bit curve")
+    return utils.encode_dss_signature(int.from_bytes(signature[:size], "big"),
+                                      int.from_bytes(signature[size:], "big"))
+
+
 def digest_info(hash_alg: HashAlg, digest: bytes) -> bytes:
     """DER DigestInfo for a digest (the input of a raw CKM_RSA_PKCS signature)."""
     if len(digest) != hash_alg.digest_size:

@@ -39,8 +39,9 @@ from typing import Mapping, Sequence
 from pcrtool import fileio
 from pcrtool.errors import FormatError, KeyError_, MismatchError, SignatureError, UsageError
 from pcrtool.model import HashAlg
-from pcrtool.sign.api import (KeyType, Padding, SignerBase, describe_public_key, key_label,
-                              public_key_fingerprint, require_key, verify_signature)
+from pcrtool.sign.api import (KeyType, Padding, SignerBase, describe_public_key,
+                              ecdsa_signature_to_der, key_label, public_key_fingerprint, require_key,
+                              verify_signature)
 
 REQUEST_MARKER = "pcrtool-sign-request"
 RESPONSE_MARKER = "pcrtool-sign-response"
@@ -454,19 +455,26 @@ def read_signatures(request_path: "str | Path", request: SignRequest,
     """The signatures answering a request, in item order.
 
     ``response`` may be a JSON response or (for a one-item request) a raw signature file; without
-    it each item's raw signature is read from ``<tbs file>.sig`` next to the request.
+    it each item's raw signature is read from ``<tbs file>.sig`` next to the request. For a request
+    naming an EC key, raw r||s signatures (``pkcs11-tool --sign -m ECDSA``) are converted to DER.
     """
     if response is None:
         base = Path(request_path).parent
-        return [fileio.read_bytes(base / (it.file + SIGNATURE_SUFFIX), what=f"signature for {it.label!r}")
+        sigs = [fileio.read_bytes(base / (it.file + SIGNATURE_SUFFIX), what=f"signature for {it.label!r}")
                 for it in request.items]
-    data = fileio.read_bytes(response, what="signing response")
-    if data.lstrip().startswith(b"{"):
-        return parse_response(data.decode("utf-8", "replace"), request, source=str(response))[0]
-    if len(request.items) != 1:
-        raise UsageError(f"{response} is a raw signature but the request has {len(request.items)} items",
-                         hint="give a JSON response, or one <tbs file>.sig per item next to the request")
-    return [data]
+    else:
+        data = fileio.read_bytes(response, what="signing response")
+        if data.lstrip().startswith(b"{"):
+            sigs = parse_response(data.decode("utf-8", "replace"), request, source=str(response))[0]
+        elif len(request.items) != 1:
+            raise UsageError(f"{response} is a raw signature but the request has {len(request.items)} items",
+                             hint="give a JSON response, or one <tbs file>.sig per item next to the request")
+        else:
+            sigs = [data]
+    key_type = request.key.type if request.key is not None else None
+    if key_type in ("ec256", "ec384"):
+        sigs = [ecdsa_signature_to_der(s, int(key_type[2:])) for s in sigs]
+    return sigs
 
 
 # --- the offline placeholder signer --------------------------------------------------------------

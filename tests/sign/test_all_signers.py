@@ -140,3 +140,19 @@ def test_pcr_policy_approvals_file_token_and_offline_are_identical(keys, hsm, tm
     # another key than the one the request names is refused on the signing side
     proc = run_cli("sign-request", "sign", str(req), "--key", hsm.uri("ec256"), env=hsm.env)
     assert proc.returncode == 1 and "the request asks for key" in proc.stderr
+
+
+def test_verity_roothash_signed_by_pkcs11_tool_ecdsa_raw_signature(keys, hsm, tmp_path):
+    """pkcs11-tool -m ECDSA returns raw r||s (PKCS#11 §2.3.1); the request names an EC key, so
+    it is converted to DER before the PKCS#7 is built, and openssl accepts the result."""
+    crt = str(keys.crt("ec256"))
+    req = tmp_path / "img.sign-request.json"
+    ok(run_cli("verity", "prepare", ROOT_HASH, "-o", str(req), "-c", crt, env=hsm.env))
+    digest = tmp_path / "digest"
+    digest.write_bytes(hashlib.sha256(ROOT_HASH.encode()).digest())
+    ok(subprocess.run([need_tool("pkcs11-tool"), "--module", hsm.module, "--token-label", hsm.label, "--login",
+                       "--pin", PIN, "--sign", "-m", "ECDSA", "--id", "02", "-i", str(digest),
+                       "-o", str(tmp_path / "img.roothash.sig")], capture_output=True, env={**os.environ, **hsm.env}))
+    assert len((tmp_path / "img.roothash.sig").read_bytes()) == 64
+    ok(run_cli("verity", "attach", str(req), "-c", crt, "-o", str(tmp_path / "ec.p7s"), env=hsm.env))
+    _smime_verify(tmp_path / "ec.p7s", tmp_path / "img.roothash", crt)

@@ -176,3 +176,17 @@ def test_offline_signer_knows_public_key_but_refuses_to_sign(keys):
         signer.sign(DATA, HashAlg.SHA256)
     with pytest.raises(KeyError_, match="public key or certificate"):
         load_signer("offline").public_key()
+
+
+def test_ecdsa_raw_and_der_signatures_normalise_to_der(keys):
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    from pcrtool.sign.api import ecdsa_signature_to_der
+    signer = load_signer(str(keys.ec384))
+    der = signer.sign(DATA, HashAlg.SHA384)
+    r, s = decode_dss_signature(der)
+    raw = r.to_bytes(48, "big") + s.to_bytes(48, "big")
+    assert ecdsa_signature_to_der(raw, 384) == der == ecdsa_signature_to_der(der, 384)
+    signer.verify(DATA, ecdsa_signature_to_der(raw, 384), HashAlg.SHA384)
+    with pytest.raises(SignatureError, match="neither DER nor raw"):
+        ecdsa_signature_to_der(raw[:-1], 384)
