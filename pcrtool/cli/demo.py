@@ -1,6 +1,7 @@
 """`pcrtool demo`: the end-to-end story in under a minute, on a private swtpm.
 
-1. inspect the bundled firmware event log (parse, replay);
+1. inspect the bundled firmware event log (a real OVMF + swtpm Secure Boot capture; parse, replay
+   and compare with the PCRs the TPM held after that boot);
 2. predict four UKI releases on top of it (PCR 7 from the log, PCR 11 from the UKI sections);
 3. make an ephemeral signing key and sign approvals with the svn in the policyRef;
 4. run the validation matrix (signed mode with downgrade protection, and allowlist mode) on swtpm.
@@ -94,12 +95,17 @@ def demo(
     started = time.monotonic()
     bank = HashAlg.SHA256
     say = render.info
-    log_bytes = fileio.read_bytes(log or DEMO_DIR / "firmware-eventlog.bin", what="event log")
+    log_bytes = fileio.read_bytes(log or DEMO_DIR / "ovmf-secureboot-eventlog.bin", what="event log")
     spec = json.loads(fileio.read_text(DEMO_DIR / "releases.json", what="demo releases"))
     releases, pcrs, parsed, replayed = build_demo_releases(log_bytes, spec)
     say(f"[1/4] event log: {len(parsed.events)} events, banks "
         f"{', '.join(b.bank_name for b in parsed.banks)}; replayed PCR 7 = "
         f"{replayed.pcrs.get(bank, 7).hex()[:16]}…")
+    if log is None:  # the bundled capture comes with the PCRs the TPM held after that boot
+        from pcrtool.model import PcrValues
+        captured = PcrValues.parse(fileio.read_text(DEMO_DIR / "ovmf-secureboot-pcrs.json"), source="captured PCRs")
+        same = [p for p in range(8) if replayed.pcrs.get(bank, p) == captured.get(bank, p)]
+        say(f"      replay equals the TPM's PCRs after the real OVMF boot for PCRs {same}")
     for r in releases:
         say(f"[2/4] release {r.label:<18} svn {r.svn} {'allowlisted' if r.allowed else 'NOT allowlisted'}: "
             + ", ".join(f"PCR {p}={r.predicted.get(bank, p).hex()[:12]}…" for p in pcrs))
