@@ -6,6 +6,7 @@ SOURCE_DATE_EPOCH, so byte equality is the exact expectation."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -156,3 +157,49 @@ def test_verity_roothash_signed_by_pkcs11_tool_ecdsa_raw_signature(keys, hsm, tm
     assert len((tmp_path / "img.roothash.sig").read_bytes()) == 64
     ok(run_cli("verity", "attach", str(req), "-c", crt, "-o", str(tmp_path / "ec.p7s"), env=hsm.env))
     _smime_verify(tmp_path / "ec.p7s", tmp_path / "img.roothash", crt)
+
+
+def _releases(tmp_path: Path) -> Path:
+    doc = {"pcrs": [11], "releases": [
+        {"name": "os", "version": f"1.{i}", "svn": i,
+         "measurements": [{"pcr": 11, "sha256": hashlib.sha256(b"uki %d" % i).hexdigest()}]}
+        for i in (1, 2, 3)]}
+    path = tmp_path / "releases.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_pcr_policy_cli_approve_file_token_and_offline_are_identical(keys, hsm, tmp_path):
+    """`pcrtool policy approve` with the file key and the token, and `policy prepare --request` →
+    `pcrtool sign-request sign` (token) → `policy attach`: the same .pcrsig bytes."""
+    releases = _releases(tmp_path)
+    env = hsm.env
+    ok(run_cli("policy", "approve", "-r", str(releases), "--key", str(keys.rsa), "-o", str(tmp_path / "file.json"),
+               env=env))
+    ok(run_cli("policy", "approve", "-r", str(releases), "--key", hsm.uri("rsa"), "-o", str(tmp_path / "token.json"),
+               env=env))
+    online = (tmp_path / "file.json").read_bytes()
+    assert (tmp_path / "token.json").read_bytes() == online
+    req = tmp_path / "rel.sign-request.json"
+    ok(run_cli("policy", "prepare", "-r", str(releases), "-k", str(keys.pub("rsa")), "-o",
+               str(tmp_path / "unsigned.json"), "--request", str(req), env=env))
+    request, blobs = read_request(req)
+    assert request.kind.value == "pcr-policy" and len(blobs) == 3
+    ok(run_cli("sign-request", "sign", str(req), "--key", hsm.uri("rsa", prehashed=True), env=env))
+    ok(run_cli("policy", "attach", str(tmp_path / "unsigned.json"), "-k", str(keys.pub("rsa")), "--request", str(req),
+               "-o", str(tmp_path / "offline.json"), env=env))
+    assert (tmp_path / "offline.json").read_bytes() == online
+    # openssl dgst over each tbs file gives the same result
+    for it in request.items:
+        openssl("dgst", "-sha256", "-sign", str(keys.rsa), "-out", str(tmp_path / f"{it.file}.sig"),
+                str(tmp_path / it.file))
+    ok(run_cli("policy", "attach", str(tmp_path / "unsigned.json"), "-k", str(keys.pub("rsa")), "--request", str(req),
+               "-o", str(tmp_path / "openssl.json"), env=env))
+    assert (tmp_path / "openssl.json").read_bytes() == online
+    # signatures by another key are refused and nothing is written
+    for it in request.items:
+        openssl("dgst", "-sha256", "-sign", str(keys.rsa_b), "-out", str(tmp_path / f"{it.file}.sig"),
+                str(tmp_path / it.file))
+    proc = run_cli("policy", "attach", str(tmp_path / "unsigned.json"), "-k", str(keys.pub("rsa")), "--request",
+                   str(req), "-o", str(tmp_path / "bad.json"), env=env)
+    assert proc.returncode == 3 and "another key" in proc.stderr and not (tmp_path / "bad.json").exists()
