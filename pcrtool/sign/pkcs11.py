@@ -129,9 +129,15 @@ _HASH_MECHS = {HashAlg.SHA256: "SHA256", HashAlg.SHA384: "SHA384", HashAlg.SHA51
 class Pkcs11Signer(SignerBase):
     """A private key on a PKCS#11 token; one logged-in session for the signer's lifetime."""
 
+    _session = None
+
     def __init__(self, uri: Pkcs11Uri, *, certificate: str | None = None) -> None:
-        import pkcs11
-        from pkcs11 import exceptions as p11e
+        try:
+            import pkcs11
+            from pkcs11 import exceptions as p11e
+        except ImportError:
+            raise KeyError_("PKCS#11 keys need the python-pkcs11 package",
+                            hint="pip install 'pcrtool[pkcs11]'") from None
 
         self._p11 = pkcs11
         self.uri = uri
