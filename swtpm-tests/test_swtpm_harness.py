@@ -151,3 +151,20 @@ def _is_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rindex(")") + 2] != "Z"
+
+
+def test_cli_swtpm_run_with_state_dir_keeps_it(tmp_path):
+    import json
+
+    state = tmp_path / "tpmstate"
+    proc = subprocess.Popen([sys.executable, "-m", "pcrtool", "--json=short", "swtpm", "run", "--state",
+                             str(state)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        data = json.loads(proc.stdout.readline())
+        assert data["persistent"] is True and data["state"] == str(state)
+        assert data["tcti"].startswith("swtpm:path=")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
+    assert (state / "tpm2-00.permall").is_file()  # the user's state dir is never removed

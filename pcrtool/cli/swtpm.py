@@ -29,7 +29,6 @@ def run_swtpm(
     """
     import signal
     import subprocess
-    import sys
 
     from pcrtool import render
     from pcrtool.swtpm import Swtpm
