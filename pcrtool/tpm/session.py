@@ -50,6 +50,7 @@ class PolicySession:
                 pass
 
     def digest(self) -> bytes:
+        """TPM2_PolicyGetDigest (Part 3 §23.12)."""
         return self.tpm.policy_get_digest(self)
 
 
@@ -157,7 +158,8 @@ class SessionMixin:
         self._call("TPM2_PolicyPassword", self.esys.policy_password, _h(session))
 
     def trial_digest(self, steps: Iterable) -> bytes:
-        """Run ``steps`` (callables taking the session) in a trial session and return its digest."""
+        """Run ``steps`` (callables taking the session) in a trial session (TPM2_StartAuthSession with
+        TPM_SE_TRIAL, the assertions, TPM2_PolicyGetDigest) and return the digest."""
         with self.start_policy_session(trial=True) as s:
             for step in steps:
                 step(s)
