@@ -235,7 +235,7 @@ def _parse_entry(item: object, bank: HashAlg, where: str) -> ApprovalEntry:
         raise FormatError(f"{where}: ref must be a string")
     entry = ApprovalEntry(bank, pcrs, pkfp, pol, sig, ref)
     tbs = item.get("tbs")
-    if tbs is not None and tbs.lower() != entry.tbs.hex():
+    if tbs is not None and (not isinstance(tbs, str) or tbs.lower() != entry.tbs.hex()):
         raise FormatError(f"{where}: tbs does not equal pol || SHA256(ref)",
                           hint="the entry was edited; regenerate it with pcrtool policy prepare")
     return entry

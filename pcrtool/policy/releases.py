@@ -118,15 +118,18 @@ def parse_releases(text: str, *, source: str = "releases") -> tuple[list[PolicyR
             raise FormatError(f"{where}: must be an object")
         name = str(item.get("name") or f"release{i}")
         version = str(item.get("version") or "")
-        try:
-            svn = int(item.get("svn", 0))
-        except (TypeError, ValueError):
-            raise FormatError(f"{where}: svn must be an integer") from None
+        svn = item.get("svn", 0)
+        if not isinstance(svn, int) or isinstance(svn, bool):
+            raise FormatError(f"{where}: svn must be an integer, not {svn!r}")
         if not 0 <= svn <= SVN_MAX:
             raise FormatError(f"{where}: svn {svn} out of range 0…{SVN_MAX}")
-        meas = tuple(_measurement(m, f"{where}.measurements[{j}]")
-                     for j, m in enumerate(item.get("measurements") or []))
+        raw_meas = item.get("measurements") or []
+        if not isinstance(raw_meas, list):
+            raise FormatError(f"{where}: measurements must be a list")
+        meas = tuple(_measurement(m, f"{where}.measurements[{j}]") for j, m in enumerate(raw_meas))
         replayed = replay_measurements(meas)
+        if item.get("predicted") and not isinstance(item["predicted"], dict):
+            raise FormatError(f"{where}: predicted must be an object {{bank: {{pcr: hex}}}}")
         if item.get("predicted"):
             predicted = PcrValues.parse(json.dumps(item["predicted"]), source=f"{where}.predicted")
             if meas:
