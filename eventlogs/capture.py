@@ -344,8 +344,9 @@ def make_sb_vars(keys: SbKeys, dest: Path) -> Path:
     return dest
 
 
-def sbsign(uki: Path, key: Path, crt: Path, dest: Path) -> Path:
-    run(["sbsign", "--key", key, "--cert", crt, "--output", dest, uki])
+def pe_sign(uki: Path, key: Path, crt: Path, dest: Path) -> Path:
+    """Authenticode-sign with ``pcrtool pe sign`` (key file)."""
+    run([pcrtool_exe(), "pe", "sign", uki, "--key", key, "--cert", crt, "--output", dest])
     return dest
 
 
@@ -536,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path, help="directory for eventlog.bin, pcrs.*")
     ap.add_argument("--secure-boot", choices=["off", "own"], default="off",
                     help="off: OVMF_CODE_4M + VARS_4M; own: secboot code, fresh PK/KEK/db enrolled "
-                         "with virt-fw-vars, UKI signed with the db key (sbsign)")
+                         "with virt-fw-vars, UKI signed with the db key (pcrtool pe sign)")
     ap.add_argument("--cmdline", default=DEFAULT_CMDLINE, help="UKI .cmdline section")
     ap.add_argument("--version", default="1", help="VERSION_ID in the UKI's .osrel")
     ap.add_argument("--build", type=Path, help="build directory (default: a fresh temp dir, removed)")
@@ -571,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.secure_boot == "own":
             keys = generate_sb_keys(build / "sbkeys")
             vars_fd = make_sb_vars(keys, build / "sb-vars.fd")
-            signed = sbsign(rel.uki, keys.db_key, keys.db_crt, build / "uki.signed.efi")
+            signed = pe_sign(rel.uki, keys.db_key, keys.db_crt, build / "uki.signed.efi")
             esp = build_esp(signed, build / "esp-signed.img")
             meta["signed_uki_sha256"] = sha256_file(signed)
             meta["owner_guid"] = OWNER_GUID
