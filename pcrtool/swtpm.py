@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pcrtool.errors import ToolError
+from pcrtool.errors import ToolError, UsageError
 from pcrtool.tools import require_tool, run
 
 TEMP_PREFIX = "pcrtool-swtpm-"
@@ -200,8 +200,8 @@ class Swtpm:
     def power_cycle(self, *, startup_locality: int = 0) -> None:
         """_TPM_Init via swtpm's control channel (CMD_INIT, ``swtpm_ioctl -i``), then TPM2_Startup(CLEAR)
         from ``startup_locality`` (CMD_SET_LOCALITY, ``swtpm_ioctl -l``; back to 0 afterwards)."""
-        if not 0 <= startup_locality <= 4:
-            raise ValueError(f"locality {startup_locality} is not 0…4")
+        if startup_locality not in (0, 3):  # TPM2_Startup from 1, 2, 4: TPM_RC_LOCALITY (PC Client PTP)
+            raise UsageError(f"TPM2_Startup locality must be 0 or 3, not {startup_locality}")
         ctrl = ["swtpm_ioctl", "--unix", str(self.ctrl_path)]
         run([*ctrl, "-i"], timeout=10)
         if not startup_locality:

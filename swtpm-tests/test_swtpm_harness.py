@@ -168,3 +168,19 @@ def test_cli_swtpm_run_with_state_dir_keeps_it(tmp_path):
         proc.wait(timeout=10)
     assert proc.returncode == 0
     assert (state / "tpm2-00.permall").is_file()  # the user's state dir is never removed
+
+
+def test_startup_locality_3_sets_pcr0_and_other_localities_are_refused(swtpm):
+    from pcrtool.errors import UsageError
+
+    swtpm.reboot(startup_locality=3)
+    select = struct.pack(">IHB", 1, 0x000B, 3) + b"\x01\x00\x00"
+    with socket.socket(socket.AF_UNIX) as s:  # TPM2_PCR_Read(sha256:0), raw
+        s.connect(str(swtpm.socket_path))
+        s.sendall(struct.pack(">HII", 0x8001, 10 + len(select), 0x17E) + select)
+        resp = s.recv(4096)
+    assert resp[-32:] == bytes(31) + b"\x03"  # PC Client PTP: PCR 0 starts at the Startup locality
+    with pytest.raises(UsageError):
+        swtpm.reboot(startup_locality=4)
+    swtpm.reboot()
+    assert _pcr_extend_and_read(swtpm, 0) == __import__("hashlib").sha256(bytes(32) + b"\x01" * 32).digest()
