@@ -33,6 +33,38 @@ def _load(path: Optional[Path], *, allow_truncated: bool = False):
         raise
 
 
+def _show_json_streaming(log_path, pcr, raw: bool, with_replay: bool) -> None:
+    """Compact JSON for any size of log: validate every record first (nothing is printed for a
+    corrupt log), then decode, replay and print event by event without keeping them."""
+    import sys
+
+    from pcrtool import system
+    from pcrtool.eventlog.export import iter_log_json
+    from pcrtool.eventlog.parse import EventLogStream
+    from pcrtool.eventlog.replay import Replayer
+
+    stream = EventLogStream(system.read_event_log(log_path),
+                            source=str(log_path) if log_path is not None else "event log")
+    stream.validate()
+    log = stream.log
+    replayer = Replayer(log.banks) if with_replay else None
+
+    def events():
+        for e in stream:
+            if replayer is not None:
+                replayer.feed(e)
+            if not pcr or e.pcr in pcr:
+                yield e
+
+    def extra():
+        return {"pcrs": replayer.result().pcrs.to_json()} if replayer is not None else {}
+
+    write = sys.stdout.write
+    for chunk in iter_log_json(log, events(), decode=not raw, extra=extra):
+        write(chunk)
+    sys.stdout.flush()
+
+
 def _banks(text: Optional[str]):
     from pcrtool.model import HashAlg
 
@@ -55,25 +87,19 @@ def show(
     from pcrtool.eventlog.decode import decode_event
     from pcrtool.eventlog.export import event_to_json
 
+    if render.json_mode() and render.options().json != "pretty" and not allow_truncated:
+        _show_json_streaming(log_path, pcr, raw, with_replay)
+        return
     log = _load(log_path, allow_truncated=allow_truncated)
     events = [e for e in log.events if not pcr or e.pcr in pcr]
     if render.json_mode():
+        from pcrtool.eventlog.export import log_header_json
         extra = {}
         if with_replay:
             from pcrtool.eventlog import replay as do_replay
             extra["pcrs"] = do_replay(log).pcrs.to_json()
-        if render.options().json == "pretty":
-            from pcrtool.eventlog.export import log_header_json
-            render.emit_json({**log_header_json(log),
-                              "events": [event_to_json(e, log, decode=not raw) for e in events], **extra})
-            return
-        import sys
-
-        from pcrtool.eventlog.export import iter_log_json
-        write = sys.stdout.write
-        for chunk in iter_log_json(log, events, decode=not raw, extra=extra):
-            write(chunk)
-        sys.stdout.flush()
+        render.emit_json({**log_header_json(log),
+                          "events": [event_to_json(e, log, decode=not raw) for e in events], **extra})
         return
     bank = log.banks[0] if log.banks else None
     for preferred in log.banks:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 from pcrtool.eventlog.decode import decode_event
 from pcrtool.eventlog.model import Event, EventLog
@@ -42,18 +43,20 @@ def log_header_json(log: EventLog) -> dict:
     }
 
 
-def iter_log_json(log: EventLog, events: list[Event] | None = None, *, decode: bool = True,
-                  extra: dict | None = None, batch: int = 512) -> Iterator[str]:
+def iter_log_json(log: EventLog, events: Iterable[Event] | None = None, *, decode: bool = True,
+                  extra: dict | Callable[[], dict] | None = None, batch: int = 512) -> Iterator[str]:
     """The ``log_to_json`` document as compact JSON text in chunks, without building it whole
-    (a 100,000-event log would otherwise need gigabytes)."""
+    (a 100,000-event log would otherwise need gigabytes). ``events`` may be a one-pass iterator;
+    ``extra`` (or what it returns, called after the last event) adds top-level keys."""
     dumps = json.JSONEncoder(separators=(",", ":")).encode
     head = dumps(log_header_json(log))
     yield head[:-1] + ',"events":['
-    events = log.events if events is None else events
+    events = iter(log.events if events is None else events)
     names = _BANK_NAMES
-    for start in range(0, len(events), batch):
+    first = True
+    while True:
         parts = []
-        for e in events[start:start + batch]:
+        for e in itertools.islice(events, batch):
             # Hand-assembled for speed (names/hex need no escaping); equals dumps(event_to_json(e)).
             digests = ",".join(f'"{names[a]}":"{d.hex()}"' for a, d in e.digests.items())
             text = (f'{{"index":{e.index},"offset":{e.offset},"pcr":{e.pcr},"type":"{e.event_type._name_}",'
@@ -64,9 +67,14 @@ def iter_log_json(log: EventLog, events: list[Event] | None = None, *, decode: b
             if decode:
                 text += ',"decoded":' + dumps(decode_event(e, log).to_json())
             parts.append(text + "}")
+        if not parts:
+            break
         part = ",".join(parts)
-        yield part if start == 0 else "," + part
+        yield part if first else "," + part
+        first = False
     tail = "]"
+    if callable(extra):
+        extra = extra()
     for key, value in (extra or {}).items():
         tail += "," + dumps(key) + ":" + dumps(value)
     yield tail + "}\n"

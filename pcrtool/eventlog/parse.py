@@ -40,7 +40,34 @@ def parse_event_log(data: bytes, *, source: str = "event log") -> EventLog:
     Raises ``FormatError`` (``offset``, ``partial`` = EventLog of the records before it) for an
     empty, truncated or corrupt log.
     """
-    buf = bytes(data)
+    stream = EventLogStream(data, source=source)
+    append = stream.log.events.append
+    for event in stream:
+        append(event)
+    return stream.log
+
+
+class EventLogStream:
+    """A log read record by record without keeping the records (for very large logs).
+
+    ``log`` holds the header facts (format, Spec ID, banks; ``padding`` once iterated) and an
+    empty ``events`` list; iterating yields the events; ``validate()`` walks every record header
+    without building events, so a caller can refuse a corrupt log before printing anything.
+    """
+
+    def __init__(self, data: bytes, *, source: str = "event log") -> None:
+        self.source = source
+        self.log, self._walk = _open(bytes(data), source)
+
+    def __iter__(self):
+        return self._walk(True)
+
+    def validate(self) -> None:
+        for _ in self._walk(False):
+            pass
+
+
+def _open(buf: bytes, source: str):
     if len(buf) == 0:
         raise FormatError(f"{source} is empty", hint="is the TPM event log exposed by the kernel?",
                           offset=0, partial=EventLog(LogFormat.SHA1, [], None, [HashAlg.SHA1], 0))
@@ -68,12 +95,13 @@ def parse_event_log(data: bytes, *, source: str = "event log") -> EventLog:
             size = len(buf) - 32
             quirks.append(SPECID_VENDORINFO_OUTSIDE_EVENT.name)
         if spec_id.signature == SPEC_ID_SIGNATURE:
-            log = _parse_crypto_agile(buf, spec_id, size, source, quirks)
-            return log
+            banks = [a.alg for a in spec_id.algorithms if a.alg is not None]
+            log = EventLog(LogFormat.CRYPTO_AGILE, [], spec_id, banks, len(buf), quirks=quirks)
+            return log, lambda materialize: _walk_crypto_agile(buf, log, size, source, materialize)
     elif etype == EventType.EV_NO_ACTION and size == 17 and buf[32:48] == STARTUP_LOCALITY_SIGNATURE:
         quirks.append(SHORT_NO_ACTION_FIRST.name)
-    log = _parse_sha1(buf, spec_id, source, quirks)
-    return log
+    log = EventLog(LogFormat.SHA1, [], spec_id, [HashAlg.SHA1], len(buf), quirks=quirks)
+    return log, lambda materialize: _walk_sha1(buf, log, source, materialize)
 
 
 def _spec_id_length(spec_id: SpecIdEvent) -> int:
@@ -130,15 +158,12 @@ def _is_padding(buf: bytes, pos: int) -> bool:
     return buf.count(fill, pos) == rest
 
 
-def _parse_sha1(buf: bytes, spec_id: SpecIdEvent | None, source: str, quirks: list[str]) -> EventLog:
+def _walk_sha1(buf: bytes, log: EventLog, source: str, materialize: bool):
     """TCG 1.2 style log: TCG_PCClientPCREvent records (PCR, type, SHA1 digest, size, data)."""
-    events: list[Event] = []
-    log = EventLog(LogFormat.SHA1, events, spec_id, [HashAlg.SHA1], len(buf), quirks=quirks)
     end = len(buf)
     pos = 0
     unpack = _SHA1_HEADER.unpack_from
     sha1 = HashAlg.SHA1
-    append = events.append
     index = 0
     while pos < end:
         if _is_padding(buf, pos) and pos > 0:
@@ -152,22 +177,19 @@ def _parse_sha1(buf: bytes, spec_id: SpecIdEvent | None, source: str, quirks: li
             raise FormatError(f"{source}: event {index} data size {size} runs past the end of the log",
                               offset=pos, partial=log, hint="the log is truncated or corrupt")
         data_start = pos + 32
-        append(Event(index, pos, pcr, _event_type(etype), {sha1: digest},
-                     buf[data_start:data_start + size], 32 + size))
+        if materialize:
+            yield Event(index, pos, pcr, _event_type(etype), {sha1: digest},
+                        buf[data_start:data_start + size], 32 + size)
         pos = data_start + size
         index += 1
-    return log
 
 
-def _parse_crypto_agile(buf: bytes, spec_id: SpecIdEvent, header_size: int, source: str,
-                        quirks: list[str]) -> EventLog:
+def _walk_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: str, materialize: bool):
     """Spec ID header record, then TCG_PCR_EVENT2 records (PCR, type, digests, size, data)."""
-    banks = [a.alg for a in spec_id.algorithms if a.alg is not None]
-    events: list[Event] = []
-    log = EventLog(LogFormat.CRYPTO_AGILE, events, spec_id, banks, len(buf), quirks=quirks)
-    header_digest = buf[8:28]
-    events.append(Event(0, 0, 0, EventType.EV_NO_ACTION, {HashAlg.SHA1: header_digest},
-                        buf[32:32 + header_size], 32 + header_size))
+    spec_id = log.spec_id
+    if materialize:
+        yield Event(0, 0, 0, EventType.EV_NO_ACTION, {HashAlg.SHA1: buf[8:28]},
+                    buf[32:32 + header_size], 32 + header_size)
     # alg id -> (HashAlg or None, digest size), from the Spec ID table only (go-attestation #144).
     table = {a.alg_id: (a.alg, a.digest_size) for a in spec_id.algorithms}
     max_count = len(table)
@@ -177,7 +199,6 @@ def _parse_crypto_agile(buf: bytes, spec_id: SpecIdEvent, header_size: int, sour
     unpack_iii = _III.unpack_from
     unpack_h = _H.unpack_from
     unpack_u32 = _U32.unpack_from
-    append = events.append
     event_types = _EVENT_TYPES
     while pos < end:
         start = pos
@@ -229,12 +250,12 @@ def _parse_crypto_agile(buf: bytes, spec_id: SpecIdEvent, header_size: int, sour
         if size > end - pos:
             raise FormatError(f"{source}: event {index} data size {size} runs past the end of the log",
                               offset=start, partial=log, hint="the log is truncated or corrupt")
-        t = event_types.get(etype)
-        ev = Event(index, start, pcr, t if t is not None else EventType(etype), digests,
-                   buf[pos:pos + size], pos + size - start)
-        if unknown is not None:
-            ev.unknown_digests = unknown
-        append(ev)
+        if materialize:
+            t = event_types.get(etype)
+            ev = Event(index, start, pcr, t if t is not None else EventType(etype), digests,
+                       buf[pos:pos + size], pos + size - start)
+            if unknown is not None:
+                ev.unknown_digests = unknown
+            yield ev
         pos += size
         index += 1
-    return log

@@ -79,27 +79,11 @@ def initial_pcr_value(alg: HashAlg, pcr: int, *, locality: int = 0) -> bytes:
 
 
 def find_startup_locality(log: EventLog) -> tuple[int | None, bool, list[str]]:
-    """(locality, hcrtm, warnings): StartupLocality must precede PCR 0 extends; H-CRTM wins."""
-    locality: int | None = None
-    hcrtm = False
-    warnings: list[str] = []
-    pcr0_extended = False
+    """(locality, hcrtm, warnings) as replay sees them (see ``Replayer``)."""
+    replayer = Replayer(log.banks)
     for ev in log.events:
-        if ev.pcr != 0:
-            continue
-        if ev.event_type == EventType.EV_NO_ACTION:
-            if len(ev.data) == 17 and ev.data[:16] == STARTUP_LOCALITY_SIGNATURE:
-                if pcr0_extended:
-                    warnings.append(f"event {ev.index}: StartupLocality after a PCR 0 extend ignored")
-                elif locality is not None:
-                    warnings.append(f"event {ev.index}: duplicate StartupLocality ignored")
-                else:
-                    locality = ev.data[16]
-            continue
-        if ev.event_type == EventType.EV_EFI_HCRTM_EVENT and ev.data[:5] == HCRTM_DATA:
-            hcrtm = True
-        pcr0_extended = True
-    return locality, hcrtm, warnings
+        replayer.feed(ev)
+    return replayer.locality, replayer.hcrtm, replayer.warnings
 
 
 def _hash_factory(alg: HashAlg):
@@ -110,42 +94,82 @@ def _hash_factory(alg: HashAlg):
     return lambda data=b"": hashlib.new(name, data)
 
 
-def replay(log: EventLog, *, banks: list[HashAlg] | None = None) -> ReplayResult:
-    """Replay ``log`` into every bank it declares (or ``banks``); see the module docstring."""
-    banks = list(log.banks if banks is None else banks)
-    locality, hcrtm, warnings = find_startup_locality(log)
-    pcr0_start = HCRTM_LOCALITY if hcrtm else (locality or 0)
-    values: dict[HashAlg, dict[int, bytes]] = {alg: {} for alg in banks}
-    result = ReplayResult(PcrValues(), banks, locality=locality, hcrtm=hcrtm, warnings=warnings)
-    contributors: dict[int, list[int]] = {}
-    hashers = [(alg, _hash_factory(alg), values[alg]) for alg in banks]
-    no_action = EventType.EV_NO_ACTION
-    gaps = result.gaps
-    for ev in log.events:
-        if ev.event_type == no_action:
-            continue
+class Replayer:
+    """Replay events one at a time (a 100,000-event log need not be kept in memory).
+
+    PCR 0's start value is fixed at its first extend: the locality of a StartupLocality event
+    seen before it, or 4 when that first extend is the EV_EFI_HCRTM_EVENT (H-CRTM measurements
+    precede everything, TPM 2.0 Part 1 §34.3). StartupLocality after a PCR 0 extend, a duplicate
+    one, or an H-CRTM event that is not first are ignored with a warning.
+    """
+
+    def __init__(self, banks: list[HashAlg]) -> None:
+        self.banks = list(banks)
+        self.values: dict[HashAlg, dict[int, bytes]] = {alg: {} for alg in self.banks}
+        self._hashers = [(alg, _hash_factory(alg), self.values[alg]) for alg in self.banks]
+        self.locality: int | None = None
+        self.hcrtm = False
+        self.pcr0_started = False
+        self.warnings: list[str] = []
+        self.gaps: list[ReplayGap] = []
+        self.not_extended: list[NotExtended] = []
+        self.contributors: dict[int, list[int]] = {}
+
+    def feed(self, ev: Event) -> None:
         pcr = ev.pcr
+        if ev.event_type == EventType.EV_NO_ACTION:
+            if pcr == 0 and len(ev.data) == 17 and ev.data[:16] == STARTUP_LOCALITY_SIGNATURE:
+                if self.pcr0_started:
+                    self.warnings.append(f"event {ev.index}: StartupLocality after a PCR 0 extend ignored")
+                elif self.locality is not None:
+                    self.warnings.append(f"event {ev.index}: duplicate StartupLocality ignored")
+                else:
+                    self.locality = ev.data[16]
+            return
         if not 0 <= pcr < PCR_COUNT:
-            result.not_extended.append(NotExtended(
+            self.not_extended.append(NotExtended(
                 ev.index, pcr, "virtual PCR 0xFFFFFFFF" if pcr == 0xFFFFFFFF else "PCR index > 23"))
-            continue
-        lst = contributors.get(pcr)
+            return
+        if pcr == 0:
+            is_hcrtm = ev.event_type == EventType.EV_EFI_HCRTM_EVENT and ev.data[:5] == HCRTM_DATA
+            if not self.pcr0_started:
+                self.pcr0_started = True
+                self.hcrtm = is_hcrtm
+            elif is_hcrtm:
+                self.warnings.append(f"event {ev.index}: H-CRTM event after other PCR 0 extends")
+        lst = self.contributors.get(pcr)
         if lst is None:
-            lst = contributors[pcr] = []
+            lst = self.contributors[pcr] = []
         lst.append(ev.index)
         digests = ev.digests
-        for alg, new, bank in hashers:
+        for alg, new, bank in self._hashers:
             digest = digests.get(alg)
             if digest is None:
-                gaps.append(ReplayGap(ev.index, pcr, alg))
+                self.gaps.append(ReplayGap(ev.index, pcr, alg))
                 continue
             old = bank.get(pcr)
             if old is None:
-                old = initial_pcr_value(alg, pcr, locality=pcr0_start)
+                old = initial_pcr_value(alg, pcr, locality=self.pcr0_start)
             bank[pcr] = new(old + digest).digest()
-    # Untouched PCRs in a bank that has gaps only: keep the bank's table consistent.
-    for alg in banks:
-        for pcr, value in sorted(values[alg].items()):
-            result.pcrs.values.setdefault(alg, {})[pcr] = value
-    result.contributors = contributors
-    return result
+
+    @property
+    def pcr0_start(self) -> int:
+        return HCRTM_LOCALITY if self.hcrtm else (self.locality or 0)
+
+    def result(self) -> ReplayResult:
+        pcrs = PcrValues()
+        for alg in self.banks:
+            for pcr, value in sorted(self.values[alg].items()):
+                pcrs.values.setdefault(alg, {})[pcr] = value
+        return ReplayResult(pcrs, self.banks, locality=self.locality, hcrtm=self.hcrtm,
+                            gaps=self.gaps, not_extended=self.not_extended,
+                            contributors=self.contributors, warnings=self.warnings)
+
+
+def replay(log: EventLog, *, banks: list[HashAlg] | None = None) -> ReplayResult:
+    """Replay ``log`` into every bank it declares (or ``banks``); see the module docstring."""
+    replayer = Replayer(list(log.banks if banks is None else banks))
+    feed = replayer.feed
+    for ev in log.events:
+        feed(ev)
+    return replayer.result()
