@@ -183,6 +183,7 @@ class Swtpm:
         PCRs are reset, NV (and orderly NV state) survives. ``startup_locality=3`` issues Startup
         from locality 3, so PCR 0 starts at 0…03 like on platforms whose log has StartupLocality 3.
         """
+        _check_startup_locality(startup_locality)
         self.shutdown(TPM_SU_CLEAR)
         self.power_cycle(startup_locality=startup_locality)
 
@@ -200,8 +201,7 @@ class Swtpm:
     def power_cycle(self, *, startup_locality: int = 0) -> None:
         """_TPM_Init via swtpm's control channel (CMD_INIT, ``swtpm_ioctl -i``), then TPM2_Startup(CLEAR)
         from ``startup_locality`` (CMD_SET_LOCALITY, ``swtpm_ioctl -l``; back to 0 afterwards)."""
-        if startup_locality not in (0, 3):  # TPM2_Startup from 1, 2, 4: TPM_RC_LOCALITY (PC Client PTP)
-            raise UsageError(f"TPM2_Startup locality must be 0 or 3, not {startup_locality}")
+        _check_startup_locality(startup_locality)
         ctrl = ["swtpm_ioctl", "--unix", str(self.ctrl_path)]
         run([*ctrl, "-i"], timeout=10)
         if not startup_locality:
@@ -245,6 +245,11 @@ class Swtpm:
         except OSError:
             return "no swtpm log"
         return lines[-1] if lines else "swtpm log is empty"
+
+
+def _check_startup_locality(locality: int) -> None:
+    if locality not in (0, 3):  # TPM2_Startup from 1, 2, 4: TPM_RC_LOCALITY (PC Client PTP)
+        raise UsageError(f"TPM2_Startup locality must be 0 or 3, not {locality}")
 
 
 def _listen(path: Path) -> socket.socket:
