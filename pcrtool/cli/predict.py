@@ -285,6 +285,8 @@ def from_log(
     log_file: Path = typer.Argument(..., metavar="LOG", help="Reference event log of the target (binary_bios_measurements)"),
     uki_file: Optional[Path] = typer.Option(None, "--uki", help="New UKI: PCR 11 sections (and PCR 4 if in --boot)"),
     boot: Optional[List[Path]] = typer.Option(None, "--boot", metavar="IMAGE", help="New boot chain image, in load order (repeatable)"),
+    sb_pk: Optional[Path] = typer.Option(None, "--pk", metavar="FILE", help="New PK (ESL, .auth, efivarfs dump)"),
+    sb_kek: Optional[Path] = typer.Option(None, "--kek", metavar="FILE", help="New KEK (ESL, .auth, efivarfs dump)"),
     sb_db: Optional[Path] = typer.Option(None, "--db", metavar="FILE", help="New db (ESL, .auth, efivarfs dump)"),
     sb_dbx: Optional[Path] = typer.Option(None, "--dbx", metavar="FILE", help="New dbx (ESL, .auth, efivarfs dump)"),
     stub_cmdline: Optional[str] = typer.Option(None, "--stub-cmdline", help="New command line measured by the stub (PCR 12)"),
@@ -298,7 +300,9 @@ def from_log(
     from pcrtool.model import PcrValues
     from pcrtool.predict.cmdline import linux_load_options_measurement, stub_cmdline_measurement
     from pcrtool.predict.pe import application_measurement
-    from pcrtool.predict.secureboot import EFI_IMAGE_SECURITY_DATABASE, Variable, read_variable_file, variable_measurement
+    from pcrtool.predict.secureboot import (
+        EFI_GLOBAL_VARIABLE, EFI_IMAGE_SECURITY_DATABASE, Variable, read_variable_file, variable_measurement,
+    )
     from pcrtool.predict.substitute import substitute_log
     from pcrtool.predict.uki import phase_measurements, section_measurements, sections_from_uki
 
@@ -306,19 +310,26 @@ def from_log(
     release = []
     for img in boot or []:
         release.append(application_measurement(_read(img, "boot image"), banks, name=str(img)))
+    optional = []
     if uki_file is not None:
-        release += section_measurements(sections_from_uki(_read(uki_file, "UKI")), banks)
-    for name, path in (("db", sb_db), ("dbx", sb_dbx)):
+        from pcrtool.predict.cmdline import linux_stub_measurements
+
+        uki_bytes = _read(uki_file, "UKI")
+        release += section_measurements(sections_from_uki(uki_bytes), banks)
+        # the kernel's own PCR 9 events follow the UKI, where the reference kernel made them
+        optional = linux_stub_measurements(sections_from_uki(uki_bytes, stub=None), banks)
+    for name, path in (("PK", sb_pk), ("KEK", sb_kek), ("db", sb_db), ("dbx", sb_dbx)):
         if path is not None:
             data = read_variable_file(_read(path, f"{name} file"), name=name, source=str(path))
-            release.append(variable_measurement(Variable(name, EFI_IMAGE_SECURITY_DATABASE, data), banks))
+            guid = EFI_GLOBAL_VARIABLE if name in ("PK", "KEK") else EFI_IMAGE_SECURITY_DATABASE
+            release.append(variable_measurement(Variable(name, guid, data), banks))
     if stub_cmdline is not None:
         release.append(stub_cmdline_measurement(stub_cmdline, banks))
     if kernel_cmdline is not None:
         release.append(linux_load_options_measurement(kernel_cmdline, banks))
     if phase:
         release += phase_measurements(phase, banks)
-    result = substitute_log(_read(log_file, "event log"), release, banks)
+    result = substitute_log(_read(log_file, "event log"), release, banks, if_present=optional)
     for note in result.notes:
         render.warn(note)
     values = result.values

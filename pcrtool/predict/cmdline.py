@@ -61,3 +61,32 @@ def stub_profile_measurement(profile: int, banks: Sequence[HashAlg] = DEFAULT_BA
     hashed = utf16_cmdline(str(profile))
     return Measurement.of_data(PCR_KERNEL_CONFIG, EventType.EV_EVENT_TAG, f"profile {profile}", hashed, banks,
                                data=tagged_event_data(STUB_PROFILE_TAG, hashed))
+
+
+def stub_cmdline_text(section: bytes) -> str:
+    """The command line systemd-stub hands to the kernel from a ``.cmdline`` section
+    (``mangle_stub_cmdline``): leading and trailing whitespace/control characters dropped, inner
+    control characters (≤ 0x20, 0x7F) turned into spaces."""
+    text = section.decode("utf-8", "replace").split("\0", 1)[0]
+    ws = lambda c: ord(c) <= 0x20 or c == "\x7f"  # noqa: E731
+    chars = [" " if ws(c) else c for c in text]
+    while chars and chars[0] == " ":
+        chars.pop(0)
+    while chars and chars[-1] == " ":
+        chars.pop()
+    return "".join(chars)
+
+
+def linux_stub_measurements(sections: dict, banks: Sequence[HashAlg] = DEFAULT_BANKS, *,
+                            nul: bool = True) -> list[Measurement]:
+    """PCR 9 events the Linux EFI stub of a UKI's kernel makes: LoadOptions (the ``.cmdline``
+    passed by systemd-stub) and the initrd (``.initrd`` when nothing is appended to it).
+
+    Checked on a real OVMF boot (eventlogs/ovmf-cmdline): both digests match, NUL included.
+    """
+    out = []
+    if sections.get(".cmdline"):
+        out.append(linux_load_options_measurement(stub_cmdline_text(sections[".cmdline"]), banks, nul=nul))
+    if sections.get(".initrd"):
+        out.append(linux_initrd_measurement(sections[".initrd"], banks))
+    return out

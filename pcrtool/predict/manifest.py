@@ -14,6 +14,8 @@ Release manifest (TOML or JSON, one release per file; paths are relative to the 
     path = "fooos-2.1.efi"
     profile = 0                         # optional multi-profile selection (PCR 12 gets the profile tag if > 0)
     stub = 257                          # optional: systemd-stub version (default: read from .sdmagic, else newest)
+    linux_stub = true                   # optional: predict the kernel EFI stub's PCR 9 events (.cmdline,
+                                        # .initrd); with a reference log they follow the log by default
     # … or section files instead of `path`:  [uki.sections] linux = "vmlinuz", initrd = "initrd.img", …
 
     [boot]                              # PCR 4: images in load order (Authenticode), or precomputed

@@ -30,9 +30,11 @@ def _uki_sections(m: ReleaseManifest, reader: Reader) -> dict[str, bytes] | None
     if uki is None:
         return None
     src = f"{m.source} [uki]"
-    unknown = sorted(set(uki) - {"path", "profile", "sections", "stub"})
+    unknown = sorted(set(uki) - {"path", "profile", "sections", "stub", "linux_stub"})
     if unknown:
-        raise ManifestError(f"{src}: unknown field {unknown[0]!r}", hint="path, profile, sections, stub")
+        raise ManifestError(f"{src}: unknown field {unknown[0]!r}", hint="path, profile, sections, stub, linux_stub")
+    if not isinstance(uki.get("linux_stub", False), bool):
+        raise ManifestError(f"{src}: 'linux_stub' must be true or false")
     if ("path" in uki) == ("sections" in uki):
         raise ManifestError(f"{src}: give exactly one of 'path' or 'sections'")
     stub = _int(uki["stub"], "uki.stub", src, 200, 999) if "stub" in uki else None
@@ -209,6 +211,14 @@ def predict_release(m: ReleaseManifest, reader: Reader, *, reference_log: bytes 
         if part:
             fixed += part
     uki_events = section_measurements(sections, m.banks) if sections is not None else []
+    # The kernel's EFI stub measures the .cmdline/.initrd it gets into PCR 9: predicted when asked
+    # (linux_stub = true), else only where the reference log shows the target's kernel doing it.
+    kernel_events: list[Measurement] = []
+    if sections is not None:
+        from pcrtool.predict.cmdline import linux_stub_measurements
+        kernel_events = linux_stub_measurements(sections, m.banks)
+        if m.doc["uki"].get("linux_stub", False):
+            fixed, kernel_events = fixed + kernel_events, []
     pre_all, pre_phase = _precomputed(m)
 
     if reference_log is None and "reference_log" in m.doc:
@@ -230,7 +240,7 @@ def predict_release(m: ReleaseManifest, reader: Reader, *, reference_log: bytes 
         events = fixed + uki_events + (phase_measurements(phase, m.banks) if sections is not None else [])
         if reference_log is not None:
             from pcrtool.predict.substitute import substitute_log
-            result = substitute_log(reference_log, events, m.banks)
+            result = substitute_log(reference_log, events, m.banks, if_present=kernel_events)
             values = result.values
             replayable = tuple(result.measurements(pcrs))
             for alg, pcr in result.gaps:

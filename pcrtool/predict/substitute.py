@@ -2,7 +2,8 @@
 
 The reference log of the target machine is the truth for everything a release does not change
 (firmware, option ROMs, boot variables …). Each measurement the release predicts belongs to an
-event *family* (PCR + kind: boot application, Secure Boot variable by name, authority, stub EV_IPL,
+event *family* (PCR + kind: boot application, Secure Boot variable by name, authority by variable
+name, stub EV_IPL,
 tagged event by id, GPT, userspace phase). For every family the release describes, the log's
 events of that family are removed and the release's events go where the first of them stood (or
 after the PCR's last event if the log had none); all other events are kept and, when their kind
@@ -53,7 +54,7 @@ def family(pcr: int, event_type: EventType | None, data: bytes, description: str
         except FormatError:
             return (pcr, int(event_type), "undecodable")
         if event_type == EventType.EV_EFI_VARIABLE_AUTHORITY:
-            return (pcr, "authority")
+            return (pcr, "authority", var.name)  # db vs shim's own (Shim, MokList, SbatLevel …)
         return (pcr, "variable", var.name)
     if event_type == EventType.EV_IPL:
         text = description or _ipl_text(data)
@@ -104,8 +105,12 @@ class SubstitutionResult:
 
 
 def substitute_log(reference_log: bytes | object, release: Sequence[Measurement],
-                   banks: Sequence[HashAlg]) -> SubstitutionResult:
-    """Replay ``reference_log`` (bytes or a parsed EventLog) with ``release`` substituted in."""
+                   banks: Sequence[HashAlg], *, if_present: Sequence[Measurement] = ()) -> SubstitutionResult:
+    """Replay ``reference_log`` (bytes or a parsed EventLog) with ``release`` substituted in.
+
+    ``if_present`` measurements replace their family only when the log has it, and are otherwise
+    dropped (e.g. the Linux EFI stub's PCR 9 events: older kernels do not measure).
+    """
     from pcrtool.eventlog import parse_event_log
     from pcrtool.eventlog.replay import HCRTM_LOCALITY, find_startup_locality, initial_pcr_value
 
@@ -121,6 +126,11 @@ def substitute_log(reference_log: bytes | object, release: Sequence[Measurement]
         if key is None:
             continue  # separators/actions: the log's own are the truth
         release_families.setdefault(key, []).append(m)
+    logged = {family(e.pcr, e.event_type, e.data) for e in log.events if e.is_extended}
+    for m in if_present:
+        key = measurement_family(m)
+        if key is not None and key in logged:
+            release_families.setdefault(key, []).append(m)
 
     planned: list[PlannedEvent] = []
     inserted: set[tuple] = set()

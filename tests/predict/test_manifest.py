@@ -168,3 +168,20 @@ def test_boot_chain_with_the_kernel_the_stub_loads(tmp_path):
               authenticode_digest(kernel, sha)):
         expected = sha.digest(expected + d)
     assert r.values().get(sha, 4) == expected
+
+
+def test_linux_stub_pcr9_from_uki_sections():
+    from pcrtool.predict.cmdline import linux_initrd_measurement, linux_load_options_measurement
+    from pcrtool.predict.events import replay_measurements
+
+    files = {"vmlinuz": b"K", "cmdline": b"quiet rw\n", "initrd.img": b"I"}
+    m = parse_manifest('name = "a"\nversion = "1"\nsvn = 1\npcrs = [9]\n[uki]\nlinux_stub = true\n'
+                       '[uki.sections]\nlinux = "vmlinuz"\ncmdline = "cmdline"\ninitrd = "initrd.img"\n')
+    r = predict_release(m, files.__getitem__)
+    sha = [HashAlg.SHA256]
+    expected = replay_measurements([linux_load_options_measurement("quiet rw", sha),  # newline mangled away
+                                    linux_initrd_measurement(b"I", sha)], sha)
+    assert r.values().get(HashAlg.SHA256, 9) == expected.get(HashAlg.SHA256, 9)
+    with pytest.raises(ManifestError, match="'linux_stub' must be true or false"):
+        predict_release(parse_manifest('name = "a"\nversion = "1"\nsvn = 1\n[uki]\nlinux_stub = 1\n'
+                                       '[uki.sections]\nlinux = "vmlinuz"\n'), files.__getitem__)

@@ -144,3 +144,10 @@ def test_bad_variable_files(data, fmt, needle):
         return
     with pytest.raises(FormatError, match=needle):
         read_variable_file(data, name="db", fmt=fmt)
+
+
+def test_stub_cmdline_mangling():
+    from pcrtool.predict.cmdline import stub_cmdline_text
+
+    assert stub_cmdline_text(b"  quiet\trw\n\n") == "quiet rw"
+    assert stub_cmdline_text(b"a b\0junk") == "a b"

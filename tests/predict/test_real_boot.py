@@ -91,3 +91,27 @@ def test_pcr7_own_keys_from_certificate_files_and_db_authority():
     values = replay_measurements(ms, banks)
     for alg in banks:
         assert values.get(alg, 7).hex() == pcrs[alg.bank_name]["7"], alg
+
+
+def test_substitution_predicts_the_cmdline_variant_boot_from_the_first_boots_log():
+    """Reference: the log of boot 1 (ovmf-sb-off). Release: the same UKI with another .cmdline.
+    The prediction must equal the PCRs read in boot 2 (ovmf-cmdline) for every PCR it can know
+    (PCR 4 needs the new UKI binary's Authenticode hash, which the capture does not keep)."""
+    import hashlib
+
+    from pcrtool.predict.cmdline import linux_stub_measurements
+    from pcrtool.predict.substitute import substitute_log
+
+    d1, meta1, _ = _capture("ovmf-sb-off")
+    _d2, meta2, pcrs2 = _capture("ovmf-cmdline")
+    cmdline = meta2["cmdline"].encode()
+    assert hashlib.sha256(cmdline).hexdigest() == meta2["sections_sha256"][".cmdline"]
+    sections = _section_digests(meta2) | {".cmdline": cmdline}
+    release = section_measurements(sections, [SHA256], measured=measured_sections(252))
+    pcr9 = linux_stub_measurements({".cmdline": cmdline}, [SHA256]) + [
+        Measurement(9, {SHA256: bytes.fromhex(meta2["sections_sha256"][".initrd"])}, EventType.EV_EVENT_TAG,
+                    "initrd", (0x8F3B22EC).to_bytes(4, "little"))]
+    result = substitute_log((d1 / "eventlog.bin").read_bytes(), release, [SHA256], if_present=pcr9)
+    assert len(result.replaced) == 2 * 4 + 2      # 4 stub section pairs + 2 kernel tags
+    for pcr in (0, 1, 2, 3, 5, 6, 7, 9, 11):
+        assert result.values.get(SHA256, pcr).hex() == pcrs2["sha256"][str(pcr)], pcr
