@@ -159,3 +159,23 @@ def public(
         fileio.write_atomic(output, pem, what="public key")
     else:
         render.emit_text(pem.decode())
+
+
+@app.command("list")
+def list_(
+    uri: str = typer.Argument(..., metavar="PKCS11_URI",
+                              help="Token URI, e.g. 'pkcs11:token=release?pin-source=file:/run/pin'."),
+) -> None:
+    """List the private keys on a PKCS#11 token with the URI that selects each one."""
+    from pcrtool import render
+    from pcrtool.errors import UsageError
+    from pcrtool.sign.pkcs11 import list_keys
+
+    if not uri.startswith("pkcs11:"):
+        raise UsageError("key list takes a pkcs11: URI", hint="e.g. pcrtool key list 'pkcs11:token=NAME'")
+    keys = list_keys(uri)
+    table = render.Table(["label", "id", "type", "fingerprint", "certificate", "uri"])
+    for k in keys:
+        table.add(k["label"], k["id"], k.get("type", "?"), k.get("fingerprint", k.get("error", "")),
+                  k.get("certificate", "-"), k["uri"])
+    render.emit({"keys": keys}, table=table)

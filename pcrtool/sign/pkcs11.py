@@ -130,50 +130,19 @@ class Pkcs11Signer(SignerBase):
     """A private key on a PKCS#11 token; one logged-in session for the signer's lifetime."""
 
     _session = None
+    _owns_session = True
 
-    def __init__(self, uri: Pkcs11Uri, *, certificate: str | None = None) -> None:
-        try:
-            import pkcs11
-            from pkcs11 import exceptions as p11e
-        except ImportError:
-            raise KeyError_("PKCS#11 keys need the python-pkcs11 package",
-                            hint="pip install 'pcrtool[pkcs11]'") from None
-
-        self._p11 = pkcs11
+    def __init__(self, uri: Pkcs11Uri, *, certificate: str | None = None, _opened=None, _key=None) -> None:
+        """Open the URI's token and key; ``_opened=(pkcs11, token, session)`` and ``_key`` let
+        ``list_keys`` describe every key of one session without owning it."""
         self.uri = uri
         self.description = uri.text
-        self._session = None
-        module = resolve_module(uri)
+        if _opened is None:
+            self._p11, token, self._session = open_session(uri)
+        else:
+            (self._p11, token, self._session), self._owns_session = _opened, False
         try:
-            lib = pkcs11.lib(module)
-        except p11e.PKCS11Error:
-            raise KeyError_(f"cannot load PKCS#11 module {module!r}",
-                            hint="is it a PKCS#11 shared library?") from None
-        token = self._find_token(lib)
-        pin = resolve_pin(uri)
-        token_name = token.label
-        if pin is None and token.flags & pkcs11.TokenFlag.LOGIN_REQUIRED \
-                and not token.flags & pkcs11.TokenFlag.PROTECTED_AUTHENTICATION_PATH:
-            raise KeyError_(f"PKCS#11 token {token_name!r} needs a PIN",
-                            hint=f"add ?pin-source=file:PATH to the URI or set ${ENV_PIN}")
-        try:
-            try:
-                self._session = token.open(user_pin=pin) if pin is not None else token.open()
-            except p11e.UserAlreadyLoggedIn:
-                # PKCS#11 login state is per application and token: another signer of this
-                # process is logged in already, so this session shares that login.
-                self._session = token.open()
-        except (p11e.PinIncorrect, p11e.PinInvalid, p11e.PinLenRange):
-            raise KeyError_(f"PKCS#11 login to token {token_name!r} failed: wrong PIN",
-                            hint="check the PIN source (repeated failures may lock the token)") from None
-        except p11e.PinLocked:
-            raise KeyError_(f"PKCS#11 token {token_name!r} is locked (too many wrong PINs)",
-                            hint="unlock it with the SO PIN") from None
-        except p11e.PKCS11Error as e:
-            raise KeyError_(f"cannot open a session on PKCS#11 token {token_name!r}: "
-                            f"{type(e).__name__}") from None
-        try:
-            self._key = self._find_private_key()
+            self._key = _key if _key is not None else self._find_private_key()
             self._certificate = self._load_certificate(certificate)
             self._public = self._load_public_key()
             self._mechanisms = set(token.slot.get_mechanisms())
@@ -186,30 +155,6 @@ class Pkcs11Signer(SignerBase):
         return cls(Pkcs11Uri.parse(uri), certificate=certificate)
 
     # --- lookup ---------------------------------------------------------------------------------
-
-    def _find_token(self, lib):
-        p11e = self._p11.exceptions
-        kwargs = {}
-        if "token" in self.uri.path:
-            kwargs["token_label"] = self.uri.path["token"]
-        if "serial" in self.uri.path:
-            kwargs["token_serial"] = self.uri.path["serial"].encode()
-        try:
-            tokens = [t for t in lib.get_tokens(**kwargs)
-                      if ("manufacturer" not in self.uri.path
-                          or t.manufacturer_id == self.uri.path["manufacturer"])
-                      and ("model" not in self.uri.path or t.model == self.uri.path["model"])]
-        except p11e.PKCS11Error as e:
-            raise KeyError_(f"cannot list PKCS#11 tokens: {type(e).__name__}") from None
-        what = ", ".join(f"{k}={v}" for k, v in self.uri.path.items()
-                         if k in ("token", "serial", "manufacturer", "model")) or "any"
-        if not tokens:
-            raise KeyError_(f"no PKCS#11 token matches {what}",
-                            hint="list tokens with: pkcs11-tool --module MODULE -L")
-        if len(tokens) > 1:
-            raise KeyError_(f"{len(tokens)} PKCS#11 tokens match {what}",
-                            hint="add token=LABEL or serial=… to the URI")
-        return tokens[0]
 
     def _object_filter(self) -> dict:
         """PKCS#11 attributes (CKA_LABEL, CKA_ID) selecting the URI's object."""
@@ -358,15 +303,116 @@ class Pkcs11Signer(SignerBase):
                                  "try ?x-prehashed=yes") from None
 
     def close(self) -> None:
-        if self._session is not None:
+        if self._session is not None and self._owns_session:
             try:
                 self._session.close()
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
-            self._session = None
+        self._session = None
 
     def __del__(self) -> None:
         self.close()
+
+
+def open_session(uri: Pkcs11Uri):
+    """Load the module, find the one matching token, log in: ``(pkcs11, token, session)``."""
+    try:
+        import pkcs11
+        from pkcs11 import exceptions as p11e
+    except ImportError:
+        raise KeyError_("PKCS#11 keys need the python-pkcs11 package",
+                        hint="pip install 'pcrtool[pkcs11]'") from None
+    module = resolve_module(uri)
+    try:
+        lib = pkcs11.lib(module)
+    except p11e.PKCS11Error:
+        raise KeyError_(f"cannot load PKCS#11 module {module!r}",
+                        hint="is it a PKCS#11 shared library?") from None
+    token = _find_token(lib, uri, p11e)
+    pin = resolve_pin(uri)
+    name = token.label
+    if pin is None and token.flags & pkcs11.TokenFlag.LOGIN_REQUIRED \
+            and not token.flags & pkcs11.TokenFlag.PROTECTED_AUTHENTICATION_PATH:
+        raise KeyError_(f"PKCS#11 token {name!r} needs a PIN",
+                        hint=f"add ?pin-source=file:PATH to the URI or set ${ENV_PIN}")
+    try:
+        try:
+            session = token.open(user_pin=pin) if pin is not None else token.open()
+        except p11e.UserAlreadyLoggedIn:
+            # PKCS#11 login state is per application and token: another signer of this
+            # process is logged in already, so this session shares that login.
+            session = token.open()
+    except (p11e.PinIncorrect, p11e.PinInvalid, p11e.PinLenRange):
+        raise KeyError_(f"PKCS#11 login to token {name!r} failed: wrong PIN",
+                        hint="check the PIN source (repeated failures may lock the token)") from None
+    except p11e.PinLocked:
+        raise KeyError_(f"PKCS#11 token {name!r} is locked (too many wrong PINs)",
+                        hint="unlock it with the SO PIN") from None
+    except p11e.PKCS11Error as e:
+        raise KeyError_(f"cannot open a session on PKCS#11 token {name!r}: {type(e).__name__}") from None
+    return pkcs11, token, session
+
+
+def _find_token(lib, uri: Pkcs11Uri, p11e):
+    path = uri.path
+    kwargs = {}
+    if "token" in path:
+        kwargs["token_label"] = path["token"]
+    if "serial" in path:
+        kwargs["token_serial"] = path["serial"].encode()
+    try:
+        tokens = [t for t in lib.get_tokens(**kwargs)
+                  if ("manufacturer" not in path or t.manufacturer_id == path["manufacturer"])
+                  and ("model" not in path or t.model == path["model"])]
+    except p11e.PKCS11Error as e:
+        raise KeyError_(f"cannot list PKCS#11 tokens: {type(e).__name__}") from None
+    what = ", ".join(f"{k}={v}" for k, v in path.items()
+                     if k in ("token", "serial", "manufacturer", "model")) or "any"
+    if not tokens:
+        raise KeyError_(f"no PKCS#11 token matches {what}",
+                        hint="list tokens with: pkcs11-tool --module MODULE -L")
+    if len(tokens) > 1:
+        raise KeyError_(f"{len(tokens)} PKCS#11 tokens match {what}",
+                        hint="add token=LABEL or serial=… to the URI")
+    return tokens[0]
+
+
+def list_keys(uri: "str | Pkcs11Uri") -> list[dict]:
+    """Every private key on the URI's token: label, id, type, fingerprint, certificate subject,
+    and the URI that selects it (``object``/``id`` of the given URI are ignored)."""
+    from urllib.parse import quote
+
+    from pcrtool.errors import PcrtoolError
+    from pcrtool.sign.api import certificate_fingerprint
+
+    if isinstance(uri, str):
+        uri = Pkcs11Uri.parse(uri)
+    p11, token, session = open_session(uri)
+    out = []
+    try:
+        keys = list(session.get_objects({p11.Attribute.CLASS: p11.ObjectClass.PRIVATE_KEY}))
+        for key in keys:
+            label = Pkcs11Signer._safe_attr(key, p11.Attribute.LABEL) or ""
+            key_id = bytes(Pkcs11Signer._safe_attr(key, p11.Attribute.ID) or b"")
+            path = {k: v for k, v in uri.path.items() if k not in ("object", "id", "type")}
+            path |= ({"object": label} if label else {}) | ({"id": key_id} if key_id else {})
+            base = ";".join(f"{k}={quote(v, safe='')}" if k != "id" else "id=" + "".join(f"%{b:02x}" for b in v)
+                            for k, v in path.items())
+            entry = {"label": label, "id": key_id.hex(), "uri": f"pkcs11:{base}"}
+            try:
+                signer = Pkcs11Signer(Pkcs11Uri(path, {}, f"pkcs11:{base}"), _opened=(p11, token, session),
+                                      _key=key)
+                entry |= {"type": signer.label, "fingerprint": signer.fingerprint()}
+                cert = signer.certificate()
+                if cert is not None:
+                    entry |= {"certificate": cert.subject.rfc4514_string(),
+                              "certificate_fingerprint": certificate_fingerprint(cert)}
+            except PcrtoolError as e:
+                entry["error"] = e.message
+            out.append(entry)
+    finally:
+        session.close()
+    return sorted(out, key=lambda e: (e["label"], e["id"]))
 
 
 def _rsa_spki(pkcs1_der: bytes) -> bytes:

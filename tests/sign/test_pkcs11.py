@@ -155,3 +155,19 @@ def test_arbitrary_uris_parse_or_fail_with_usage_error():
             assert "pin-value" not in uri.text or "pin-value=***" in uri.text
 
     check()
+
+
+def test_key_list_shows_every_token_key_with_a_working_uri(keys, hsm):
+    proc = run_cli("key", "list", hsm.uri(), "--json=short", env=hsm.env)
+    assert proc.returncode == 0, proc.stderr
+    import json
+    listed = {k["label"]: k for k in json.loads(proc.stdout)["keys"]}
+    assert sorted(listed) == ["ec256", "ec384", "rsa", "rsa_nopub"]
+    assert listed["rsa"]["id"] == "01" and listed["rsa"]["type"] == "rsa2048"
+    assert listed["rsa"]["fingerprint"] == keys.fingerprint("rsa")
+    assert listed["rsa"]["certificate"] == "CN=pcrtool test rsa"
+    assert listed["ec384"]["fingerprint"] == keys.fingerprint("ec384") and "certificate" not in listed["ec384"]
+    assert PIN not in proc.stdout
+    uri = listed["ec256"]["uri"] + f"?pin-source=file:{hsm.pin_file}&module-path={hsm.module}"
+    with load_signer(uri) as signer:
+        assert signer.fingerprint() == keys.fingerprint("ec256")
