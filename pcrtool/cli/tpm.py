@@ -115,7 +115,7 @@ def extend(
 
 @app.command("caps")
 def caps(tcti: Optional[str] = _tcti_option()) -> None:
-    """Show the TPM: vendor, firmware, spec revision, PCR banks, and policy commands it implements."""
+    """Show the TPM: vendor, firmware, PCR banks, policy commands it implements."""
     from pcrtool import render
     from pcrtool.model import HashAlg
     from pcrtool.tpm import open_tpm
@@ -150,10 +150,12 @@ def replay_log(
     tcti: Optional[str] = _tcti_option(),
     bank: List[str] = typer.Option([], "--bank", "-b", help="replay only these banks (default: the log's)"),
 ) -> None:
-    """Emulate a boot: extend every measured event of LOG into a freshly started TPM (one
-    TPM2_PCR_Extend per event), then compare the TPM's PCRs with the replay. PCRs that cannot be
-    reproduced (PCR 0 of StartupLocality 3 / H-CRTM logs, events without a digest) are listed, not
-    faked. Exit 3 if the TPM ends up anywhere else."""
+    """Emulate a boot: extend every event of LOG into a freshly started TPM.
+
+    One TPM2_PCR_Extend per event, then the TPM's PCRs are compared with the pure replay. PCRs that
+    cannot be reproduced (PCR 0 of StartupLocality 3 / H-CRTM logs, events without a digest) are
+    listed, not faked. Exit 3 if the TPM ends up anywhere else.
+    """
     from pcrtool import render
     from pcrtool.errors import ReplayMismatch
     from pcrtool.eventlog import parse_event_log
