@@ -133,3 +133,23 @@ def test_ecdsa_p256_signing_key_works_in_signed_mode(swtpm):
     e = E.enroll(swtpm.tcti, key.public_key(), floor=1, window=1, bank=HashAlg.SHA256, pcrs=[11], secret=b"e" * 32)
     _measure(swtpm, releases[1].measurements, HashAlg.SHA256)
     assert E.unlock(swtpm.tcti, e, apps).secret == b"e" * 32
+
+
+@pytest.mark.parametrize("mode", ["direct", "nv"])
+def test_allowlist_update_revokes_a_release(env, mode):
+    d, rel, sw = env
+    t = ("--tcti", sw.tcti)
+    extra = ["--update-key", d / "update.key"] if mode == "nv" else []
+    _pcrtool("tpm", "enroll", *t, "--allowlist", d / "rel.json", "--mode", mode, *extra, "-o", d / "e.json",
+             check=0)
+    doc = json.loads(rel)
+    doc["releases"][0]["allowed"] = False  # revoke os-1.1
+    (d / "rel2.json").write_text(json.dumps(doc))
+    _boot(sw, rel, 2)
+    _pcrtool("tpm", "enroll", *t, "--allowlist", d / "rel2.json", "--update", d / "e.json", *extra,
+             "-o", d / "e2.json", check=0)
+    _boot(sw, rel, 0)
+    _pcrtool("tpm", "unlock", *t, "-e", d / "e2.json", check=4)
+    _pcrtool("tpm", "unlock", *t, "-e", d / "e.json", check=4)  # the old enrollment file is dead too
+    _boot(sw, rel, 1)
+    _pcrtool("tpm", "unlock", *t, "-e", d / "e2.json", check=0)

@@ -66,6 +66,9 @@ def register(app) -> None:
                                                   "enrollment with a wider --window (same c0/f0); needs "
                                                   "--approvals and a booted accepted release."),
         approvals: Optional[Path] = typer.Option(None, "--approvals", "-a", help="Approvals for --widen."),
+        update_from: Optional[Path] = typer.Option(None, "--update", help="Allowlist mode: change the "
+                                                   "allowlist of this enrollment (nv: rewrite the index "
+                                                   "with --update-key; direct: unlock, bump the epoch, re-seal)."),
         tcti: Optional[str] = typer.Option(None, "--tcti", "-T", help=_TCTI_HELP),
     ) -> None:
         """Seal a secret: signed mode (downgrade-protected, floor counter) or allowlist mode."""
@@ -78,7 +81,7 @@ def register(app) -> None:
         alg = HashAlg.from_name(bank)
         chosen = [int(p) for p in pcrs.split(",")] if pcrs else None
         index = int(counter_index, 16) if counter_index else None
-        if output.exists() and widen_from is None:
+        if output.exists() and widen_from is None and update_from is None:
             raise UsageError(f"{output} exists already", hint="remove it or choose another --output")
         if widen_from is not None:
             from pcrtool.tpm import enroll as E
@@ -90,6 +93,19 @@ def register(app) -> None:
                            pcrs=old.pcrs, secret=current.secret, counter_index=old.counter_index, reuse=old)
             E.write_enrollment(output, new)
             render.info(f"pcrtool: re-sealed with window {new.f0}…{new.max_svn} → {output}")
+            return
+        if update_from is not None:
+            from pcrtool.policy.releases import parse_releases, selected_pcrs
+            from pcrtool.tpm import policy_allowlist as P
+            old = _load_any_enrollment(update_from)
+            if getattr(old, "mode", "") == "signed" or allowlist is None:
+                raise UsageError("--update takes an allowlist-mode enrollment and --allowlist NEW.json")
+            releases, _ = parse_releases(fileio.read_text(allowlist, what="allowlist"), source=str(allowlist))
+            tuples = [(r.label, r.selected(old.hash_alg, old.pcrs)) for r in releases if r.allowed]
+            key = fileio.read_bytes(update_key, what="update key") if update_key else None
+            new = P.update_allowlist(tcti, old, tuples, update_key=key)
+            fileio.write_atomic(output, new.to_json(), mode=0o600, what="enrollment")
+            render.info(f"pcrtool: allowlist now {len(new.leaves)} release tuple(s) → {output}")
             return
         secret = fileio.read_bytes(secret_file, what="secret") if secret_file else os.urandom(32)
         if recovery_key is not None:

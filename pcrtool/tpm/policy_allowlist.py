@@ -229,3 +229,25 @@ def unlock_allowlist(tcti: str | None, e: AllowlistEnrollment, *, attempt_anyway
 def _password():
     from tpm2_pytss.constants import ESYS_TR
     return ESYS_TR.PASSWORD
+
+
+def update_allowlist(tcti: str | None, e: AllowlistEnrollment, tuples: Sequence[tuple[str, PcrValues]], *,
+                     update_key: bytes | None = None) -> AllowlistEnrollment:
+    """Change the allowlist (e.g. revoke a release).
+
+    nv: rewrite the index with the new root (PolicySigned by the update key); the sealed object is
+    untouched and every release left out stops unlocking at once.
+    direct: unlock now (an allowlisted release must be booted), bump the epoch counter and re-seal;
+    the increment kills every older blob, including copies.
+    """
+    from dataclasses import replace
+
+    policy = AL.build_allowlist_policy(tuples)
+    if e.mode == "allowlist-nv":
+        if not update_key:
+            raise UsageError("updating an nv-mode allowlist needs the update key")
+        write_policy_nv(tcti, e.index, update_key, policy.root)
+        return replace(e, leaves=tuple(x.hex() for x in policy.leaves))
+    secret = unlock_allowlist(tcti, e).secret
+    return enroll_allowlist(tcti, tuples, bank=e.hash_alg, pcrs=e.pcrs, secret=secret, mode="direct",
+                            index=e.index)
