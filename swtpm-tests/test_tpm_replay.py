@@ -104,3 +104,14 @@ def test_cli_replay_log_json(corpus, swtpm):
     assert "PCR 0 (sha256) cannot be reproduced: StartupLocality 3" in out.stderr
     pure = replay(parse_event_log(log.read_bytes()))
     assert data["pcrs"]["sha256"]["7"] == pure.pcrs.get(pure.banks[1], 7).hex()
+
+
+def test_emulate_boot_reproduces_pcr0_of_a_locality_3_log(corpus, rig):
+    from pcrtool.tpm.replay import emulate_boot
+
+    sw, tpm = rig
+    log = _load(corpus, "keylime/binary_bios_measurements")
+    report = emulate_boot(sw, tpm, log)
+    pure = replay(log)
+    assert pure.locality == 3 and report.unreproducible == {} and report.mismatches() == []
+    assert report.actual.to_json() == pure.pcrs.to_json()

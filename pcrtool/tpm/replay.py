@@ -130,3 +130,14 @@ def _startup_locality_of(value: bytes | None) -> int | None:
     if value is None or any(value[:-1]) or value[-1] > 4:
         return None
     return value[-1]
+
+
+def emulate_boot(swtpm, tpm, log: EventLog, *, banks: list[HashAlg] | None = None) -> TpmReplayReport:
+    """Power-cycle a swtpm the way that machine started (TPM2_Startup from locality 3 when the log
+    has StartupLocality 3, else 0), then ``replay_log_into_tpm``: PCR 0 is reproduced too, except
+    for H-CRTM logs. ``swtpm`` is a ``pcrtool.swtpm.Swtpm`` (anything with ``reboot``)."""
+    from pcrtool.eventlog.replay import find_startup_locality
+
+    locality, hcrtm, _ = find_startup_locality(log)
+    swtpm.reboot(startup_locality=3 if locality == 3 and not hcrtm else 0)
+    return replay_log_into_tpm(tpm, log, banks=banks)
