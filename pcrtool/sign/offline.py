@@ -144,9 +144,9 @@ class SignRequest:
         if self.hash_alg not in hashes_ok:
             raise FormatError(f"{consumer} cannot use {self.hash_alg.bank_name} signatures",
                               hint=f"use {hashes_ok[0].bank_name}")
+        # PSS is refused for every kind: none of the consumers above is known to verify it.
         require_key(public_key, consumer=consumer, key_types=key_types, padding=self.padding,
-                    paddings=(Padding.PKCS1V15,) if self.kind is not RequestKind.VERITY_ROOTHASH
-                    else (Padding.PKCS1V15, Padding.PSS))
+                    paddings=(Padding.PKCS1V15,))
 
 
 def _created_by() -> str:
