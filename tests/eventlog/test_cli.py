@@ -143,3 +143,21 @@ def test_streamed_json_equals_document(corpus):
                  "python3-uefi-eventlog/ideapad1.bin"):
         log = parse_event_log((corpus / LOGS / name).read_bytes())
         assert json.loads("".join(iter_log_json(log, batch=7))) == log_to_json(log)
+
+
+def test_cel_with_userspace_log_and_replay(corpus, tmp_path):
+    import hashlib
+
+    ul = tmp_path / "tpm2-measure.log"
+    ul.write_bytes(b"\x1e" + json.dumps({
+        "pcr": 11, "digests": [{"hashAlg": "sha256", "digest": hashlib.sha256(b"ready").hexdigest()}],
+        "content_type": "systemd", "content": {"string": "ready", "eventType": "phase"}}).encode() + b"\n")
+    log = corpus / LOGS / "tpm2-tools/event-sd-boot-fedora37.bin"
+    p = run("eventlog", "cel", log, "--userspace-log", ul)
+    assert p.returncode == 0, p.stderr
+    records = json.loads(p.stdout)
+    assert records[-1]["content_type"] == "systemd" and records[-1]["content"]["string"] == "ready"
+    p = run("eventlog", "replay", log, "--userspace-log", ul, "--text")
+    values = PcrValues.parse(p.stdout)
+    from pcrtool.model import HashAlg
+    assert values.get(HashAlg.SHA256, 11) == hashlib.sha256(bytes(32) + hashlib.sha256(b"ready").digest()).digest()
