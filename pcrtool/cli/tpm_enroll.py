@@ -71,7 +71,10 @@ def register(app) -> None:
                                                    "with --update-key; direct: unlock, bump the epoch, re-seal)."),
         tcti: Optional[str] = typer.Option(None, "--tcti", "-T", help=_TCTI_HELP),
     ) -> None:
-        """Seal a secret: signed mode (downgrade-protected, floor counter) or allowlist mode."""
+        """Seal a secret: signed mode (downgrade-protected, floor counter) or allowlist mode.
+
+        Limit: whoever holds owner authorization (often empty on Linux) can increment or delete the floor counter and so stop every unlock (denial of service, never a bypass). Keep the --recovery-key copy of the secret offline (e.g. as a LUKS recovery keyslot).
+        """  # noqa: E501
         import os
 
         from pcrtool import fileio, render
@@ -182,8 +185,8 @@ def register(app) -> None:
                                                           "unlock until a newer release boots)."),
         tcti: Optional[str] = typer.Option(None, "--tcti", "-T", help=_TCTI_HELP),
     ) -> None:
-        """Raise the floor by NV_Increment only (atomic; no re-seal). Do it after the higher-svn release
-        booted and was confirmed good."""
+        """Raise the floor by NV_Increment only (atomic; no re-seal). Do it after the higher-svn release booted and was confirmed good.
+        """  # noqa: E501
         from pcrtool import render
         from pcrtool.errors import UsageError
         from pcrtool.tpm import enroll as E
