@@ -235,3 +235,11 @@ def test_mutated_manifests_fail_only_with_format_errors():
             assert "\n" not in str(e)
 
     check()
+
+
+def test_pss_requests_are_refused_for_every_kind(tmp_path, keys):
+    from pcrtool.sign import Padding
+    for kind in RequestKind:
+        req, blobs = new_request(kind, [("x", "x.tbs", ROOTHASH)], padding=Padding.PSS)
+        with pytest.raises(UnsupportedError, match="cannot verify RSA pss"):
+            sign_request(req, blobs, load_signer(str(keys.rsa)))
