@@ -70,7 +70,101 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         pass
 
 
-class Swtpm:
+class SwtpmControl:
+    """Power control of a swtpm by its sockets: ``Swtpm`` (which also owns the process) or one
+    started elsewhere, e.g. by ``pcrtool swtpm run`` (``SwtpmControl.from_tcti``)."""
+
+    log_path: Path | None = None
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = Path(socket_path)
+        self.ctrl_path = Path(f"{socket_path}.ctrl")  # the name libtss2's swtpm TCTI derives
+
+    @classmethod
+    def from_tcti(cls, tcti: str) -> "SwtpmControl":
+        """``swtpm:path=SOCK`` (unix sockets SOCK and SOCK.ctrl) → a controller."""
+        kind, _, conf = tcti.partition(":")
+        opts = dict(part.partition("=")[::2] for part in conf.split(",") if part)
+        if kind != "swtpm" or "path" not in opts:
+            raise UsageError(f"not a unix-socket swtpm TCTI: {tcti!r}",
+                             hint="use the swtpm:path=… line `pcrtool swtpm run` prints")
+        return cls(Path(opts["path"]))
+
+    @property
+    def tcti(self) -> str:
+        """TCTI string for libtss2 / tpm2-tools (``TPM2TOOLS_TCTI``) / systemd (``SYSTEMD_TPM2_DEVICE``)."""
+        return f"swtpm:path={self.socket_path}"
+
+    # ------------------------------------------------------------------ power
+    def reboot(self, *, startup_locality: int = 0) -> None:
+        """A clean reboot: TPM2_Shutdown(CLEAR), _TPM_Init (``swtpm_ioctl -i``), TPM2_Startup(CLEAR).
+
+        PCRs are reset, NV (and orderly NV state) survives. ``startup_locality=3`` issues Startup
+        from locality 3, so PCR 0 starts at 0…03 like on platforms whose log has StartupLocality 3.
+        """
+        _check_startup_locality(startup_locality)
+        self.shutdown(TPM_SU_CLEAR)
+        self.power_cycle(startup_locality=startup_locality)
+
+    def reset_unclean(self, *, startup_locality: int = 0) -> None:
+        """A power loss: _TPM_Init and TPM2_Startup(CLEAR) without a preceding TPM2_Shutdown.
+
+        Orderly state is lost: orderly NV counters jump forward, DA may count the failure.
+        """
+        self.power_cycle(startup_locality=startup_locality)
+
+    def shutdown(self, su: int = TPM_SU_CLEAR) -> None:
+        """TPM2_Shutdown (TPM 2.0 Part 3 §9.4)."""
+        self._command(_TPM_CC_SHUTDOWN, struct.pack(">H", su), what="TPM2_Shutdown")
+
+    def power_cycle(self, *, startup_locality: int = 0) -> None:
+        """_TPM_Init via swtpm's control channel (CMD_INIT, ``swtpm_ioctl -i``), then TPM2_Startup(CLEAR)
+        from ``startup_locality`` (CMD_SET_LOCALITY, ``swtpm_ioctl -l``; back to 0 afterwards)."""
+        _check_startup_locality(startup_locality)
+        ctrl = ["swtpm_ioctl", "--unix", str(self.ctrl_path)]
+        run([*ctrl, "-i"], timeout=10)
+        if not startup_locality:
+            self._startup()
+            return
+        run([*ctrl, "-l", str(startup_locality)], timeout=10)
+        try:
+            self._startup()
+        finally:
+            run([*ctrl, "-l", "0"], timeout=10)
+
+    def _startup(self, timeout: float = 10.0) -> None:
+        """TPM2_Startup(CLEAR) (TPM 2.0 Part 3 §9.3); TPM_RC_INITIALIZE (already started) is fine."""
+        rc = self._command(_TPM_CC_STARTUP, struct.pack(">H", TPM_SU_CLEAR), what="TPM2_Startup",
+                           ok=(_TPM_RC_SUCCESS, _TPM_RC_INITIALIZE), timeout=timeout)
+        del rc
+
+    def _command(self, cc: int, params: bytes, *, what: str, ok=(_TPM_RC_SUCCESS,),
+                 timeout: float = 10.0) -> int:
+        cmd = struct.pack(">HII", _TPM_ST_NO_SESSIONS, 10 + len(params), cc) + params
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(self.socket_path))
+            s.sendall(cmd)
+            resp = b""
+            while len(resp) < 10:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                resp += chunk
+        if len(resp) < 10:
+            raise ToolError(f"{what}: swtpm closed the connection", hint=self._log_tail())
+        _tag, _size, rc = struct.unpack(">HII", resp[:10])
+        if rc not in ok:
+            raise ToolError(f"{what} failed with TPM return code 0x{rc:03x}")
+        return rc
+
+    def _log_tail(self) -> str:
+        if self.log_path is None:
+            return "see the swtpm log"
+        return _read_log_tail(self.log_path)
+
+
+class Swtpm(SwtpmControl):
     """A running swtpm TPM 2.0 (use ``Swtpm.start()``; a context manager)."""
 
     def __init__(self, tmpdir: Path, state_dir: Path, process: subprocess.Popen, log_path: Path,
@@ -80,8 +174,7 @@ class Swtpm:
         self.process = process
         self.log_path = log_path
         self.owns_state = owns_state
-        self.socket_path = tmpdir / "tpm.sock"
-        self.ctrl_path = tmpdir / "tpm.sock.ctrl"
+        super().__init__(tmpdir / "tpm.sock")
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -171,80 +264,14 @@ class Swtpm:
     def pid(self) -> int:
         return self.process.pid
 
-    @property
-    def tcti(self) -> str:
-        """TCTI string for libtss2 / tpm2-tools (``TPM2TOOLS_TCTI``) / systemd (``SYSTEMD_TPM2_DEVICE``)."""
-        return f"swtpm:path={self.socket_path}"
 
-    # ------------------------------------------------------------------ power
-    def reboot(self, *, startup_locality: int = 0) -> None:
-        """A clean reboot: TPM2_Shutdown(CLEAR), _TPM_Init (``swtpm_ioctl -i``), TPM2_Startup(CLEAR).
 
-        PCRs are reset, NV (and orderly NV state) survives. ``startup_locality=3`` issues Startup
-        from locality 3, so PCR 0 starts at 0…03 like on platforms whose log has StartupLocality 3.
-        """
-        _check_startup_locality(startup_locality)
-        self.shutdown(TPM_SU_CLEAR)
-        self.power_cycle(startup_locality=startup_locality)
-
-    def reset_unclean(self, *, startup_locality: int = 0) -> None:
-        """A power loss: _TPM_Init and TPM2_Startup(CLEAR) without a preceding TPM2_Shutdown.
-
-        Orderly state is lost: orderly NV counters jump forward, DA may count the failure.
-        """
-        self.power_cycle(startup_locality=startup_locality)
-
-    def shutdown(self, su: int = TPM_SU_CLEAR) -> None:
-        """TPM2_Shutdown (TPM 2.0 Part 3 §9.4)."""
-        self._command(_TPM_CC_SHUTDOWN, struct.pack(">H", su), what="TPM2_Shutdown")
-
-    def power_cycle(self, *, startup_locality: int = 0) -> None:
-        """_TPM_Init via swtpm's control channel (CMD_INIT, ``swtpm_ioctl -i``), then TPM2_Startup(CLEAR)
-        from ``startup_locality`` (CMD_SET_LOCALITY, ``swtpm_ioctl -l``; back to 0 afterwards)."""
-        _check_startup_locality(startup_locality)
-        ctrl = ["swtpm_ioctl", "--unix", str(self.ctrl_path)]
-        run([*ctrl, "-i"], timeout=10)
-        if not startup_locality:
-            self._startup()
-            return
-        run([*ctrl, "-l", str(startup_locality)], timeout=10)
-        try:
-            self._startup()
-        finally:
-            run([*ctrl, "-l", "0"], timeout=10)
-
-    def _startup(self, timeout: float = 10.0) -> None:
-        """TPM2_Startup(CLEAR) (TPM 2.0 Part 3 §9.3); TPM_RC_INITIALIZE (already started) is fine."""
-        rc = self._command(_TPM_CC_STARTUP, struct.pack(">H", TPM_SU_CLEAR), what="TPM2_Startup",
-                           ok=(_TPM_RC_SUCCESS, _TPM_RC_INITIALIZE), timeout=timeout)
-        del rc
-
-    def _command(self, cc: int, params: bytes, *, what: str, ok=(_TPM_RC_SUCCESS,),
-                 timeout: float = 10.0) -> int:
-        cmd = struct.pack(">HII", _TPM_ST_NO_SESSIONS, 10 + len(params), cc) + params
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(str(self.socket_path))
-            s.sendall(cmd)
-            resp = b""
-            while len(resp) < 10:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                resp += chunk
-        if len(resp) < 10:
-            raise ToolError(f"{what}: swtpm closed the connection", hint=self._log_tail())
-        _tag, _size, rc = struct.unpack(">HII", resp[:10])
-        if rc not in ok:
-            raise ToolError(f"{what} failed with TPM return code 0x{rc:03x}")
-        return rc
-
-    def _log_tail(self) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return "no swtpm log"
-        return lines[-1] if lines else "swtpm log is empty"
+def _read_log_tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no swtpm log"
+    return lines[-1] if lines else "swtpm log is empty"
 
 
 def _check_startup_locality(locality: int) -> None:

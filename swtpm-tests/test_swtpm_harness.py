@@ -184,3 +184,22 @@ def test_startup_locality_3_sets_pcr0_and_other_localities_are_refused(swtpm):
         swtpm.reboot(startup_locality=4)
     swtpm.reboot()
     assert _pcr_extend_and_read(swtpm, 0) == __import__("hashlib").sha256(bytes(32) + b"\x01" * 32).digest()
+
+
+def test_cli_swtpm_reboot_by_tcti(swtpm):
+    from pcrtool.cli import main
+    from pcrtool.swtpm import SwtpmControl
+
+    _pcr_extend_and_read(swtpm, 0)
+    with pytest.raises(SystemExit) as e:
+        main(["swtpm", "reboot", "--tcti", swtpm.tcti, "--startup-locality", "3"])
+    assert e.value.code == 0
+    first = _pcr_extend_and_read(swtpm, 0)  # from 0…03, not from the old value
+    assert first == __import__("hashlib").sha256(bytes(31) + b"\x03" + b"\x01" * 32).digest()
+    with pytest.raises(SystemExit) as e:
+        main(["swtpm", "reboot", "--tcti", swtpm.tcti, "--unclean"])
+    assert e.value.code == 0
+    with pytest.raises(SystemExit) as e:
+        main(["swtpm", "reboot", "--tcti", "device:/dev/tpmrm0"])
+    assert e.value.code == 2
+    assert SwtpmControl.from_tcti(f"swtpm:path={swtpm.socket_path}").ctrl_path == swtpm.ctrl_path

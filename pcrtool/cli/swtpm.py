@@ -56,3 +56,25 @@ def run_swtpm(
     except KeyboardInterrupt:
         pass  # the with block stopped swtpm and removed its temp dir
     return None
+
+
+@app.command("reboot")
+def reboot_swtpm(
+    tcti: Optional[str] = typer.Option(None, "--tcti", "-T", metavar="TCTI",
+                                       help="swtpm:path=… as `pcrtool swtpm run` printed it (default: $PCRTOOL_TCTI)"),
+    startup_locality: int = typer.Option(0, "--startup-locality",
+                                         help="issue TPM2_Startup from locality 3 (PCR 0 starts at 0…03) or 0"),
+    unclean: bool = typer.Option(False, "--unclean", help="power loss: no TPM2_Shutdown first"),
+) -> None:
+    """Power-cycle a running swtpm: PCRs reset, NV kept (TPM2_Shutdown, _TPM_Init, TPM2_Startup)."""
+    from pcrtool import render
+    from pcrtool.swtpm import SwtpmControl
+    from pcrtool.tpm import resolve_tcti
+
+    control = SwtpmControl.from_tcti(resolve_tcti(tcti))
+    if unclean:
+        control.reset_unclean(startup_locality=startup_locality)
+    else:
+        control.reboot(startup_locality=startup_locality)
+    render.emit({"tcti": control.tcti, "clean": not unclean, "startup_locality": startup_locality},
+                text=f"rebooted {control.tcti}{' (unclean)' if unclean else ''}")
