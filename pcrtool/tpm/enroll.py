@@ -88,6 +88,11 @@ class Enrollment:
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise FormatError(f"{source}: not a pcrtool enrollment file ({err})",
                               hint="enroll again with `pcrtool tpm enroll`") from None
+        ints = (e.counter_index, e.c0, e.f0, e.window, e.version, *e.pcrs)
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in ints) or not all(
+                isinstance(x, str) for x in (e.counter_name, e.bank, e.public_key_pem, e.key_name, e.pkfp,
+                                             e.policy, e.blob)):
+            raise FormatError(f"{source}: a field has the wrong type", hint="enroll again")
         if e.version != ENROLLMENT_VERSION or e.mode != "signed":
             raise FormatError(f"{source}: unsupported enrollment version/mode {e.version}/{e.mode}")
         return e

@@ -64,6 +64,10 @@ class AllowlistEnrollment:
             e = cls(**d)
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise FormatError(f"{source}: not a pcrtool allowlist enrollment ({err})") from None
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (e.index, e.epoch, *e.pcrs)) or \
+                not all(isinstance(x, str) for x in (e.bank, e.index_name, e.hmac_key_name, e.policy, e.blob,
+                                                     *e.leaves)):
+            raise FormatError(f"{source}: a field has the wrong type", hint="enroll again")
         if e.mode not in ("allowlist-direct", "allowlist-nv"):
             raise FormatError(f"{source}: unknown mode {e.mode!r}")
         return e
