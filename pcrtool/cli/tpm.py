@@ -170,6 +170,9 @@ def replay_log(
         report = replay_log_into_tpm(tpm, parsed, banks=banks)
     for (alg, pcr), reason in sorted(report.unreproducible.items()):
         render.warn(f"PCR {pcr} ({alg.bank_name}) cannot be reproduced: {reason}")
+    if any(pcr == 0 for _, pcr in report.unreproducible) and report.startup_locality == 3 and not report.hcrtm:
+        render.info("hint: on swtpm, `pcrtool swtpm reboot --startup-locality 3` before the replay "
+                    "makes PCR 0 reproducible")
     for alg in report.missing_banks:
         render.warn(f"the TPM has no active {alg.bank_name} bank; not replayed")
     table = render.Table(["pcr", "bank", "value", "status"])
