@@ -189,17 +189,15 @@ def test_pcr_policy_cli_approve_file_token_and_offline_are_identical(keys, hsm, 
     ok(run_cli("policy", "attach", str(tmp_path / "unsigned.json"), "-k", str(keys.pub("rsa")), "--request", str(req),
                "-o", str(tmp_path / "offline.json"), env=env))
     assert (tmp_path / "offline.json").read_bytes() == online
-    # openssl dgst over each tbs file gives the same result
-    for it in request.items:
-        openssl("dgst", "-sha256", "-sign", str(keys.rsa), "-out", str(tmp_path / f"{it.file}.sig"),
-                str(tmp_path / it.file))
-    ok(run_cli("policy", "attach", str(tmp_path / "unsigned.json"), "-k", str(keys.pub("rsa")), "--request", str(req),
-               "-o", str(tmp_path / "openssl.json"), env=env))
+    # openssl dgst over each tbs file gives the same result; another key's signatures are refused
+    def attach_openssl_signatures(key: Path, name: str) -> subprocess.CompletedProcess:
+        for it in request.items:
+            openssl("dgst", "-sha256", "-sign", str(key), "-out", str(tmp_path / f"{it.file}.sig"),
+                    str(tmp_path / it.file))
+        return run_cli("policy", "attach", str(tmp_path / "unsigned.json"), "-k", str(keys.pub("rsa")),
+                       "--request", str(req), "-o", str(tmp_path / name), env=env)
+
+    ok(attach_openssl_signatures(keys.rsa, "openssl.json"))
     assert (tmp_path / "openssl.json").read_bytes() == online
-    # signatures by another key are refused and nothing is written
-    for it in request.items:
-        openssl("dgst", "-sha256", "-sign", str(keys.rsa_b), "-out", str(tmp_path / f"{it.file}.sig"),
-                str(tmp_path / it.file))
-    proc = run_cli("policy", "attach", str(tmp_path / "unsigned.json"), "-k", str(keys.pub("rsa")), "--request",
-                   str(req), "-o", str(tmp_path / "bad.json"), env=env)
+    proc = attach_openssl_signatures(keys.rsa_b, "bad.json")
     assert proc.returncode == 3 and "another key" in proc.stderr and not (tmp_path / "bad.json").exists()
