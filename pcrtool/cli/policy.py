@@ -149,6 +149,10 @@ def approve(
     signer = load_signer(key, certificate=certificate)
     if getattr(signer, "is_offline", False):
         raise UsageError("an offline key cannot sign here", hint="use `pcrtool policy prepare` and `attach`")
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    if not isinstance(signer.public_key(), rsa.RSAPublicKey):
+        from pcrtool import render
+        render.warn("systemd (≤ 259) verifies RSA approvals only; pcrtool's unlock also takes ECDSA P-256")
     targets, bank_list, _ = _targets(releases, banks, pcrs, svn=not no_svn, all_releases=all_releases)
     entries = sign_entries(build_entries(targets, signer.public_key(), bank_list), signer_callable(signer))
     for e in entries:

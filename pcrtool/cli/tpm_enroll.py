@@ -172,6 +172,11 @@ def register(app) -> None:
                     + (f", svn {result.svn}, floor {result.floor}" if result.svn >= 0 else "") + ")")
         if output is not None:
             fileio.write_private(output, result.secret, what="secret")
+        elif render.json_mode():
+            render.emit_json({"secret": base64.b64encode(result.secret).decode(),
+                              "svn": result.svn if result.svn >= 0 else None,
+                              "floor": result.floor if result.floor >= 0 else None,
+                              "tpm_commands": len(result.commands)})
         else:
             render.emit_text(base64.b64encode(result.secret).decode())
 
