@@ -22,7 +22,7 @@ def _binary_logs() -> list[str]:
     if not CORPUS_LOGS.is_dir():
         return []
     return sorted(str(p.relative_to(CORPUS_LOGS)) for p in CORPUS_LOGS.rglob("*")
-                  if p.is_file() and p.suffix not in TEXT_SUFFIXES)
+                  if p.is_file() and p.suffix not in TEXT_SUFFIXES and p.stat().st_size > 0)
 
 
 @pytest.fixture(scope="module")
