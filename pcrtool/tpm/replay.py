@@ -3,7 +3,8 @@
 After ``replay_log_into_tpm`` a freshly started TPM holds the PCRs the logged machine had, except
 where that is impossible, which the report says instead of faking it:
 - PCR 0 of a log with StartupLocality 3 on a TPM started at locality 0 (its initial value is
-  0…03 there and 0…00 here; ``Swtpm.reboot(startup_locality=3)`` fixes that on swtpm),
+  0…03 there and 0…00 here; ``emulate_boot`` / ``Swtpm.reboot(startup_locality=3)`` fix that on
+  swtpm),
 - PCR 0 of an H-CRTM log (the TPM hashed data the log only has the digest of),
 - a bank for which an event carries no digest (the TPM must not get a made-up one),
 - log banks the TPM does not have active.
