@@ -115,3 +115,50 @@ def test_emulate_boot_reproduces_pcr0_of_a_locality_3_log(corpus, rig):
     pure = replay(log)
     assert pure.locality == 3 and report.unreproducible == {} and report.mismatches() == []
     assert report.actual.to_json() == pure.pcrs.to_json()
+
+
+def _corpus_helpers():
+    """The event-log tests' reader for the corpus ground truth (tests/eventlog/helpers_corpus.py)."""
+    import importlib.util
+    import sys
+
+    name = "_pcrtool_helpers_corpus"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "tests" / "eventlog" / "helpers_corpus.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _ground_truth_rows():
+    try:
+        return [(r.log, r.pcr_file, r.must_mismatch_pcr0) for r in _corpus_helpers().expected_rows()]
+    except (OSError, AttributeError):
+        return []
+
+
+@pytest.mark.parametrize("log_name, pcr_file, tampered", _ground_truth_rows())
+def test_emulated_boot_reproduces_the_pcrs_the_real_machine_quoted(corpus, rig, log_name, pcr_file,
+                                                                  tampered):
+    """Independent oracle: PCR values a real TPM quoted (or the source project asserts) for the
+    machine that wrote the log. After emulate_boot the swtpm holds exactly those, PCR 0 included
+    (StartupLocality 3 logs start from locality 3); tampered quotes differ in PCR 0 only."""
+    from pcrtool.tpm.replay import emulate_boot
+
+    sw, tpm = rig
+    log = _load(corpus, log_name)
+    truth = _corpus_helpers().read_expected_pcrs(corpus / "logs" / pcr_file)
+    report = emulate_boot(sw, tpm, log)
+    compared = differing = 0
+    for v in truth:
+        got = report.actual.get(v.alg, v.pcr)
+        if got is None or (v.alg, v.pcr) in report.unreproducible:
+            continue  # a PCR the log never extends (e.g. IMA's PCR 10), or one with digest gaps
+        compared += 1
+        if got != v.value:
+            differing += 1
+            assert tampered and v.pcr == 0, f"PCR {v.pcr} {v.alg.bank_name} differs from the quote"
+    assert compared >= 1 or report.extends == 0  # specid-vendordata.bin measures nothing
+    assert differing == (1 if tampered else 0)
