@@ -12,6 +12,7 @@ from pcrtool.eventlog.model import Event, EventLog
 from pcrtool.tcg import structs
 from pcrtool.tcg.guid import WELL_KNOWN, guid_from_bytes
 
+_BLOB = struct.Struct("<QQ")
 SEPARATOR_VALUES = {0: "success", 0xFFFFFFFF: "success", 1: "error", 0x4C434257: "Windows WBCL"}
 
 
@@ -143,8 +144,8 @@ def decode_post_code(event: Event, log: EventLog | None):
 def decode_blob(event: Event, log: EventLog | None) -> Blob:
     if len(event.data) < 16:
         raise FormatError(f"firmware blob has {len(event.data)} bytes, needs 16")
-    b = structs.UEFI_PLATFORM_FIRMWARE_BLOB.parse(event.data)
-    return Blob(b.blob_base, b.blob_length)
+    base, length = _BLOB.unpack_from(event.data, 0)   # UEFI_PLATFORM_FIRMWARE_BLOB
+    return Blob(base, length)
 
 
 def decode_blob2(event: Event, log: EventLog | None) -> Blob:

@@ -147,10 +147,10 @@ def parse_load_option(data: bytes) -> LoadOption:
     if len(data) < 6:
         raise FormatError("EFI_LOAD_OPTION shorter than 6 bytes")
     attributes, path_len = struct.unpack_from("<IH", data, 0)
-    pos = 6
-    while pos + 1 < len(data) and data[pos:pos + 2] != b"\0\0":
-        pos += 2
-    if pos + 1 >= len(data):
+    pos = data.find(b"\0\0", 6)
+    while pos >= 0 and pos % 2:          # a UTF-16 NUL starts on an even offset
+        pos = data.find(b"\0\0", pos + 1)
+    if pos < 0:
         raise FormatError("EFI_LOAD_OPTION description is not NUL-terminated")
     description = bytes(data[6:pos]).decode("utf-16-le", "replace")
     pos += 2
