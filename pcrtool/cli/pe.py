@@ -54,8 +54,21 @@ def _warn_all(warnings) -> None:
         render.warn(w)
 
 
-def _write_and_reverify(output: str, signed: bytes, cert_der: bytes) -> None:
-    """Atomic write, then read the file back and check the new signature as EDK2 would."""
+def _map(path: str):
+    """The written file, read back through mmap (no 75 MB copy) for the re-verification."""
+    import mmap
+
+    from pcrtool.errors import InputFileError
+    try:
+        with open(path, "rb") as f:
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as e:
+        raise InputFileError(f"cannot read back {path!r}: {e}") from None
+
+
+def _write_and_reverify(output: str, signed, cert_der: bytes) -> None:
+    """Atomic write (``signed`` is bytes or a list of chunks), then read the file back and check
+    the new signature as EDK2 would; a file that does not verify is removed."""
     import os
 
     from pcrtool import fileio
@@ -63,8 +76,10 @@ def _write_and_reverify(output: str, signed: bytes, cert_der: bytes) -> None:
     from pcrtool.pe.sigdb import SignatureDb
     from pcrtool.pe.verify import verify_image
 
-    fileio.write_atomic(output, signed, mode=0o644, what="signed PE")
-    result = verify_image(fileio.read_bytes(output, what="signed PE"), db=SignatureDb(certificates=[cert_der]))
+    with fileio.atomic_writer(output, mode=0o644, what="signed PE") as f:
+        for chunk in ([signed] if isinstance(signed, (bytes, bytearray)) else signed):
+            f.write(chunk)
+    result = verify_image(_map(output), db=SignatureDb(certificates=[cert_der]))
     last = result.signatures[-1] if result.signatures else None
     if not result.table_ok or last is None or not (last.digest_matches and last.signature_valid):
         os.unlink(output)
@@ -137,7 +152,7 @@ def sign(file: str = typer.Argument(..., help="PE/EFI binary to sign."),
     """Sign (or add a signature to) a PE binary; output is re-verified after writing."""
     from pcrtool import fileio, render
     from pcrtool.errors import UsageError
-    from pcrtool.pe.sign import certificate_bytes, sign_image
+    from pcrtool.pe.sign import certificate_bytes, sign_image_chunks
     from pcrtool.sign import load_signer
 
     if key.strip() == "offline":
@@ -146,11 +161,10 @@ def sign(file: str = typer.Argument(..., help="PE/EFI binary to sign."),
     alg = _hash_alg(hash_name)
     with load_signer(key, certificate=cert) as signer:
         cert_der = certificate_bytes(signer)
-        signed = sign_image(data, signer, _signing_time(), alg, certificate_der=cert_der)
+        signed = sign_image_chunks(data, signer, _signing_time(), alg, certificate_der=cert_der)
     if detached:
-        from pcrtool.pe import PeImage
-        der = PeImage.parse(signed).certificates()[-1].payload
         from pcrtool.sign.authenticode import der_length
+        der = signed[-1][8:]
         fileio.write_atomic(output, der[:der_length(der)], what="PKCS#7")
         render.info(f"wrote PKCS#7 for {file} to {output}")
         return
@@ -228,8 +242,7 @@ def prepare(file: str = typer.Argument(..., help="PE/EFI binary to sign offline.
     name = default_tbs_name(request, "sattrs.der")
     req, blobs = new_request(
         RequestKind.AUTHENTICODE, [("signed-attributes", name, prepared.signed_attrs)], hash_alg=alg,
-        key=signer, inputs={"pe": hashlib.sha256(data).hexdigest(),
-                            "padded-image": hashlib.sha256(prepared.padded).hexdigest()},
+        key=signer, inputs={"pe": hashlib.sha256(data).hexdigest()},
         extra={"image-digest": prepared.image_digest.hex(), "signing-time": when.isoformat(),
                "certificate": base64.b64encode(cert_der).decode()})
     write_request(request, req, blobs)
@@ -257,8 +270,7 @@ def attach(file: str = typer.Argument(..., help="The same PE binary that was pre
 
     from pcrtool import render
     from pcrtool.errors import FormatError, MismatchError
-    from pcrtool.pe.sign import check_certificate_key, complete, prepare_with_attributes
-    from pcrtool.pe.sign import attach as attach_pkcs7
+    from pcrtool.pe.sign import attach_chunks, check_certificate_key, complete_chunks, prepare_with_attributes
     from pcrtool.sign.offline import RequestKind, check_signature, read_request, read_signatures
 
     req, blobs = read_request(request)
@@ -283,14 +295,14 @@ def attach(file: str = typer.Argument(..., help="The same PE binary that was pre
     raw = _read(signature, "signature") if signature else None
     if raw is not None and _looks_like_pkcs7(raw):
         from pcrtool.sign.authenticode import load_pkcs7_file
-        signed = attach_pkcs7(prepared, load_pkcs7_file(raw))
+        signed = attach_chunks(prepared, load_pkcs7_file(raw))
         cert_der = _signer_cert(signed)
     else:
         sig = raw if raw is not None and not raw.lstrip().startswith(b"{") else \
             read_signatures(request, req, signature)[0]
         check_signature(req, sig, public_key, tbs=blobs[0])
         check_certificate_key(cert_der, public_key)
-        signed = complete(prepared, sig, cert_der)
+        signed = complete_chunks(prepared, sig, cert_der)
     _write_and_reverify(output, signed, cert_der)
     render.info(f"signed {file} -> {output}")
 
@@ -300,11 +312,10 @@ def _looks_like_pkcs7(raw: bytes) -> bool:
     return s.startswith(b"-----BEGIN PKCS7") or (s[:2] == b"\x30\x82" and b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02" in s[:20])
 
 
-def _signer_cert(signed: bytes) -> bytes:
-    from pcrtool.pe import PeImage
+def _signer_cert(chunks: list) -> bytes:
+    """The signer certificate of the WIN_CERTIFICATE that ends ``chunks``."""
     from pcrtool.sign.authenticode import parse_pkcs7
-    sig = parse_pkcs7(PeImage.parse(signed).certificates()[-1].payload)
-    return sig.signer_certificate()
+    return parse_pkcs7(chunks[-1][8:]).signer_certificate()
 
 
 @app.command("export-pkcs7")
@@ -332,11 +343,10 @@ def import_pkcs7(file: str = typer.Argument(..., help="PE binary (unsigned or si
                  hash_name: str = typer.Option("sha256", "--hash", help=_HASH_HELP)) -> None:
     """Attach a complete PKCS#7 after checking it signs this image's digest and verifies."""
     from pcrtool import render
-    from pcrtool.pe.sign import attach as attach_pkcs7
-    from pcrtool.pe.sign import prepare_for_pkcs7
+    from pcrtool.pe.sign import attach_chunks, prepare_for_pkcs7
     from pcrtool.sign.authenticode import load_pkcs7_file
 
-    signed = attach_pkcs7(prepare_for_pkcs7(_read(file), _hash_alg(hash_name)),
+    signed = attach_chunks(prepare_for_pkcs7(_read(file), _hash_alg(hash_name)),
                           load_pkcs7_file(_read(pkcs7, "PKCS#7")))
     _write_and_reverify(output, signed, _signer_cert(signed))
     render.info(f"attached {pkcs7} to {file} -> {output}")

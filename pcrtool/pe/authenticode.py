@@ -22,9 +22,13 @@ from pcrtool.model import HashAlg
 from pcrtool.pe.image import PeImage, align8
 
 
-def hash_ranges(image: PeImage) -> list[tuple[int, int]]:
-    """The [start, end) file ranges EDK2 feeds to the hash, in order."""
-    size = len(image.data)
+def hash_ranges(image: PeImage, virtual_pad: int = 0) -> list[tuple[int, int]]:
+    """The [start, end) file ranges EDK2 feeds to the hash, in order.
+
+    ``virtual_pad`` zero bytes are taken to follow the file (the padding a signer appends);
+    ranges may then reach past ``len(image.data)``.
+    """
+    size = len(image.data) + virtual_pad
     hdr_end = image.size_of_headers
     csum = image.checksum_offset
     sec_dir = image.security_directory_offset
@@ -53,13 +57,32 @@ def hash_ranges(image: PeImage) -> list[tuple[int, int]]:
     return [(a, b) for a, b in ranges if b > a]
 
 
-def image_digest(image: PeImage, alg: HashAlg = HashAlg.SHA256) -> bytes:
-    """EDK2's digest of the parsed image as it is (no padding added)."""
+def image_digest(image: PeImage, alg: HashAlg = HashAlg.SHA256, virtual_pad: int = 0) -> bytes:
+    """EDK2's digest of the parsed image (followed by ``virtual_pad`` zero bytes)."""
     h = alg.new()
     view = memoryview(image.data)
-    for a, b in hash_ranges(image):
-        h.update(view[a:b])
+    n = len(view)
+    for a, b in hash_ranges(image, virtual_pad):
+        if a < n:
+            h.update(view[a:min(b, n)])
+        if b > n:
+            h.update(bytes(b - max(a, n)))
     return h.digest()
+
+
+def pad_length(image: PeImage) -> int:
+    """Zero bytes a signer appends before the certificate table (to an 8-byte boundary).
+
+    Refuses an unaligned file that already has a table (systemd-sbsign does the same): padding
+    would move the existing table away from its recorded offset.
+    """
+    size = len(image.data)
+    if size % 8 == 0:
+        return 0
+    if image.cert_table_size:
+        raise FormatError(f"file size {size} is not a multiple of 8 but it has a certificate table",
+                          hint="the existing signatures are misplaced; re-sign the unsigned binary")
+    return align8(size) - size
 
 
 def authenticode_digest(data: bytes, alg: HashAlg = HashAlg.SHA256) -> bytes:
@@ -75,73 +98,117 @@ def authenticode_digest(data: bytes, alg: HashAlg = HashAlg.SHA256) -> bytes:
 def signing_image(data: bytes) -> bytes:
     """The file as it will be signed: zero-padded to 8 bytes when it has no certificate table yet.
 
-    Refuses an unaligned file that already has a table (systemd-sbsign does the same): padding it
-    would move the existing table away from its recorded offset.
+    Refuses an unaligned file that already has a table (see ``pad_length``).
     """
     if len(data) % 8 == 0:
         return data
-    image = PeImage.parse(data)
-    if image.cert_table_size:
-        raise FormatError(f"file size {len(data)} is not a multiple of 8 but it has a certificate table",
-                          hint="the existing signatures are misplaced; re-sign the unsigned binary")
-    return bytes(data) + bytes(align8(len(data)) - len(data))
+    return bytes(data) + bytes(pad_length(PeImage.parse(data)))
 
 
 def signing_digest(data: bytes, alg: HashAlg = HashAlg.SHA256) -> bytes:
     """The digest a new signature over ``data`` carries (EDK2 digest of the padded image)."""
-    return authenticode_digest(signing_image(data), alg)
+    image = PeImage.parse(data)
+    return image_digest(image, alg, pad_length(image))
 
 
-def pe_checksum(data: bytes, checksum_offset: int) -> int:
-    """The PE CheckSum ("imagehlp" algorithm): 16-bit one's-complement sum + file length.
+_MASKS: dict[int, int] = {}
 
-    Uses that 2**16 == 1 (mod 0xFFFF), so a little-endian integer of an even-length chunk is
-    congruent to the sum of its 16-bit words: big chunks go through ``int.from_bytes``.
+
+def word_sum(data, start: int = 0, end: int | None = None) -> int:
+    """Sum of the little-endian 16-bit words of data[start:end] modulo 0xFFFF (start must be even).
+
+    Uses 2**16 == 1 (mod 0xFFFF): the little-endian integer of an even-aligned chunk is congruent
+    to the sum of its words. Each chunk goes through ``int.from_bytes`` and is then folded with
+    shifts, masks and adds (N = hi * 2**k + lo == hi + lo for k a multiple of 16), which CPython
+    does several times faster than a big-integer division.
     """
     view = memoryview(data)
-    n = len(data)
-    total = 0
-    chunk = 1 << 20
-    parts = [(0, checksum_offset), (checksum_offset + 4, n)]
-    for a, b in parts:
-        pos = a
-        while pos < b:
-            e = min(b, pos + chunk)
-            total += int.from_bytes(view[pos:e], "little")
-            pos = e
-        # the start offsets are even (checksum_offset is 4-aligned), so no word shift is needed
+    end = len(data) if end is None else end
+    total, chunk = 0, 1 << 20
+    for pos in range(start, end, chunk):
+        piece = view[pos:min(end, pos + chunk)]
+        n, bits = int.from_bytes(piece, "little"), 8 * len(piece)
+        while bits > 256:
+            half = (bits // 2 + 63) & ~63
+            mask = _MASKS.get(half)
+            if mask is None:
+                mask = _MASKS[half] = (1 << half) - 1
+            n = (n >> half) + (n & mask)
+            bits = half + 1
+        total += n
+    return total % 0xFFFF
+
+
+def _fold(total: int, size: int) -> int:
     folded = total % 0xFFFF
     if folded == 0 and total != 0:
         folded = 0xFFFF
-    return (folded + n) & 0xFFFFFFFF
+    return (folded + size) & 0xFFFFFFFF
 
 
-def append_certificate(data: bytes, der: bytes) -> bytes:
-    """Append one WIN_CERTIFICATE (revision 2.0, PKCS_SIGNED_DATA) holding ``der``.
+def pe_checksum(data: bytes, checksum_offset: int) -> int:
+    """The PE CheckSum ("imagehlp" algorithm): 16-bit one's-complement sum + file length."""
+    total = word_sum(data, 0, checksum_offset) + word_sum(data, checksum_offset + 4)
+    return _fold(total, len(data))
+
+
+def digest_and_body_sum(image: PeImage, alg: HashAlg, virtual_pad: int = 0) -> tuple[bytes, int]:
+    """EDK2 digest and ``word_sum`` of everything after the headers, computed side by side.
+
+    hashlib releases the GIL, so the digest runs in a thread while this one sums words: the
+    two passes over a 75 MB UKI cost about one. The header part of the checksum changes when
+    a signature is appended and is summed then (it is small).
+    """
+    import threading
+
+    result: list[bytes] = []
+    worker = threading.Thread(target=lambda: result.append(image_digest(image, alg, virtual_pad)))
+    worker.start()
+    body = word_sum(image.data, _body_start(image))
+    worker.join()
+    return result[0], body
+
+
+def _body_start(image: PeImage) -> int:
+    return (image.size_of_headers + 1) & ~1
+
+
+def signed_chunks(data: bytes, der: bytes, *, body_sum: int | None = None) -> list:
+    """The signed file as chunks: the header bytes, the untouched rest of ``data`` (a memoryview),
+    the zero padding and the new WIN_CERTIFICATE. Written one after the other they form
+    ``append_certificate``'s output without copying a 75 MB image in memory.
 
     Layout as systemd-sbsign writes it: file zero-padded to 8, dwLength = align8(8 + len(der))
     with zero fill, an existing table extended (it must end the file), data directory 4 and the
-    CheckSum updated.
+    CheckSum updated. ``body_sum`` is ``word_sum(data, body start)`` when already known.
     """
-    padded = signing_image(data)
-    image = PeImage.parse(padded)
+    image = PeImage.parse(data)
+    pad = pad_length(image)
     sec_dir = image.security_directory_offset
     if sec_dir is None:
         raise FormatError("the image has no certificate-table data directory entry (NumberOfRvaAndSizes <= 4)",
                           hint="such an image cannot carry an Authenticode signature")
     if image.cert_table_size:
-        if image.cert_table_offset + image.cert_table_size != len(padded):
+        if image.cert_table_offset + image.cert_table_size != len(data):
             raise FormatError("the existing certificate table is not at the end of the file",
                               hint="data was appended after signing; re-sign the unsigned binary")
         image.certificates()  # the existing table must walk cleanly
         table_off = image.cert_table_offset
     else:
-        table_off = len(padded)
+        table_off = len(data) + pad
     length = align8(8 + len(der))
     entry = struct.pack("<IHH", length, 0x0200, 0x0002) + der + bytes(length - 8 - len(der))
-    out = bytearray(padded)
-    out += entry
-    struct.pack_into("<II", out, sec_dir, table_off, image.cert_table_size + length)
-    struct.pack_into("<I", out, image.checksum_offset, 0)
-    struct.pack_into("<I", out, image.checksum_offset, pe_checksum(out, image.checksum_offset))
-    return bytes(out)
+    split = _body_start(image)
+    head = bytearray(data[:split])
+    struct.pack_into("<II", head, sec_dir, table_off, image.cert_table_size + length)
+    struct.pack_into("<I", head, image.checksum_offset, 0)
+    if body_sum is None:
+        body_sum = word_sum(data, split)
+    total = word_sum(head) + body_sum + word_sum(entry)   # the entry starts 8-aligned
+    struct.pack_into("<I", head, image.checksum_offset, _fold(total, len(data) + pad + length))
+    return [bytes(head), memoryview(data)[split:], bytes(pad), entry]
+
+
+def append_certificate(data: bytes, der: bytes) -> bytes:
+    """``data`` (padded to 8 first) with one more WIN_CERTIFICATE holding ``der``."""
+    return b"".join(signed_chunks(data, der))

@@ -11,6 +11,7 @@ file raises one ``FormatError``; suspicious but loadable layouts are collected i
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass, field
 
@@ -168,7 +169,7 @@ def _u32(data, off):
 
 
 def _parse(data: bytes) -> PeImage:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
+    if not isinstance(data, (bytes, bytearray, memoryview, mmap.mmap)):
         raise TypeError("PeImage.parse wants bytes")
     size = len(data)
     if size < 64 or data[:2] != b"MZ":

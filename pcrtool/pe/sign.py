@@ -1,6 +1,7 @@
 """Authenticode signing of PE images: prepare, sign through a Signer, attach (pure).
 
-Data flow (signers-reference "Recommended design"): pad to 8 → EDK2 digest of the padded image →
+Data flow (signers-reference "Recommended design"): pad to 8 (the zeros are written, and hashed
+virtually) → EDK2 digest of the padded image →
 SpcIndirectDataContent → signed attributes (the systemd-sbsign set) → RSA PKCS#1 v1.5 over the
 DER SET → PKCS#7 → EDK2 layout check → WIN_CERTIFICATE appended → checked again in memory.
 The same ``PreparedSignature`` serves direct signing, the offline flow (``signed_attrs`` is the
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from pcrtool.errors import MismatchError, SignatureError, UnsupportedError
 from pcrtool.model import HashAlg
-from pcrtool.pe.authenticode import append_certificate, image_digest, signing_image
+from pcrtool.pe.authenticode import digest_and_body_sum, image_digest, pad_length, signed_chunks
 from pcrtool.pe.image import PeImage
 from pcrtool.sign import authenticode as ac
 
@@ -23,33 +24,34 @@ CONSUMER = "UEFI Authenticode verification"
 
 @dataclass(frozen=True, slots=True)
 class PreparedSignature:
-    padded: bytes            # the image the table is appended to (zero-padded to 8)
+    image: bytes             # the input; the table follows it after ``pad_length`` zero bytes
     alg: HashAlg
     image_digest: bytes
     idc_der: bytes           # SpcIndirectDataContent
     signed_attrs: bytes      # DER SET OF Attribute: the bytes to sign
+    body_sum: int | None = None  # checksum part of the image after its headers (see signed_chunks)
 
 
-def _prepared_base(data: bytes, alg: HashAlg) -> tuple[bytes, bytes, bytes]:
+def _prepared_base(data: bytes, alg: HashAlg) -> tuple[bytes, bytes, bytes, int]:
     ac.check_signing_alg(alg)
-    padded = signing_image(data)
-    image = PeImage.parse(padded)
+    image = PeImage.parse(data)
+    pad = pad_length(image)
     if image.security_directory_offset is None:
         raise UnsupportedError("the image has no certificate-table directory entry (NumberOfRvaAndSizes <= 4)",
                                hint="such an image cannot carry an Authenticode signature")
     if image.is_signed:
         image.certificates()  # an existing table must be intact before we append to it
-        if image.cert_table_offset + image.cert_table_size != len(padded):
+        if image.cert_table_offset + image.cert_table_size != len(data):
             raise UnsupportedError("the existing certificate table is not at the end of the file",
                                    hint="data was appended after signing; re-sign the unsigned binary")
-    digest = image_digest(image, alg)
-    return padded, digest, ac.spc_indirect_data_content(digest, alg)
+    digest, body_sum = digest_and_body_sum(image, alg, pad)
+    return data, digest, ac.spc_indirect_data_content(digest, alg), body_sum
 
 
 def prepare(data: bytes, signing_time: _dt.datetime, alg: HashAlg = HashAlg.SHA256) -> PreparedSignature:
     """Everything up to the bytes to sign."""
-    padded, digest, idc = _prepared_base(data, alg)
-    return PreparedSignature(padded, alg, digest, idc, ac.signed_attributes(idc, signing_time, alg))
+    data, digest, idc, body_sum = _prepared_base(data, alg)
+    return PreparedSignature(data, alg, digest, idc, ac.signed_attributes(idc, signing_time, alg), body_sum)
 
 
 def prepare_with_attributes(data: bytes, signed_attrs: bytes, alg: HashAlg = HashAlg.SHA256) -> PreparedSignature:
@@ -58,7 +60,7 @@ def prepare_with_attributes(data: bytes, signed_attrs: bytes, alg: HashAlg = Has
     Refuses attributes that were not made for this image: contentType must be SpcIndirectData and
     messageDigest must cover this image's SpcIndirectDataContent.
     """
-    padded, digest, idc = _prepared_base(data, alg)
+    data, digest, idc, body_sum = _prepared_base(data, alg)
     attrs = ac.parse_signed_attributes(signed_attrs)
     if attrs.content_type != ac.SPC_INDIRECT_DATA:
         raise MismatchError("the signed attributes are not Authenticode attributes (contentType)",
@@ -66,25 +68,36 @@ def prepare_with_attributes(data: bytes, signed_attrs: bytes, alg: HashAlg = Has
     if attrs.message_digest != alg.digest(ac.content_octets(idc)):
         raise MismatchError("the signed attributes were prepared for another image (messageDigest differs)",
                             hint="the PE changed since prepare, or the attributes belong to another file")
-    return PreparedSignature(padded, alg, digest, idc, bytes(signed_attrs))
+    return PreparedSignature(data, alg, digest, idc, bytes(signed_attrs), body_sum)
 
 
 def prepare_for_pkcs7(data: bytes, alg: HashAlg = HashAlg.SHA256) -> PreparedSignature:
     """Preparation for attaching a complete PKCS#7 made elsewhere (no signed attributes of ours)."""
-    padded, digest, idc = _prepared_base(data, alg)
-    return PreparedSignature(padded, alg, digest, idc, b"")
+    data, digest, idc, body_sum = _prepared_base(data, alg)
+    return PreparedSignature(data, alg, digest, idc, b"", body_sum)
 
 
 def complete(prepared: PreparedSignature, signature: bytes, certificate_der: bytes,
              *, extra_certificates: tuple[bytes, ...] = ()) -> bytes:
     """Wrap a raw signature over ``prepared.signed_attrs`` and append it; checked before returning."""
+    return b"".join(complete_chunks(prepared, signature, certificate_der, extra_certificates=extra_certificates))
+
+
+def complete_chunks(prepared: PreparedSignature, signature: bytes, certificate_der: bytes,
+                    *, extra_certificates: tuple[bytes, ...] = ()) -> list:
+    """``complete`` as chunks to write one after the other (no in-memory copy of the image)."""
     der = ac.build_signed_data(prepared.idc_der, prepared.signed_attrs, signature, certificate_der,
                                prepared.alg, extra_certificates=extra_certificates)
-    return attach(prepared, der)
+    return attach_chunks(prepared, der)
 
 
 def attach(prepared: PreparedSignature, der: bytes) -> bytes:
     """Append a complete Authenticode PKCS#7 after checking it is for this image and verifies."""
+    return b"".join(attach_chunks(prepared, der))
+
+
+def attach_chunks(prepared: PreparedSignature, der: bytes) -> list:
+    """``attach`` as chunks to write one after the other."""
     from pcrtool.pe.verify import check_signer, edk2_hash_alg, idc_digest_as_edk2
 
     sig = ac.parse_pkcs7(der)
@@ -94,7 +107,7 @@ def attach(prepared: PreparedSignature, der: bytes) -> bytes:
                                hint="the PKCS#7 needs 2-byte DER lengths (256..65535 bytes)")
     ac.check_signing_alg(alg)
     ac.check_edk2_layout(sig.der, alg)
-    digest = prepared.image_digest if alg is prepared.alg else image_digest(PeImage.parse(prepared.padded), alg)
+    digest = prepared.image_digest if alg is prepared.alg else _digest_as_signed(prepared.image, alg)
     if idc_digest_as_edk2(sig.idc_der, alg.digest_size) != digest:
         raise MismatchError("the PKCS#7 signs another image digest",
                             hint="it was made for another file, or the file changed since")
@@ -102,12 +115,23 @@ def attach(prepared: PreparedSignature, der: bytes) -> bytes:
     if problem:
         raise SignatureError(f"the PKCS#7 does not verify: {problem}",
                              hint="sign the exact signed-attributes bytes with the certificate's key")
-    return append_certificate(prepared.padded, sig.der)
+    return signed_chunks(prepared.image, sig.der, body_sum=prepared.body_sum)
+
+
+def _digest_as_signed(data: bytes, alg: HashAlg) -> bytes:
+    image = PeImage.parse(data)
+    return image_digest(image, alg, pad_length(image))
 
 
 def sign_image(data: bytes, signer, signing_time: _dt.datetime, alg: HashAlg = HashAlg.SHA256, *,
                certificate_der: bytes | None = None) -> bytes:
     """Direct signing with a ``Signer`` (file key or PKCS#11); RSA 2048..4096 only."""
+    return b"".join(sign_image_chunks(data, signer, signing_time, alg, certificate_der=certificate_der))
+
+
+def sign_image_chunks(data: bytes, signer, signing_time: _dt.datetime, alg: HashAlg = HashAlg.SHA256, *,
+                      certificate_der: bytes | None = None) -> list:
+    """``sign_image`` as chunks to write one after the other."""
     from pcrtool.sign.api import Padding, require_key
 
     require_key(signer.public_key(), consumer=CONSUMER, key_types=(_rsa(),), min_rsa_bits=2048,
@@ -116,7 +140,7 @@ def sign_image(data: bytes, signer, signing_time: _dt.datetime, alg: HashAlg = H
     check_certificate_key(cert_der, signer.public_key())
     prepared = prepare(data, signing_time, alg)
     signature = signer.sign(prepared.signed_attrs, alg, Padding.PKCS1V15)
-    return complete(prepared, signature, cert_der)
+    return complete_chunks(prepared, signature, cert_der)
 
 
 def _rsa():
