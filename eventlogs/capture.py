@@ -575,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
             signed = pe_sign(rel.uki, keys.db_key, keys.db_crt, build / "uki.signed.efi")
             esp = build_esp(signed, build / "esp-signed.img")
             meta["signed_uki_sha256"] = sha256_file(signed)
+            meta["signer"] = "pcrtool pe sign --key db.key --cert db.crt (key from pcrtool key generate)"
             meta["owner_guid"] = OWNER_GUID
             args.out.mkdir(parents=True, exist_ok=True)
             for role, crt in (("pk", keys.pk_crt), ("kek", keys.kek_crt), ("db", keys.db_crt)):
