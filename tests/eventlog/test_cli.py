@@ -161,3 +161,23 @@ def test_cel_with_userspace_log_and_replay(corpus, tmp_path):
     values = PcrValues.parse(p.stdout)
     from pcrtool.model import HashAlg
     assert values.get(HashAlg.SHA256, 11) == hashlib.sha256(bytes(32) + hashlib.sha256(b"ready").digest()).digest()
+
+
+def test_defaults_read_the_running_system(corpus, tmp_path):
+    """Without LOG the securityfs log is read; verify without a source compares with sysfs."""
+    log = corpus / LOGS / "go-tpm-tools/debian-10.bin"
+    sec = tmp_path / "sys/kernel/security/tpm0"
+    sec.mkdir(parents=True)
+    (sec / "binary_bios_measurements").write_bytes(log.read_bytes())
+    truth = PcrValues.parse((corpus / LOGS / "go-tpm-tools/debian-10.bin.expected-pcrs.json").read_text())
+    for v in truth:
+        d = tmp_path / "sys/class/tpm/tpm0" / f"pcr-{v.alg.bank_name}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / str(v.pcr)).write_text(v.value.hex() + "\n")
+    env = {"PCRTOOL_SYSFS_ROOT": str(tmp_path)}
+    p = run("eventlog", "show", "-j", env=env)
+    assert p.returncode == 0 and len(json.loads(p.stdout)["events"]) == 25
+    p = run("eventlog", "verify", env=env)
+    assert p.returncode == 0, p.stderr
+    p = run("eventlog", "show", env={"PCRTOOL_SYSFS_ROOT": str(tmp_path / "nothing")})
+    assert p.returncode == 1 and "no firmware event log" in p.stderr
