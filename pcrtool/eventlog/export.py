@@ -81,12 +81,5 @@ def iter_log_json(log: EventLog, events: Iterable[Event] | None = None, *, decod
 
 
 def log_to_json(log: EventLog, *, decode: bool = True) -> dict:
-    return {
-        "format": str(log.format),
-        "banks": [b.bank_name for b in log.banks],
-        "specId": log.spec_id.to_json() if log.spec_id else None,
-        "size": log.size,
-        "padding": {"offset": log.padding[0], "length": log.padding[1]} if log.padding else None,
-        "quirks": list(log.quirks),
-        "events": [event_to_json(e, log, decode=decode) for e in log.events],
-    }
+    """The whole ``eventlog show --json`` document (``iter_log_json`` streams the same)."""
+    return {**log_header_json(log), "events": [event_to_json(e, log, decode=decode) for e in log.events]}
