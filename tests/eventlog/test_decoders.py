@@ -131,7 +131,7 @@ def test_image_load_64_and_32_bit():
     assert isinstance(v, ImageLoad) and (v.location, v.length, v.device_path.text) == (0x1000, 0x2000, "\\x")
     data32 = structs.uefi_image_load_event(4).build(dict(image_location_in_memory=0x1000, image_length_in_memory=0x2000,
                                                         image_link_time_address=0, device_path=dp))
-    from helpers_build import agile_log, spec_id_record  # noqa: F401
+    from helpers_build import spec_id_record
     log32 = parse_event_log(spec_id_record(uintn_size=1))
     v32 = decode_event(ev(T.EV_EFI_BOOT_SERVICES_APPLICATION, data32, 4), log32)
     assert (v32.length, v32.device_path.text) == (0x2000, "\\x")

@@ -3,7 +3,6 @@ raise; replay of a parsed log never raises."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
