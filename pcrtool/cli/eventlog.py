@@ -162,8 +162,9 @@ def verify(
     pcrs_file: Optional[Path] = typer.Option(None, "--pcrs", metavar="FILE",
                                              help="PCR values: N:alg=hex lines, tpm2_pcrread YAML or JSON."),
     sysfs: bool = typer.Option(False, "--sysfs", help="Compare with /sys/class/tpm/tpm0/pcr-<bank>/<n>."),
-    tcti: Optional[str] = typer.Option(None, "--tcti", envvar="PCRTOOL_TCTI",
-                                       help="Read the PCRs from a TPM (e.g. device:/dev/tpmrm0, swtpm:…)."),
+    tcti: Optional[str] = typer.Option(None, "--tcti",
+                                       help="Read the PCRs from a TPM (e.g. device:/dev/tpmrm0, swtpm:…); "
+                                            "without any source, $PCRTOOL_TCTI is used if set."),
     userspace_log: Optional[Path] = typer.Option(None, "--userspace-log",
                                                  help="Also replay systemd's tpm2-measure.log."),
 ) -> None:
@@ -187,8 +188,12 @@ def verify(
     for w in warnings:
         render.warn(str(w))
     if sources == 0:
+        import os
+
         from pcrtool import system
-        if system.default_event_log_path().exists() and log_path is None:
+        if os.environ.get("PCRTOOL_TCTI"):
+            tcti = os.environ["PCRTOOL_TCTI"]
+        elif system.default_event_log_path().exists() and log_path is None:
             sysfs = True
         else:
             raise UsageError("nothing to compare with", hint="give --pcrs FILE, --sysfs or --tcti")
