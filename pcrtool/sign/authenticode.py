@@ -334,8 +334,8 @@ def parse_pkcs7(der: bytes) -> AuthenticodeSignature:
         idc_der = _explicit_inner(sd_der, _children(sd_der, inner_pos)[1])
         idc = SpcIndirectDataContent.load(idc_der)
         digest_algs = [d["algorithm"].native for d in sd["digest_algorithms"]]
-        certs = tuple(c.chosen.dump() for c in sd["certificates"]) if sd["certificates"].native is not None \
-            else ()
+        certs = () if isinstance(sd["certificates"], core.Void) else \
+            tuple(c.chosen.dump() for c in sd["certificates"])
         signers = list(sd["signer_infos"])
         if not signers:
             raise FormatError("the PKCS#7 has no SignerInfo", hint="an unsigned PKCS#7 shell cannot be attached")
@@ -346,14 +346,16 @@ def parse_pkcs7(der: bytes) -> AuthenticodeSignature:
         sattrs = si["signed_attrs"]
         sattrs_der = None
         attributes = None
-        if sattrs.native is not None and len(sattrs):
+        if not isinstance(sattrs, core.Void) and len(sattrs):
             sattrs_der = b"\x31" + sattrs.dump()[1:]
             attributes = parse_signed_attributes(sattrs_der)
         nested = 0
-        if si["unsigned_attrs"].native is not None:
+        if not isinstance(si["unsigned_attrs"], core.Void):
             for a in si["unsigned_attrs"]:
                 if a["type"].dotted == "1.3.6.1.4.1.311.2.4.1":
-                    nested += len(a["values"])
+                    # counted from the raw SET: asn1crypto would parse the nested PKCS#7 as CMS
+                    raw = a.dump()
+                    nested += len(_children(raw, _children(raw, 0)[1]))
         return AuthenticodeSignature(
             der=der,
             digest_algorithm=_BY_DIGEST_NAME.get(digest_algs[0]) if digest_algs else None,
