@@ -247,9 +247,9 @@ def check_edk2_layout(der: bytes, alg: HashAlg) -> None:
     DER is 256..65535 bytes; SpcIndirectDataContent must use a short or 0x82 length.
     """
     oid = core.ObjectIdentifier(_DIGEST_OIDS[alg]).dump()[2:]
-    if not (300 <= len(der) <= 0xFFFF + 4):
+    if len(der) < 40 or len(der) > 0xFFFF + 4:
         raise UnsupportedError(f"the PKCS#7 is {len(der)} bytes; EDK2's fixed-offset algorithm detection "
-                               "needs 2-byte DER lengths (about 300..65535 bytes)",
+                               "needs 2-byte DER lengths (256..65535 bytes)",
                                hint="use fewer/smaller certificates in the chain")
     if der[1] != 0x82 or der[15:17] != b"\xa0\x82" or der[19:21] != b"\x30\x82" or \
             der[32:32 + len(oid)] != oid:

@@ -318,3 +318,37 @@ def test_sbattach_accepts_our_exported_pkcs7(stub, pe_tmp, rsa2048):
     target2 = pe_tmp / "oss-attach.efi"
     tool("osslsigncode", "attach-signature", "-sigin", p7, "-CAfile", cert, "-in", stub, "-out", target2)
     tool("sbverify", "--cert", cert, target2)
+
+
+def test_edk2_layout_check_accepts_ours_and_refuses_long_form(stub, rsa2048):
+    key, cert = rsa2048
+    signed = sign_with_pcrtool(stub.read_bytes(), key, cert)
+    der = ac.parse_pkcs7(PeImage.parse(signed).certificates()[0].payload).der
+    ac.check_edk2_layout(der, HashAlg.SHA256)
+    with pytest.raises(UnsupportedError):
+        ac.check_edk2_layout(der, HashAlg.SHA384)          # OID at +32 is sha256, not sha384
+    with pytest.raises(UnsupportedError):                  # a 3-byte length moves the OID
+        ac.check_edk2_layout(b"\x30\x83\x00" + der[2:], HashAlg.SHA256)
+
+
+@pytest.mark.slow
+def test_large_uki_signs_and_verifies(pe_tmp, stub, rsa2048):
+    from helpers_pe import make_uki
+    key, cert = rsa2048
+    big = make_uki(pe_tmp, 64 << 20, seed=7)
+    out = pe_tmp / "big-signed.efi"
+    r = pcrtool("pe", "sign", big, "--key", key, "--cert", cert, "-o", out, env={"SOURCE_DATE_EPOCH": "1700000000"})
+    assert r.returncode == 0, r.stderr
+    tool("sbverify", "--cert", cert, out)
+    assert tool("pesign", "-h", "-P", "-i", big).stdout.split("hash:")[1].strip() == \
+        signing_digest(big.read_bytes()).hex()
+    assert _accepts(out.read_bytes(), cert)
+
+
+def test_cli_inspect_json(uki):
+    import json
+    pefile = pytest.importorskip("pefile")
+    out = json.loads(pcrtool("pe", "inspect", uki, "--json=short", check=True).stdout)
+    pe = pefile.PE(str(uki), fast_load=True)
+    assert [s["name"] for s in out["sections"]] == [s.Name.rstrip(b"\0").decode() for s in pe.sections]
+    assert out["format"] == "PE32+" and out["certificate_table"]["entries"] == []
