@@ -179,3 +179,18 @@ def test_spec_id_vendor_info_parsed():
     assert log.spec_id.vendor_info == b"\xde\xad"
     assert log.uintn_bytes == 8
     assert parse_event_log(spec_id_record(uintn_size=1)).uintn_bytes == 4
+
+
+def test_real_hcrtm_log_reproduces_the_tpm2_tss_pcr0():
+    """tpm2-tss asserts SHA-1 PCR 0 = 15f4e6ca… for this H-CRTM machine (fapi-eventlog.c)."""
+    import base64
+    from pathlib import Path
+
+    raw = base64.b64decode((Path(__file__).parent / "vectors" / "tpm2-tss-hcrtm-head.b64").read_text())
+    log = parse_event_log(raw)
+    assert log.banks == [HashAlg.SHA1, HashAlg.SHA256, HashAlg.SM3_256]
+    assert log.events[1].event_type == EventType.EV_EFI_HCRTM_EVENT
+    r = replay(log)
+    assert r.hcrtm
+    assert r.pcrs.get(HashAlg.SHA1, 0).hex() == "15f4e6ca457d1af6bc49511a93ba3500ad69acc5"
+    assert HashAlg.SM3_256 in r.pcrs.values

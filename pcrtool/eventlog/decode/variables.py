@@ -192,6 +192,8 @@ class Variable(Decoded):
 
     def describe(self) -> str:
         value = self.value
+        if value == () or value == b"":
+            return f"{self.name} (empty)"
         if isinstance(value, tuple) and value and isinstance(value[0], SignatureList):
             n = sum(len(sl.entries) for sl in value)
             certs = [e.certificate.subject for sl in value for e in sl.entries if e.certificate]
