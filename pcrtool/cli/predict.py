@@ -240,18 +240,19 @@ def release(
     reference_log: Optional[Path] = typer.Option(None, "--reference-log", help="Target's event log: substitute into it"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the predictions file here (default: stdout)"),
 ) -> None:
-    """Predict every release manifest and write the predictions file the policy commands read.
+    """Predict release manifests and write the predictions file policies read.
 
     \b
-    Manifest (see pcrtool/predict/manifest.py for every field):
-      name = "fooos"   version = "2.1"   svn = 3   banks = ["sha256"]   pcrs = [7, 11]
-      phases = ["enter-initrd"]
-      [uki]  path = "fooos.efi"            (or [uki.sections] linux = "vmlinuz" …)
-      [boot] chain = ["shimx64.efi", "uki"]
-      [secureboot] SecureBoot = 1  PK = "PK.esl"  KEK = "KEK.auth"  db = "db.esl"  dbx = "dbx.bin"
-      [cmdline] stub = "…"  kernel = "…"
-      [values] "0" = {sha256 = "<hex>"}
-    Allowlist: [[allow]] name = "fooos" version = "2.1" (or "*") [svn = 3]
+    Manifest (TOML/JSON; fields documented in pcrtool/predict/manifest.py):
+      name, version (UAPI order), svn (integer): required
+      banks [sha256], pcrs [what is predicted], phases [enter-initrd]
+      uki: path = "x.efi" | uki.sections: linux = "vmlinuz" …  (PCR 11)
+      boot: chain = ["shimx64.efi", "uki", "uki.linux"]        (PCR 4)
+      secureboot: SecureBoot = 1, PK/KEK/db/dbx = "file"       (PCR 7)
+      cmdline: stub = "…", kernel = "…", initrd = "file"       (PCR 12/9)
+      values: "0" = {sha256 = "hex"}                           (given)
+      reference_log = "tpm.log"                          (substitution)
+    Allowlist: allow = [{name = "x", version = "2.1" | "*", svn = 3}]
     """
     import json
 
