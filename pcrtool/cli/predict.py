@@ -245,7 +245,7 @@ def release(
     \b
     Manifest (TOML/JSON; fields documented in pcrtool/predict/manifest.py):
       name, version (UAPI order), svn (integer): required
-      banks [sha256], pcrs [what is predicted], phases [enter-initrd]
+      banks (sha256), pcrs (what is predicted), phases (enter-initrd)
       uki: path = "x.efi" | uki.sections: linux = "vmlinuz" …  (PCR 11)
       boot: chain = ["shimx64.efi", "uki", "uki.linux"]        (PCR 4)
       secureboot: SecureBoot = 1, PK/KEK/db/dbx = "file"       (PCR 7)
