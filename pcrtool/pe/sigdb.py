@@ -7,25 +7,15 @@ A dump of the db/dbx variable from efivarfs (4-byte attributes first) is accepte
 
 from __future__ import annotations
 
-import struct
-import uuid
 from dataclasses import dataclass, field
 
 from pcrtool.errors import FormatError
 from pcrtool.model import HashAlg
 
-EFI_CERT_X509 = uuid.UUID("a5c059a1-94e4-4aa7-87b5-ab155c2bf072")
-EFI_CERT_SHA256 = uuid.UUID("c1c41626-504c-4092-aca9-41f936934328")
-EFI_CERT_SHA384 = uuid.UUID("ff3e5307-9fd0-48c9-85f1-8ad56c701e01")
-EFI_CERT_SHA512 = uuid.UUID("093e0fae-a6c4-4f50-9f1b-d41b2b89c19a")
-EFI_CERT_X509_SHA256 = uuid.UUID("3bd2a492-96c0-4079-b420-fcf98ef103ed")
-EFI_CERT_X509_SHA384 = uuid.UUID("7076876e-80c2-4ee6-aad2-28b349a6865b")
-EFI_CERT_X509_SHA512 = uuid.UUID("446dbf63-2502-4cda-bcfa-2465d2b0fe9d")
-
-IMAGE_HASH_TYPES = {EFI_CERT_SHA256: HashAlg.SHA256, EFI_CERT_SHA384: HashAlg.SHA384,
-                    EFI_CERT_SHA512: HashAlg.SHA512}
-CERT_HASH_TYPES = {EFI_CERT_X509_SHA256: HashAlg.SHA256, EFI_CERT_X509_SHA384: HashAlg.SHA384,
-                   EFI_CERT_X509_SHA512: HashAlg.SHA512}
+# EFI_SIGNATURE_LIST type names as pcrtool.eventlog.decode.variables reports them
+IMAGE_HASH_TYPES = {"sha256": HashAlg.SHA256, "sha384": HashAlg.SHA384, "sha512": HashAlg.SHA512}
+CERT_HASH_TYPES = {"x509-sha256": HashAlg.SHA256, "x509-sha384": HashAlg.SHA384,
+                   "x509-sha512": HashAlg.SHA512}
 
 
 @dataclass(slots=True)
@@ -43,29 +33,21 @@ class SignatureDb:
 
 
 def parse_esl(data: bytes) -> SignatureDb:
-    """Parse concatenated EFI_SIGNATURE_LISTs (untrusted input: every length is checked)."""
+    """Sort the entries of concatenated EFI_SIGNATURE_LISTs (parsed by the event-log decoder)."""
+    from pcrtool.eventlog.decode.variables import parse_signature_lists
+
     db = SignatureDb()
-    pos = 0
-    while pos < len(data):
-        if pos + 28 > len(data):
-            raise FormatError("EFI_SIGNATURE_LIST header is truncated", offset=pos)
-        sig_type = uuid.UUID(bytes_le=bytes(data[pos:pos + 16]))
-        list_size, header_size, sig_size = struct.unpack_from("<III", data, pos + 16)
-        if list_size < 28 + header_size or pos + list_size > len(data) or sig_size < 16 or \
-                (list_size - 28 - header_size) % sig_size:
-            raise FormatError(f"EFI_SIGNATURE_LIST sizes are inconsistent (list {list_size}, "
-                              f"header {header_size}, signature {sig_size})", offset=pos)
-        p = pos + 28 + header_size
-        while p < pos + list_size:
-            payload = bytes(data[p + 16:p + sig_size])
-            if sig_type == EFI_CERT_X509:
+    for sig_list in parse_signature_lists(bytes(data)):
+        for entry in sig_list.entries:
+            payload = entry.data
+            if sig_list.type_name == "x509":
                 db.certificates.append(payload)
-            elif sig_type in IMAGE_HASH_TYPES:
-                db.image_hashes.append((IMAGE_HASH_TYPES[sig_type], payload[:IMAGE_HASH_TYPES[sig_type].digest_size]))
-            elif sig_type in CERT_HASH_TYPES:
-                db.cert_hashes.append((CERT_HASH_TYPES[sig_type], payload[:CERT_HASH_TYPES[sig_type].digest_size]))
-            p += sig_size
-        pos += list_size
+            elif sig_list.type_name in IMAGE_HASH_TYPES:
+                alg = IMAGE_HASH_TYPES[sig_list.type_name]
+                db.image_hashes.append((alg, payload[:alg.digest_size]))
+            elif sig_list.type_name in CERT_HASH_TYPES:
+                alg = CERT_HASH_TYPES[sig_list.type_name]
+                db.cert_hashes.append((alg, payload[:alg.digest_size]))
     return db
 
 
