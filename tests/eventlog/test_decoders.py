@@ -185,6 +185,13 @@ def test_windows_sipa(corpus):
     assert decode_event(log.events[29], log).items[0].name == "AUTHORITYPUBKEY"
     virt = decode_event(log.events[39], log)
     assert log.events[39].pcr == 0xFFFFFFFF and virt.items[0].name == "TRUSTPOINT_AGGREGATION"
+    assert virt.items[0].value[0].name == "AIKID" and virt.items[0].value[0].value == "Windows AIK"
+    pcr13 = decode_event(next(e for e in log.events if e.pcr == 13), log)
+    modules = [i.value for i in pcr13.items[0].value if i.name == "LOADEDMODULE_AGGREGATION"]
+    winload = {i.name: i.value for i in modules[1]}
+    assert winload["FILEPATH"] == "\\WINDOWS\\system32\\winload.efi"
+    assert winload["HASHALGORITHMID"] == 0x800C                     # CALG_SHA_256
+    assert winload["AUTHORITYISSUER"] == "Microsoft Windows Production PCA 2011"
 
 
 def test_no_action_payloads(corpus):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from pcrtool.eventlog.decode.base import Decoded, decode_utf16
+from pcrtool.eventlog.decode.base import Decoded
 
 NONMEASURED = 0x80000000
 AGGREGATION = 0x40000000
@@ -38,12 +38,31 @@ NAMES = {
     0x0005000A: "HYPERVISOR_LAUNCH_TYPE", 0x0005000B: "HYPERVISOR_PATH",
     0x0005000C: "HYPERVISOR_IOMMU_POLICY", 0x0005000D: "HYPERVISOR_DEBUG",
     0x0005000E: "DRIVER_LOAD_POLICY", 0x0005000F: "SI_POLICY",
+    0x00050010: "HYPERVISOR_MMIO_NX_POLICY", 0x00050011: "HYPERVISOR_MSR_FILTER_POLICY",
+    0x00050012: "VSM_LAUNCH_TYPE", 0x00050013: "OS_REVOCATION_LIST", 0x00050020: "VSM_IDK_INFO",
+    0x00050021: "FLIGHTSIGNING", 0x00050022: "PAGEFILE_ENCRYPTION_ENABLED", 0x00050023: "VSM_IDKS_INFO",
+    0x00050024: "HIBERNATION_DISABLED", 0x00050025: "DUMPS_DISABLED",
+    0x00050026: "DUMP_ENCRYPTION_ENABLED", 0x00050027: "DUMP_ENCRYPTION_KEY_DIGEST",
+    0x00050028: "LSAISO_CONFIG",
     0x00060001: "NOAUTHORITY", 0x00060002: "AUTHORITYPUBKEY",
     0x00070001: "FILEPATH", 0x00070002: "IMAGESIZE", 0x00070003: "HASHALGORITHMID",
     0x00070004: "AUTHENTICODEHASH", 0x00070005: "AUTHORITYISSUER", 0x00070006: "AUTHORITYSERIAL",
-    0x00070007: "IMAGEBASE",
+    0x00070007: "IMAGEBASE", 0x00070008: "AUTHORITYPUBLISHER", 0x00070009: "AUTHORITYSHA1THUMBPRINT",
+    0x0007000A: "IMAGEVALIDATED", 0x0007000B: "MODULE_SVN",
+    0x80080001: "QUOTE", 0x80080002: "QUOTESIGNATURE", 0x80080003: "AIKID", 0x80080004: "AIKPUBDIGEST",
+    0x00090001: "ELAM_KEYNAME", 0x00090002: "ELAM_CONFIGURATION", 0x00090003: "ELAM_POLICY",
+    0x00090004: "ELAM_MEASURED",
     0x000A0001: "VBS_VSM_REQUIRED", 0x000A0002: "VBS_SECUREBOOT_REQUIRED",
+    0x000A0003: "VBS_IOMMU_REQUIRED", 0x000A0004: "VBS_NX_REQUIRED",
+    0x000A0005: "VBS_MSR_FILTERING_REQUIRED", 0x000A0006: "VBS_MANDATORY_ENFORCEMENT",
+    0x000A0007: "VBS_HVCI_POLICY", 0x000A0008: "VBS_MICROSOFT_BOOT_CHAIN_REQUIRED",
+    0x000B0001: "KSR_SIGNATURE",
 }
+
+
+# UTF-16 string values (go-attestation win_events.go) and integer-valued loaded-module fields.
+_STRINGS = frozenset({0x00070001, 0x00070005, 0x00070008, 0x00050009, 0x00090001, 0x00080003})
+_INTEGERS = frozenset({0x00070002, 0x00070003, 0x00070007, 0x0007000A, 0x0007000B})
 
 
 def sipa_name(tlv_type: int) -> str:
@@ -98,15 +117,14 @@ def _parse_tlvs(data: bytes, depth: int = 0) -> tuple[SipaItem, ...] | None:
         value_bytes = data[pos:pos + size]
         pos += size
         value: object = value_bytes
-        if tlv_type & AGGREGATION and depth < 8:
+        if tlv_type & 0x000F0000 == CONTAINER and depth < 8:
             nested = _parse_tlvs(value_bytes, depth + 1)
             value = nested if nested is not None else value_bytes
-        elif size in (1, 2, 4, 8) and tlv_type & 0x000F0000 in (0x00020000, 0x00040000, 0x00050000):
+        elif tlv_type & ~NONMEASURED in _STRINGS:
+            value = bytes(value_bytes).decode("utf-16-le", "replace").rstrip("\0")
+        elif size in (1, 2, 4, 8) and (tlv_type & 0x000F0000 in (0x00020000, 0x00040000, 0x00050000)
+                                       or tlv_type in _INTEGERS):
             value = int.from_bytes(value_bytes, "little")
-        else:
-            text = decode_utf16(value_bytes) if size >= 4 else None
-            if text is not None and value_bytes.endswith(b"\0\0"):
-                value = text
         items.append(SipaItem(tlv_type, sipa_name(tlv_type), value))
     return tuple(items)
 
