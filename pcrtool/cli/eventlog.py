@@ -76,7 +76,8 @@ def _banks(text: Optional[str]):
 @app.command()
 def show(
     log_path: Optional[Path] = typer.Argument(None, metavar="LOG", help=_LOG_HELP),
-    pcr: Optional[List[int]] = typer.Option(None, "--pcr", "-p", help="Only events of this PCR (repeatable)."),
+    pcr: Optional[List[int]] = typer.Option(None, "--pcr", "-p",
+                                            help="Only events of this PCR (repeatable; -1 = Windows' 0xFFFFFFFF)."),
     allow_truncated: bool = typer.Option(False, "--allow-truncated",
                                          help="Show the events before a truncated/corrupt record (exit 0)."),
     raw: bool = typer.Option(False, "--raw", help="JSON: leave out the decoded payloads."),
@@ -87,6 +88,8 @@ def show(
     from pcrtool.eventlog.decode import decode_event
     from pcrtool.eventlog.export import event_to_json
 
+    if pcr:
+        pcr = [p & 0xFFFFFFFF for p in pcr]
     if render.json_mode() and render.options().json != "pretty" and not allow_truncated:
         _show_json_streaming(log_path, pcr, raw, with_replay)
         return
