@@ -16,7 +16,8 @@ from pathlib import Path
 STUB = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
 BOOT = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
 ROOT = Path(__file__).resolve().parents[2]
-KERNEL_PKG = "linux-image-6.1.0-56-cloud-amd64"
+KERNEL_META = "linux-image-cloud-amd64"        # small Debian-signed kernel (~27 MB .deb)
+KERNEL_PKG = "linux-image-6.1.0-56-cloud-amd64"  # fallback when the metapackage cannot be resolved
 
 # Known answers from the research notes (pesign -h, sbsign, osslsigncode agree), Debian bookworm
 # systemd-boot-efi 252: the unsigned stub as firmware sees it, and as signed (padded to 8).
@@ -126,7 +127,7 @@ def kernel_image() -> Path | None:
     debs = list(cache.glob("linux-image-*.deb"))
     if not debs:
         try:
-            subprocess.run(["apt-get", "download", KERNEL_PKG], cwd=cache, check=True,
+            subprocess.run(["apt-get", "download", _kernel_package()], cwd=cache, check=True,
                            capture_output=True, timeout=300)
         except (subprocess.SubprocessError, OSError):
             return None
@@ -144,6 +145,20 @@ def kernel_image() -> Path | None:
                 tmp.rename(vmlinuz)
                 return vmlinuz
     return None
+
+
+def _kernel_package() -> str:
+    """The versioned package the cloud-kernel metapackage currently points to."""
+    try:
+        out = subprocess.run(["apt-cache", "depends", KERNEL_META], capture_output=True, text=True,
+                             timeout=60).stdout
+    except (subprocess.SubprocessError, OSError):
+        return KERNEL_PKG
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("Depends: linux-image-") and line.endswith("-cloud-amd64"):
+            return line.split()[1]
+    return KERNEL_PKG
 
 
 def make_uki(tmp: Path, initrd_size: int, *, seed: int = 1) -> Path:
