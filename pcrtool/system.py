@@ -77,3 +77,29 @@ def read_sysfs_pcrs(banks: list[HashAlg] | None = None, pcrs: range | list[int] 
         raise InputFileError(f"no PCR values in {str(base)!r}",
                              hint="needs Linux ≥ 5.12 with a TPM 2.0; or use --pcrs FILE / --tcti")
     return out
+
+
+def read_userspace_log(path: str | os.PathLike | None = None) -> tuple[bytes, bool]:
+    """systemd's userspace measurement log and whether it may be torn.
+
+    Readers take a shared flock (the writer holds an exclusive one while appending) and the
+    writer sets the sticky bit during a write; a set bit means a record may be incomplete.
+    """
+    import fcntl
+    import stat
+
+    p = Path(path) if path is not None else default_userspace_log_path()
+    try:
+        with open(p, "rb") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+            try:
+                torn = bool(os.fstat(f.fileno()).st_mode & stat.S_ISVTX)
+                data = f.read()
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    except FileNotFoundError:
+        raise InputFileError(f"userspace measurement log {str(p)!r} does not exist",
+                             hint="systemd ≥ 252 writes it when it measures boot phases") from None
+    except PermissionError:
+        raise InputFileError(f"cannot read {str(p)!r}: permission denied", hint="run as root") from None
+    return data, torn

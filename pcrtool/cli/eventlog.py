@@ -124,7 +124,7 @@ def replay(
     log_path: Optional[Path] = typer.Argument(None, metavar="LOG", help=_LOG_HELP),
     banks: Optional[str] = typer.Option(None, "--bank", "-b", help="Banks to replay, e.g. sha256,sha1."),
     userspace_log: Optional[Path] = typer.Option(None, "--userspace-log",
-                                                 help="Also replay systemd's tpm2-measure.log (JSON-SEQ)."),
+                                                 help="Also replay systemd's tpm2-measure.log (JSON-SEQ; 'auto' = the running system's)."),
     text: bool = typer.Option(False, "--text", help="Print N:alg=hex lines (systemd-measure style)."),
 ) -> None:
     """Replay the log into PCR values per bank."""
@@ -153,10 +153,16 @@ def replay(
 
 
 def _userspace(path: Path):
+    """Records of systemd's userspace log; ``auto`` = /run/log/systemd/tpm2-measure.log."""
+    from pcrtool import render, system
     from pcrtool.eventlog.userspace import parse_userspace_log
-    from pcrtool.fileio import read_bytes
 
-    return parse_userspace_log(read_bytes(path, what="userspace log"), source=str(path))
+    real = None if str(path) == "auto" else path
+    data, torn = system.read_userspace_log(real)
+    source = str(real) if real is not None else str(system.default_userspace_log_path())
+    if torn:
+        render.warn(f"{source} is being written (sticky bit set); its last record may be incomplete")
+    return parse_userspace_log(data, source=source)
 
 
 @app.command()
@@ -169,7 +175,7 @@ def verify(
                                        help="Read the PCRs from a TPM (e.g. device:/dev/tpmrm0, swtpm:…); "
                                             "without any source, $PCRTOOL_TCTI is used if set."),
     userspace_log: Optional[Path] = typer.Option(None, "--userspace-log",
-                                                 help="Also replay systemd's tpm2-measure.log."),
+                                                 help="Also replay systemd's tpm2-measure.log ('auto' = the running system's)."),
 ) -> None:
     """Replay the log, compare with real PCR values, check payload digests (exit 3 on mismatch)."""
     from pcrtool import render
@@ -276,7 +282,7 @@ def secureboot(
 def cel(
     log_path: Optional[Path] = typer.Argument(None, metavar="LOG", help=_LOG_HELP),
     userspace_log: Optional[Path] = typer.Option(None, "--userspace-log",
-                                                 help="Merge systemd's tpm2-measure.log (JSON-SEQ)."),
+                                                 help="Merge systemd's tpm2-measure.log (JSON-SEQ; 'auto' = the running system's)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file (atomically)."),
 ) -> None:
     """Export the (combined) log as TCG CEL-JSON."""

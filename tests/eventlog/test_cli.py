@@ -182,3 +182,25 @@ def test_defaults_read_the_running_system(corpus, tmp_path):
     assert p.returncode == 0, p.stderr
     p = run("eventlog", "show", env={"PCRTOOL_SYSFS_ROOT": str(tmp_path / "nothing")})
     assert p.returncode == 1 and "no firmware event log" in p.stderr
+
+
+def test_userspace_log_auto_path_and_torn_warning(corpus, tmp_path):
+    import hashlib
+
+    run_dir = tmp_path / "run/log/systemd"
+    run_dir.mkdir(parents=True)
+    ul = run_dir / "tpm2-measure.log"
+    ul.write_bytes(b"\x1e" + json.dumps({
+        "pcr": 11, "digests": [{"hashAlg": "sha256", "digest": hashlib.sha256(b"sysinit").hexdigest()}],
+        "content_type": "systemd", "content": {"string": "sysinit"}}).encode() + b"\n")
+    env = {"PCRTOOL_SYSFS_ROOT": str(tmp_path)}
+    log = corpus / LOGS / "tpm2-tools/event-sd-boot-fedora37.bin"
+    p = run("eventlog", "cel", log, "--userspace-log", "auto", env=env)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)[-1]["content"]["string"] == "sysinit"
+    assert p.stderr == ""
+    ul.chmod(0o1644)                       # the writer's "append in progress" mark
+    p = run("eventlog", "cel", log, "--userspace-log", "auto", env=env)
+    assert p.returncode == 0 and "sticky bit" in p.stderr
+    p = run("eventlog", "cel", log, "--userspace-log", tmp_path / "missing.log")
+    assert p.returncode == 1 and "does not exist" in p.stderr
