@@ -192,7 +192,12 @@ def verify(
     if userspace_log is not None:
         from pcrtool.eventlog.userspace import extend_with_userspace
 
-        extend_with_userspace(result, _userspace(userspace_log))
+        records = _userspace(userspace_log)
+        for rec in records:
+            if rec.digest_valid() is False:
+                render.warn(f"userspace record {rec.index} (PCR {rec.pcr}): digest is not the hash of "
+                            f"its string {rec.string!r:.60}")
+        extend_with_userspace(result, records)
     warnings = verify_payload_digests(log)
     for w in warnings:
         render.warn(str(w))
