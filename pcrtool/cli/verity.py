@@ -127,6 +127,14 @@ def _write_outputs(der: bytes, root: bytes, certificate, output: Optional[Path],
     return out
 
 
+def _same(a: Path, b: Path) -> bool:
+    import os
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _show(value) -> str:
     from pcrtool.model import HashAlg
     if isinstance(value, HashAlg):
@@ -281,7 +289,10 @@ def verify(
             raise UsageError("without a superblock the salt must be given", hint="--salt HEX or --salt -")
         dbs = data_block_size or 4096
         if given["data_blocks"] is None:
-            given["data_blocks"] = data_blocks_for(file_size(data), dbs, path=str(data), explicit=None)
+            size = file_size(data)
+            if hash_offset and _same(data, hash_file):
+                size = min(size, hash_offset)  # the hash area inside the data file is not data
+            given["data_blocks"] = data_blocks_for(size, dbs, path=str(data), explicit=None)
         params = VerityParams(**{k: v for k, v in given.items() if v is not None},
                               superblock=False, hash_offset=hash_offset)
     else:

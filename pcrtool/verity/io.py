@@ -38,8 +38,13 @@ def default_workers() -> int:
 
 
 def file_size(path: str | os.PathLike, *, what: str = "data file") -> int:
-    """Size of a regular file or block device."""
+    """Size of a regular file or block device (pipes and sockets are refused: they cannot be mapped)."""
+    import stat
     try:
+        mode = os.stat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode) or stat.S_ISDIR(mode)):
+            raise InputFileError(f"{what} {str(path)!r} is not a regular file or block device",
+                                 hint="write the image to a file first")
         with open(path, "rb") as f:
             return f.seek(0, os.SEEK_END)
     except FileNotFoundError:
@@ -79,8 +84,12 @@ def _check_data_size(data_path: str, params: VerityParams) -> None:
 
 @contextlib.contextmanager
 def _mapped(path: str | os.PathLike, length: int):
-    with open(path, "rb") as f:
-        m = mmap.mmap(f.fileno(), length, access=mmap.ACCESS_READ)
+    try:
+        with open(path, "rb") as f:
+            m = mmap.mmap(f.fileno(), length, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as e:
+        raise InputFileError(f"cannot map data file {str(path)!r}: {getattr(e, 'strerror', None) or e}",
+                             hint="give a regular file or a block device") from None
     try:
         with contextlib.suppress(AttributeError, OSError):
             m.madvise(mmap.MADV_SEQUENTIAL)
@@ -186,7 +195,9 @@ def format_file(data_path: str, params: VerityParams, *, hash_path: str | None =
         raise UsageError(f"hash area at offset {params.hash_offset} overlaps the "
                          f"{params.data_size} bytes of data",
                          hint="use --hash-offset at or after the end of the data, or fewer --data-blocks")
-    in_place = same or (params.hash_offset > 0 and Path(target).exists())
+    # An existing hash device (or a hash area at an offset in an existing file) is updated in
+    # place; renaming a temporary file over a block device node would be wrong.
+    in_place = same or (Path(target).exists() and (params.hash_offset > 0 or not Path(target).is_file()))
     base = params.hash_offset
     head = build_superblock(params) if params.superblock else b""
 
@@ -254,6 +265,7 @@ def _is_block_device(fd: int) -> bool:
 
 def read_superblock_params(hash_path: str, hash_offset: int = 0) -> VerityParams | None:
     """Parameters from the superblock at ``hash_offset``, or None when there is none."""
+    file_size(hash_path, what="hash file")  # one-line errors for missing/unreadable files
     with open(hash_path, "rb") as f:
         f.seek(hash_offset)
         head = f.read(SUPERBLOCK_SIZE)

@@ -113,3 +113,29 @@ def test_hash_area_overlapping_the_data_is_refused_before_writing(tmp_path):
 def test_missing_data_file_is_one_line(tmp_path):
     code, _, err = _fmt(tmp_path / "nope", tmp_path / "h")
     assert code == 1 and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_pipe_is_refused_without_blocking(tmp_path):
+    import os
+    os.mkfifo(tmp_path / "fifo")
+    code, _, err = _fmt(tmp_path / "fifo", tmp_path / "h", "--data-blocks", "1")
+    assert code == 1 and "not a regular file or block device" in err
+
+
+def test_appended_hash_area_without_superblock_verifies_without_data_blocks(tmp_path):
+    img = tmp_path / "img"
+    img.write_bytes(data_bytes(64 * 4096, seed=27))
+    out = _fmt(img, "--no-superblock", "--salt", "-")[1]
+    assert out["hashOffset"] == 64 * 4096 and out["hashFile"] == str(img)
+    code, _, err = cli("verity", "verify", img, img, out["rootHash"], "--hash-offset", str(64 * 4096),
+                       "--no-superblock", "--salt", "-")
+    assert code == 0, err
+    proc = run(need_tool("veritysetup"), "verify", img, img, out["rootHash"], f"--hash-offset={64 * 4096}",
+               "--no-superblock", "--salt=-", "--data-blocks=64", check=False)
+    assert proc.returncode == 0
+
+
+def test_verify_missing_hash_file_is_one_line(tmp_path):
+    (tmp_path / "data").write_bytes(bytes(4096))
+    code, _, err = cli("verity", "verify", tmp_path / "data", tmp_path / "nope", "00" * 32)
+    assert code == 1 and "does not exist" in err and len(err.strip().splitlines()) == 1
