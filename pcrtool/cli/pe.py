@@ -146,6 +146,8 @@ def sign(file: str = typer.Argument(..., help="PE/EFI binary to sign."),
          cert: Optional[str] = typer.Option(None, "--cert", "-c", help="Signer certificate (PEM/DER)."),
          output: str = typer.Option(..., "--output", "-o", help="Signed output file."),
          hash_name: str = typer.Option("sha256", "--hash", help=_HASH_HELP),
+         chain: List[str] = typer.Option([], "--chain",
+                                         help="Intermediate CA certificate(s) to embed (PEM/DER); repeatable."),
          detached: bool = typer.Option(False, "--detached",
                                        help="Write only the PKCS#7 (for sbattach/osslsigncode attach-signature)."),
          ) -> None:
@@ -161,7 +163,8 @@ def sign(file: str = typer.Argument(..., help="PE/EFI binary to sign."),
     alg = _hash_alg(hash_name)
     with load_signer(key, certificate=cert) as signer:
         cert_der = certificate_bytes(signer)
-        signed = sign_image_chunks(data, signer, _signing_time(), alg, certificate_der=cert_der)
+        signed = sign_image_chunks(data, signer, _signing_time(), alg, certificate_der=cert_der,
+                                   chain=_chain_certificates(chain))
     if detached:
         from pcrtool.sign.authenticode import der_length
         der = signed[-1][8:]
@@ -170,6 +173,14 @@ def sign(file: str = typer.Argument(..., help="PE/EFI binary to sign."),
         return
     _write_and_reverify(output, signed, cert_der)
     render.info(f"signed {file} -> {output}")
+
+
+def _chain_certificates(paths: List[str]) -> tuple[bytes, ...]:
+    from pcrtool.pe.sigdb import load_sigdb
+    out: list[bytes] = []
+    for path in paths:
+        out += load_sigdb(_read(path, "chain certificate")).certificates
+    return tuple(out)
 
 
 @app.command()

@@ -124,13 +124,18 @@ def _digest_as_signed(data: bytes, alg: HashAlg) -> bytes:
 
 
 def sign_image(data: bytes, signer, signing_time: _dt.datetime, alg: HashAlg = HashAlg.SHA256, *,
-               certificate_der: bytes | None = None) -> bytes:
-    """Direct signing with a ``Signer`` (file key or PKCS#11); RSA 2048..4096 only."""
-    return b"".join(sign_image_chunks(data, signer, signing_time, alg, certificate_der=certificate_der))
+               certificate_der: bytes | None = None, chain: tuple[bytes, ...] = ()) -> bytes:
+    """Direct signing with a ``Signer`` (file key or PKCS#11); RSA 2048..4096 only.
+
+    ``chain``: intermediate certificates (DER) to embed after the signer's, so that firmware can
+    build the path to a CA in db.
+    """
+    return b"".join(sign_image_chunks(data, signer, signing_time, alg, certificate_der=certificate_der,
+                                      chain=chain))
 
 
 def sign_image_chunks(data: bytes, signer, signing_time: _dt.datetime, alg: HashAlg = HashAlg.SHA256, *,
-                      certificate_der: bytes | None = None) -> list:
+                      certificate_der: bytes | None = None, chain: tuple[bytes, ...] = ()) -> list:
     """``sign_image`` as chunks to write one after the other."""
     from pcrtool.sign.api import Padding, require_key
 
@@ -140,7 +145,7 @@ def sign_image_chunks(data: bytes, signer, signing_time: _dt.datetime, alg: Hash
     check_certificate_key(cert_der, signer.public_key())
     prepared = prepare(data, signing_time, alg)
     signature = signer.sign(prepared.signed_attrs, alg, Padding.PKCS1V15)
-    return complete_chunks(prepared, signature, cert_der)
+    return complete_chunks(prepared, signature, cert_der, extra_certificates=tuple(chain))
 
 
 def _rsa():

@@ -219,3 +219,24 @@ def sign_with_pcrtool(data: bytes, key: Path, cert: Path, *, epoch: int = 170000
     with load_signer(str(key), certificate=str(cert)) as signer:
         return sign_image(data, signer, dt.datetime.fromtimestamp(epoch, dt.timezone.utc),
                           alg or HashAlg.SHA256)
+
+
+def make_chain(tmp: Path) -> dict[str, Path]:
+    """root CA → intermediate CA → leaf (RSA-2048), made with openssl."""
+    def run(*args):
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+    ext = tmp / "ca.ext"
+    ext.write_text("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
+    leaf_ext = tmp / "leaf.ext"
+    leaf_ext.write_text("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n")
+    out = {}
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", tmp / "root.key", "-out", tmp / "root.crt",
+        "-subj", "/CN=pcrtool root CA", "-days", "3650", "-addext", "basicConstraints=critical,CA:TRUE")
+    for name, issuer, extfile in (("inter", "root", ext), ("leaf", "inter", leaf_ext)):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", tmp / f"{name}.key", "-out", tmp / f"{name}.csr",
+            "-subj", f"/CN=pcrtool {name}")
+        run("x509", "-req", "-in", tmp / f"{name}.csr", "-CA", tmp / f"{issuer}.crt", "-CAkey", tmp / f"{issuer}.key",
+            "-CAcreateserial", "-out", tmp / f"{name}.crt", "-days", "3650", "-extfile", extfile)
+    for name in ("root", "inter", "leaf"):
+        out[name + "_crt"], out[name + "_key"] = tmp / f"{name}.crt", tmp / f"{name}.key"
+    return out

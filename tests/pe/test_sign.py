@@ -352,3 +352,22 @@ def test_cli_inspect_json(uki):
     pe = pefile.PE(str(uki), fast_load=True)
     assert [s["name"] for s in out["sections"]] == [s.Name.rstrip(b"\0").decode() for s in pe.sections]
     assert out["format"] == "PE32+" and out["certificate_table"]["entries"] == []
+
+
+def test_certificate_chain_to_ca_in_db(stub, tmp_path):
+    from helpers_pe import make_chain
+    c = make_chain(tmp_path)
+    out = tmp_path / "chain.efi"
+    r = pcrtool("pe", "sign", stub, "--key", c["leaf_key"], "--cert", c["leaf_crt"], "--chain", c["inter_crt"],
+                "-o", out)
+    assert r.returncode == 0, r.stderr
+    sig = ac.parse_pkcs7(PeImage.parse(out.read_bytes()).certificates()[0].payload)
+    assert len(sig.certificates) == 2
+    for anchor in ("root_crt", "inter_crt", "leaf_crt"):       # partial chains count, as in EDK2
+        tool("sbverify", "--cert", c[anchor], out)
+        assert pcrtool("pe", "verify", out, "--cert", c[anchor]).returncode == 0
+    # without the intermediate embedded, the root in db is not reachable
+    bare = tmp_path / "bare.efi"
+    pcrtool("pe", "sign", stub, "--key", c["leaf_key"], "--cert", c["leaf_crt"], "-o", bare, check=True)
+    assert pcrtool("pe", "verify", bare, "--cert", c["root_crt"]).returncode == 3
+    assert tool("sbverify", "--cert", c["root_crt"], bare, check=False).returncode != 0
