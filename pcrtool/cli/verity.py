@@ -178,7 +178,9 @@ def format_(
     no_superblock: bool = typer.Option(False, "--no-superblock", help="Do not write the 512-byte superblock."),
     root_hash_file: Optional[Path] = typer.Option(None, "--root-hash-file",
                                                   help="Also write the root hash here (hex, no newline)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Hashing threads (default: all cores)."),
+    workers: Optional[int] = typer.Option(None, "--workers",
+                                          help="Hashing workers (default: all cores; forked processes "
+                                               "for large images)."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                             help="Progress bar (default: on a TTY)."),
 ) -> None:
