@@ -200,7 +200,19 @@ def format_file(data_path: str, params: VerityParams, *, hash_path: str | None =
     in_place = same or (Path(target).exists() and (params.hash_offset > 0 or not Path(target).is_file()))
     base = params.hash_offset
     head = build_superblock(params) if params.superblock else b""
+    if in_place and not Path(target).is_file():
+        room = file_size(target, what="hash device")
+        if room < layout.hash_end:
+            raise UsageError(f"hash device {target!r} has {room} bytes; the hash area needs "
+                             f"{layout.hash_end}", hint="use a larger hash partition or --hash-offset")
+    try:
+        return _format(data_path, params, layout, target, in_place, base, head, workers, progress)
+    except OSError as e:
+        raise InputFileError(f"cannot write the hash area to {target!r}: {e.strerror or e}",
+                             hint="check free space and permissions") from None
 
+
+def _format(data_path, params, layout, target, in_place, base, head, workers, progress) -> FormatResult:
     with _mapped(data_path, params.data_size) as mm:
         if in_place:
             try:

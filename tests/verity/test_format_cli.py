@@ -139,3 +139,11 @@ def test_verify_missing_hash_file_is_one_line(tmp_path):
     (tmp_path / "data").write_bytes(bytes(4096))
     code, _, err = cli("verity", "verify", tmp_path / "data", tmp_path / "nope", "00" * 32)
     assert code == 1 and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unusable_hash_target_is_one_line(tmp_path):
+    (tmp_path / "data").write_bytes(data_bytes(8 * 4096, seed=28))
+    code, _, err = _fmt(tmp_path / "data", "/dev/full")
+    assert code == 1 and "not a regular file or block device" in err
+    code, _, err = _fmt(tmp_path / "data", tmp_path / "missing-dir" / "h")
+    assert code == 1 and "does not exist" in err and len(err.strip().splitlines()) == 1
