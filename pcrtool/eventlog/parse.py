@@ -25,7 +25,6 @@ from pcrtool.tcg.constants import (SPEC_ID_SIGNATURE, SPEC_ID_SIGNATURES, STARTU
                                    EventType)
 
 _U32 = struct.Struct("<I")
-_II = struct.Struct("<II")
 _III = struct.Struct("<III")
 _H = struct.Struct("<H")
 _SHA1_HEADER = struct.Struct("<II20sI")   # TCG_PCClientPCREvent header: 32 bytes
@@ -150,6 +149,9 @@ def _event_type(value: int) -> EventType:
     return t if t is not None else EventType(value)
 
 
+_FILL_HEADERS = (bytes(8), b"\xff" * 8)
+
+
 def _is_padding(buf: bytes, pos: int) -> bool:
     fill = buf[pos]
     if fill not in (0x00, 0xFF):
@@ -166,7 +168,7 @@ def _walk_sha1(buf: bytes, log: EventLog, source: str, materialize: bool):
     sha1 = HashAlg.SHA1
     index = 0
     while pos < end:
-        if _is_padding(buf, pos) and pos > 0:
+        if pos > 0 and (end - pos < 32 or buf[pos:pos + 8] in _FILL_HEADERS) and _is_padding(buf, pos):
             log.padding = (pos, end - pos)
             break
         if end - pos < 32:

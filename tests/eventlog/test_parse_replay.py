@@ -138,6 +138,13 @@ def test_trailing_padding_reported(fill):
     assert len(log.events) == 2
 
 
+@pytest.mark.parametrize("fill, n", [(b"\x00", 5), (b"\xff", 100)])
+def test_sha1_format_trailing_padding(fill, n):
+    body = sha1_event(0, 8, b"v") + sha1_event(7, 4, SEP)
+    log = parse_event_log(body + fill * n)
+    assert log.format == LogFormat.SHA1 and log.padding == (len(body), n) and len(log.events) == 2
+
+
 def test_truncated_record_gives_offset_and_partial():
     body = agile_log(event2(7, 4, SEP), event2(4, 5, b"x" * 40))
     cut = body[:-10]
