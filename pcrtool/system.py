@@ -103,3 +103,23 @@ def read_userspace_log(path: str | os.PathLike | None = None) -> tuple[bytes, bo
     except PermissionError:
         raise InputFileError(f"cannot read {str(p)!r}: permission denied", hint="run as root") from None
     return data, torn
+
+
+def map_event_log(path: str | os.PathLike | None = None):
+    """The event log as an ``mmap`` when it is a regular file of 1 MiB or more (large logs are
+    then walked without a copy in memory), else as bytes (securityfs cannot be mapped)."""
+    import mmap
+
+    p = Path(path) if path is not None else default_event_log_path()
+    if str(p) != "-":
+        try:
+            st = p.stat()
+        except OSError:
+            st = None
+        if st is not None and p.is_file() and st.st_size >= 1 << 20:
+            try:
+                with open(p, "rb") as f:
+                    return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+            except (OSError, ValueError):
+                pass
+    return read_event_log(path)

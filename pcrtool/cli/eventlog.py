@@ -43,7 +43,7 @@ def _show_json_streaming(log_path, pcr, raw: bool, with_replay: bool) -> None:
     from pcrtool.eventlog.parse import EventLogStream
     from pcrtool.eventlog.replay import Replayer
 
-    stream = EventLogStream(system.read_event_log(log_path),
+    stream = EventLogStream(system.map_event_log(log_path),
                             source=str(log_path) if log_path is not None else "event log")
     stream.validate()
     log = stream.log

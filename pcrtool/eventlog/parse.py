@@ -15,6 +15,7 @@ Rules that real logs need (see ../shared/docs/eventlog-reference.md §3(c)):
 
 from __future__ import annotations
 
+import mmap
 import struct
 
 from pcrtool.errors import FormatError
@@ -56,7 +57,10 @@ class EventLogStream:
 
     def __init__(self, data: bytes, *, source: str = "event log") -> None:
         self.source = source
-        self.log, self._walk = _open(bytes(data), source)
+        # An mmap (see pcrtool.system.map_event_log) is used in place: large logs are walked
+        # without a copy, and the pages already walked are released as the walk goes on.
+        buf = data if isinstance(data, (bytes, mmap.mmap)) else bytes(data)
+        self.log, self._walk = _open(buf, source)
 
     def __iter__(self):
         return self._walk(True)
@@ -156,8 +160,27 @@ def _is_padding(buf: bytes, pos: int) -> bool:
     fill = buf[pos]
     if fill not in (0x00, 0xFF):
         return False
-    rest = len(buf) - pos
-    return buf.count(fill, pos) == rest
+    end = len(buf)
+    step = 1 << 20
+    for at in range(pos, end, step):       # chunked: an mmap has no count()
+        chunk = buf[at:min(at + step, end)]
+        if chunk.count(fill) != len(chunk):
+            return False
+    return True
+
+
+_RELEASE_STEP = 8 << 20
+
+
+def _release(buf, upto: int, released: int) -> int:
+    """Drop the walked pages of a mapped log from memory (no-op for bytes); returns the new mark."""
+    if isinstance(buf, mmap.mmap):
+        start = released - released % mmap.PAGESIZE
+        stop = upto - upto % mmap.PAGESIZE
+        if stop > start:
+            buf.madvise(mmap.MADV_DONTNEED, start, stop - start)
+        return stop
+    return upto
 
 
 def _walk_sha1(buf: bytes, log: EventLog, source: str, materialize: bool):
@@ -167,6 +190,7 @@ def _walk_sha1(buf: bytes, log: EventLog, source: str, materialize: bool):
     unpack = _SHA1_HEADER.unpack_from
     sha1 = HashAlg.SHA1
     index = 0
+    released, release_at = 0, _RELEASE_STEP
     while pos < end:
         if pos > 0 and (end - pos < 32 or buf[pos:pos + 8] in _FILL_HEADERS) and _is_padding(buf, pos):
             log.padding = (pos, end - pos)
@@ -184,6 +208,9 @@ def _walk_sha1(buf: bytes, log: EventLog, source: str, materialize: bool):
                         buf[data_start:data_start + size], 32 + size)
         pos = data_start + size
         index += 1
+        if pos >= release_at:
+            released = _release(buf, pos, released)
+            release_at = pos + _RELEASE_STEP
 
 
 def _walk_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: str, materialize: bool):
@@ -202,6 +229,7 @@ def _walk_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: str,
     unpack_h = _H.unpack_from
     unpack_u32 = _U32.unpack_from
     event_types = _EVENT_TYPES
+    released, release_at = 0, _RELEASE_STEP
     while pos < end:
         start = pos
         if end - pos < 12:
@@ -261,3 +289,6 @@ def _walk_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: str,
             yield ev
         pos += size
         index += 1
+        if pos >= release_at:
+            released = _release(buf, pos, released)
+            release_at = pos + _RELEASE_STEP

@@ -204,3 +204,36 @@ def test_userspace_log_auto_path_and_torn_warning(corpus, tmp_path):
     assert p.returncode == 0 and "sticky bit" in p.stderr
     p = run("eventlog", "cel", log, "--userspace-log", tmp_path / "missing.log")
     assert p.returncode == 1 and "does not exist" in p.stderr
+
+
+def test_large_log_is_mapped_and_streamed_identically(corpus, tmp_path, monkeypatch):
+    """A log over 1 MiB goes through the mmap + streaming path; same document as in memory."""
+    from pcrtool.eventlog import parse_event_log
+    from pcrtool.eventlog.export import log_to_json
+    from pcrtool.eventlog.parse import EventLogStream
+    from pcrtool.system import map_event_log
+
+    data = (corpus / LOGS / "go-tpm-tools/ubuntu-2404-amd-sevsnp.bin").read_bytes()
+    log = parse_event_log(data)
+    first, last = log.events[1], log.events[-1]
+    big = data[:first.offset] + data[first.offset:last.offset + last.size] * 30 + b"\xff" * 300
+    assert len(big) > 1 << 20
+    path = tmp_path / "big.bin"
+    path.write_bytes(big)
+    import mmap
+    assert isinstance(map_event_log(path), mmap.mmap)
+    import pcrtool.eventlog.parse as parse_module
+    monkeypatch.setattr(parse_module, "_RELEASE_STEP", 1 << 16)   # release walked pages often
+    stream = EventLogStream(map_event_log(path))
+    stream.validate()
+    assert stream.log.padding == (len(big) - 300, 300)
+    in_memory = parse_event_log(big)
+    assert [(e.offset, e.data, e.digests) for e in stream] == \
+        [(e.offset, e.data, e.digests) for e in in_memory.events]
+    p = run("eventlog", "show", path, "--json=short")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == log_to_json(parse_event_log(big))
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(big[:len(big) - 400])
+    p = run("eventlog", "show", cut, "--json=short")
+    assert p.returncode == 1 and p.stdout == "" and "offset" in p.stderr
