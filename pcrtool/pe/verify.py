@@ -120,7 +120,10 @@ def check_signer(sig: "ac.AuthenticodeSignature") -> tuple[bytes | None, str | N
         tbs = sig.signed_attrs
     else:
         tbs = content
-    key = cx509.load_der_x509_certificate(signer_der).public_key()
+    try:
+        key = cx509.load_der_x509_certificate(signer_der).public_key()
+    except (ValueError, TypeError) as e:
+        return signer_der, f"the signer certificate cannot be read: {e}".splitlines()[0]
     try:
         if isinstance(key, rsa.RSAPublicKey):
             key.verify(sig.signature, tbs, padding.PKCS1v15(), crypto_hash(alg))
@@ -152,7 +155,10 @@ def chains_to(signer_der: bytes, untrusted: tuple[bytes, ...], trusted: list[byt
                 pool.append(cx509.load_der_x509_certificate(c))
             except ValueError:
                 continue
-        cert = cx509.load_der_x509_certificate(signer_der)
+        try:
+            cert = cx509.load_der_x509_certificate(signer_der)
+        except ValueError:
+            return None
     for _depth in range(10):
         der = cert.public_bytes(Encoding.DER)
         if der in trusted_set:
@@ -212,11 +218,7 @@ def verify_image(data: bytes, *, db: SignatureDb | None = None, dbx: SignatureDb
             check.problems.append(e.message)
             continue
         check.signature = sig
-        signer_der = sig.signer_certificate()
-        if signer_der is not None:
-            from asn1crypto import x509
-            c = x509.Certificate.load(signer_der)
-            check.subject, check.issuer = c.subject.human_friendly, c.issuer.human_friendly
+        check.subject, check.issuer = sig.signer_subject, sig.signer_issuer_name
         if sig.attributes and sig.attributes.signing_time:
             check.signing_time = sig.attributes.signing_time.isoformat()
         if sig.idc_type == ac.SPC_PESIGN_TYPE:
@@ -252,8 +254,11 @@ def verify_image(data: bytes, *, db: SignatureDb | None = None, dbx: SignatureDb
                     check.dbx_hit = f"certificate {_name(der)}"
             for halg, h in dbx.cert_hashes:
                 for der in chain_certs:
-                    if tbs_hash(der, halg) == h:
-                        check.dbx_hit = f"certificate hash of {_name(der)}"
+                    try:
+                        if tbs_hash(der, halg) == h:
+                            check.dbx_hit = f"certificate hash of {_name(der)}"
+                    except (ValueError, TypeError):
+                        check.problems.append("an embedded certificate cannot be read")
         for halg, h in dbx.image_hashes:
             if h == digest(halg):
                 check.dbx_hit = f"image {halg.bank_name} hash"

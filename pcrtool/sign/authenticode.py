@@ -308,13 +308,21 @@ class AuthenticodeSignature:
     attributes: SignedAttributes | None
     signer_count: int
     nested_signatures: int                 # osslsigncode -nest: invisible to EDK2
+    signer_der: bytes | None = None        # the embedded certificate matching issuer + serial
+    signer_subject: str | None = None
+    signer_issuer_name: str | None = None
 
     def signer_certificate(self) -> bytes | None:
-        for c in self.certificates:
-            cert = x509.Certificate.load(c)
-            if cert.serial_number == self.signer_serial and cert.issuer == self.signer_issuer:
-                return c
-        return None
+        return self.signer_der
+
+
+def _find_signer(certs: tuple[bytes, ...], issuer, serial: int) -> tuple[bytes | None, str | None, str | None]:
+    """The signer certificate and its names, parsed eagerly so damage shows up here."""
+    for c in certs:
+        cert = x509.Certificate.load(c)
+        if cert.serial_number == serial and cert.issuer == issuer:
+            return c, cert.subject.human_friendly, cert.issuer.human_friendly
+    return None, None, None
 
 
 def parse_pkcs7(der: bytes) -> AuthenticodeSignature:
@@ -356,6 +364,10 @@ def parse_pkcs7(der: bytes) -> AuthenticodeSignature:
                     # counted from the raw SET: asn1crypto would parse the nested PKCS#7 as CMS
                     raw = a.dump()
                     nested += len(_children(raw, _children(raw, 0)[1]))
+        signer_der, subject, issuer_name = _find_signer(certs, sid.chosen["issuer"],
+                                                        sid.chosen["serial_number"].native)
+        if attributes is not None:
+            _ = attributes.signing_time, attributes.message_digest
         return AuthenticodeSignature(
             der=der,
             digest_algorithm=_BY_DIGEST_NAME.get(digest_algs[0]) if digest_algs else None,
@@ -373,6 +385,9 @@ def parse_pkcs7(der: bytes) -> AuthenticodeSignature:
             attributes=attributes,
             signer_count=len(signers),
             nested_signatures=nested,
+            signer_der=signer_der,
+            signer_subject=subject,
+            signer_issuer_name=issuer_name,
         )
     except FormatError:
         raise
