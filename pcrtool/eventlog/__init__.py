@@ -6,11 +6,14 @@ Contract used by the other areas::
     log = parse_event_log(data)          # EventLog: .events, .spec_id, .banks
     result = replay(log)                 # ReplayResult: .pcrs (PcrValues)
     value = decode_event(log.events[3], log)
+
+Large logs can be walked without keeping events: ``EventLogStream(data)`` (``validate()``, then
+iterate) with a ``Replayer`` fed event by event.
 """
 
 from pcrtool.eventlog.model import Event, EventLog, LogFormat, SpecIdEvent
-from pcrtool.eventlog.parse import parse_event_log
-from pcrtool.eventlog.replay import ReplayResult, initial_pcr_value, replay
+from pcrtool.eventlog.parse import EventLogStream, parse_event_log
+from pcrtool.eventlog.replay import Replayer, ReplayResult, initial_pcr_value, replay
 from pcrtool.tcg.constants import EventType
 
 
@@ -21,5 +24,5 @@ def decode_event(event, log=None):
     return _decode(event, log)
 
 
-__all__ = ["Event", "EventLog", "EventType", "LogFormat", "ReplayResult", "SpecIdEvent",
-           "decode_event", "initial_pcr_value", "parse_event_log", "replay"]
+__all__ = ["Event", "EventLog", "EventLogStream", "EventType", "LogFormat", "Replayer", "ReplayResult",
+           "SpecIdEvent", "decode_event", "initial_pcr_value", "parse_event_log", "replay"]
