@@ -24,6 +24,9 @@ class Separator(Decoded):
     data: bytes
     kind = "separator"
 
+    def to_json(self) -> dict:
+        return {"kind": "separator", "value": self.value, "data": self.data.hex()}
+
     @property
     def is_error(self) -> bool:
         return self.value == 1
@@ -41,6 +44,9 @@ class Text(Decoded):
     text: str
     encoding: str
     kind = "text"
+
+    def to_json(self) -> dict:
+        return {"kind": "text", "text": self.text, "encoding": self.encoding}
 
     def describe(self) -> str:
         return self.text
