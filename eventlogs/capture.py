@@ -344,6 +344,33 @@ def make_sb_vars(keys: SbKeys, dest: Path) -> Path:
     return dest
 
 
+EFI_GLOBAL_VARIABLE = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
+LOAD_OPTION_NUMBER = 0x0100
+
+
+def load_option(description: str, file_path: str, optional_data: bytes) -> bytes:
+    """EFI_LOAD_OPTION (UEFI 2.10 §3.1.3) with a short-form FILEPATH device path (EDK2 expands it
+    to the file on any simple file system) and ``optional_data`` = the LoadOptions the image gets."""
+    path = file_path.encode("utf-16-le") + b"\0\0"
+    device_path = struct.pack("<BBH", 4, 4, 4 + len(path)) + path + bytes([0x7F, 0xFF, 4, 0])
+    desc = description.encode("utf-16-le") + b"\0\0"
+    return struct.pack("<IH", 1, len(device_path)) + desc + device_path + optional_data  # LOAD_OPTION_ACTIVE
+
+
+def add_boot_entry(vars_in: Path, dest: Path, optional_data: bytes) -> Path:
+    """A Boot0100 entry for \\EFI\\BOOT\\BOOTX64.EFI with LoadOptions, selected by BootNext."""
+    spec = dest.with_suffix(".json")
+    entry = load_option("pcrtool e2e", "\\EFI\\BOOT\\BOOTX64.EFI", optional_data)
+    spec.write_text(json.dumps({"version": 2, "variables": [
+        {"name": f"Boot{LOAD_OPTION_NUMBER:04X}", "guid": EFI_GLOBAL_VARIABLE, "attr": 7, "data": entry.hex()},
+        {"name": "BootNext", "guid": EFI_GLOBAL_VARIABLE, "attr": 7,
+         "data": struct.pack("<H", LOAD_OPTION_NUMBER).hex()}]}))
+    virt_fw_vars = Path(sys.executable).parent / "virt-fw-vars"
+    exe = str(virt_fw_vars) if virt_fw_vars.exists() else "virt-fw-vars"
+    run([exe, "--input", vars_in, "--output", dest, "--set-json", spec])
+    return dest
+
+
 def pe_sign(uki: Path, key: Path, crt: Path, dest: Path) -> Path:
     """Authenticode-sign with ``pcrtool pe sign`` (key file)."""
     run([pcrtool_exe(), "pe", "sign", uki, "--key", key, "--cert", crt, "--output", dest])
@@ -540,6 +567,10 @@ def main(argv: list[str] | None = None) -> int:
                          "with virt-fw-vars, UKI signed with the db key (pcrtool pe sign)")
     ap.add_argument("--cmdline", default=DEFAULT_CMDLINE, help="UKI .cmdline section")
     ap.add_argument("--version", default="1", help="VERSION_ID in the UKI's .osrel")
+    ap.add_argument("--load-options", metavar="TEXT",
+                    help="boot through a Boot0100 entry (BootNext) whose LoadOptions are TEXT as "
+                         "UTF-16LE (no NUL unless --load-options-nul)")
+    ap.add_argument("--load-options-nul", action="store_true", help="store LoadOptions with a NUL")
     ap.add_argument("--build", type=Path, help="build directory (default: a fresh temp dir, removed)")
     ap.add_argument("--cache", type=Path, help="reuse/store downloaded .deb files here")
     ap.add_argument("--keep", action="store_true", help="keep the build directory")
@@ -584,6 +615,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             meta["ovmf_code"] = str(OVMF_CODE)
         meta["ovmf_vars_template"] = str(OVMF_VARS)
+        if args.load_options is not None:
+            opt = args.load_options.encode("utf-16-le") + (b"\0\0" if args.load_options_nul else b"")
+            vars_fd = add_boot_entry(vars_fd or OVMF_VARS, build / "boot-vars.fd", opt)
+            meta["load_options"] = args.load_options
+            meta["load_options_hex"] = opt.hex()
+            meta["boot_entry"] = f"Boot{LOAD_OPTION_NUMBER:04X} (BootNext), FilePath(\\EFI\\BOOT\\BOOTX64.EFI)"
         res = boot(esp, build / "run", secure_boot=args.secure_boot != "off", vars_fd=vars_fd)
         log(f"boot took {res.seconds:.1f} s (refused={res.refused}, completed={res.completed})")
         if not res.completed:

@@ -20,6 +20,7 @@ CAPTURES = {
     "sb-off": EVENTLOGS / "ovmf-sb-off",
     "sb-own": EVENTLOGS / "ovmf-sb-own",
     "cmdline": EVENTLOGS / "ovmf-cmdline",
+    "loadopts": EVENTLOGS / "ovmf-loadopts",
 }
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 LOCAL_CACHE = ROOT / "_work" / "cache"

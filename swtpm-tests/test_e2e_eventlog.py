@@ -46,7 +46,8 @@ def test_capture_parses_and_replays_to_guest_pcrs_in_all_banks(name):
     assert list(log.banks) == list(BANKS)
     replayed = replay(log).pcrs
     in_log = {e.pcr for e in log.events if e.event_type != EventType.EV_NO_ACTION}
-    assert in_log == {0, 1, 2, 3, 4, 5, 6, 7, 9, 11}
+    # only the boot through a Boot#### entry with LoadOptions has PCR 12 (the stub's cmdline event)
+    assert in_log == {0, 1, 2, 3, 4, 5, 6, 7, 9, 11} | ({12} if "load_options" in meta else set())
     for alg in BANKS:
         for pcr in sorted(in_log):
             assert replayed.get(alg, pcr) == guest.get(alg, pcr), (pcr, alg)
@@ -76,7 +77,7 @@ def test_capture_agrees_with_tpm2_eventlog(name, tool):
         if m and bank is not None:
             assert bytes.fromhex(m.group(2)) == guest.get(bank, int(m.group(1))), (bank, m.group(1))
             seen += 1
-    assert seen == 40  # 10 PCRs × 4 banks
+    assert seen == (44 if name == "loadopts" else 40)  # 10 (11) PCRs × 4 banks
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -88,7 +89,7 @@ def test_cli_verify_exits_0_against_guest_pcrs(name):
     assert report["ok"] is True and report["mismatchingPcrs"] == []
     status = {(p["pcr"], p["bank"]): p["status"] for p in report["pcrs"]}
     for alg in BANKS:
-        for pcr in (0, 1, 2, 3, 4, 5, 6, 7, 9, 11):
+        for pcr in (0, 1, 2, 3, 4, 5, 6, 7, 9, 11) + ((12,) if name == "loadopts" else ()):
             assert status[(pcr, alg.bank_name)] == "match"
         assert status[(IMA_PCR, alg.bank_name)] == "not-in-log"
 
@@ -154,3 +155,46 @@ def test_replay_log_into_swtpm_reaches_the_guest_pcrs(name, swtpm):
     for alg in BANKS:
         for pcr in (0, 1, 2, 3, 4, 5, 6, 7, 9, 11, 12):
             assert live.get(alg, pcr) == guest.get(alg, pcr), (pcr, alg)
+
+
+def test_load_options_measured_by_stub252_into_pcr12_and_by_linux_into_pcr9():
+    """Boot0100 carries LoadOptions stored as UTF-16LE *without* a NUL. With Secure Boot off,
+    systemd-stub 252 replaces .cmdline with them and measures them into PCR 12 as EV_IPL of the
+    UTF-16LE string *with* the 2-byte NUL (130 bytes for 64 characters); the kernel's EFI stub
+    measures the same bytes into PCR 9. Predicted with pcrtool.predict.cmdline (nul=True)."""
+    from pcrtool.eventlog import parse_event_log
+    from pcrtool.predict.cmdline import (linux_load_options_measurement, stub_cmdline_measurement,
+                                         utf16_cmdline)
+    from pcrtool.predict.events import replay_measurements
+    from pcrtool.tcg.constants import EventType
+
+    d, data, guest = _files("loadopts")
+    meta = json.loads((d / "capture.json").read_text())
+    text = meta["load_options"]
+    assert bytes.fromhex(meta["load_options_hex"]) == utf16_cmdline(text, nul=False)  # stored without NUL
+    assert meta["guest_cmdline"] == text and text != meta["cmdline"]  # the stub used them, not .cmdline
+    (ev12,) = [e for e in parse_event_log(data).events if e.pcr == 12]
+    assert ev12.event_type == EventType.EV_IPL and ev12.data == utf16_cmdline(text, nul=True)
+    log9 = [e for e in parse_event_log(data).events if e.pcr == 9][0]
+    for nul, expect in ((True, True), (False, False)):
+        p12 = replay_measurements([stub_cmdline_measurement(text, BANKS, nul=nul)], BANKS)
+        for alg in BANKS:
+            assert (p12.get(alg, 12) == guest.get(alg, 12)) is expect, (nul, alg)
+            opt = linux_load_options_measurement(text, [alg], nul=nul).digests[alg]
+            assert (opt == log9.digests[alg]) is expect, (nul, alg)
+
+
+def test_boot_next_entry_has_no_returning_from_application_pair():
+    """OVMF's PCR 4 sequence depends on the boot path: through BootNext the first option runs, so
+    the "Returning from EFI Application" + second "Calling" pair of the removable-media boot is
+    absent (a reference log must come from the same boot path)."""
+    from pcrtool.eventlog import parse_event_log
+    from pcrtool.tcg.constants import EventType
+
+    def actions(name):
+        return [e.data for e in parse_event_log(_files(name)[1]).events
+                if e.pcr == 4 and e.event_type == EventType.EV_EFI_ACTION]
+    calling = b"Calling EFI Application from Boot Option"
+    returning = b"Returning from EFI Application from Boot Option"
+    assert actions("loadopts") == [calling]
+    assert actions("sb-off") == [calling, returning, calling]
