@@ -156,3 +156,20 @@ def test_table_not_at_eof_warns(kernel):
 def test_certificate_walk(kernel):
     certs = PeImage.parse(kernel.read_bytes()).certificates()
     assert len(certs) == 1 and certs[0].revision == 0x200 and certs[0].cert_type == 2
+
+
+def test_word_sum_matches_plain_definition():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from pcrtool.pe.authenticode import word_sum
+
+    @settings(deadline=None, max_examples=200)
+    @given(st.binary(max_size=5000), st.integers(0, 3))
+    def check(blob, extra_mib):
+        blob = blob + (b"\xff" * (extra_mib << 19))
+        padded = blob + b"\0" * (len(blob) % 2)
+        plain = sum(struct.unpack(f"<{len(padded) // 2}H", padded)) % 0xFFFF
+        assert word_sum(blob) == plain
+
+    check()
