@@ -110,10 +110,12 @@ def sha256_file(path: Path) -> str:
 
 def kernel_package() -> str:
     """The versioned kernel image package linux-image-amd64 currently depends on."""
-    out = run(["apt-cache", "depends", "linux-image-amd64"]).stdout.decode()
+    proc = run(["apt-cache", "depends", "linux-image-amd64"], check=False)
+    out = proc.stdout.decode()
     m = re.search(r"Depends:\s*(linux-image-\S+-amd64)", out)
-    if not m:
-        raise RuntimeError(f"cannot find the kernel behind linux-image-amd64 in: {out!r}")
+    if proc.returncode != 0 or not m:
+        raise RuntimeError("cannot find the kernel behind linux-image-amd64 (no apt lists? run "
+                           f"apt-get update): {proc.stderr.decode(errors='replace').strip()[-300:]}")
     return m.group(1)
 
 
