@@ -239,3 +239,20 @@ def test_malformed_payload_is_undecodable_not_an_exception(event_type):
         v = decode_event(ev(event_type, data))
         v.to_json()
         v.describe()
+
+
+def test_systemd_tags_and_nv_index_no_action():
+    from pcrtool.eventlog.decode.noaction import NvIndex
+
+    v = decode_event(ev(T.EV_EVENT_TAG, struct.pack("<II", 0xF5BC582A, 9) + "timeout 3".encode(), 12))
+    assert (v.name, v.text) == ("systemd-loader-conf", "timeout 3")
+    v = decode_event(ev(T.EV_EVENT_TAG, struct.pack("<II", 0x6C46F751, 4) + b"\x01\x02\x03\x04", 12))
+    assert v.name == "systemd-devicetree-addon" and v.data == b"\x01\x02\x03\x04"
+    nv = decode_event(ev(T.EV_NO_ACTION, b"NvIndexInstance\x00" + b"\x01\x02"))
+    assert nv == NvIndex("NvIndexInstance", b"\x01\x02")
+
+
+def test_sha1_format_windows_log_decodes_virtual_pcr_events(corpus):
+    log = _log(corpus, "guard-oss/windows_event_log")
+    virt = [e for e in log.events if e.pcr == 0xFFFFFFFF]
+    assert virt and all(isinstance(decode_event(e, log), Sipa) for e in virt)

@@ -52,8 +52,8 @@ def decode_event_tag(event: Event, log: EventLog | None):
     if len(data) >= 8:
         tag, size = struct.unpack_from("<II", data, 0)
         if size == len(data) - 8:
-            from pcrtool.eventlog.decode.windows import AGGREGATION, decode_sipa
-            if tag & AGGREGATION or event.pcr in (12, 13, 14) and tag not in TAG_NAMES:
+            from pcrtool.eventlog.decode.windows import CONTAINER, decode_sipa
+            if tag not in TAG_NAMES and (tag & 0x000F0000 == CONTAINER or event.pcr in (12, 13, 14)):
                 sipa = decode_sipa(data)
                 if sipa is not None:
                     return sipa
