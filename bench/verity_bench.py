@@ -98,6 +98,11 @@ def main() -> int:
               f"{['%.3f' % t for t in lib_times]}")
         print(f"ratio pcrtool/veritysetup (wall): {pc / vs:.2f} (target <= 0.60); best runs: "
               f"{min(pc_times) / min(vs_times):.2f}; library only: {lib / vs:.2f}")
+        print(f"CPU time ratio: {statistics.median(pc_cpu) / statistics.median(vs_cpu):.2f} "
+              f"(pcrtool spreads it over {os.cpu_count()} cores, veritysetup uses one)")
+        if os.getloadavg()[0] > 0.5:
+            print(f"warning: load average {os.getloadavg()[0]:.1f}: other processes share the CPUs, so "
+                  "the wall-time ratio understates what parallel hashing gains on an idle machine")
     return 0
 
 
