@@ -28,6 +28,25 @@ def _read(path: str, what: str = "PE file") -> bytes:
     return fileio.read_bytes(path, what=what)
 
 
+def _read_pe(path: str):
+    """A PE to sign: large regular files are mapped (no 75 MB copy); errors as fileio reports them.
+
+    Replacing the file afterwards (atomic rename, even onto the same path) leaves the mapping valid.
+    """
+    import mmap
+    import os
+    import stat
+
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if stat.S_ISREG(st.st_mode) and st.st_size >= (16 << 20):
+                return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        pass
+    return _read(path)
+
+
 def _hash_alg(name: str):
     from pcrtool.model import HashAlg
     return HashAlg.from_name(name)
@@ -94,7 +113,7 @@ def hash_cmd(file: str = typer.Argument(..., help="PE/EFI binary."),
     from pcrtool import render
     from pcrtool.pe import PeImage, image_digest, signing_digest
 
-    data = _read(file)
+    data = _read_pe(file)
     alg = _hash_alg(hash_name)
     image = PeImage.parse(data)
     _warn_all(image.warnings)
@@ -159,7 +178,7 @@ def sign(file: str = typer.Argument(..., help="PE/EFI binary to sign."),
 
     if key.strip() == "offline":
         raise UsageError("--key offline: use 'pcrtool pe prepare' to write a signing request")
-    data = _read(file)
+    data = _read_pe(file)
     alg = _hash_alg(hash_name)
     with load_signer(key, certificate=cert) as signer:
         cert_der = certificate_bytes(signer)
@@ -240,7 +259,7 @@ def prepare(file: str = typer.Argument(..., help="PE/EFI binary to sign offline.
     from pcrtool.sign import load_signer
     from pcrtool.sign.offline import RequestKind, default_tbs_name, new_request, write_request
 
-    data = _read(file)
+    data = _read_pe(file)
     alg = _hash_alg(hash_name)
     signer = load_signer("offline", certificate=cert)
     from pcrtool.pe.sign import CONSUMER, certificate_bytes
@@ -287,7 +306,7 @@ def attach(file: str = typer.Argument(..., help="The same PE binary that was pre
     req, blobs = read_request(request)
     if req.kind is not RequestKind.AUTHENTICODE:
         raise FormatError(f"{request} is a {req.kind.value} request, not an authenticode one")
-    data = _read(file)
+    data = _read_pe(file)
     if hashlib.sha256(data).hexdigest() != req.inputs.get("pe"):
         raise MismatchError(f"{file} is not the file the request was prepared for (sha256 differs)",
                             hint="attach to the exact file given to 'pcrtool pe prepare'")
@@ -357,7 +376,7 @@ def import_pkcs7(file: str = typer.Argument(..., help="PE binary (unsigned or si
     from pcrtool.pe.sign import attach_chunks, prepare_for_pkcs7
     from pcrtool.sign.authenticode import load_pkcs7_file
 
-    signed = attach_chunks(prepare_for_pkcs7(_read(file), _hash_alg(hash_name)),
+    signed = attach_chunks(prepare_for_pkcs7(_read_pe(file), _hash_alg(hash_name)),
                           load_pkcs7_file(_read(pkcs7, "PKCS#7")))
     _write_and_reverify(output, signed, _signer_cert(signed))
     render.info(f"attached {pkcs7} to {file} -> {output}")
