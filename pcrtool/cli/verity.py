@@ -243,12 +243,12 @@ def format_(
         "levels": len(result.layout.levels),
         "partitionUuids": {"data": _fmt_uuid(data_uuid), "hash": _fmt_uuid(hash_uuid)},
     }
-    if size > params.data_size and not in_data:
-        from pcrtool import render
-        render.warn(f"the last {size - params.data_size} bytes of {str(data)!r} are not protected "
+    from pcrtool import render
+    unprotected_end = params.hash_offset if in_data else size
+    if unprotected_end > params.data_size:
+        render.warn(f"bytes {params.data_size}…{unprotected_end - 1} of {str(data)!r} are not protected "
                     f"(--data-blocks {params.data_blocks})")
     flat = {k: (f"data {v['data']}, hash {v['hash']}" if k == "partitionUuids" else v) for k, v in out.items()}
-    from pcrtool import render
     if render.json_mode():
         render.emit_json(out)
     else:
