@@ -48,6 +48,10 @@ def _exercise(data: bytes) -> None:
         authenticode_digest(data)
         signing_digest(data)
         verify_image(data)
+        import datetime as dt
+
+        from pcrtool.pe.sign import prepare
+        prepare(data, dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc))
     except FormatError:
         pass
     except PcrtoolError as e:  # a refusal with a reason is fine too, a crash is not
