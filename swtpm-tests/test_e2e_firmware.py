@@ -544,3 +544,24 @@ def test_policy_for_this_release_unlocks_after_log_replay_and_previous_release_s
         assert unlock("previous-2") == 4          # floor moved: the old approval is refused
         boot_current()
         assert unlock("current-3") == 0
+
+
+def test_predict_release_with_boot_entry_load_options(release, workdir):
+    """The committed `ovmf-loadopts` boot (Boot0100 LoadOptions, SB off, the default UKI) predicted
+    by `pcrtool predict release` with `[cmdline] stub = <LoadOptions>`: PCR 4/7/11/12 exact.
+    (PCR 9 is not asserted here: the kernel then measures the LoadOptions, not .cmdline — see the
+    report; pcrtool.predict derives PCR 9 from .cmdline.) Without the same UKI (a newer Debian
+    kernel), only PCR 7 and 12 can be compared."""
+    committed = H.CAPTURES["loadopts"]
+    meta = json.loads((committed / "capture.json").read_text())
+    d = workdir / "manifest-loadopts"
+    m = _write_manifest(d, release, uki=release.uki, version="1", svn=2, chain=["uki", "uki.linux"],
+                        secureboot="SecureBoot = 0", reference_log=committed / "eventlog.bin")
+    m.write_text(m.read_text() + f'\n[cmdline]\nstub = "{meta["load_options"]}"\nnul = true\n')
+    pred = _predict(m, workdir / "predictions-loadopts.json")
+    measured = PcrValues.parse((committed / "pcrs.json").read_text())
+    same_uki = H.load_capture().sha256_file(release.uki) == meta["uki_sha256"]
+    for alg in BANKS:
+        for pcr in ((4, 7, 11, 12) if same_uki else (7, 12)):
+            assert pred[""].get(alg, pcr) == measured.get(alg, pcr), (pcr, alg)
+        assert pred[""].get(alg, 12) != alg.zero
