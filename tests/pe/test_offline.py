@@ -139,3 +139,27 @@ def test_export_then_osslsigncode_attach(stub, tmp_path, rsa2048):
     out = tmp_path / "oss.efi"
     tool("osslsigncode", "attach-signature", "-sigin", p7, "-CAfile", cert, "-in", stub, "-out", out)
     tool("sbverify", "--cert", cert, out)
+
+
+def test_sha384_offline_flow(stub, tmp_path, rsa2048):
+    from pcrtool.model import HashAlg
+    key, cert = rsa2048
+    req = tmp_path / "s384.sign-request.json"
+    pcrtool("pe", "prepare", stub, "--cert", cert, "--request", req, "--hash", "sha384",
+            env={"SOURCE_DATE_EPOCH": EPOCH}, check=True)
+    sattrs = tmp_path / "s384.sattrs.der"
+    tool("openssl", "dgst", "-sha384", "-sign", key, "-out", f"{sattrs}.sig", sattrs)
+    out = tmp_path / "s384.efi"
+    pcrtool("pe", "attach", stub, "--request", req, "--output", out, check=True)
+    assert out.read_bytes() == sign_with_pcrtool(stub.read_bytes(), key, cert, epoch=int(EPOCH), alg=HashAlg.SHA384)
+    assert "Succeeded" in tool("osslsigncode", "verify", "-CAfile", cert, "-in", out).stdout
+    # a SHA-256 signature over the SHA-384 request's bytes is refused
+    tool("openssl", "dgst", "-sha256", "-sign", key, "-out", f"{sattrs}.sig", sattrs)
+    r = pcrtool("pe", "attach", stub, "--request", req, "--output", tmp_path / "never.efi")
+    assert r.returncode == 3 and not (tmp_path / "never.efi").exists()
+
+
+def test_prepare_refuses_sha512(stub, tmp_path, rsa2048):
+    r = pcrtool("pe", "prepare", stub, "--cert", rsa2048[1], "--request", tmp_path / "x.sign-request.json",
+                "--hash", "sha512")
+    assert r.returncode == 1 and "SHA-512" in r.stderr and not list(tmp_path.iterdir())
