@@ -240,3 +240,16 @@ def make_chain(tmp: Path) -> dict[str, Path]:
     for name in ("root", "inter", "leaf"):
         out[name + "_crt"], out[name + "_key"] = tmp / f"{name}.crt", tmp / f"{name}.key"
     return out
+
+
+def make_pe32(tmp: Path) -> Path:
+    """A small PE32 (i386) EFI application built with GNU as + ld (i386pe emulation)."""
+    src = tmp / "pe32.s"
+    src.write_text(".text\n.globl _start\n_start:\n  ret\n  .fill 3000, 1, 0x90\n"
+                   ".data\n  .fill 777, 1, 0x41\n"
+                   '.section .sbat, "a"\n  .ascii "sbat,1,SBAT Version,sbat,1,https://example\\n"\n')
+    obj, out = tmp / "pe32.o", tmp / "pe32.efi"
+    subprocess.run(["as", "--32", "-o", str(obj), str(src)], check=True, capture_output=True)
+    subprocess.run(["ld", "-m", "i386pe", "--subsystem", "10", "-e", "_start", "-o", str(out), str(obj)],
+                   check=True, capture_output=True)
+    return out

@@ -374,3 +374,23 @@ def test_certificate_chain_to_ca_in_db(stub, tmp_path):
     pcrtool("pe", "sign", stub, "--key", c["leaf_key"], "--cert", c["leaf_crt"], "-o", bare, check=True)
     assert pcrtool("pe", "verify", bare, "--cert", c["root_crt"]).returncode == 3
     assert tool("sbverify", "--cert", c["root_crt"], bare, check=False).returncode != 0
+
+
+def test_pe32_image(pe_tmp, rsa2048):
+    """PE32 (optional header magic 0x10b, data directory at +96) as well as PE32+."""
+    from helpers_pe import make_pe32, need_tool
+    need_tool("as")
+    need_tool("ld")
+    key, cert = rsa2048
+    src = make_pe32(pe_tmp)
+    img = PeImage.parse(src.read_bytes())
+    assert not img.is_pe32_plus and img.security_directory_offset == img.optional_header_offset + 96 + 32
+    assert signing_digest(src.read_bytes()).hex() == \
+        tool("pesign", "-h", "-P", "-i", src).stdout.split("hash:")[1].strip()
+    out = pe_tmp / "pe32-signed.efi"
+    out.write_bytes(sign_with_pcrtool(src.read_bytes(), key, cert))
+    tool("sbverify", "--cert", cert, out)
+    assert "Succeeded" in tool("osslsigncode", "verify", "-CAfile", cert, "-in", out).stdout
+    pefile = pytest.importorskip("pefile")
+    pe = pefile.PE(data=out.read_bytes(), fast_load=True)
+    assert pe.OPTIONAL_HEADER.CheckSum == pe.generate_checksum()
