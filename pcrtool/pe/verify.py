@@ -21,8 +21,6 @@ from pcrtool.pe.sigdb import SignatureDb, tbs_hash
 from pcrtool.sign import authenticode as ac
 
 EFI_CERT_TYPE_PKCS7_GUID = bytes.fromhex("9dd2af4adf68ee498aa9347d375665a7")  # 4aafd29d-68df-49ee-…, LE
-_EDK2_OIDS = {HashAlg.SHA1: "1.3.14.3.2.26", HashAlg.SHA256: "2.16.840.1.101.3.4.2.1",
-              HashAlg.SHA384: "2.16.840.1.101.3.4.2.2", HashAlg.SHA512: "2.16.840.1.101.3.4.2.3"}
 
 
 @dataclass(slots=True)
@@ -76,7 +74,7 @@ def edk2_hash_alg(der: bytes) -> HashAlg | None:
     """HashPeImageByType: the OID memcmp at fixed offset 32 of the PKCS#7 DER."""
     if len(der) < 2 or der[1] != 0x82:
         return None
-    for alg, oid in _EDK2_OIDS.items():
+    for alg, oid in ac.DIGEST_OIDS.items():
         enc = ac.core.ObjectIdentifier(oid).dump()[2:]
         if der[32:32 + len(enc)] == enc:
             return alg

@@ -36,7 +36,7 @@ SIGNING_ALGS = (HashAlg.SHA256, HashAlg.SHA384)
 _DIGEST_NAMES = {HashAlg.SHA1: "sha1", HashAlg.SHA256: "sha256", HashAlg.SHA384: "sha384",
                  HashAlg.SHA512: "sha512"}
 _BY_DIGEST_NAME = {v: k for k, v in _DIGEST_NAMES.items()}
-_DIGEST_OIDS = {HashAlg.SHA1: "1.3.14.3.2.26", HashAlg.SHA256: "2.16.840.1.101.3.4.2.1",
+DIGEST_OIDS = {HashAlg.SHA1: "1.3.14.3.2.26", HashAlg.SHA256: "2.16.840.1.101.3.4.2.1",
                 HashAlg.SHA384: "2.16.840.1.101.3.4.2.2", HashAlg.SHA512: "2.16.840.1.101.3.4.2.3"}
 
 
@@ -246,7 +246,7 @@ def check_edk2_layout(der: bytes, alg: HashAlg) -> None:
     outer SEQUENCE, the [0] and the SignedData SEQUENCE all use 2-byte (0x82) lengths, i.e. the
     DER is 256..65535 bytes; SpcIndirectDataContent must use a short or 0x82 length.
     """
-    oid = core.ObjectIdentifier(_DIGEST_OIDS[alg]).dump()[2:]
+    oid = core.ObjectIdentifier(DIGEST_OIDS[alg]).dump()[2:]
     if len(der) < 40 or len(der) > 0xFFFF + 4:
         raise UnsupportedError(f"the PKCS#7 is {len(der)} bytes; EDK2's fixed-offset algorithm detection "
                                "needs 2-byte DER lengths (256..65535 bytes)",
