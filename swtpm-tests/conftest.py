@@ -18,24 +18,8 @@ import pytest
 
 
 
-def _root_conftest():
-    """The root conftest.py under a private module name: the name ``conftest`` is shadowed
-    between test directories, so ``from conftest import need_tool`` may find this very module."""
-    import importlib.util
-    import sys
-
-    name = "_pcrtool_root_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "conftest.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 # Offered under the same names as the root conftest, for tests that import them from "conftest".
-need_tool = _root_conftest().need_tool
-need_module = _root_conftest().need_module
+from pcrtool.testing import need_module, need_tool  # noqa: E402,F401
 
 
 def _need_swtpm() -> None:

@@ -15,7 +15,10 @@ import os
 import sys
 
 import typer
-from typer._click.exceptions import ClickException
+try:  # typer >= 0.22 vendors click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer on top of click
+    from click.exceptions import ClickException
 from typer.core import TyperGroup
 
 from pcrtool import render

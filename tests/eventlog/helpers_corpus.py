@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pcrtool.testing import need_module  # noqa: F401
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,13 +103,3 @@ def tool_results(root: Path | None = None) -> dict[str, ToolResult]:
                                   tuple(b for b in cols[5].split(",") if b), pcrs)
     return out
 
-
-def need_module(name: str):
-    """The root conftest's need_module (skip, or fail under CI=true, when a module is missing)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_pcrtool_root_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.need_module(name)

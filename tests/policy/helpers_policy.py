@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pcrtool.testing import need_module, need_tool  # noqa: F401
+
 import hashlib
 import json
 
@@ -46,28 +48,4 @@ def releases_json(**kw) -> str:
 
 
 
-# Own copies of the root conftest's helpers: `from conftest import …` is ambiguous once several
-# test directories put their own conftest.py on sys.path (importlib mode).
-IN_CI = __import__("os").environ.get("CI", "").lower() in ("1", "true", "yes")
 
-
-def need_tool(name: str) -> str:
-    """Path of an external tool; skip without it (fail under CI=true)."""
-    import pytest
-
-    from pcrtool.tools import find_tool
-
-    path = find_tool(name)
-    if path is None:
-        (pytest.fail if IN_CI else pytest.skip)(f"{name} is not installed (run .ci/install-system-deps)")
-    return path
-
-
-def need_module(name: str):
-    """Import an optional module; skip without it (fail under CI=true)."""
-    import pytest
-
-    try:
-        return __import__(name)
-    except ImportError as e:
-        (pytest.fail if IN_CI else pytest.skip)(f"python module {name} missing: {e}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pcrtool.testing import need_tool  # noqa: F401
+
 import os
 import subprocess
 from pathlib import Path
@@ -10,17 +12,6 @@ import pytest
 
 from pcrtool.tools import find_tool
 
-
-def need_tool(name: str) -> str:
-    """As the root conftest's need_tool (skip, or fail under CI=true); imported from here because
-    another test directory's conftest.py shadows the module name ``conftest`` on sys.path."""
-    path = find_tool(name)
-    if path is None:
-        msg = f"{name} is not installed (run .ci/install-system-deps)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 STUB = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
 

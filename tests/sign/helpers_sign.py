@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pcrtool.testing import in_ci, need_tool  # noqa: F401
+
+IN_CI = in_ci()
+
 import hashlib
 import os
 import subprocess
@@ -10,21 +14,7 @@ from pathlib import Path
 
 import pytest
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PIN = "468135"
-
-
-def need_tool(name: str) -> str:
-    from pcrtool.tools import find_tool
-    path = find_tool(name)
-    if path is None:
-        msg = f"{name} is not installed (run .ci/install-system-deps)"
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
-
-
 
 
 def openssl(*args, input: bytes | None = None) -> bytes:

@@ -5,6 +5,8 @@ veritysetup and openssl are the oracles; the PKI is made by the openssl command 
 
 from __future__ import annotations
 
+from pcrtool.testing import need_tool  # noqa: F401
+
 import os
 import random
 import subprocess
@@ -13,19 +15,7 @@ from pathlib import Path
 
 import pytest
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 UUID = "12345678-1234-1234-1234-123456789abc"
-
-
-def need_tool(name: str) -> str:
-    from pcrtool.tools import find_tool
-    path = find_tool(name)
-    if path is None:
-        msg = f"{name} is not installed (run .ci/install-system-deps)"
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 
 def run(*argv, check=True, input=None) -> subprocess.CompletedProcess:
