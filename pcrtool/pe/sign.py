@@ -18,6 +18,7 @@ from pcrtool.model import HashAlg
 from pcrtool.pe.authenticode import digest_and_body_sum, image_digest, pad_length, signed_chunks
 from pcrtool.pe.image import PeImage
 from pcrtool.sign import authenticode as ac
+from pcrtool.sign.api import KeyType, Padding, require_key
 
 CONSUMER = "UEFI Authenticode verification"
 
@@ -137,20 +138,13 @@ def sign_image(data: bytes, signer, signing_time: _dt.datetime, alg: HashAlg = H
 def sign_image_chunks(data: bytes, signer, signing_time: _dt.datetime, alg: HashAlg = HashAlg.SHA256, *,
                       certificate_der: bytes | None = None, chain: tuple[bytes, ...] = ()) -> list:
     """``sign_image`` as chunks to write one after the other."""
-    from pcrtool.sign.api import Padding, require_key
-
-    require_key(signer.public_key(), consumer=CONSUMER, key_types=(_rsa(),), min_rsa_bits=2048,
+    require_key(signer.public_key(), consumer=CONSUMER, key_types=(KeyType.RSA,), min_rsa_bits=2048,
                 max_rsa_bits=4096)
     cert_der = certificate_der or certificate_bytes(signer)
     check_certificate_key(cert_der, signer.public_key())
     prepared = prepare(data, signing_time, alg)
     signature = signer.sign(prepared.signed_attrs, alg, Padding.PKCS1V15)
     return complete_chunks(prepared, signature, cert_der, extra_certificates=tuple(chain))
-
-
-def _rsa():
-    from pcrtool.sign.api import KeyType
-    return KeyType.RSA
 
 
 def certificate_bytes(signer) -> bytes:
