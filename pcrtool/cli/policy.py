@@ -139,6 +139,8 @@ def approve(
     no_svn: bool = typer.Option(False, "--no-svn", help="Plain systemd entries without policyRef "
                                                         "(no downgrade protection)."),
     all_releases: bool = typer.Option(False, "--all", help="Also approve releases marked not allowed."),
+    ecdsa: bool = typer.Option(False, "--ecdsa", help="Allow an ECDSA P-256 key: pcrtool's unlock "
+                                                      "verifies it, systemd (<= 259) cannot."),
 ) -> None:
     """Sign approvals for every allowlisted release, phase and bank (RSASSA-PKCS1-v1_5/SHA-256 over
     approvedPolicy || policyRef, where policyRef carries the svn)."""
@@ -146,17 +148,16 @@ def approve(
     from pcrtool.sign import load_signer
     from pcrtool.errors import UsageError
 
-    signer = load_signer(key, certificate=certificate)
-    if getattr(signer, "is_offline", False):
-        raise UsageError("an offline key cannot sign here", hint="use `pcrtool policy prepare` and `attach`")
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    if not isinstance(signer.public_key(), rsa.RSAPublicKey):
-        from pcrtool import render
-        render.warn("systemd (≤ 259) verifies RSA approvals only; pcrtool's unlock also takes ECDSA P-256")
-    targets, bank_list, _ = _targets(releases, banks, pcrs, svn=not no_svn, all_releases=all_releases)
-    entries = sign_entries(build_entries(targets, signer.public_key(), bank_list), signer_callable(signer))
-    for e in entries:
-        verify_entry(e, signer.public_key())
+    with load_signer(key, certificate=certificate) as signer:
+        if getattr(signer, "is_offline", False):
+            raise UsageError("an offline key cannot sign here", hint="use `pcrtool policy prepare` and `attach`")
+        if not ecdsa:
+            # systemd-cryptsetup/-measure verify RSA approvals only: refuse what they cannot check.
+            signer.require_rsa(consumer="systemd signed PCR policy (pass --ecdsa for pcrtool-only approvals)")
+        targets, bank_list, _ = _targets(releases, banks, pcrs, svn=not no_svn, all_releases=all_releases)
+        entries = sign_entries(build_entries(targets, signer.public_key(), bank_list), signer_callable(signer))
+        for e in entries:
+            verify_entry(e, signer.public_key())
     doc = _merge(Approvals(tuple(entries)), output, append)
     _write_or_print(doc.dumps(pretty=False), output)
 
