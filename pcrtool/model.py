@@ -205,6 +205,16 @@ class PcrValues:
             data = data["banks"]
         elif isinstance(data, dict) and "bank" in data and "pcrs" in data:
             data = {data["bank"]: data["pcrs"]}
+        elif isinstance(data, dict) and isinstance(data.get("pcrs"), list):
+            # go-attestation dumps: {"pcrs": [{"index": 0, "alg": "sha1", "digest": hex}, …]}
+            for j, e in enumerate(data["pcrs"]):
+                if not isinstance(e, dict) or not {"index", "alg", "digest"} <= e.keys():
+                    raise FormatError(f"{source}: pcrs[{j}] needs index, alg and digest")
+                out.set(HashAlg.from_name(str(e["alg"])), _pcr_from_any(e["index"], source),
+                        _hex_value(e["digest"], source))
+            if not out.values:
+                raise FormatError(f"{source}: no PCR values found")
+            return out
         if not isinstance(data, dict):
             raise FormatError(f"{source}: JSON must be an object keyed by bank",
                               hint="expected {\"sha256\": {\"0\": \"hex\", …}}")

@@ -88,3 +88,13 @@ def test_parse_hex():
         parse_hex("zz")
     with pytest.raises(UsageError):
         parse_hex("ab", size=2)
+
+
+def test_pcr_values_go_attestation_shape(corpus):
+    """go-attestation's Log.PCRs dump, e.g. the corpus' linux_tpm12 file (values a TPM 1.2 read)."""
+    path = corpus / "logs" / "go-attestation" / "linux_tpm12.json.pcrs.json"
+    values = PcrValues.parse(path.read_text())
+    assert values.get(HashAlg.SHA1, 0).hex() == "83584d3949ac1182fb0497b59b3df7336b8648fa"
+    assert len(values.values[HashAlg.SHA1]) == 24
+    with pytest.raises(FormatError):
+        PcrValues.parse(json.dumps({"pcrs": [{"index": 0, "alg": "sha1"}]}))
