@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pcrtool.testing import need_module, need_tool  # noqa: F401
+from pcrtool.testing import in_ci, need_module, need_tool  # noqa: F401
+
+IN_CI = in_ci()
 
 import hashlib
 import json
