@@ -22,7 +22,7 @@ CAPTURES = {
     "cmdline": EVENTLOGS / "ovmf-cmdline",
     "loadopts": EVENTLOGS / "ovmf-loadopts",
 }
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")  # pcrtool.testing.in_ci()
 LOCAL_CACHE = ROOT / "_work" / "cache"
 PCRTOOL = str(Path(sys.executable).parent / "pcrtool")
 
@@ -58,11 +58,11 @@ def _need(ok: bool, msg: str) -> None:
 
 def need_e2e_tools() -> None:
     """Every external part a boot needs (fails under CI=true when missing)."""
-    from pcrtool.tools import find_tool
+    from pcrtool.testing import need_tool
 
     for tool in ("qemu-system-x86_64", "swtpm", "objcopy", "mkfs.vfat", "mcopy", "mmd",
                  "apt-get", "apt-cache", "dpkg-deb", "openssl"):
-        _need(find_tool(tool) is not None, f"{tool} is not installed (run .ci/install-system-deps)")
+        need_tool(tool)
     cap = load_capture()
     for path in (cap.STUB, cap.OVMF_CODE, cap.OVMF_CODE_SB, cap.OVMF_VARS):
         _need(path.exists(), f"{path} missing (apt-get install systemd-boot-efi ovmf)")
