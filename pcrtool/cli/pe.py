@@ -173,17 +173,21 @@ def sign(file: str = typer.Argument(..., help="PE/EFI binary to sign."),
     """Sign (or add a signature to) a PE binary; output is re-verified after writing."""
     from pcrtool import fileio, render
     from pcrtool.errors import UsageError
-    from pcrtool.pe.sign import certificate_bytes, sign_image_chunks
-    from pcrtool.sign import load_signer
+    from pcrtool.pe.sign import prepare
 
     if key.strip() == "offline":
         raise UsageError("--key offline: use 'pcrtool pe prepare' to write a signing request")
     data = _read_pe(file)
     alg = _hash_alg(hash_name)
-    with load_signer(key, certificate=cert) as signer:
+    when = _signing_time()
+    # Hash (and checksum) while the key and the X.509/PKCS#7 code load: the image digest runs in
+    # a thread (hashlib releases the GIL), the checksum in a forked child (int.from_bytes does not).
+    body_sum = _forked_body_sum(data)
+    job = _background(lambda: prepare(data, when, alg, body_sum=body_sum))
+    from pcrtool.pe.sign import certificate_bytes, sign_prepared
+    with _load_sign_key(key, cert) as signer:
         cert_der = certificate_bytes(signer)
-        signed = sign_image_chunks(data, signer, _signing_time(), alg, certificate_der=cert_der,
-                                   chain=_chain_certificates(chain))
+        signed = sign_prepared(job, signer, certificate_der=cert_der, chain=_chain_certificates(chain))
     if detached:
         from pcrtool.sign.authenticode import der_length
         der = signed[-1][8:]
@@ -192,6 +196,95 @@ def sign(file: str = typer.Argument(..., help="PE/EFI binary to sign."),
         return
     _write_and_reverify(output, signed, cert_der)
     render.info(f"signed {file} -> {output}")
+
+
+def _load_sign_key(key: str, cert: Optional[str]):
+    """The signer for ``pe sign``. A key file skips cryptography's RSA key consistency check
+    (~45 ms): every signature ``sign`` makes is verified against the certificate's public key
+    before anything is written (``sign_prepared`` → ``attach_chunks``) and the written file is
+    verified again, so a faulty key cannot publish a faulty signature (reasoning in
+    ``pcrtool.sign.keyfile.load_private_key_bytes``). Other backends load as usual."""
+    from pcrtool.sign import load_signer
+    from pcrtool.sign.api import KeyRef, KeyScheme
+
+    ref = KeyRef.parse(key)
+    if ref.scheme is KeyScheme.FILE:
+        from pcrtool.sign.keyfile import FileSigner
+        return FileSigner.from_file(ref.target, certificate=cert, signatures_verified_by_caller=True)
+    return load_signer(ref, certificate=cert)
+
+
+def _background(fn):
+    """Run ``fn`` in a daemon thread; returns a callable that waits and returns (or raises) its result."""
+    import threading
+
+    box: list = []
+
+    def run() -> None:
+        try:
+            box.append((True, fn()))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            box.append((False, e))
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+
+    def result():
+        worker.join()
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+    return result
+
+
+def _forked_body_sum(data):
+    """``word_sum`` of the part of a large image that signing leaves untouched, computed by a
+    forked child so it runs beside the hashing thread and the key loading (it holds the GIL).
+
+    Returns None (the caller computes it) for small or unparsable inputs, else a callable that
+    waits for the child; if the child fails for any reason the sum is computed in this process.
+    Forks before any thread is started.
+    """
+    import os
+
+    if len(data) < (16 << 20) or not hasattr(os, "fork"):
+        return None
+    from pcrtool.errors import PcrtoolError
+    from pcrtool.pe.authenticode import body_start, word_sum
+    from pcrtool.pe.image import PeImage
+    try:
+        start = body_start(PeImage.parse(data))
+    except PcrtoolError:
+        return None  # the preparation reports it
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(r)
+        os.close(w)
+        return None
+    if pid == 0:  # child: only computes and writes two bytes; never returns into the CLI
+        try:
+            os.close(r)
+            os.write(w, word_sum(data, start).to_bytes(2, "little"))
+        finally:
+            os._exit(0)
+    os.close(w)
+
+    def result() -> int:
+        buf = b""
+        try:
+            while len(buf) < 2:
+                part = os.read(r, 2 - len(buf))
+                if not part:
+                    break
+                buf += part
+        finally:
+            os.close(r)
+            os.waitpid(pid, 0)
+        return int.from_bytes(buf, "little") if len(buf) == 2 else word_sum(data, start)
+    return result
 
 
 def _chain_certificates(paths: List[str]) -> tuple[bytes, ...]:

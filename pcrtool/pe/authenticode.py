@@ -168,8 +168,12 @@ def digest_and_body_sum(image: PeImage, alg: HashAlg, virtual_pad: int = 0) -> t
     return result[0], body
 
 
-def _body_start(image: PeImage) -> int:
+def body_start(image: PeImage) -> int:
+    """Where the part of the file that signing leaves untouched starts (even: see ``word_sum``)."""
     return (image.size_of_headers + 1) & ~1
+
+
+_body_start = body_start
 
 
 def signed_chunks(data: bytes, der: bytes, *, body_sum: int | None = None) -> list:

@@ -33,7 +33,7 @@ class PreparedSignature:
     body_sum: int | None = None  # checksum part of the image after its headers (see signed_chunks)
 
 
-def _prepared_base(data: bytes, alg: HashAlg) -> tuple[bytes, bytes, bytes, int]:
+def _prepared_base(data: bytes, alg: HashAlg, body_sum=None) -> tuple[bytes, bytes, bytes, int]:
     ac.check_signing_alg(alg)
     image = PeImage.parse(data)
     pad = pad_length(image)
@@ -45,13 +45,23 @@ def _prepared_base(data: bytes, alg: HashAlg) -> tuple[bytes, bytes, bytes, int]
         if image.cert_table_offset + image.cert_table_size != len(data):
             raise UnsupportedError("the existing certificate table is not at the end of the file",
                                    hint="data was appended after signing; re-sign the unsigned binary")
-    digest, body_sum = digest_and_body_sum(image, alg, pad)
+    if body_sum is None:
+        digest, body_sum = digest_and_body_sum(image, alg, pad)
+    else:
+        digest = image_digest(image, alg, pad)
+        if callable(body_sum):
+            body_sum = body_sum()
     return data, digest, ac.spc_indirect_data_content(digest, alg), body_sum
 
 
-def prepare(data: bytes, signing_time: _dt.datetime, alg: HashAlg = HashAlg.SHA256) -> PreparedSignature:
-    """Everything up to the bytes to sign."""
-    data, digest, idc, body_sum = _prepared_base(data, alg)
+def prepare(data: bytes, signing_time: _dt.datetime, alg: HashAlg = HashAlg.SHA256, *,
+            body_sum=None) -> PreparedSignature:
+    """Everything up to the bytes to sign.
+
+    ``body_sum``: ``word_sum(data, body_start(image))`` when the caller computes it elsewhere
+    (an int, or a callable returning it once the digest is done), else computed here.
+    """
+    data, digest, idc, body_sum = _prepared_base(data, alg, body_sum)
     return PreparedSignature(data, alg, digest, idc, ac.signed_attributes(idc, signing_time, alg), body_sum)
 
 
@@ -138,12 +148,29 @@ def sign_image(data: bytes, signer, signing_time: _dt.datetime, alg: HashAlg = H
 def sign_image_chunks(data: bytes, signer, signing_time: _dt.datetime, alg: HashAlg = HashAlg.SHA256, *,
                       certificate_der: bytes | None = None, chain: tuple[bytes, ...] = ()) -> list:
     """``sign_image`` as chunks to write one after the other."""
+    return sign_prepared(lambda: prepare(data, signing_time, alg), signer, certificate_der=certificate_der,
+                         chain=chain)
+
+
+def check_signing_key(signer) -> None:
+    """RSA 2048..4096 (what EDK2 verifies); refused before any hashing."""
     require_key(signer.public_key(), consumer=CONSUMER, key_types=(KeyType.RSA,), min_rsa_bits=2048,
                 max_rsa_bits=4096)
+
+
+def sign_prepared(prepared, signer, *, certificate_der: bytes | None = None, chain: tuple[bytes, ...] = ()) -> list:
+    """Sign a ``PreparedSignature`` (or a callable returning one, e.g. the result of a preparation
+    running in the background) with ``signer``; chunks as ``sign_image_chunks``.
+
+    The signature is verified against the certificate before it is returned (``attach_chunks``):
+    nothing made with a faulty key leaves this function.
+    """
+    check_signing_key(signer)
     cert_der = certificate_der or certificate_bytes(signer)
     check_certificate_key(cert_der, signer.public_key())
-    prepared = prepare(data, signing_time, alg)
-    signature = signer.sign(prepared.signed_attrs, alg, Padding.PKCS1V15)
+    if callable(prepared):
+        prepared = prepared()
+    signature = signer.sign(prepared.signed_attrs, prepared.alg, Padding.PKCS1V15)
     return complete_chunks(prepared, signature, cert_der, extra_certificates=tuple(chain))
 
 

@@ -47,20 +47,32 @@ def _passphrase(params: dict[str, str]) -> bytes | None:
     return value.encode() if value else None
 
 
-def load_private_key_bytes(data: bytes, *, name: str, passphrase: bytes | None):
-    """Parse PEM or DER (PKCS#8, PKCS#1, SEC1) into a private key; one-line errors, no secrets."""
+def load_private_key_bytes(data: bytes, *, name: str, passphrase: bytes | None,
+                           signatures_verified_by_caller: bool = False):
+    """Parse PEM or DER (PKCS#8, PKCS#1, SEC1) into a private key; one-line errors, no secrets.
+
+    ``signatures_verified_by_caller``: skip cryptography's RSA key consistency check (about 45 ms
+    for RSA-2048: primality-related checks of p, q, d, CRT values). Only for callers that verify
+    every signature made with the key against the public key of the signer's certificate
+    *before* the signature leaves the process (``pcrtool pe sign`` does, twice). That is enough:
+    RSA PKCS#1 v1.5 is deterministic, so a signature that verifies under (n, e) is the unique
+    valid one and reveals nothing a valid key's signature would not; a faulty one (e.g. a CRT
+    fault from inconsistent p/q/dP/dQ, the case the check guards against) fails verification
+    and is never written. Everything else (format, type, curve checks) still runs.
+    """
     is_pem = b"-----BEGIN" in data
     loader = serialization.load_pem_private_key if is_pem else serialization.load_der_private_key
+    skip = {"unsafe_skip_rsa_key_validation": True} if signatures_verified_by_caller else {}
     encrypted = b"ENCRYPTED" in data if is_pem else None
     try:
-        key = loader(data, password=passphrase)
+        key = loader(data, password=passphrase, **skip)
     except TypeError:
         # cryptography: "Password was not given but private key is encrypted" (or the reverse)
         if passphrase is None:
             raise KeyError_(f"key file {name!r} is encrypted and no passphrase was given",
                             hint=f"set {ENV_PASSPHRASE_FILE}=FILE, {ENV_PASSPHRASE}, or "
                                  "add ?passphrase-file=FILE to the key reference") from None
-        key = loader(data, password=None)  # not encrypted: ignore the passphrase
+        key = loader(data, password=None, **skip)  # not encrypted: ignore the passphrase
     except ValueError:
         if passphrase is not None and (encrypted or not is_pem):
             raise KeyError_(f"cannot decrypt key file {name!r}: wrong passphrase or not a private key",
@@ -119,10 +131,13 @@ class FileSigner(SignerBase):
             check_certificate_matches(certificate, private_key.public_key(), name)
 
     @classmethod
-    def from_file(cls, target: str, *, certificate: str | None = None) -> "FileSigner":
+    def from_file(cls, target: str, *, certificate: str | None = None,
+                  signatures_verified_by_caller: bool = False) -> "FileSigner":
+        """``signatures_verified_by_caller``: see ``load_private_key_bytes`` (default: full checks)."""
         path, params = split_file_target(target)
         data = fileio.read_bytes(path, what="key file")
-        key = load_private_key_bytes(data, name=path, passphrase=_passphrase(params))
+        key = load_private_key_bytes(data, name=path, passphrase=_passphrase(params),
+                                     signatures_verified_by_caller=signatures_verified_by_caller)
         cert = None
         if certificate:
             cert = load_certificate(certificate)

@@ -348,6 +348,68 @@ def test_large_uki_signs_and_verifies(pe_tmp, stub, rsa2048):
     assert _accepts(out.read_bytes(), cert)
 
 
+def test_cli_sign_large_image_equals_library_and_checksum(pe_tmp, stub, rsa2048):
+    """From 16 MiB the CLI sums the checksum in a forked child while a thread hashes and the key
+    loads: same bytes as the library's in-process path, and a CheckSum recomputed naively."""
+    import array
+    import datetime as dt
+    import sys
+
+    from pcrtool.pe.sign import sign_image
+    from pcrtool.sign import load_signer
+    key, cert = rsa2048
+    big = make_uki_16(pe_tmp)
+    assert big.stat().st_size >= 16 << 20
+    out = pe_tmp / "big-cli.efi"
+    pcrtool("pe", "sign", big, "--key", key, "--cert", cert, "-o", out, env={"SOURCE_DATE_EPOCH": "1700000000"},
+            check=True)
+    with load_signer(str(key), certificate=str(cert)) as signer:
+        lib = sign_image(big.read_bytes(), signer, dt.datetime.fromtimestamp(1700000000, dt.timezone.utc))
+    signed = out.read_bytes()
+    assert signed == lib
+    # imagehlp CheckSum: 16-bit one's-complement sum of the file without the field, plus its length
+    off = PeImage.parse(signed).checksum_offset
+    words = array.array("H", signed[:off] + bytes(4) + signed[off + 4:])
+    if sys.byteorder == "big":
+        words.byteswap()
+    total = sum(words)
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    assert struct.unpack_from("<I", signed, off)[0] == total + len(signed)
+    tool("sbverify", "--cert", cert, out)
+
+
+def test_inconsistent_rsa_key_never_yields_a_signed_file(pe_tmp, stub, uki, rsa2048):
+    """``pe sign`` skips cryptography's RSA key check (speed) because it verifies its signature
+    before writing: a key whose private half does not match (wrong d and CRT exponents) must
+    still end in an error and no output, for the in-memory and the 16 MiB+ paths alike."""
+    from asn1crypto import keys, pem
+    from cryptography.hazmat.primitives import serialization
+
+    from pcrtool.errors import KeyError_
+    from pcrtool.sign.keyfile import load_private_key_bytes
+    key, cert = rsa2048
+    n = serialization.load_pem_private_key(key.read_bytes(), None).private_numbers()
+    der = keys.RSAPrivateKey({"version": 0, "modulus": n.public_numbers.n, "public_exponent": n.public_numbers.e,
+                              "private_exponent": n.d + 2, "prime1": n.p, "prime2": n.q, "exponent1": n.dmp1 + 2,
+                              "exponent2": n.dmq1 + 2, "coefficient": n.iqmp}).dump()
+    bad = pe_tmp / "inconsistent.pem"
+    bad.write_bytes(pem.armor("RSA PRIVATE KEY", der))
+    with pytest.raises(KeyError_):                      # the default loader still refuses it
+        load_private_key_bytes(bad.read_bytes(), name="inconsistent.pem", passphrase=None)
+    big = make_uki_16(pe_tmp)
+    for src in (stub, uki, big):
+        out = pe_tmp / f"inconsistent-{src.name}"
+        r = pcrtool("pe", "sign", src, "--key", bad, "--cert", cert, "-o", out)
+        assert r.returncode != 0 and "does not verify" in r.stderr, r.stderr
+        assert not out.exists()
+
+
+def make_uki_16(pe_tmp):
+    from helpers_pe import make_uki
+    return make_uki(pe_tmp, 16 << 20, seed=11)
+
+
 def test_cli_inspect_json(uki):
     import json
     pefile = pytest.importorskip("pefile")
