@@ -38,13 +38,30 @@ def build_uki(tmp: Path, initrd_mib: int) -> Path:
     return out
 
 
-def timed(argv: list[str], runs: int, env: dict) -> float:
-    times = []
+def run_once(argv: list[str], env: dict) -> tuple[float, int]:
+    """(wall seconds, peak RSS in KiB of this child and its waited-for children) of one run."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read()
+    proc.stderr.close()
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, argv, stderr=err)
+    return wall, usage.ru_maxrss
+
+
+def timed(argv: list[str], runs: int, env: dict, before=None) -> tuple[float, int]:
+    """Median wall time and the largest peak RSS (KiB) over ``runs`` runs."""
+    times, rss = [], 0
     for _ in range(runs):
-        t = time.perf_counter()
-        subprocess.run(argv, check=True, capture_output=True, env=env)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        if before:
+            before()
+        t, peak = run_once(argv, env)
+        times.append(t)
+        rss = max(rss, peak)
+    return statistics.median(times), rss
 
 
 def _in_process(uki: Path, key: Path, cert: Path, out: Path, runs: int) -> float:
@@ -88,9 +105,13 @@ def main() -> int:
             print(f"missing {tool}", file=sys.stderr)
             return 1
     env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+    # An installed pcrtool has byte-compiled modules; a development shell may forbid writing them
+    # into the tree (PYTHONDONTWRITEBYTECODE). Keep them in a private cache for the runs instead.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     pcrtool = str(Path(sys.executable).with_name("pcrtool"))
     with tempfile.TemporaryDirectory(prefix="pe-bench-", dir=args.dir) as d:
         tmp = Path(d)
+        env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
         uki = build_uki(tmp, args.initrd_mib)
         key, cert = tmp / "key.pem", tmp / "cert.pem"
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
@@ -103,27 +124,18 @@ def main() -> int:
             "osslsigncode": ["osslsigncode", "sign", "-certs", str(cert), "-key", str(key), "-h", "sha256",
                              "-in", str(uki), "-out", str(tmp / "o.efi")],
         }
-        results = {}
+        results, peaks = {}, {}
         for name, argv in cmds.items():
-            if name == "osslsigncode":
-                (tmp / "o.efi").unlink(missing_ok=True)
-            timed(argv, 1, env)  # warm-up (page cache, imports)
-            if name == "osslsigncode":
-                # osslsigncode refuses to overwrite: remove the output between runs
-                times = []
-                for _ in range(args.runs):
-                    (tmp / "o.efi").unlink(missing_ok=True)
-                    t = time.perf_counter()
-                    subprocess.run(argv, check=True, capture_output=True, env=env)
-                    times.append(time.perf_counter() - t)
-                results[name] = statistics.median(times)
-            else:
-                results[name] = timed(argv, args.runs, env)
+            # osslsigncode refuses to overwrite: remove its output before every run
+            before = (lambda: (tmp / "o.efi").unlink(missing_ok=True)) if name == "osslsigncode" else None
+            timed(argv, 1, env, before)  # warm-up (page cache, byte-code cache)
+            results[name], peaks[name] = timed(argv, args.runs, env, before)
         subprocess.run(["sbverify", "--cert", str(cert), str(tmp / "p.efi")], check=True, capture_output=True)
         in_process = _in_process(uki, key, cert, tmp / "q.efi", args.runs)
-        print(f"UKI: {size / 1e6:.1f} MB, RSA-2048, median of {args.runs} runs")
+        print(f"UKI: {size / 1e6:.1f} MB, RSA-2048, median of {args.runs} runs, {os.cpu_count()} CPUs, "
+              f"load average {os.getloadavg()[0]:.1f}")
         for name, t in results.items():
-            print(f"  {name:13s} {t * 1000:8.1f} ms")
+            print(f"  {name:13s} {t * 1000:8.1f} ms   peak RSS {peaks[name] / 1024:6.1f} MiB")
         print(f"  pcrtool library, in-process (no interpreter start/imports): {in_process * 1000:.1f} ms")
         for peer in ("sbsign", "osslsigncode"):
             print(f"  pcrtool / {peer}: {results['pcrtool'] / results[peer]:.2f}x time "
