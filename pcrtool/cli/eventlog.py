@@ -35,34 +35,21 @@ def _load(path: Optional[Path], *, allow_truncated: bool = False):
 
 def _show_json_streaming(log_path, pcr, raw: bool, with_replay: bool) -> None:
     """Compact JSON for any size of log: validate every record first (nothing is printed for a
-    corrupt log), then decode, replay and print event by event without keeping them."""
-    import sys
+    corrupt log), then decode, replay and print chunk by chunk without keeping the events
+    (large logs on two cores: ``pcrtool.eventlog_parallel``; ``PCRTOOL_JOBS=1`` = one process)."""
+    import os
 
     from pcrtool import system
-    from pcrtool.eventlog.export import iter_log_json
+    from pcrtool.eventlog.export import header_text
     from pcrtool.eventlog.parse import EventLogStream
-    from pcrtool.eventlog.replay import Replayer
+    from pcrtool.eventlog_parallel import show_json
 
-    stream = EventLogStream(system.map_event_log(log_path),
-                            source=str(log_path) if log_path is not None else "event log")
-    stream.validate()
-    log = stream.log
-    replayer = Replayer(log.banks) if with_replay else None
-
-    def events():
-        for e in stream:
-            if replayer is not None:
-                replayer.feed(e)
-            if not pcr or e.pcr in pcr:
-                yield e
-
-    def extra():
-        return {"pcrs": replayer.result().pcrs.to_json()} if replayer is not None else {}
-
-    write = sys.stdout.write
-    for chunk in iter_log_json(log, events(), decode=not raw, extra=extra):
-        write(chunk)
-    sys.stdout.flush()
+    buf = system.map_event_log(log_path)
+    stream = EventLogStream(buf, source=str(log_path) if log_path is not None else "event log")
+    starts = stream.record_starts()
+    jobs = os.environ.get("PCRTOOL_JOBS", "")
+    show_json(buf, stream, starts, decode=not raw, pcrs=pcr, with_replay=with_replay,
+              header=header_text(stream.log), workers=int(jobs) if jobs.isdigit() else None)
 
 
 def _banks(text: Optional[str]):

@@ -43,14 +43,26 @@ def log_header_json(log: EventLog) -> dict:
     }
 
 
+_DUMPS = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def json_text(value) -> str:
+    """Compact JSON text as ``eventlog show --json=short`` writes it."""
+    return _DUMPS(value)
+
+
+def header_text(log: EventLog) -> str:
+    """The document up to and including ``"events":[`` (after the log was walked: padding)."""
+    return _DUMPS(log_header_json(log))[:-1] + ',"events":['
+
+
 def iter_log_json(log: EventLog, events: Iterable[Event] | None = None, *, decode: bool = True,
                   extra: dict | Callable[[], dict] | None = None, batch: int = 512) -> Iterator[str]:
     """The ``log_to_json`` document as compact JSON text in chunks, without building it whole
     (a 100,000-event log would otherwise need gigabytes). ``events`` may be a one-pass iterator;
     ``extra`` (or what it returns, called after the last event) adds top-level keys."""
-    dumps = json.JSONEncoder(separators=(",", ":")).encode
-    head = dumps(log_header_json(log))
-    yield head[:-1] + ',"events":['
+    dumps = _DUMPS
+    yield header_text(log)
     events = iter(log.events if events is None else events)
     names = _BANK_NAMES
     first = True

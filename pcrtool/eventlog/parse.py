@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+from array import array
 
 from pcrtool.errors import FormatError
 from pcrtool.eventlog.model import Event, EventLog, LogFormat, SpecIdAlgorithm, SpecIdEvent
@@ -69,6 +70,15 @@ class EventLogStream:
         for _ in self._walk(False):
             pass
 
+    def record_starts(self) -> "array":
+        """Validate every record (like ``validate``) and return the byte offset of each record,
+        in log order, followed by the end of the last one (where padding starts): record ``i``
+        is ``buf[starts[i]:starts[i + 1]]`` and has index ``i``."""
+        starts = array("q")
+        for _ in self._walk(False, starts):
+            pass
+        return starts
+
 
 def _open(buf: bytes, source: str):
     if len(buf) == 0:
@@ -100,11 +110,12 @@ def _open(buf: bytes, source: str):
         if spec_id.signature == SPEC_ID_SIGNATURE:
             banks = [a.alg for a in spec_id.algorithms if a.alg is not None]
             log = EventLog(LogFormat.CRYPTO_AGILE, [], spec_id, banks, len(buf), quirks=quirks)
-            return log, lambda materialize: _walk_crypto_agile(buf, log, size, source, materialize)
+            return log, lambda materialize, starts=None: _walk_crypto_agile(buf, log, size, source, materialize,
+                                                                              starts)
     elif etype == EventType.EV_NO_ACTION and size == 17 and buf[32:48] == STARTUP_LOCALITY_SIGNATURE:
         quirks.append(SHORT_NO_ACTION_FIRST.name)
     log = EventLog(LogFormat.SHA1, [], spec_id, [HashAlg.SHA1], len(buf), quirks=quirks)
-    return log, lambda materialize: _walk_sha1(buf, log, source, materialize)
+    return log, lambda materialize, starts=None: _walk_sha1(buf, log, source, materialize, starts)
 
 
 def _spec_id_length(spec_id: SpecIdEvent) -> int:
@@ -183,7 +194,7 @@ def _release(buf, upto: int, released: int) -> int:
     return upto
 
 
-def _walk_sha1(buf: bytes, log: EventLog, source: str, materialize: bool):
+def _walk_sha1(buf: bytes, log: EventLog, source: str, materialize: bool, starts: array | None = None):
     """TCG 1.2 style log: TCG_PCClientPCREvent records (PCR, type, SHA1 digest, size, data)."""
     end = len(buf)
     pos = 0
@@ -206,19 +217,26 @@ def _walk_sha1(buf: bytes, log: EventLog, source: str, materialize: bool):
         if materialize:
             yield Event(index, pos, pcr, _event_type(etype), {sha1: digest},
                         buf[data_start:data_start + size], 32 + size)
+        elif starts is not None:
+            starts.append(pos)
         pos = data_start + size
         index += 1
         if pos >= release_at:
             released = _release(buf, pos, released)
             release_at = pos + _RELEASE_STEP
+    if starts is not None:
+        starts.append(pos)
 
 
-def _walk_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: str, materialize: bool):
+def _walk_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: str, materialize: bool,
+                       starts: array | None = None):
     """Spec ID header record, then TCG_PCR_EVENT2 records (PCR, type, digests, size, data)."""
     spec_id = log.spec_id
     if materialize:
         yield Event(0, 0, 0, EventType.EV_NO_ACTION, {HashAlg.SHA1: buf[8:28]},
                     buf[32:32 + header_size], 32 + header_size)
+    if starts is not None:
+        starts.append(0)
     # alg id -> (HashAlg or None, digest size), from the Spec ID table only (go-attestation #144).
     table = {a.alg_id: (a.alg, a.digest_size) for a in spec_id.algorithms}
     max_count = len(table)
@@ -287,8 +305,12 @@ def _walk_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: str,
             if unknown is not None:
                 ev.unknown_digests = unknown
             yield ev
+        elif starts is not None:
+            starts.append(start)
         pos += size
         index += 1
         if pos >= release_at:
             released = _release(buf, pos, released)
             release_at = pos + _RELEASE_STEP
+    if starts is not None:
+        starts.append(pos)

@@ -1,0 +1,173 @@
+"""Adapter: ``eventlog show --json=short`` of a large log on several cores, output in log order.
+
+The pure parts do the work (``EventLogStream.record_starts`` validates every record first, so
+nothing is printed for a corrupt log; ``RecordRenderer`` writes the JSON of a range of records;
+``Replayer`` replays). This module only splits the validated record list into chunks and runs
+them in forked processes (POSIX ``os.fork``; the log is an mmap or bytes shared copy-on-write):
+
+- chunk k is rendered by renderer k % W; the renderers take turns writing to the output fd,
+  passing a one-byte token around a ring of pipes, so the bytes are exactly the one-process
+  output, while each process renders its next chunk as soon as it has written the last one;
+- the replay (a hash chain: one process) runs in its own process and hands its JSON to whoever
+  writes the last chunk;
+- small logs, or no ``os.fork``: everything in this process, same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pcrtool.errors import PcrtoolError
+
+PARALLEL_MIN_EVENTS = 20_000
+CHUNK_EVENTS = 2_000
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _read_all(fd: int) -> bytes:
+    parts = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+
+
+def show_json(buf, stream, starts, *, decode: bool, pcrs, with_replay: bool, header: str,
+              out_fd: int | None = None, workers: int | None = None,
+              chunk_events: int = CHUNK_EVENTS, min_events: int = PARALLEL_MIN_EVENTS) -> None:
+    """Write ``header`` + the events of records ``starts`` (validated) + the replay tail + "}\\n"."""
+    from pcrtool.eventlog.fastjson import RecordRenderer
+
+    if out_fd is None:
+        sys.stdout.flush()
+        out_fd = sys.stdout.fileno()
+    log = stream.log
+    renderer = RecordRenderer(buf, log, decode=decode)
+    count = len(starts) - 1
+    pcr_set = frozenset(pcrs) if pcrs else None
+    if workers is None:
+        workers = min(2, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else 1
+    if count < min_events or workers < 2 or not hasattr(os, "fork"):
+        _write_all(out_fd, header.encode())
+        sep = ""
+        for lo in range(0, count, chunk_events):
+            text = renderer.render(starts, lo, min(lo + chunk_events, count), pcr_set)
+            if text:
+                _write_all(out_fd, (sep + text).encode())
+                sep = ","
+        _write_all(out_fd, _tail(stream, with_replay).encode())
+        return
+    _parallel(renderer, stream, starts, count, pcr_set, with_replay, header, out_fd, workers,
+              chunk_events)
+
+
+def _tail(stream, with_replay: bool) -> str:
+    """The end of the document: "]", the replayed "pcrs" if asked, "}\\n" (as ``iter_log_json``)."""
+    tail = "]"
+    if with_replay:
+        from pcrtool.eventlog.export import json_text
+        from pcrtool.eventlog.replay import Replayer
+
+        replayer = Replayer(stream.log.banks)
+        feed = replayer.feed
+        for event in stream:
+            feed(event)
+        tail += ',"pcrs":' + json_text(replayer.result().pcrs.to_json())
+    return tail + "}\n"
+
+
+def _parallel(renderer, stream, starts, count, pcr_set, with_replay, header, out_fd, workers,
+              chunk_events) -> None:
+    chunks = [(lo, min(lo + chunk_events, count)) for lo in range(0, count, chunk_events)]
+    last_owner = (len(chunks) - 1) % workers
+    tokens = [os.pipe() for _ in range(workers)]        # tokens[w]: "your turn", read by w
+    tail_r, tail_w = os.pipe()
+    pids = []
+    # The replay process: its JSON goes to the writer of the last chunk.
+    pid = os.fork()
+    if pid == 0:   # pragma: no cover - child process (covered through its output)
+        code = 0
+        try:
+            for r, w in tokens:
+                os.close(r)
+                os.close(w)
+            os.close(tail_r)
+            _write_all(tail_w, _tail(stream, with_replay).encode())
+        except BaseException:   # noqa: BLE001 - report through the exit status
+            code = 1
+        os._exit(code)
+    pids.append(pid)
+    os.close(tail_w)
+    for w in range(1, workers):
+        pid = os.fork()
+        if pid == 0:   # pragma: no cover - child process
+            code = 0
+            try:
+                _render_loop(renderer, starts, chunks, pcr_set, w, workers, tokens, tail_r,
+                             last_owner, header, out_fd)
+            except BrokenPipeError:
+                code = 0
+            except BaseException:   # noqa: BLE001 - report through the exit status
+                code = 1
+            os._exit(code)
+        pids.append(pid)
+    failed = None
+    try:
+        _render_loop(renderer, starts, chunks, pcr_set, 0, workers, tokens, tail_r, last_owner,
+                     header, out_fd)
+    except BaseException as e:   # noqa: BLE001 - children are reaped before re-raising
+        failed = e
+    finally:
+        statuses = [os.waitpid(p, 0)[1] for p in pids]
+    if any(os.waitstatus_to_exitcode(s) != 0 for s in statuses):
+        raise PcrtoolError("a worker process failed while writing the event log JSON",
+                           hint="run again with PCRTOOL_JOBS=1 (one process) or report a bug") from failed
+    if failed is not None:
+        raise failed
+
+
+_NONE_YET, _SOME = b"\x01", b"\x02"   # the token says whether an event was written before
+
+
+def _render_loop(renderer, starts, chunks, pcr_set, me, workers, tokens, tail_r, last_owner,
+                 header, out_fd) -> None:
+    """Render my chunks (k % workers == me) and write each in turn; closes all pipe ends."""
+    nxt = (me + 1) % workers
+    my_r, next_w = tokens[me][0], tokens[nxt][1]
+    for w, (r, wr) in enumerate(tokens):
+        if w != me:
+            os.close(r)
+        if w != nxt:
+            os.close(wr)
+    try:
+        for k in range(me, len(chunks), workers):
+            lo, hi = chunks[k]
+            text = renderer.render(starts, lo, hi, pcr_set)
+            if k == 0:
+                state = _NONE_YET
+                out = header + text
+            else:
+                state = os.read(my_r, 1)
+                if state not in (_NONE_YET, _SOME):
+                    raise PcrtoolError("a worker process stopped early")
+                out = ("," + text) if (text and state == _SOME) else text
+            if out:
+                _write_all(out_fd, out.encode())
+            if text:
+                state = _SOME
+            if k + 1 < len(chunks):
+                os.write(next_w, state)
+        if me == last_owner:
+            _write_all(out_fd, _read_all(tail_r))
+    finally:
+        os.close(my_r)
+        os.close(next_w)
+        os.close(tail_r)
