@@ -106,10 +106,14 @@ def _chunks(params: VerityParams):
         yield first, min(blocks, params.data_blocks - first)
 
 
-# Level-0 workers: "thread" (one mmap shared by a thread pool) or "process" (forked workers that
-# map the file themselves). hashlib releases the GIL per 4 KiB update, but the GIL hand-over
-# between threads after every block costs about as much as the hashing, so forked processes
-# scale better; "auto" uses them for large inputs only (pool start-up costs ~20 ms).
+# Level-0 workers: "thread" (one mmap shared by a thread pool), "process" (a fork-context
+# ProcessPoolExecutor whose workers map the file themselves) or "fork" (format only: the data is
+# split into one contiguous share per worker; this process hashes the first share, forked
+# children the others, each writing its level-0 hash blocks straight into the hash file with
+# pwrite and its level-1 entries into a shared anonymous mapping: no pool, no pickling, no idle
+# parent). hashlib releases the GIL per 4 KiB update, but the GIL hand-over between threads after
+# every block costs about as much as the hashing, so processes scale better; "auto" uses "fork"
+# for format and the pool for verify, for large inputs only.
 BACKEND = os.environ.get("PCRTOOL_VERITY_BACKEND", "auto")
 PROCESS_MIN_BYTES = 64 << 20
 
@@ -130,7 +134,7 @@ def _process_task(params: VerityParams, first: int, count: int) -> tuple[bytes, 
 
 def _executor(params: VerityParams, mm, workers: int, path: str | None):
     """(executor, submit(first, count) -> future)."""
-    use_processes = BACKEND == "process" or (BACKEND == "auto" and params.data_size >= PROCESS_MIN_BYTES)
+    use_processes = BACKEND in ("process", "fork") or (BACKEND == "auto" and params.data_size >= PROCESS_MIN_BYTES)
     if use_processes and path is not None and workers > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -169,6 +173,69 @@ def _hash_level0(params: VerityParams, mm, workers: int, progress: Progress | No
                 drain_one()
         while pending:
             drain_one()
+
+
+def _hash_level0_forked(params: VerityParams, mm, workers: int, progress: Progress | None, fd: int,
+                        level0_base: int) -> bytes:
+    """Level 0 by this process and ``workers - 1`` forked children, one contiguous share each.
+
+    Every share starts on a hash-block boundary (a multiple of ``digests_per_block`` data
+    blocks), so shares write disjoint whole hash blocks at ``level0_base`` with ``os.pwrite`` on
+    ``fd`` and disjoint entry ranges of the shared mapping. Returns the level-1 entries.
+    A child that fails exits non-zero; this process then raises OSError (nothing is renamed
+    into place: the caller's atomic writer discards the file).
+    """
+    per = params.digests_per_block
+    dbs, hbs, slot = params.data_block_size, params.hash_block_size, params.slot_size
+    level0_blocks = -(-params.data_blocks // per)
+    workers = max(1, min(workers, level0_blocks))
+    bounds = [level0_blocks * i // workers * per for i in range(workers)] + [params.data_blocks]
+    entries = mmap.mmap(-1, level0_blocks * slot)    # MAP_SHARED | MAP_ANONYMOUS: children write here
+    step = max(per, (CHUNK_BYTES // dbs) // per * per)
+
+    def run_share(index: int, report: Progress | None) -> None:
+        with memoryview(mm) as mv:
+            for first in range(bounds[index], bounds[index + 1], step):
+                count = min(step, bounds[index + 1] - first)
+                level0, chunk_entries = hash_data_chunk(params, mv[first * dbs:(first + count) * dbs])
+                hb = first // per
+                view = memoryview(level0)
+                written = 0
+                while written < len(level0):       # pwrite may be partial for huge writes
+                    written += os.pwrite(fd, view[written:], level0_base + hb * hbs + written)
+                entries[hb * slot:hb * slot + len(chunk_entries)] = chunk_entries
+                if report:
+                    report((first + count - bounds[index]) * dbs)
+
+    children = []
+    try:
+        for index in range(1, workers):
+            pid = os.fork()
+            if pid == 0:  # child: hash one share, never return into the caller's code
+                code = 1
+                try:
+                    run_share(index, None)
+                    code = 0
+                finally:
+                    os._exit(code)
+            children.append(pid)
+        total = params.data_size
+        share = (bounds[1] - bounds[0]) * dbs
+        # Progress: this process's share, scaled to the whole (the shares run side by side).
+        run_share(0, (lambda done: progress(min(total - 1, done * total // share), total))
+                  if progress and share else None)
+    finally:
+        failed = 0
+        for pid in children:
+            _, status = os.waitpid(pid, 0)
+            failed += status != 0
+    if failed:
+        raise OSError(f"{failed} hashing worker(s) failed")
+    if progress:
+        progress(params.data_size, params.data_size)
+    result = bytes(entries)
+    entries.close()
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +288,7 @@ def _format(data_path, params, layout, target, in_place, base, head, workers, pr
                 raise InputFileError(f"cannot open {target!r} for writing: {e.strerror}") from None
             try:
                 root = _build(params, layout, mm, workers, progress,
-                              lambda off, b: os.pwrite(fd, b, off), data_path)
+                              lambda off, b: os.pwrite(fd, b, off), data_path, fd)
                 if head:
                     os.pwrite(fd, head, base)
                 if os.fstat(fd).st_size < layout.hash_end and not _is_block_device(fd):
@@ -234,14 +301,14 @@ def _format(data_path, params, layout, target, in_place, base, head, workers, pr
                 def write_at(off: int, b: bytes) -> None:
                     f.seek(off)
                     f.write(b)
-                root = _build(params, layout, mm, workers, progress, write_at, data_path)
+                root = _build(params, layout, mm, workers, progress, write_at, data_path, f.fileno())
                 if head:
                     write_at(base, head)
                 f.truncate(layout.hash_end)
     return FormatResult(root, layout, str(target), in_place)
 
 
-def _build(params, layout, mm, workers, progress, write_at, path) -> bytes:
+def _build(params, layout, mm, workers, progress, write_at, path, fd=None) -> bytes:
     if not layout.levels:
         if progress:
             progress(params.data_size, params.data_size)
@@ -256,7 +323,11 @@ def _build(params, layout, mm, workers, progress, write_at, path) -> bytes:
         write_at(level0_base + first // per * hbs, level0)
         level1.append(entries)
 
-    _hash_level0(params, mm, workers, progress, consume, path)
+    use_fork = BACKEND == "fork" or (BACKEND == "auto" and params.data_size >= PROCESS_MIN_BYTES)
+    if use_fork and fd is not None and workers > 1 and hasattr(os, "fork"):
+        level1.append(_hash_level0_forked(params, mm, workers, progress, fd, level0_base))
+    else:
+        _hash_level0(params, mm, workers, progress, consume, path)
     upper = build_upper_levels(layout, b"".join(level1))
     for i, blocks in enumerate(upper.blocks, start=1):
         write_at(layout.level_offset(i), blocks)

@@ -93,7 +93,8 @@ def test_64mib_matches_veritysetup(tmp_path, alg, fmt, bs, sb, salt):
 
 
 @pytest.mark.parametrize("chunk", [4096 * 128, 4096 * 128 * 3])
-@pytest.mark.parametrize("workers,backend", [(1, "thread"), (2, "thread"), (3, "thread"), (2, "process")])
+@pytest.mark.parametrize("workers,backend", [(1, "thread"), (2, "thread"), (3, "thread"), (2, "process"),
+                                             (2, "fork"), (3, "fork"), (64, "fork")])
 def test_streaming_chunk_boundaries_do_not_change_the_tree(tmp_path, monkeypatch, chunk, workers, backend):
     """Many small work items (and more workers than cores, threads or forked processes) give the
     veritysetup bytes."""
@@ -146,3 +147,28 @@ def test_superblock_of_veritysetup_parses_to_its_parameters(tmp_path):
                        salt=b"\xab\xcd")
     params = parse_superblock((tmp_path / "vs.hash").read_bytes())
     assert params == _params(64, "sha512", 0, 1024, 2048, b"\xab\xcd", True)
+
+
+def test_failing_fork_worker_leaves_no_hash_file(tmp_path, monkeypatch):
+    """A forked level-0 worker that fails makes format fail with one error; nothing is renamed into place."""
+    import os
+
+    from pcrtool.errors import InputFileError
+    from pcrtool.verity import tree
+
+    parent = os.getpid()
+    real = tree.hash_data_chunk
+
+    def flaky(params, data):
+        if os.getpid() != parent:
+            raise RuntimeError("worker failure")
+        return real(params, data)
+
+    monkeypatch.setattr(verity_io, "BACKEND", "fork")
+    monkeypatch.setattr(verity_io, "hash_data_chunk", flaky)
+    size = 4096 * 1000
+    (tmp_path / "data").write_bytes(data_bytes(size, seed=5))
+    with pytest.raises(InputFileError, match="hashing worker"):
+        format_file(str(tmp_path / "data"), _params(size // 4096, "sha256", 1, 4096, 4096, SALT, True),
+                    hash_path=str(tmp_path / "pcr.hash"), workers=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
