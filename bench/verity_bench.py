@@ -25,14 +25,39 @@ SALT = "5a" * 32
 UUID = "12345678-1234-1234-1234-123456789abc"
 
 
-def timed(argv: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, CPU seconds of the child incl. its workers, stdout)."""
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
+def _with_peak_rss(argv: list[str]) -> list[str]:
+    """Run through GNU time for the peak RSS: a child's ru_maxrss seen from here would include
+    this benchmark's own memory (Linux keeps the pre-exec high-water mark across execve)."""
+    return [GNU_TIME, "-f", "PEAK-RSS-KIB %M", *argv] if GNU_TIME else argv
+
+
+def _peak_rss(stderr: str) -> tuple[str, int | None]:
+    """(stderr without GNU time's line, peak RSS in KiB or None)."""
+    lines = stderr.splitlines()
+    if GNU_TIME and lines and lines[-1].startswith("PEAK-RSS-KIB "):
+        return "\n".join(lines[:-1]), int(lines[-1].split()[1])
+    return stderr, None
+
+
+def _mib(kib: int | None) -> str:
+    return "n/a (install GNU time)" if kib is None else f"{kib / 1024:.1f} MiB"
+
+
+def timed(argv: list[str], env: dict | None = None) -> tuple[float, float, str, int | None]:
+    """(wall seconds, CPU seconds of the child incl. its workers, stdout, peak RSS in KiB of the
+    command (the largest of it and its waited-for workers) or None)."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=True)
+    proc = subprocess.run(_with_peak_rss(argv), capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), proc.stdout
+    err, rss = _peak_rss(proc.stderr)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, argv, output=proc.stdout, stderr=err)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), proc.stdout, rss
 
 
 def main() -> int:
@@ -45,7 +70,11 @@ def main() -> int:
         print("veritysetup is not installed (apt-get install cryptsetup-bin)", file=sys.stderr)
         return 1
     pcrtool = str(Path(sys.executable).with_name("pcrtool"))
+    # An installed pcrtool has byte-compiled modules; a development shell may forbid writing them
+    # into the tree (PYTHONDONTWRITEBYTECODE): keep them in a private cache for the runs instead.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     with tempfile.TemporaryDirectory(prefix="verity-bench-") as tmp:
+        env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         data = Path(tmp) / "data.img"
         with open(data, "wb") as f:
             chunk = os.urandom(16 << 20)
@@ -55,19 +84,23 @@ def main() -> int:
             while f.read(64 << 20):
                 pass
         common = [f"--salt={SALT}", f"--uuid={UUID}"]
-        vs_times, pc_times, vs_cpu, pc_cpu = [], [], [], []
+        pc_argv = [pcrtool, "verity", "format", str(data), "HASH", "--salt", SALT, "--uuid", UUID,
+                   "--no-progress", "--json=short"]
+        timed([a if a != "HASH" else str(Path(tmp) / "warm.hash") for a in pc_argv], env)  # byte-code cache
+        vs_times, pc_times, vs_cpu, pc_cpu, vs_rss, pc_rss = [], [], [], [], [], []
         for _ in range(args.runs):
             vs_hash, pc_hash = Path(tmp) / "vs.hash", Path(tmp) / "pc.hash"
             for p in (vs_hash, pc_hash):
                 p.unlink(missing_ok=True)
-            t, cpu, out = timed([veritysetup, "format", str(data), str(vs_hash), *common])
+            t, cpu, out, rss = timed([veritysetup, "format", str(data), str(vs_hash), *common])
             vs_times.append(t)
             vs_cpu.append(cpu)
+            vs_rss.append(rss)
             vs_root = next(line.split()[-1] for line in out.splitlines() if line.startswith("Root hash:"))
-            t, cpu, out = timed([pcrtool, "verity", "format", str(data), str(pc_hash), "--salt", SALT,
-                            "--uuid", UUID, "--no-progress", "--json=short"])
+            t, cpu, out, rss = timed([a if a != "HASH" else str(pc_hash) for a in pc_argv], env)
             pc_times.append(t)
             pc_cpu.append(cpu)
+            pc_rss.append(rss)
             pc_root = json.loads(out)["rootHash"]
             if pc_root != vs_root or vs_hash.read_bytes() != pc_hash.read_bytes():
                 print(f"MISMATCH: veritysetup {vs_root}, pcrtool {pc_root}", file=sys.stderr)
@@ -98,6 +131,8 @@ def main() -> int:
               f"{['%.3f' % t for t in lib_times]}")
         print(f"ratio pcrtool/veritysetup (wall): {pc / vs:.2f} (target <= 0.60); best runs: "
               f"{min(pc_times) / min(vs_times):.2f}; library only: {lib / vs:.2f}")
+        print(f"peak RSS: veritysetup {_mib(max(vs_rss, key=lambda v: v or 0))}, "
+              f"pcrtool {_mib(max(pc_rss, key=lambda v: v or 0))} (largest single process)")
         print(f"CPU time ratio: {statistics.median(pc_cpu) / statistics.median(vs_cpu):.2f} "
               f"(pcrtool spreads it over {os.cpu_count()} cores, veritysetup uses one)")
         if os.getloadavg()[0] > 0.5:

@@ -204,6 +204,7 @@ def _hash_level0_forked(params: VerityParams, mm, workers: int, progress: Progre
                 while written < len(level0):       # pwrite may be partial for huge writes
                     written += os.pwrite(fd, view[written:], level0_base + hb * hbs + written)
                 entries[hb * slot:hb * slot + len(chunk_entries)] = chunk_entries
+                _release(mm, first * dbs, (first + count) * dbs)
                 if report:
                     report((first + count - bounds[index]) * dbs)
 
@@ -236,6 +237,15 @@ def _hash_level0_forked(params: VerityParams, mm, workers: int, progress: Progre
     result = bytes(entries)
     entries.close()
     return result
+
+
+def _release(mm, start: int, end: int) -> None:
+    """Drop our page-table entries for data already hashed (MADV_DONTNEED on a shared file
+    mapping: the page cache keeps the data, the pages just stop counting in this process's
+    RSS), so memory use stays flat however large the image is."""
+    start -= start % mmap.PAGESIZE
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        mm.madvise(mmap.MADV_DONTNEED, start, end - start)
 
 
 @dataclass(frozen=True, slots=True)
