@@ -464,8 +464,8 @@ def read_signatures(request_path: "str | Path", request: SignRequest,
                 for it in request.items]
     else:
         data = fileio.read_bytes(response, what="signing response")
-        if data.lstrip().startswith(b"{"):
-            sigs = parse_response(data.decode("utf-8", "replace"), request, source=str(response))[0]
+        if _is_json_response(data):
+            sigs = parse_response(data.decode("utf-8"), request, source=str(response))[0]
         elif len(request.items) != 1:
             raise UsageError(f"{response} is a raw signature but the request has {len(request.items)} items",
                              hint="give a JSON response, or one <tbs file>.sig per item next to the request")
@@ -475,6 +475,21 @@ def read_signatures(request_path: "str | Path", request: SignRequest,
     if key_type in ("ec256", "ec384"):
         sigs = [ecdsa_signature_to_der(s, int(key_type[2:])) for s in sigs]
     return sigs
+
+
+def _is_json_response(data: bytes) -> bool:
+    """A JSON response, not a raw signature that happens to start with 0x7B ('{')?
+
+    One raw RSA signature in 256 starts with that byte, so the first byte alone cannot decide:
+    a response is UTF-8 JSON naming the response format; anything else is a raw signature.
+    """
+    if not data.lstrip().startswith(b"{"):
+        return False
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(doc, dict) and RESPONSE_MARKER in doc
 
 
 # --- the offline placeholder signer --------------------------------------------------------------

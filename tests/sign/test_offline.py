@@ -204,6 +204,16 @@ def test_responses_must_match_the_request(tmp_path, keys):
         read_signatures(path, req)  # no <tbs>.sig files yet
 
 
+def test_raw_signature_starting_with_a_brace_is_not_taken_for_json(tmp_path, keys):
+    """One RSA signature in 256 starts with 0x7B ('{'): it is still a raw signature."""
+    path = make(tmp_path, keys)
+    req, _ = read_request(path)
+    raw = b"{" + bytes(range(255))
+    (tmp_path / "brace.sig").write_bytes(raw)
+    with pytest.raises(UsageError, match="raw signature but the request has 2 items"):
+        read_signatures(path, req, tmp_path / "brace.sig")
+
+
 def _valid_manifest() -> dict:
     req, _ = new_request("authenticode", [("signed-attributes", "u.sattrs.der", SATTRS)])
     return req.to_json()
