@@ -24,6 +24,19 @@ PARALLEL_MIN_EVENTS = 20_000
 CHUNK_EVENTS = 2_000
 
 
+def _release(buf, start: int, stop: int) -> None:
+    """Drop the pages of a mapped log wholly inside [start, stop) from this process (they were
+    rendered already); no-op for bytes."""
+    import mmap
+
+    if isinstance(buf, mmap.mmap):
+        page = mmap.PAGESIZE
+        lo = -(-start // page) * page
+        hi = stop - stop % page
+        if hi > lo:
+            buf.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -59,28 +72,27 @@ def show_json(buf, stream, starts, *, decode: bool, pcrs, with_replay: bool, hea
         _write_all(out_fd, header.encode())
         sep = ""
         for lo in range(0, count, chunk_events):
-            text = renderer.render(starts, lo, min(lo + chunk_events, count), pcr_set)
+            hi = min(lo + chunk_events, count)
+            text = renderer.render(starts, lo, hi, pcr_set)
+            _release(buf, starts[lo], starts[hi])
             if text:
                 _write_all(out_fd, (sep + text).encode())
                 sep = ","
-        _write_all(out_fd, _tail(stream, with_replay).encode())
+        _write_all(out_fd, _tail(buf, stream, starts, with_replay).encode())
         return
     _parallel(renderer, stream, starts, count, pcr_set, with_replay, header, out_fd, workers,
               chunk_events)
 
 
-def _tail(stream, with_replay: bool) -> str:
+def _tail(buf, stream, starts, with_replay: bool) -> str:
     """The end of the document: "]", the replayed "pcrs" if asked, "}\\n" (as ``iter_log_json``)."""
     tail = "]"
     if with_replay:
         from pcrtool.eventlog.export import json_text
-        from pcrtool.eventlog.replay import Replayer
+        from pcrtool.eventlog.replay import replay_records
 
-        replayer = Replayer(stream.log.banks)
-        feed = replayer.feed
-        for event in stream:
-            feed(event)
-        tail += ',"pcrs":' + json_text(replayer.result().pcrs.to_json())
+        result = replay_records(buf, stream.log, starts)
+        tail += ',"pcrs":' + json_text(result.pcrs.to_json())
     return tail + "}\n"
 
 
@@ -100,7 +112,7 @@ def _parallel(renderer, stream, starts, count, pcr_set, with_replay, header, out
                 os.close(r)
                 os.close(w)
             os.close(tail_r)
-            _write_all(tail_w, _tail(stream, with_replay).encode())
+            _write_all(tail_w, _tail(renderer.buf, stream, starts, with_replay).encode())
         except BaseException:   # noqa: BLE001 - report through the exit status
             code = 1
         os._exit(code)
@@ -151,6 +163,7 @@ def _render_loop(renderer, starts, chunks, pcr_set, me, workers, tokens, tail_r,
         for k in range(me, len(chunks), workers):
             lo, hi = chunks[k]
             text = renderer.render(starts, lo, hi, pcr_set)
+            _release(renderer.buf, starts[lo], starts[hi])
             if k == 0:
                 state = _NONE_YET
                 out = header + text

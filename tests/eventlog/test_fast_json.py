@@ -197,3 +197,17 @@ def test_worker_failure_is_an_error_not_partial_success(monkeypatch):
     monkeypatch.setattr(fastjson.RecordRenderer, "render", render)
     with pytest.raises(PcrtoolError):
         fast(data, workers=2, chunk=5, min_events=0)
+
+
+@pytest.mark.parametrize("name", LOGS)
+def test_replay_records_equals_replay(corpus, name):
+    from pcrtool.eventlog.replay import replay_records
+
+    data = _corpus_data(corpus, name)
+    if data is None:
+        return
+    stream = EventLogStream(data)
+    fast_result = replay_records(data, stream.log, stream.record_starts())
+    ref = replay(parse_event_log(data))
+    assert fast_result.to_json() == ref.to_json()
+    assert fast_result.contributors == ref.contributors
