@@ -95,15 +95,31 @@ def _write_and_reverify(output: str, signed, cert_der: bytes) -> None:
     from pcrtool.pe.sigdb import SignatureDb
     from pcrtool.pe.verify import verify_image
 
+    chunks = [signed] if isinstance(signed, (bytes, bytearray)) else signed
     with fileio.atomic_writer(output, mode=0o644, what="signed PE") as f:
-        for chunk in ([signed] if isinstance(signed, (bytes, bytearray)) else signed):
+        for chunk in chunks:
             f.write(chunk)
+    _release_mapped_input(chunks)
     result = verify_image(_map(output), db=SignatureDb(certificates=[cert_der]))
     last = result.signatures[-1] if result.signatures else None
     if not result.table_ok or last is None or not (last.digest_matches and last.signature_valid):
         os.unlink(output)
         raise SignatureError(f"the written file {output!r} does not verify ({result.reason}); removed it",
                              hint="this is a bug in pcrtool; rerun with --debug and report it")
+
+
+def _release_mapped_input(chunks) -> None:
+    """The input is written: drop our page-table entries for a mapped input (MADV_DONTNEED on a
+    read-only file mapping keeps the page cache, it just stops counting in our RSS) before the
+    output is mapped for the re-verification, so peak memory is one image, not two."""
+    import contextlib
+    import mmap
+
+    for chunk in chunks:
+        obj = getattr(chunk, "obj", None)
+        if isinstance(obj, mmap.mmap):
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                obj.madvise(mmap.MADV_DONTNEED)
 
 
 @app.command("hash")
