@@ -189,21 +189,23 @@ def sign(file: str = typer.Argument(..., help="PE/EFI binary to sign."),
     """Sign (or add a signature to) a PE binary; output is re-verified after writing."""
     from pcrtool import fileio, render
     from pcrtool.errors import UsageError
-    from pcrtool.pe.sign import prepare
+    from pcrtool.pe.authenticode import signing_digest
 
     if key.strip() == "offline":
         raise UsageError("--key offline: use 'pcrtool pe prepare' to write a signing request")
     data = _read_pe(file)
     alg = _hash_alg(hash_name)
     when = _signing_time()
-    # Hash (and checksum) while the key and the X.509/PKCS#7 code load: the image digest runs in
-    # a thread (hashlib releases the GIL), the checksum in a forked child (int.from_bytes does not).
+    # Hash and checksum while the key and the X.509/PKCS#7 code (cryptography, asn1crypto) load:
+    # the checksum in a forked child (int.from_bytes holds the GIL), the image digest in a thread
+    # (hashlib releases it). ``prepare`` re-parses and checks the image and uses both results.
     body_sum = _forked_body_sum(data)
-    job = _background(lambda: prepare(data, when, alg, body_sum=body_sum))
-    from pcrtool.pe.sign import certificate_bytes, sign_prepared
+    digest = _background(lambda: signing_digest(data, alg))
+    from pcrtool.pe.sign import certificate_bytes, prepare, sign_prepared
     with _load_sign_key(key, cert) as signer:
         cert_der = certificate_bytes(signer)
-        signed = sign_prepared(job, signer, certificate_der=cert_der, chain=_chain_certificates(chain))
+        signed = sign_prepared(lambda: prepare(data, when, alg, body_sum=body_sum, digest=digest), signer,
+                               certificate_der=cert_der, chain=_chain_certificates(chain))
     if detached:
         from pcrtool.sign.authenticode import der_length
         der = signed[-1][8:]

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from pcrtool.errors import MismatchError, SignatureError, UnsupportedError
 from pcrtool.model import HashAlg
-from pcrtool.pe.authenticode import digest_and_body_sum, image_digest, pad_length, signed_chunks
+from pcrtool.pe.authenticode import (body_start, digest_and_body_sum, image_digest, pad_length, signed_chunks,
+                                     word_sum)
 from pcrtool.pe.image import PeImage
 from pcrtool.sign import authenticode as ac
 from pcrtool.sign.api import KeyType, Padding, require_key
@@ -33,7 +34,7 @@ class PreparedSignature:
     body_sum: int | None = None  # checksum part of the image after its headers (see signed_chunks)
 
 
-def _prepared_base(data: bytes, alg: HashAlg, body_sum=None) -> tuple[bytes, bytes, bytes, int]:
+def _prepared_base(data: bytes, alg: HashAlg, body_sum=None, digest=None) -> tuple[bytes, bytes, bytes, int]:
     ac.check_signing_alg(alg)
     image = PeImage.parse(data)
     pad = pad_length(image)
@@ -45,23 +46,26 @@ def _prepared_base(data: bytes, alg: HashAlg, body_sum=None) -> tuple[bytes, byt
         if image.cert_table_offset + image.cert_table_size != len(data):
             raise UnsupportedError("the existing certificate table is not at the end of the file",
                                    hint="data was appended after signing; re-sign the unsigned binary")
-    if body_sum is None:
+    if body_sum is None and digest is None:
         digest, body_sum = digest_and_body_sum(image, alg, pad)
     else:
-        digest = image_digest(image, alg, pad)
-        if callable(body_sum):
+        digest = image_digest(image, alg, pad) if digest is None else digest() if callable(digest) else digest
+        if body_sum is None:
+            body_sum = word_sum(data, body_start(image))
+        elif callable(body_sum):
             body_sum = body_sum()
     return data, digest, ac.spc_indirect_data_content(digest, alg), body_sum
 
 
 def prepare(data: bytes, signing_time: _dt.datetime, alg: HashAlg = HashAlg.SHA256, *,
-            body_sum=None) -> PreparedSignature:
+            body_sum=None, digest=None) -> PreparedSignature:
     """Everything up to the bytes to sign.
 
-    ``body_sum``: ``word_sum(data, body_start(image))`` when the caller computes it elsewhere
-    (an int, or a callable returning it once the digest is done), else computed here.
+    When the caller computes them elsewhere (e.g. concurrently, while keys load), as an int/bytes
+    or a callable returning it: ``body_sum`` = ``word_sum(data, body_start(image))`` and
+    ``digest`` = ``signing_digest(data, alg)``. Otherwise both are computed here.
     """
-    data, digest, idc, body_sum = _prepared_base(data, alg, body_sum)
+    data, digest, idc, body_sum = _prepared_base(data, alg, body_sum, digest)
     return PreparedSignature(data, alg, digest, idc, ac.signed_attributes(idc, signing_time, alg), body_sum)
 
 
