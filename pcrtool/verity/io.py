@@ -17,7 +17,6 @@ import contextlib
 import mmap
 import os
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -141,6 +140,8 @@ def _executor(params: VerityParams, mm, workers: int, path: str | None):
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
                                    initializer=_process_init, initargs=(path, params.data_size))
         return pool, lambda first, count: pool.submit(_process_task, params, first, count)
+    from concurrent.futures import ThreadPoolExecutor  # lazily: `format` of large images needs no pool
+
     mv = memoryview(mm)
     dbs = params.data_block_size
     pool = ThreadPoolExecutor(max_workers=workers)
