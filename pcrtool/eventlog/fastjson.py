@@ -22,10 +22,12 @@ from json.encoder import encode_basestring_ascii as _esc   # the C escaper of js
 
 from pcrtool.eventlog.decode import decode_event
 from pcrtool.eventlog.decode.ipl import GRUB_PREFIXES, SHIM_NAMES
-from pcrtool.eventlog.decode.variables import SIGNATURE_DB_NAMES, parse_variable_data, x509_info
+from pcrtool.eventlog.decode.variables import (_BOOT_ENTRY, SIGNATURE_DB_NAMES, parse_variable_data,
+                                               x509_info)
 from pcrtool.eventlog.model import Event, EventLog, LogFormat
 from pcrtool.model import HashAlg
 from pcrtool.tcg.constants import EventType
+from pcrtool.tcg.devicepath import device_path_text_and_nodes
 from pcrtool.tcg.guid import guid_text
 
 _III = struct.Struct("<III")
@@ -63,6 +65,11 @@ class RecordRenderer:
                       if self.agile else {})
         self._type_fragments: dict[int, tuple[EventType, str]] = {}
         self._serializers = _serializers()
+        self.hot = dict(_hot_paths())
+        image_load = _image_load_fast(log.uintn_bytes)
+        for t in (EventType.EV_EFI_BOOT_SERVICES_APPLICATION, EventType.EV_EFI_BOOT_SERVICES_DRIVER,
+                  EventType.EV_EFI_RUNTIME_SERVICES_DRIVER):
+            self.hot[int(t)] = image_load
 
     def _type(self, etype: int) -> tuple[EventType, str]:
         entry = self._type_fragments.get(etype)
@@ -89,7 +96,7 @@ class RecordRenderer:
         decode = self.decode
         type_of = self._type
         decoded_text = self.decoded_text
-        hot = _hot_paths()
+        hot = self.hot
         tfrags = self._type_fragments
         dfrag = _DIGEST_KEYS
         if self.agile:
@@ -142,7 +149,12 @@ class RecordRenderer:
                     text += ',"unknownDigests":' + _dumps({f"0x{a:04x}": d.hex() for a, d in unknown.items()})
                 if decode:
                     fast = hot.get(etype) if i else None
-                    dec = fast(pcr, data) if fast is not None else None
+                    dec = None
+                    if fast is not None:
+                        try:
+                            dec = fast(pcr, data)
+                        except Exception:   # noqa: BLE001 - the decoder's own path reports it
+                            dec = None
                     if dec is None:
                         if ev is None:
                             ev = Event(i, pos, pcr, t, digests, data, p + size - pos)
@@ -167,7 +179,12 @@ class RecordRenderer:
                         f'"size":{size},"data":"{data.hex()}"')
                 if decode:
                     fast = hot.get(etype)
-                    dec = fast(pcr, data) if fast is not None else None
+                    dec = None
+                    if fast is not None:
+                        try:
+                            dec = fast(pcr, data)
+                        except Exception:   # noqa: BLE001 - the decoder's own path reports it
+                            dec = None
                     if dec is None:
                         dec = decoded_text(Event(i, pos, pcr, t, {sha1: digest}, data, 32 + size))
                     text += ',"decoded":' + dec + "}"
@@ -345,9 +362,12 @@ def _variable_fast(pcr: int, data: bytes) -> str | None:
         guid, name, value, trailing = parse_variable_data(data)
     except Exception:   # noqa: BLE001 - the decoder itself reports it (Undecodable)
         return None
-    if name not in SIGNATURE_DB_NAMES or not value:
+    if name in SIGNATURE_DB_NAMES:
+        vtext = _signature_lists_fast(value) if value else None
+    elif _BOOT_ENTRY.match(name) and name not in _BOOLEAN_VARIABLES:
+        vtext = _load_option_fast(value)
+    else:
         return None
-    vtext = _signature_lists_fast(value)
     if vtext is None:
         return None
     text = (f'{{"kind":"uefi-variable","guid":{_esc(guid)},"name":{_esc(name)},'
@@ -357,6 +377,50 @@ def _variable_fast(pcr: int, data: bytes) -> str | None:
     return text + "}"
 
 
+def _load_option_fast(data: bytes) -> str | None:
+    """``parse_load_option`` + ``LoadOption.to_json`` as text; None where it would raise."""
+    if len(data) < 6:
+        return None
+    attributes, path_len = _IH.unpack_from(data, 0)
+    pos = data.find(b"\0\0", 6)
+    while pos >= 0 and pos % 2:
+        pos = data.find(b"\0\0", pos + 1)
+    if pos < 0:
+        return None
+    description = data[6:pos].decode("utf-16-le", "replace")
+    pos += 2
+    if path_len > len(data) - pos:
+        return None
+    path_text, _nodes = device_path_text_and_nodes(data[pos:pos + path_len])
+    return (f'{{"attributes":{attributes},"active":{"true" if attributes & 1 else "false"},'
+            f'"description":{_esc(description)},"devicePath":{_esc(path_text)},'
+            f'"optionalData":"{data[pos + path_len:].hex()}"}}')
+
+
+def _image_load_fast(width: int):
+    header = struct.Struct("<QIII" if width == 4 else "<QQQQ")
+    size = header.size
+
+    def image_load(pcr: int, data: bytes) -> str | None:
+        """``decode_image_load`` + ``ImageLoad.to_json`` as text; None where it would raise."""
+        if len(data) < size:
+            return None
+        location, length, link, path_len = header.unpack_from(data, 0)
+        if path_len > len(data) - size:
+            return None
+        text, nodes = device_path_text_and_nodes(data[size:size + path_len])
+        node_text = ",".join([f"[{t},{s}]" for t, s in nodes])
+        out = (f'{{"kind":"image-load","imageLocationInMemory":{location},"imageLengthInMemory":{length},'
+               f'"imageLinkTimeAddress":{link},"devicePath":{_esc(text)},"devicePathNodes":[{node_text}]')
+        trailing = data[size + path_len:]
+        if trailing:
+            out += f',"trailing":"{trailing.hex()}"'
+        return out + "}"
+    return image_load
+
+
+_IH = struct.Struct("<IH")
+_BOOLEAN_VARIABLES = ("SecureBoot", "DeployedMode", "AuditMode", "SetupMode", "MokSBState")
 _HOT: dict | None = None
 _SIGNATURE_TYPE_NAMES: dict[str, str] = {}
 _X509_TEXT = ""

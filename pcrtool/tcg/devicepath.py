@@ -279,3 +279,54 @@ _RENDER = {
     (4, 5): _media_protocol, (4, 6): _fv_file, (4, 7): _fv, (4, 8): _offset, (4, 9): _ramdisk,
     (5, 1): _bbs,
 }
+
+
+_BBH = struct.Struct("<BBH")
+
+
+def device_path_text_and_nodes(data: bytes) -> tuple[str, list[tuple[int, int]]]:
+    """``(parse_device_path(data).text, [(node.type, node.subtype), …])`` without building the
+    node objects (the hot path of image-load and Boot#### events); same rules as those two."""
+    unpack = _BBH.unpack_from
+    render_table = _RENDER
+    parts: list[str] = []
+    out: list[str] = []
+    nodes: list[tuple[int, int]] = []
+    pos = 0
+    end = len(data)
+    stopped = False          # an end node other than end-instance ends the text (not the parse)
+    trailing = b""
+    while True:
+        if pos + 4 > end:
+            trailing = bytes(data[pos:])
+            break
+        typ, sub, length = unpack(data, pos)
+        if length < 4 or pos + length > end:
+            trailing = bytes(data[pos:])
+            break
+        nodes.append((typ, sub))
+        if not stopped:
+            if typ == END_TYPE:
+                if sub == END_INSTANCE:
+                    out.append("/".join(parts))
+                    parts = []
+                else:
+                    stopped = True
+            else:
+                body = bytes(data[pos + 4:pos + length])
+                render = render_table.get((typ, sub))
+                text = None
+                if render is not None:
+                    try:
+                        text = render(body)
+                    except (struct.error, IndexError, ValueError):
+                        text = None
+                parts.append(text if text is not None else f"Path({typ},{sub},{body.hex().upper()})")
+        pos += length
+        if typ == END_TYPE and sub == END_ENTIRE:
+            break
+    out.append("/".join(parts))
+    text = ",".join(p for p in out if p) if len(out) > 1 else out[0]
+    if trailing:
+        text += f"/(malformed:{trailing[:16].hex()})"
+    return text, nodes

@@ -5,6 +5,7 @@ mutated logs and arbitrary payloads (hypothesis). No golden files: the reference
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 
@@ -211,3 +212,53 @@ def test_replay_records_equals_replay(corpus, name):
     ref = replay(parse_event_log(data))
     assert fast_result.to_json() == ref.to_json()
     assert fast_result.contributors == ref.contributors
+
+
+_NODE_KEYS = [(1, 1), (1, 3), (1, 4), (2, 1), (2, 3), (3, 5), (3, 11), (3, 12), (3, 13), (3, 18),
+              (3, 23), (3, 24), (4, 1), (4, 2), (4, 4), (4, 6), (4, 8), (5, 1), (0x7F, 0xFF),
+              (0x7F, 0x01), (0x7F, 0x05), (9, 9)]
+
+
+@settings(deadline=None, max_examples=500)
+@given(nodes=st.lists(st.tuples(st.sampled_from(_NODE_KEYS), st.binary(max_size=40),
+                                st.sampled_from([0, 0, 0, -3, 3, -4])), max_size=6),
+       tail=st.binary(max_size=5))
+def test_device_path_text_and_nodes_equals_parse(nodes, tail):
+    import struct
+
+    from pcrtool.tcg.devicepath import device_path_text_and_nodes, parse_device_path
+
+    data = b""
+    for (typ, sub), body, delta in nodes:
+        data += struct.pack("<BBH", typ, sub, max(0, len(body) + 4 + delta)) + body
+    data += tail
+    path = parse_device_path(data)
+    assert device_path_text_and_nodes(data) == (path.text, [(n.type, n.subtype) for n in path.nodes])
+
+
+@settings(deadline=None, max_examples=300)
+@given(attributes=st.integers(0, 2 ** 32 - 1), description=st.text(max_size=8),
+       path=st.binary(max_size=30), optional=st.binary(max_size=6), path_len_delta=st.integers(-2, 2),
+       width=st.sampled_from([4, 8]), junk=st.binary(max_size=3))
+def test_hot_load_option_and_image_load_equal_decoders(attributes, description, path, optional,
+                                                        path_len_delta, width, junk):
+    import struct
+
+    from pcrtool.eventlog.fastjson import _image_load_fast
+
+    path = path + b"\x7f\xff\x04\x00"
+    plen = max(0, len(path) + path_len_delta)
+    option = struct.pack("<IH", attributes, plen) + description.encode("utf-16-le") + b"\0\0" + path + optional
+    name = "Boot0001".encode("utf-16-le")
+    data = bytes(16) + struct.pack("<QQ", 8, len(option)) + name + option + junk
+    text = _hot_paths()[0x80000002](1, data)
+    if text is not None:
+        assert text == json_text(decode_event(Event(1, 0, 1, EventType(0x80000002), {}, data, 0)).to_json())
+    head = struct.pack("<QIII" if width == 4 else "<QQQQ", 1, 2, 3, plen)
+    image = head + path + optional
+    log = parse_event_log(agile_log())
+    log.spec_id = dataclasses.replace(log.spec_id, uintn_size=1 if width == 4 else 2)
+    text = _image_load_fast(width)(4, image)
+    if text is not None:
+        ev = Event(1, 0, 4, EventType.EV_EFI_BOOT_SERVICES_APPLICATION, {}, image, 0)
+        assert text == json_text(decode_event(ev, log).to_json())
