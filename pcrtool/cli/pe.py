@@ -97,15 +97,85 @@ def _write_and_reverify(output: str, signed, cert_der: bytes) -> None:
 
     chunks = [signed] if isinstance(signed, (bytes, bytearray)) else signed
     with fileio.atomic_writer(output, mode=0o644, what="signed PE") as f:
-        for chunk in chunks:
-            f.write(chunk)
+        digest256 = _write_hashing(f, chunks)
     _release_mapped_input(chunks)
-    result = verify_image(_map(output), db=SignatureDb(certificates=[cert_der]))
+    result = verify_image(_map(output), db=SignatureDb(certificates=[cert_der]), sha256_digest=digest256)
     last = result.signatures[-1] if result.signatures else None
     if not result.table_ok or last is None or not (last.digest_matches and last.signature_valid):
         os.unlink(output)
         raise SignatureError(f"the written file {output!r} does not verify ({result.reason}); removed it",
                              hint="this is a bug in pcrtool; rerun with --debug and report it")
+
+
+def _write_hashing(f, chunks) -> bytes | None:
+    """Write ``chunks`` to ``f`` while a thread computes the SHA-256 Authenticode digest of the
+    file being written, read back from the file itself (a mapping of it: the page cache) right
+    behind the writer: the re-verification's digest costs no extra pass. Returns that digest
+    (None for small outputs, written plainly: ``verify_image`` then hashes the file itself).
+
+    The file gets its final size first; the first chunk holds all headers (``signed_chunks``),
+    so the output is parsed from the file once it is written, and every range EDK2 hashes is
+    read only after the writer has passed its end.
+    """
+    import contextlib
+    import mmap
+    import threading
+
+    from pcrtool.model import HashAlg
+    from pcrtool.pe.authenticode import image_digest
+    from pcrtool.pe.image import PeImage
+
+    total = sum(len(c) for c in chunks)
+    if total < (16 << 20) or len(chunks) < 2:
+        for chunk in chunks:
+            f.write(chunk)
+        return None
+    f.truncate(total)
+    f.write(chunks[0])
+    f.flush()
+    cond = threading.Condition()
+    state = {"written": len(chunks[0]), "aborted": False, "hashed": 0, "released": 0}
+
+    def ready(end: int) -> None:
+        # Drop the mapping's pages already hashed (the page cache keeps them; a re-read just
+        # refaults): the output costs one 8 MiB window of RSS, not the whole image.
+        hashed = state["hashed"] - state["hashed"] % mmap.PAGESIZE
+        if hashed > state["released"]:
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                mm.madvise(mmap.MADV_DONTNEED, state["released"], hashed - state["released"])
+            state["released"] = hashed
+        state["hashed"] = end
+        with cond:
+            while state["written"] < end and not state["aborted"]:
+                cond.wait()
+            if state["written"] < end:
+                raise OSError("the output was not completely written")
+
+    mm = mmap.mmap(f.fileno(), total, access=mmap.ACCESS_READ)
+    try:
+        job = _background(lambda: image_digest(PeImage.parse(mm), HashAlg.SHA256, ready=ready))
+        try:
+            step = 8 << 20
+            for chunk in chunks[1:]:
+                view = memoryview(chunk)
+                for pos in range(0, len(view), step):
+                    f.write(view[pos:pos + step])
+                    f.flush()
+                    with cond:
+                        state["written"] += len(view[pos:pos + step])
+                        cond.notify_all()
+        finally:
+            with cond:
+                state["aborted"] = state["written"] < total
+                cond.notify_all()
+            try:
+                digest = job()   # also waits for the thread when the write failed
+            except Exception:  # noqa: BLE001 - verify_image then hashes (and reports) on its own
+                digest = None
+        return digest
+    finally:
+        with contextlib.suppress(BufferError):
+            mm.close()
 
 
 def _release_mapped_input(chunks) -> None:

@@ -57,14 +57,29 @@ def hash_ranges(image: PeImage, virtual_pad: int = 0) -> list[tuple[int, int]]:
     return [(a, b) for a, b in ranges if b > a]
 
 
-def image_digest(image: PeImage, alg: HashAlg = HashAlg.SHA256, virtual_pad: int = 0) -> bytes:
-    """EDK2's digest of the parsed image (followed by ``virtual_pad`` zero bytes)."""
+_READY_STEP = 8 << 20
+
+
+def image_digest(image: PeImage, alg: HashAlg = HashAlg.SHA256, virtual_pad: int = 0, *,
+                 ready=None) -> bytes:
+    """EDK2's digest of the parsed image (followed by ``virtual_pad`` zero bytes).
+
+    ``ready(end)``, when given, is called before bytes below ``end`` are read (in steps of at
+    most 8 MiB, ``end`` increasing): it lets the caller hash a file while it is being written.
+    """
     h = alg.new()
     view = memoryview(image.data)
     n = len(view)
     for a, b in hash_ranges(image, virtual_pad):
         if a < n:
-            h.update(view[a:min(b, n)])
+            end = min(b, n)
+            if ready is None:
+                h.update(view[a:end])
+            else:
+                for pos in range(a, end, _READY_STEP):
+                    stop = min(end, pos + _READY_STEP)
+                    ready(stop)
+                    h.update(view[pos:stop])
         if b > n:
             h.update(bytes(b - max(a, n)))
     return h.digest()

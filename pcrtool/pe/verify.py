@@ -177,10 +177,15 @@ def chains_to(signer_der: bytes, untrusted: tuple[bytes, ...], trusted: list[byt
     return None
 
 
-def verify_image(data: bytes, *, db: SignatureDb | None = None, dbx: SignatureDb | None = None) -> VerifyResult:
-    """Check every signature of ``data``; decide as EDK2 would when ``db`` is given."""
+def verify_image(data: bytes, *, db: SignatureDb | None = None, dbx: SignatureDb | None = None,
+                 sha256_digest: bytes | None = None) -> VerifyResult:
+    """Check every signature of ``data``; decide as EDK2 would when ``db`` is given.
+
+    ``sha256_digest``: ``image_digest(PeImage.parse(data), SHA256)`` when the caller has already
+    computed it from these very bytes (the CLI hashes its output while writing it).
+    """
     image = PeImage.parse(data)
-    digest256 = image_digest(image, HashAlg.SHA256)
+    digest256 = image_digest(image, HashAlg.SHA256) if sha256_digest is None else sha256_digest
     digests: dict[HashAlg, bytes] = {HashAlg.SHA256: digest256}
     warnings = list(image.warnings)
     checks: list[SignatureCheck] = []

@@ -173,3 +173,18 @@ def test_word_sum_matches_plain_definition():
         assert word_sum(blob) == plain
 
     check()
+
+
+def test_ready_callback_sees_increasing_ends_and_changes_nothing(uki, monkeypatch):
+    """``image_digest(ready=…)`` (the CLI hashes its output while writing it) asks for every byte
+    before reading it, in increasing order, and gives the same digest as pesign."""
+    from pcrtool.pe import authenticode
+
+    monkeypatch.setattr(authenticode, "_READY_STEP", 1 << 20)
+    data = uki.read_bytes()
+    image = PeImage.parse(data)
+    ends: list[int] = []
+    got = authenticode.image_digest(image, HashAlg.SHA256, authenticode.pad_length(image), ready=ends.append)
+    assert got.hex() == pesign_hash(uki)                # pesign hashes the image as it will be signed
+    assert ends == sorted(ends) and len(ends) >= len(data) >> 20
+    assert ends[-1] == min(len(data), max(b for _a, b in authenticode.hash_ranges(image, authenticode.pad_length(image))))
