@@ -2,7 +2,10 @@
 
 Run: .venv/bin/python bench/pe_bench.py [--runs N] [--initrd-mib M]
 Each number is the median wall-clock time of N full CLI runs (process start, read, hash, sign,
-write; pcrtool also re-reads and re-verifies its output); RSA-2048 key, SOURCE_DATE_EPOCH fixed.
+write; pcrtool also re-reads and re-verifies its output, hashing the file while it is written);
+RSA-2048 key, SOURCE_DATE_EPOCH fixed. Peak RSS comes from GNU time (/usr/bin/time) when present.
+pcrtool overlaps work on two cores (digest thread, checksum child, key loading): on a loaded
+machine (see the load average printed) its wall time suffers more than the single-threaded peers'.
 Files live in /dev/shm by default (--dir to change): pcrtool fsyncs its atomic output and the
 peers do not, so on a disk the comparison would measure the disk's flush rather than the signer.
 """
