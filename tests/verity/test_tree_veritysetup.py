@@ -109,15 +109,19 @@ def test_streaming_chunk_boundaries_do_not_change_the_tree(tmp_path, monkeypatch
     assert (tmp_path / "pcr.hash").read_bytes() == oracle.hash_bytes
 
 
+@pytest.mark.parametrize("backend", ["auto", "fork"])
 @pytest.mark.parametrize("sb,offset", [(True, 1 << 20), (False, 1 << 20), (True, (1 << 20) + 1536)])
-def test_hash_area_inside_the_data_file_matches_veritysetup(tmp_path, sb, offset):
-    """--hash-offset in the same file: the whole file (data untouched + hash area) is identical."""
+def test_hash_area_inside_the_data_file_matches_veritysetup(tmp_path, monkeypatch, sb, offset, backend):
+    """--hash-offset in the same file: the whole file (data untouched + hash area) is identical
+    (also with forked workers writing level 0 in place)."""
+    monkeypatch.setattr(verity_io, "BACKEND", backend)
     data = data_bytes(1 << 20, seed=11)
     for name in ("vs.img", "pcr.img"):
         (tmp_path / name).write_bytes(data + bytes(offset - len(data)))
     oracle = veritysetup_format(tmp_path / "vs.img", tmp_path / "vs.img", superblock=sb, hash_offset=offset,
                                 data_blocks=256)
-    result = format_file(str(tmp_path / "pcr.img"), _params(256, "sha256", 1, 4096, 4096, SALT, sb, offset))
+    result = format_file(str(tmp_path / "pcr.img"), _params(256, "sha256", 1, 4096, 4096, SALT, sb, offset),
+                         workers=2)
     assert result.in_place
     assert result.root_hash.hex() == oracle.root
     assert (tmp_path / "pcr.img").read_bytes() == oracle.hash_bytes
