@@ -53,22 +53,40 @@ def _read_all(fd: int) -> bytes:
         parts.append(chunk)
 
 
-def show_json(buf, stream, starts, *, decode: bool, pcrs, with_replay: bool, header: str,
-              out_fd: int | None = None, workers: int | None = None,
+def show_json(buf, stream, starts=None, *, decode: bool, pcrs, with_replay: bool,
+              header: str | None = None, out_fd: int | None = None, workers: int | None = None,
               chunk_events: int = CHUNK_EVENTS, min_events: int = PARALLEL_MIN_EVENTS) -> None:
-    """Write ``header`` + the events of records ``starts`` (validated) + the replay tail + "}\\n"."""
+    """Write the ``eventlog show --json=short`` document of ``stream`` (over ``buf``) to ``out_fd``
+    (default stdout). ``starts`` (from ``stream.record_starts()``) is computed here if not given:
+    every record is validated before the first byte is written. ``header`` defaults to
+    ``header_text(stream.log)``."""
+    from pcrtool.eventlog.export import header_text
     from pcrtool.eventlog.fastjson import RecordRenderer
 
     if out_fd is None:
         sys.stdout.flush()
         out_fd = sys.stdout.fileno()
+    if workers is None:
+        workers = min(2, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else 1
+    parallel = workers >= 2 and hasattr(os, "fork")
+    replay_job = None
+    if starts is None:
+        if parallel and with_replay and len(buf) >= PARALLEL_MIN_BYTES:
+            # The replay walks (and validates) the log itself, on the other core, while this
+            # process validates it; if the log is corrupt its result is thrown away.
+            replay_job = _start_replay(buf, stream, None)
+        try:
+            starts = stream.record_starts()
+        except BaseException:
+            _abandon(replay_job)
+            raise
+    if header is None:
+        header = header_text(stream.log)
     log = stream.log
     renderer = RecordRenderer(buf, log, decode=decode)
     count = len(starts) - 1
     pcr_set = frozenset(pcrs) if pcrs else None
-    if workers is None:
-        workers = min(2, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else 1
-    if count < min_events or workers < 2 or not hasattr(os, "fork"):
+    if count < min_events or not parallel:
         _write_all(out_fd, header.encode())
         sep = ""
         for lo in range(0, count, chunk_events):
@@ -78,10 +96,18 @@ def show_json(buf, stream, starts, *, decode: bool, pcrs, with_replay: bool, hea
             if text:
                 _write_all(out_fd, (sep + text).encode())
                 sep = ","
-        _write_all(out_fd, _tail(buf, stream, starts, with_replay).encode())
+        if replay_job is not None:
+            tail = _finish_replay(replay_job)
+        else:
+            tail = _tail(buf, stream, starts, with_replay)
+        _write_all(out_fd, tail.encode())
         return
-    _parallel(renderer, stream, starts, count, pcr_set, with_replay, header, out_fd, workers,
-              chunk_events)
+    if replay_job is None:
+        replay_job = _start_replay(buf, stream, starts) if with_replay else None
+    _parallel(renderer, starts, count, pcr_set, replay_job, header, out_fd, workers, chunk_events)
+
+
+PARALLEL_MIN_BYTES = 4 << 20
 
 
 def _tail(buf, stream, starts, with_replay: bool) -> str:
@@ -96,28 +122,64 @@ def _tail(buf, stream, starts, with_replay: bool) -> str:
     return tail + "}\n"
 
 
-def _parallel(renderer, stream, starts, count, pcr_set, with_replay, header, out_fd, workers,
-              chunk_events) -> None:
-    chunks = [(lo, min(lo + chunk_events, count)) for lo in range(0, count, chunk_events)]
-    last_owner = (len(chunks) - 1) % workers
-    tokens = [os.pipe() for _ in range(workers)]        # tokens[w]: "your turn", read by w
-    tail_r, tail_w = os.pipe()
-    pids = []
-    # The replay process: its JSON goes to the writer of the last chunk.
+def _start_replay(buf, stream, starts):
+    """Fork the replay process; returns (pid, read fd of its tail text)."""
+    from pcrtool.eventlog.parse import EventLogStream
+
+    r, w = os.pipe()
     pid = os.fork()
     if pid == 0:   # pragma: no cover - child process (covered through its output)
         code = 0
         try:
-            for r, w in tokens:
-                os.close(r)
-                os.close(w)
-            os.close(tail_r)
-            _write_all(tail_w, _tail(renderer.buf, stream, starts, with_replay).encode())
-        except BaseException:   # noqa: BLE001 - report through the exit status
+            os.close(r)
+            own = stream
+            if starts is None:
+                own = EventLogStream(buf, source=stream.source)
+                starts = own.record_starts()
+            _write_all(w, _tail(buf, own, starts, True).encode())
+        except BaseException:   # noqa: BLE001 - reported through the exit status
             code = 1
         os._exit(code)
-    pids.append(pid)
-    os.close(tail_w)
+    os.close(w)
+    return pid, r
+
+
+def _abandon(job) -> None:
+    if job is not None:
+        import signal
+
+        pid, r = job
+        os.close(r)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+
+
+def _finish_replay(job) -> str:
+    pid, r = job
+    try:
+        text = _read_all(r)
+    finally:
+        os.close(r)
+        status = os.waitpid(pid, 0)[1]
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise PcrtoolError("the replay process failed", hint="run again with PCRTOOL_JOBS=1 or report a bug")
+    return text.decode()
+
+
+def _parallel(renderer, starts, count, pcr_set, replay_job, header, out_fd, workers,
+              chunk_events) -> None:
+    chunks = [(lo, min(lo + chunk_events, count)) for lo in range(0, count, chunk_events)]
+    last_owner = (len(chunks) - 1) % workers
+    tokens = [os.pipe() for _ in range(workers)]        # tokens[w]: "your turn", read by w
+    if replay_job is not None:
+        tail_r = replay_job[1]       # the replay's JSON goes to the writer of the last chunk
+        pids = [replay_job[0]]
+    else:
+        tail_r = -1
+        pids = []
     for w in range(1, workers):
         pid = os.fork()
         if pid == 0:   # pragma: no cover - child process
@@ -179,8 +241,9 @@ def _render_loop(renderer, starts, chunks, pcr_set, me, workers, tokens, tail_r,
             if k + 1 < len(chunks):
                 os.write(next_w, state)
         if me == last_owner:
-            _write_all(out_fd, _read_all(tail_r))
+            _write_all(out_fd, _read_all(tail_r) if tail_r >= 0 else b"]}\n")
     finally:
         os.close(my_r)
         os.close(next_w)
-        os.close(tail_r)
+        if tail_r >= 0:
+            os.close(tail_r)

@@ -40,16 +40,14 @@ def _show_json_streaming(log_path, pcr, raw: bool, with_replay: bool) -> None:
     import os
 
     from pcrtool import system
-    from pcrtool.eventlog.export import header_text
     from pcrtool.eventlog.parse import EventLogStream
     from pcrtool.eventlog_parallel import show_json
 
     buf = system.map_event_log(log_path)
     stream = EventLogStream(buf, source=str(log_path) if log_path is not None else "event log")
-    starts = stream.record_starts()
     jobs = os.environ.get("PCRTOOL_JOBS", "")
-    show_json(buf, stream, starts, decode=not raw, pcrs=pcr, with_replay=with_replay,
-              header=header_text(stream.log), workers=int(jobs) if jobs.isdigit() else None)
+    show_json(buf, stream, decode=not raw, pcrs=pcr, with_replay=with_replay,
+              workers=int(jobs) if jobs.isdigit() else None)
 
 
 def _banks(text: Optional[str]):

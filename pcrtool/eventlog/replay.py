@@ -182,7 +182,7 @@ def replay_records(buf, log: EventLog, starts) -> ReplayResult:
     import struct
 
     from pcrtool.eventlog.model import LogFormat
-    from pcrtool.eventlog.parse import _EVENT_TYPES, _event_type
+    from pcrtool.eventlog.parse import _EVENT_TYPES, _RELEASE_STEP, _event_type, _release
 
     replayer = Replayer(log.banks)
     feed = replayer.feed
@@ -199,8 +199,12 @@ def replay_records(buf, log: EventLog, starts) -> ReplayResult:
         unpack_iii = struct.Struct("<III").unpack_from
         unpack_h = struct.Struct("<H").unpack_from
         unpack_u32 = struct.Struct("<I").unpack_from
+        released, release_at = 0, _RELEASE_STEP
         for i in range(1, count):
             pos = starts[i]
+            if pos >= release_at:          # a mapped log's pages already replayed
+                released = _release(buf, pos, released)
+                release_at = pos + _RELEASE_STEP
             pcr, etype, n = unpack_iii(buf, pos)
             p = pos + 12
             digests = {}

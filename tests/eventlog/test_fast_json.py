@@ -262,3 +262,29 @@ def test_hot_load_option_and_image_load_equal_decoders(attributes, description, 
     if text is not None:
         ev = Event(1, 0, 4, EventType.EV_EFI_BOOT_SERVICES_APPLICATION, {}, image, 0)
         assert text == json_text(decode_event(ev, log).to_json())
+
+
+def test_cli_big_corrupt_log_prints_nothing_and_leaves_no_process(corpus, tmp_path):
+    """A log large enough for the early replay process, cut short: one error, empty stdout."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = (corpus / "logs" / "guard-oss" / "h12ssl.bios_measurements").read_bytes()
+    log = parse_event_log(data)
+    first, last = log.events[1], log.events[-1]
+    body = data[first.offset:last.offset + last.size]
+    big = data[:first.offset] + body * 200          # ~6.9 MB, > PARALLEL_MIN_BYTES
+    path = tmp_path / "cut.bin"
+    path.write_bytes(big[:len(big) - 1000])
+    pcrtool = str(Path(sys.executable).with_name("pcrtool"))
+    proc = subprocess.run([pcrtool, "eventlog", "show", str(path), "--json=short", "--replay"],
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stdout == b""
+    assert b"truncated" in proc.stderr or b"runs past" in proc.stderr
+    path.write_bytes(big)
+    proc = subprocess.run([pcrtool, "eventlog", "show", str(path), "--json=short", "--replay"],
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 0
+    assert proc.stdout == reference(big)
