@@ -180,7 +180,7 @@ def _is_padding(buf: bytes, pos: int) -> bool:
     return True
 
 
-_RELEASE_STEP = 8 << 20
+_RELEASE_STEP = 1 << 20
 
 
 def _release(buf, upto: int, released: int) -> int:
