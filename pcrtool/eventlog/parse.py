@@ -283,7 +283,9 @@ def _walk_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: str,
             if end - pos < dsize:
                 raise FormatError(f"{source}: event {index} truncated in its digests", offset=start,
                                   partial=log, hint="the log is cut short")
-            if alg is not None:
+            if not materialize:
+                pass                       # validation walk: sizes only
+            elif alg is not None:
                 digests[alg] = buf[pos:pos + dsize]
             else:
                 if unknown is None:
