@@ -118,6 +118,8 @@ def _start_replay(buf, stream, starts):
         try:
             os.close(r)
             _write_all(w, _tail(buf, stream, starts, True).encode())
+        except BrokenPipeError:   # the reader stopped (stdout closed early)
+            code = _EXIT_PIPE
         except BaseException:   # noqa: BLE001 - reported through the exit status
             code = 1
         os._exit(code)
@@ -144,7 +146,7 @@ def _parallel(renderer, starts, count, pcr_set, replay_job, header, out_fd, work
                 _render_loop(renderer, starts, chunks, pcr_set, w, workers, tokens, tail_r,
                              last_owner, header, out_fd)
             except BrokenPipeError:
-                code = 0
+                code = _EXIT_PIPE
             except BaseException:   # noqa: BLE001 - report through the exit status
                 code = 1
             os._exit(code)
@@ -157,13 +159,17 @@ def _parallel(renderer, starts, count, pcr_set, replay_job, header, out_fd, work
         failed = e
     finally:
         statuses = [os.waitpid(p, 0)[1] for p in pids]
-    if any(os.waitstatus_to_exitcode(s) != 0 for s in statuses):
+    codes = [os.waitstatus_to_exitcode(s) for s in statuses]
+    if isinstance(failed, BrokenPipeError) or _EXIT_PIPE in codes:
+        raise BrokenPipeError(32, "stdout closed early")   # as in one process
+    if any(codes):
         raise PcrtoolError("a worker process failed while writing the event log JSON",
                            hint="run again with PCRTOOL_JOBS=1 (one process) or report a bug") from failed
     if failed is not None:
         raise failed
 
 
+_EXIT_PIPE = 32                       # a child's exit code: its output pipe was closed
 _NONE_YET, _SOME = b"\x01", b"\x02"   # the token says whether an event was written before
 
 

@@ -288,3 +288,25 @@ def test_cli_big_corrupt_log_prints_nothing_and_leaves_no_process(corpus, tmp_pa
                           capture_output=True, timeout=120)
     assert proc.returncode == 0
     assert proc.stdout == reference(big)
+
+
+def test_cli_reader_closing_early_is_quiet_with_workers(corpus, tmp_path):
+    """`pcrtool eventlog show … | head -c N`: the worker processes stop quietly, no traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = (corpus / "logs" / "guard-oss" / "h12ssl.bios_measurements").read_bytes()
+    log = parse_event_log(data)
+    first, last = log.events[1], log.events[-1]
+    path = tmp_path / "big.bin"
+    path.write_bytes(data[:first.offset] + data[first.offset:last.offset + last.size] * 300)
+    pcrtool = str(Path(sys.executable).with_name("pcrtool"))
+    for keep in (10, 5_000_000):
+        proc = subprocess.Popen([pcrtool, "eventlog", "show", str(path), "--json=short", "--replay"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.stdout.read(keep)
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=120)
+        assert b"Traceback" not in err and b"worker" not in err, err
