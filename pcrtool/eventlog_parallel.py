@@ -147,6 +147,8 @@ def _parallel(renderer, starts, count, pcr_set, replay_job, header, out_fd, work
                              last_owner, header, out_fd)
             except BrokenPipeError:
                 code = _EXIT_PIPE
+            except _PeerStopped:      # the process before me stopped; its status says why
+                code = _EXIT_PEER
             except BaseException:   # noqa: BLE001 - report through the exit status
                 code = 1
             os._exit(code)
@@ -160,16 +162,22 @@ def _parallel(renderer, starts, count, pcr_set, replay_job, header, out_fd, work
     finally:
         statuses = [os.waitpid(p, 0)[1] for p in pids]
     codes = [os.waitstatus_to_exitcode(s) for s in statuses]
-    if isinstance(failed, BrokenPipeError) or _EXIT_PIPE in codes:
-        raise BrokenPipeError(32, "stdout closed early")   # as in one process
-    if any(codes):
+    if any(c not in (0, _EXIT_PIPE, _EXIT_PEER) for c in codes) or \
+            (isinstance(failed, _PeerStopped) and _EXIT_PIPE not in codes):
         raise PcrtoolError("a worker process failed while writing the event log JSON",
                            hint="run again with PCRTOOL_JOBS=1 (one process) or report a bug") from failed
+    if isinstance(failed, BrokenPipeError) or _EXIT_PIPE in codes:
+        raise BrokenPipeError(32, "stdout closed early")   # as in one process
     if failed is not None:
         raise failed
 
 
 _EXIT_PIPE = 32                       # a child's exit code: its output pipe was closed
+_EXIT_PEER = 33                       # a child's exit code: the process before it stopped
+
+
+class _PeerStopped(Exception):
+    """The token pipe closed: the process before this one in the ring stopped."""
 _NONE_YET, _SOME = b"\x01", b"\x02"   # the token says whether an event was written before
 
 
@@ -194,7 +202,7 @@ def _render_loop(renderer, starts, chunks, pcr_set, me, workers, tokens, tail_r,
             else:
                 state = os.read(my_r, 1)
                 if state not in (_NONE_YET, _SOME):
-                    raise PcrtoolError("a worker process stopped early")
+                    raise _PeerStopped()
                 out = ("," + text) if (text and state == _SOME) else text
             if out:
                 _write_all(out_fd, out.encode())
