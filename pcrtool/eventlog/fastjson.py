@@ -111,7 +111,10 @@ class RecordRenderer:
                     ev = Event(0, 0, 0, EventType.EV_NO_ACTION, {HashAlg.SHA1: buf[8:28]},
                                buf[32:end], end)
                     pcr = 0
+                    if pcrs is not None and pcr not in pcrs:
+                        continue
                     digests = ev.digests
+                    data = ev.data
                     unknown = None
                     t, tfrag = type_of(3)
                 else:
@@ -138,15 +141,6 @@ class RecordRenderer:
                     t, tfrag = entry
                     data = buf[p:p + size]
                     ev = None
-                if pcrs is not None and pcr not in pcrs:
-                    continue
-                if ev is not None:
-                    data = ev.data
-                dtext = ",".join([f'{dfrag[a]}{d.hex()}"' for a, d in digests.items()])
-                text = (f'{{"index":{i},"offset":{pos},"pcr":{pcr},{tfrag},"digests":{{{dtext}}},'
-                        f'"size":{len(data)},"data":"{data.hex()}"')
-                if unknown:
-                    text += ',"unknownDigests":' + _dumps({f"0x{a:04x}": d.hex() for a, d in unknown.items()})
                 if decode:
                     fast = hot.get(etype) if i else None
                     dec = None
@@ -161,10 +155,15 @@ class RecordRenderer:
                             if unknown is not None:
                                 ev.unknown_digests = unknown
                         dec = decoded_text(ev)
-                    text += ',"decoded":' + dec + "}"
+                    tail = ',"decoded":' + dec + "}"
                 else:
-                    text += "}"
-                append(text)
+                    tail = "}"
+                if unknown:
+                    tail = ',"unknownDigests":' + _dumps({f"0x{a:04x}": d.hex() for a, d in unknown.items()}) + tail
+                dtext = ",".join([f'{dfrag[a]}{d.hex()}"' for a, d in digests.items()])
+                # one copy of the (possibly large) data hex into the record's text
+                append(f'{{"index":{i},"offset":{pos},"pcr":{pcr},{tfrag},"digests":{{{dtext}}},'
+                       f'"size":{len(data)},"data":"{data.hex()}"{tail}')
         else:
             unpack = _SHA1_HEADER.unpack_from
             sha1 = HashAlg.SHA1
