@@ -69,7 +69,7 @@ def _tree_rss_kib(root: int) -> int:
     return total
 
 
-def measure(cmd: list[str]) -> dict:
+def measure(cmd: list[str], *, sample: bool = False, env: dict | None = None) -> dict:
     """Wall seconds, CPU seconds (user+sys, children included), peak RSS (KiB) of the largest
     single process (GNU time), and the peak of the summed PSS of the whole process tree (sampled
     every 10 ms from /proc: pcrtool forks workers, and their memory counts too)."""
@@ -78,12 +78,12 @@ def measure(cmd: list[str]) -> dict:
         start = time.perf_counter()
         with open(os.devnull, "wb") as null:
             proc = subprocess.Popen([time_bin, "-f", "%U %S %M", "-o", tf.name, *cmd], stdout=null,
-                                    stderr=subprocess.DEVNULL)
+                                    stderr=subprocess.DEVNULL, env=env)
             tree_peak = 0
-            while proc.poll() is None:
+            while sample and proc.poll() is None:
                 tree_peak = max(tree_peak, _tree_rss_kib(proc.pid) - _self_rss_kib(proc.pid))
                 time.sleep(0.01)
-            rc = proc.returncode
+            rc = proc.wait()
         wall = time.perf_counter() - start
         user, system, rss = tf.read().split()[-3:]
     return {"rc": rc, "wall": wall, "cpu": float(user) + float(system), "rss_kib": int(rss),
@@ -118,13 +118,25 @@ def main() -> int:
         path = Path(tmp) / "big.bin"
         path.write_bytes(data)
         print(f"log: {count} events, {len(data) / 1e6:.1f} MB, built from {args.log}")
+        # An installed pcrtool has byte-compiled modules; a development shell may forbid writing
+        # them into the tree (PYTHONDONTWRITEBYTECODE). Keep them in a private cache instead, warmed
+        # by one untimed run, so the timed runs do not compile the sources every time.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
+        subprocess.run([PCRTOOL, "eventlog", "show", str(source), "--json=short", "--replay"],
+                       stdout=subprocess.DEVNULL, env=env, check=True)
         results = {}
         load_before = f"{os.getloadavg()[0]:.2f}"
         runs = {"pcrtool": [PCRTOOL, "eventlog", "show", str(path), "--json=short", "--replay"]}
         if tool:
             runs["tpm2_eventlog"] = [tool, str(path)]
         for name, cmd in runs.items():
-            samples = [measure(cmd) for _ in range(args.runs)]
+            # timed runs without the /proc sampler (it would compete for the CPUs), then one
+            # sampled run for the whole-tree memory
+            samples = [measure(cmd, env=env) for _ in range(args.runs)]
+            tree = measure(cmd, sample=True, env=env)["tree_kib"]
+            for one in samples:
+                one["tree_kib"] = tree
             if any(s["rc"] for s in samples):
                 print(f"{name}: failed (rc {samples[0]['rc']})", file=sys.stderr)
             results[name] = {k: statistics.median(s[k] for s in samples)
