@@ -198,3 +198,94 @@ def test_boot_next_entry_has_no_returning_from_application_pair():
     returning = b"Returning from EFI Application from Boot Option"
     assert actions("loadopts") == [calling]
     assert actions("sb-off") == [calling, returning, calling]
+
+
+def _loadopts_manifest(tmp_path, meta, log, cmdline_extra: str, linux_stub: bool):
+    """A release manifest for the `ovmf-loadopts` boot from what is committed: section SHA-256s from
+    capture.json (the UKI binary is not kept; the other banks' section digests and the two PCR 4
+    Authenticode digests are taken from the log's events, after checking the log's SHA-256 section
+    digests against capture.json), SecureBoot = 0, the load options as `[cmdline] stub`."""
+    from pcrtool.eventlog import parse_event_log
+    from pcrtool.tcg.constants import EventType
+
+    events = parse_event_log(log).events
+    pcr11 = [e for e in events if e.pcr == 11]
+    sections = {}
+    for name_ev, content_ev in zip(pcr11[::2], pcr11[1::2]):
+        name = name_ev.data.decode("utf-16-le").rstrip("\0")
+        assert content_ev.digests[HashAlg.SHA256].hex() == meta["sections_sha256"][name], name
+        sections[name] = content_ev.digests
+    assert sorted(sections) == [".cmdline", ".initrd", ".linux", ".osrel"]  # stub 252: no .uname
+    apps = [e for e in events if e.event_type == EventType.EV_EFI_BOOT_SERVICES_APPLICATION]
+    assert len(apps) == 2  # the UKI, then the kernel the stub LoadImage()s (Secure Boot off)
+
+    def table(digests):
+        return "{" + ", ".join(f'{a.bank_name} = "{digests[a].hex()}"' for a in BANKS) + "}"
+    (tmp_path / "reference.bin").write_bytes(log)
+    sec = "\n".join(f"{n.lstrip('.')} = {table(d)}" for n, d in sections.items())
+    text = f'''name = "pcrtool-e2e"
+version = "1"
+svn = 2
+banks = [{", ".join(f'"{a.bank_name}"' for a in BANKS)}]
+pcrs = [4, 7, 9, 11, 12]
+phases = [":"]
+reference_log = "reference.bin"
+
+[uki]
+stub = 252
+linux_stub = {"true" if linux_stub else "false"}
+
+[uki.sections]
+{sec}
+
+[boot]
+chain = [{{name = "uki", {table(apps[0].digests)[1:-1]}}}, {{name = "uki.linux", {table(apps[1].digests)[1:-1]}}}]
+
+[secureboot]
+SecureBoot = 0
+
+[cmdline]
+stub = "{meta["load_options"]}"
+{cmdline_extra}
+'''
+    (tmp_path / "release.toml").write_text(text)
+    return tmp_path / "release.toml"
+
+
+@pytest.mark.parametrize("linux_stub", [False, True])
+@pytest.mark.parametrize("kernel", [None, "load_options", "cmdline"])
+def test_predict_release_equals_the_load_options_boot(tmp_path, kernel, linux_stub):
+    """`pcrtool predict release` for the `ovmf-loadopts` boot (Boot0100 LoadOptions, Secure Boot
+    off) = the guest's PCR 4/7/9/11/12 in all four banks. PCR 9's load options are the boot entry's
+    LoadOptions (systemd-stub 252 passed them instead of .cmdline), UTF-16LE + NUL; an explicit
+    `[cmdline] kernel` replaces the UKI-derived event (never a second one). With `kernel` = the
+    .cmdline text, only PCR 9 differs from the boot."""
+    from pcrtool.predict.events import extend
+
+    d, log, guest = _files("loadopts")
+    meta = json.loads((d / "capture.json").read_text())
+    extra = f'kernel = "{meta[kernel]}"' if kernel else ""
+    manifest = _loadopts_manifest(tmp_path, meta, log, extra, linux_stub)
+    out = tmp_path / "predictions.json"
+    H.pcrtool("predict", "release", manifest, "--output", out, check=True)
+    (rel,) = json.loads(out.read_text())["releases"]
+    (phase,) = rel["phases"]
+    pred = PcrValues.parse(json.dumps(phase["values"]))
+    for alg in BANKS:
+        for pcr in (4, 7, 11, 12):
+            assert pred.get(alg, pcr) == guest.get(alg, pcr), (pcr, alg)
+        # PCR 9 from reset, independent of the log: H(UTF-16LE load options + NUL), then H(.initrd)
+        text = meta["cmdline"] if kernel == "cmdline" else meta["load_options"]
+        want9 = extend(alg, extend(alg, alg.zero, alg.digest(text.encode("utf-16-le") + b"\0\0")),
+                       _initrd_digest(log, alg))
+        assert pred.get(alg, 9) == want9, alg
+        assert (pred.get(alg, 9) == guest.get(alg, 9)) is (kernel != "cmdline"), alg
+
+
+def _initrd_digest(log: bytes, alg):
+    """H(.initrd) as the stub logged it on PCR 11 (the same bytes the kernel measures into PCR 9)."""
+    from pcrtool.eventlog import parse_event_log
+
+    pcr11 = [e for e in parse_event_log(log).events if e.pcr == 11]
+    (content,) = [c for n, c in zip(pcr11[::2], pcr11[1::2]) if n.data.decode("utf-16-le").rstrip("\0") == ".initrd"]
+    return content.digests[alg]

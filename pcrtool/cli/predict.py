@@ -100,6 +100,26 @@ def uki(
 
 # --- PCR 4 -------------------------------------------------------------------------------------
 
+def _warn_unaligned(name: str, data: bytes) -> None:
+    """An unsigned image whose length is not a multiple of 8: signing pads it to 8 bytes and the
+    padding is hashed, so the signed file's Authenticode digest (what firmware measures when the
+    signed file boots) differs from this one."""
+    from pcrtool import render
+    from pcrtool.errors import PcrtoolError
+    from pcrtool.pe import PeImage
+
+    if len(data) % 8 == 0:
+        return
+    try:
+        signed = PeImage.parse(data).cert_table_size > 0
+    except PcrtoolError:
+        return  # not a PE: the digest itself reports it
+    if not signed:
+        render.warn(f"{name}: unsigned and {len(data)} bytes, not a multiple of 8: signing pads it to 8 bytes "
+                    f"(hashed), so the signed file's Authenticode digest differs; predict from the signed "
+                    f"file (or pad the image to 8 bytes before predicting)")
+
+
 @app.command()
 def pe(
     images: List[Path] = typer.Argument(..., metavar="IMAGE...", help="Boot chain in load order: shim, loader, UKI/kernel"),
@@ -113,6 +133,8 @@ def pe(
 
     banks = _banks(bank, ("sha256",))
     chain = [(str(p), _read(p, "PE image")) for p in images]
+    for name, data in chain:
+        _warn_unaligned(name, data)
     ms = boot_chain_measurements(chain, banks, separator_value=parse_hex(separator, what="--separator", size=4))
     _emit_values(replay_measurements(ms, banks), ms)
 
@@ -312,13 +334,27 @@ def from_log(
     for img in boot or []:
         release.append(application_measurement(_read(img, "boot image"), banks, name=str(img)))
     optional = []
+    log_bytes = _read(log_file, "event log")
     if uki_file is not None:
-        from pcrtool.predict.cmdline import linux_stub_measurements
+        from pcrtool.predict.cmdline import (
+            LINUX_LOAD_OPTIONS_TAG, kernel_load_options, linux_stub_measurements, tag_of,
+        )
+        from pcrtool.predict.substitute import logged_secure_boot
 
         uki_bytes = _read(uki_file, "UKI")
         release += section_measurements(sections_from_uki(uki_bytes), banks)
-        # the kernel's own PCR 9 events follow the UKI, where the reference kernel made them
-        optional = linux_stub_measurements(sections_from_uki(uki_bytes, stub=None), banks)
+        # the kernel's own PCR 9 events follow the UKI, where the reference kernel made them; its
+        # load options are --kernel-cmdline (replacing, never adding), else the stub's command line
+        # when systemd-stub used it instead of .cmdline (Secure Boot off), else .cmdline
+        all_sections = sections_from_uki(uki_bytes, stub=None)
+        follow = None
+        if kernel_cmdline is None:
+            follow, why = kernel_load_options(all_sections, stub=stub_cmdline,
+                                              secure_boot=logged_secure_boot(log_bytes))
+            for note in why:
+                render.warn(note)
+        optional = [e for e in linux_stub_measurements(all_sections, banks, load_options=follow)
+                    if kernel_cmdline is None or tag_of(e) != LINUX_LOAD_OPTIONS_TAG]
     for name, path in (("PK", sb_pk), ("KEK", sb_kek), ("db", sb_db), ("dbx", sb_dbx)):
         if path is not None:
             data = read_variable_file(_read(path, f"{name} file"), name=name, source=str(path))
@@ -330,7 +366,7 @@ def from_log(
         release.append(linux_load_options_measurement(kernel_cmdline, banks))
     if phase:
         release += phase_measurements(phase, banks)
-    result = substitute_log(_read(log_file, "event log"), release, banks, if_present=optional)
+    result = substitute_log(log_bytes, release, banks, if_present=optional)
     for note in result.notes:
         render.warn(note)
     values = result.values

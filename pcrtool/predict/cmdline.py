@@ -10,7 +10,7 @@ as EV_EVENT_TAG 0x8F3B22EC into PCR 9 (digest over the UTF-16 options incl. NUL 
 from __future__ import annotations
 
 import struct
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from pcrtool.model import HashAlg
 from pcrtool.predict.events import DEFAULT_BANKS, Measurement
@@ -49,10 +49,15 @@ def linux_load_options_measurement(cmdline: str, banks: Sequence[HashAlg] = DEFA
                                                              b"LOADED_IMAGE::LoadOptions\0"))
 
 
-def linux_initrd_measurement(initrd: bytes, banks: Sequence[HashAlg] = DEFAULT_BANKS) -> Measurement:
-    """Linux EFI stub: the initrd (as handed over by LINUX_EFI_INITRD_MEDIA) as EV_EVENT_TAG 0x8F3B22EC."""
-    return Measurement.of_data(PCR_LINUX_STUB, EventType.EV_EVENT_TAG, "Linux initrd", initrd, banks,
-                               data=tagged_event_data(LINUX_INITRD_TAG, b"Linux initrd\0"))
+def linux_initrd_measurement(initrd: bytes | Mapping[HashAlg, bytes],
+                             banks: Sequence[HashAlg] = DEFAULT_BANKS) -> Measurement:
+    """Linux EFI stub: the initrd (as handed over by LINUX_EFI_INITRD_MEDIA) as EV_EVENT_TAG 0x8F3B22EC
+    (``initrd``: its bytes, or its precomputed digests per bank)."""
+    data = tagged_event_data(LINUX_INITRD_TAG, b"Linux initrd\0")
+    if isinstance(initrd, Mapping):
+        return Measurement(PCR_LINUX_STUB, {alg: bytes(initrd[alg]) for alg in banks}, EventType.EV_EVENT_TAG,
+                           "Linux initrd", data)
+    return Measurement.of_data(PCR_LINUX_STUB, EventType.EV_EVENT_TAG, "Linux initrd", initrd, banks, data=data)
 
 
 def stub_profile_measurement(profile: int, banks: Sequence[HashAlg] = DEFAULT_BANKS) -> Measurement:
@@ -78,15 +83,49 @@ def stub_cmdline_text(section: bytes) -> str:
 
 
 def linux_stub_measurements(sections: dict, banks: Sequence[HashAlg] = DEFAULT_BANKS, *,
-                            nul: bool = True) -> list[Measurement]:
-    """PCR 9 events the Linux EFI stub of a UKI's kernel makes: LoadOptions (the ``.cmdline``
-    passed by systemd-stub) and the initrd (``.initrd`` when nothing is appended to it).
+                            nul: bool = True, load_options: str | None = None) -> list[Measurement]:
+    """PCR 9 events the Linux EFI stub of a UKI's kernel makes: LoadOptions (the command line
+    systemd-stub passes: ``load_options`` when it replaced ``.cmdline`` by the boot entry's
+    LoadOptions, else the ``.cmdline`` section) and the initrd (``.initrd`` when nothing is
+    appended to it). Sections may be bytes or precomputed digests per bank; a precomputed
+    ``.cmdline`` gives no text, hence no load-options event unless ``load_options`` is given.
 
-    Checked on a real OVMF boot (eventlogs/ovmf-cmdline): both digests match, NUL included.
+    Checked on real OVMF boots: eventlogs/ovmf-cmdline (.cmdline) and eventlogs/ovmf-loadopts
+    (LoadOptions, Secure Boot off): both digests match, NUL included.
     """
     out = []
-    if sections.get(".cmdline"):
-        out.append(linux_load_options_measurement(stub_cmdline_text(sections[".cmdline"]), banks, nul=nul))
+    cmdline = sections.get(".cmdline")
+    if load_options is not None:
+        out.append(linux_load_options_measurement(load_options, banks, nul=nul))
+    elif cmdline and not isinstance(cmdline, Mapping):
+        out.append(linux_load_options_measurement(stub_cmdline_text(cmdline), banks, nul=nul))
     if sections.get(".initrd"):
         out.append(linux_initrd_measurement(sections[".initrd"], banks))
     return out
+
+
+def tag_of(m: Measurement) -> int | None:
+    """The taggedEventID of an EV_EVENT_TAG measurement (None for other events)."""
+    if m.event_type != EventType.EV_EVENT_TAG or len(m.data) < 4:
+        return None
+    return int.from_bytes(m.data[:4], "little")
+
+
+def kernel_load_options(sections: dict, *, stub: str | None, secure_boot: bool | None) -> tuple[str | None, list[str]]:
+    """The command line the kernel gets when systemd-stub was given ``stub`` (the boot entry's
+    LoadOptions, measured into PCR 12), or None when it keeps ``.cmdline``; plus notes.
+
+    systemd-stub uses LoadOptions instead of ``.cmdline`` when Secure Boot is off or the UKI has no
+    ``.cmdline`` (and then measures them into PCR 12); with Secure Boot on and a ``.cmdline`` it
+    ignores them. ``secure_boot`` None = unknown: a stub command line is taken as used (the stub
+    measures only options it uses).
+    """
+    if stub is None:
+        return None, []
+    if secure_boot and sections.get(".cmdline"):
+        return None, ["Secure Boot is on and the UKI has .cmdline: systemd-stub ignores load options, "
+                      "so the kernel's PCR 9 load options follow .cmdline, not [cmdline] stub"]
+    notes = [] if secure_boot is not None or not sections.get(".cmdline") else [
+        "Secure Boot state unknown: the kernel's PCR 9 load options follow [cmdline] stub (as with Secure "
+        "Boot off); give [secureboot] SecureBoot or a reference log to settle it"]
+    return stub, notes

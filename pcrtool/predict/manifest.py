@@ -17,6 +17,7 @@ Release manifest (TOML or JSON, one release per file; paths are relative to the 
     linux_stub = true                   # optional: predict the kernel EFI stub's PCR 9 events (.cmdline,
                                         # .initrd); with a reference log they follow the log by default
     # … or section files instead of `path`:  [uki.sections] linux = "vmlinuz", initrd = "initrd.img", …
+    #   (a section may be its precomputed digests instead: initrd = {sha256 = "<hex>", …}, every bank)
 
     [boot]                              # PCR 4: images in load order (Authenticode), or precomputed
     chain = ["shimx64.efi", "systemd-bootx64.efi", "uki", "uki.linux"]   # "uki" = the [uki] path;
@@ -33,9 +34,13 @@ Release manifest (TOML or JSON, one release per file; paths are relative to the 
     authorities = [{owner = "<guid>", certificate = "db-cert.der"}]
 
     [cmdline]                           # PCR 12 (systemd-stub/sd-boot) and PCR 9 (Linux EFI stub)
-    stub = "console=ttyS0 rw"           # measured by the stub into PCR 12 (UTF-16, NUL per `nul`)
-    kernel = "console=ttyS0 rw"         # LoadOptions the Linux EFI stub measures into PCR 9
-    initrd = "initrd.img"               # initrd the Linux EFI stub measures into PCR 9
+    stub = "console=ttyS0 rw"           # measured by the stub into PCR 12 (UTF-16, NUL per `nul`): the
+                                        # boot entry's LoadOptions, which systemd-stub uses instead of
+                                        # .cmdline when Secure Boot is off (or the UKI has no .cmdline) —
+                                        # then the kernel's PCR 9 load options follow them by default
+    kernel = "console=ttyS0 rw"         # LoadOptions the Linux EFI stub measures into PCR 9; REPLACES
+                                        # the [uki]-derived load-options event (never adds a second)
+    initrd = "initrd.img"               # initrd the Linux EFI stub measures into PCR 9 (replaces .initrd's)
     nul = true
 
     [values]                            # precomputed values (override the sources), PCR → bank → hex;

@@ -45,13 +45,25 @@ def _uki_sections(m: ReleaseManifest, reader: Reader) -> dict[str, bytes] | None
     secs = uki["sections"]
     if not isinstance(secs, dict):
         raise ManifestError(f"{src}: 'sections' must be a table of section name → file")
-    out = {}
+    out: dict[str, Any] = {}
     for key, path in secs.items():
         name = "." + key.lstrip(".")
         if name not in MEASURED_SECTIONS:
             raise ManifestError(f"{src}: unknown UKI section {key!r}",
                                 hint="one of " + ", ".join(s.lstrip(".") for s in MEASURED_SECTIONS))
-        if stub is None or name in measured_sections(stub):
+        if stub is not None and name not in measured_sections(stub):
+            continue
+        if isinstance(path, dict):  # precomputed digests of the section content, one per bank
+            digests = {}
+            for bank, value in path.items():
+                alg = _banks([bank], src)[0]
+                digests[alg] = _hex(value, f"uki.sections.{key}.{bank}", src, alg.digest_size)
+            missing = [a.bank_name for a in m.banks if a not in digests]
+            if missing:
+                raise ManifestError(f"{src}: uki.sections.{key} has no {missing[0]} digest",
+                                    hint="give a digest for every bank of the manifest, or the section file")
+            out[name] = digests
+        else:
             out[name] = _read(reader, path, f"uki.sections.{key}", src)
     return out
 
@@ -161,6 +173,64 @@ def _cmdline_measurements(m: ReleaseManifest, reader: Reader) -> list[Measuremen
     return out
 
 
+def _secure_boot_state(m: ReleaseManifest, reader: Reader, reference_log: bytes | None) -> bool | None:
+    """Secure Boot on/off as the manifest's [secureboot] SecureBoot (or else the reference log) says."""
+    sb = m.doc.get("secureboot") or {}
+    if "SecureBoot" in sb:
+        v = sb["SecureBoot"]
+        if isinstance(v, (bool, int)):
+            return bool(v)
+        from pcrtool.predict.secureboot import read_variable_file
+        data = read_variable_file(_read(reader, v, "SecureBoot", f"{m.source} [secureboot]"), name="SecureBoot",
+                                  source=f"{m.source} [secureboot] SecureBoot")
+        return data[:1] == b"\x01"
+    if reference_log is not None:
+        from pcrtool.predict.substitute import logged_secure_boot
+        return logged_secure_boot(reference_log)
+    return None
+
+
+def _kernel_events(m: ReleaseManifest, sections: dict, reader: Reader, reference_log: bytes | None,
+                   notes: list[str]) -> list[Measurement]:
+    """The Linux EFI stub's PCR 9 events derived from the UKI, minus those [cmdline] gives explicitly.
+
+    Load options: [cmdline] kernel (explicit: it *replaces* the UKI-derived event, which is then not
+    returned; it is predicted by _cmdline_measurements) > [cmdline] stub when systemd-stub used the
+    boot entry's LoadOptions instead of .cmdline (Secure Boot off) > .cmdline. Initrd: [cmdline]
+    initrd (explicit) > .initrd.
+    """
+    from pcrtool.predict.cmdline import (
+        LINUX_INITRD_TAG, LINUX_LOAD_OPTIONS_TAG, kernel_load_options, linux_stub_measurements, tag_of,
+    )
+
+    c = m.doc.get("cmdline") or {}
+    nul = c.get("nul", True) if isinstance(c.get("nul", True), bool) else True
+    follow = None
+    if "kernel" not in c and isinstance(c.get("stub"), str):
+        follow, why = kernel_load_options(sections, stub=c["stub"],
+                                          secure_boot=_secure_boot_state(m, reader, reference_log))
+        notes += why
+    events = linux_stub_measurements(sections, m.banks, nul=nul, load_options=follow)
+    if follow is None and "kernel" not in c and isinstance(sections.get(".cmdline"), dict):
+        notes.append("the UKI's .cmdline is given as digests: no PCR 9 load-options event can be derived "
+                     "(give [cmdline] kernel)")
+    drop = ({LINUX_LOAD_OPTIONS_TAG} if "kernel" in c else set()) | ({LINUX_INITRD_TAG} if "initrd" in c else set())
+    return [e for e in events if tag_of(e) not in drop]
+
+
+def _kernel_order(events: list[Measurement]) -> list[Measurement]:
+    """The Linux EFI stub's events in its order (load options, then initrd), other events in place."""
+    from pcrtool.predict.cmdline import LINUX_INITRD_TAG, LINUX_LOAD_OPTIONS_TAG, PCR_LINUX_STUB, tag_of
+
+    rank = {LINUX_LOAD_OPTIONS_TAG: 0, LINUX_INITRD_TAG: 1}
+    slots = [i for i, e in enumerate(events) if e.pcr == PCR_LINUX_STUB and tag_of(e) in rank]
+    ordered = sorted((events[i] for i in slots), key=lambda e: rank[tag_of(e)])
+    out = list(events)
+    for i, e in zip(slots, ordered):
+        out[i] = e
+    return out
+
+
 def _precomputed(m: ReleaseManifest) -> tuple[dict[int, dict[HashAlg, bytes]], dict[str, dict[int, dict[HashAlg, bytes]]]]:
     from pcrtool.predict.uki import normalize_phase
 
@@ -211,18 +281,17 @@ def predict_release(m: ReleaseManifest, reader: Reader, *, reference_log: bytes 
         if part:
             fixed += part
     uki_events = section_measurements(sections, m.banks) if sections is not None else []
-    # The kernel's EFI stub measures the .cmdline/.initrd it gets into PCR 9: predicted when asked
-    # (linux_stub = true), else only where the reference log shows the target's kernel doing it.
-    kernel_events: list[Measurement] = []
-    if sections is not None:
-        from pcrtool.predict.cmdline import linux_stub_measurements
-        kernel_events = linux_stub_measurements(sections, m.banks)
-        if m.doc["uki"].get("linux_stub", False):
-            fixed, kernel_events = fixed + kernel_events, []
     pre_all, pre_phase = _precomputed(m)
 
     if reference_log is None and "reference_log" in m.doc:
         reference_log = reader(m.doc["reference_log"])
+    # The kernel's EFI stub measures the command line and initrd it gets into PCR 9: predicted when
+    # asked (linux_stub = true), else only where the reference log shows the target's kernel doing it.
+    kernel_events: list[Measurement] = []
+    if sections is not None:
+        kernel_events = _kernel_events(m, sections, reader, reference_log, notes)
+        if m.doc["uki"].get("linux_stub", False):
+            fixed, kernel_events = _kernel_order(fixed + kernel_events), []
 
     predicted_pcrs = {e.pcr for e in fixed + uki_events} | set(pre_all)
     if sections is not None:

@@ -104,6 +104,23 @@ class SubstitutionResult:
                 if pcrs is None or e.pcr in pcrs]
 
 
+def logged_secure_boot(reference_log: bytes | object) -> bool | None:
+    """The SecureBoot variable as the log's PCR 7 EV_EFI_VARIABLE_DRIVER_CONFIG shows it (None: absent)."""
+    from pcrtool.eventlog import parse_event_log
+    from pcrtool.predict.secureboot import Variable
+
+    log = parse_event_log(reference_log) if isinstance(reference_log, (bytes, bytearray)) else reference_log
+    for e in log.events:
+        if e.pcr == 7 and e.event_type == EventType.EV_EFI_VARIABLE_DRIVER_CONFIG:
+            try:
+                var = Variable.from_variable_data(e.data)
+            except FormatError:
+                continue
+            if var.name == "SecureBoot":
+                return bool(var.data[:1] == b"\x01")
+    return None
+
+
 def substitute_log(reference_log: bytes | object, release: Sequence[Measurement],
                    banks: Sequence[HashAlg], *, if_present: Sequence[Measurement] = ()) -> SubstitutionResult:
     """Replay ``reference_log`` (bytes or a parsed EventLog) with ``release`` substituted in.
