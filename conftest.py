@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pcrtool.testing import in_ci, need_module, need_tool  # noqa: F401 - re-exported for tests
+from pcrtool.testing import corpus_root, in_ci, need_module, need_tool  # noqa: F401 - re-exported for tests
 
 ROOT = Path(__file__).resolve().parent
-CORPUS = (ROOT / ".." / "shared" / "eventlogs-corpus").resolve()
+CORPUS = corpus_root()
 IN_CI = in_ci()
 
 os.environ.setdefault("TSS2_LOG", "all+none")  # libtss2 logs expected TPM failures on stderr

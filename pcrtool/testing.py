@@ -40,3 +40,27 @@ def need_module(name: str):
         if in_ci():
             pytest.fail(f"python module {name} missing: {e}")
         pytest.skip(f"python module {name} missing")
+
+
+def corpus_root():
+    """The shared public event-log corpus: ``$PCRTOOL_CORPUS`` or ``../shared/eventlogs-corpus``
+    beside the source tree (tests read it by path; it is never copied into the project)."""
+    from pathlib import Path
+
+    env = os.environ.get("PCRTOOL_CORPUS")
+    if env:
+        return Path(env).resolve()
+    return (Path(__file__).resolve().parents[1] / ".." / "shared" / "eventlogs-corpus").resolve()
+
+
+def corpus_log_names(root=None) -> list[str]:
+    """Every file PROVENANCE.tsv marks as a log (role ``log``), sorted; [] without the corpus."""
+    path = (root or corpus_root()) / "PROVENANCE.tsv"
+    if not path.is_file():
+        return []
+    names = []
+    for line in path.read_text().splitlines()[1:]:
+        cols = line.split("\t")
+        if len(cols) > 7 and cols[7] == "log":
+            names.append(cols[0])
+    return sorted(names)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pcrtool.testing import need_module  # noqa: F401
+from pcrtool.testing import corpus_log_names, corpus_root, need_module  # noqa: F401
 
 import json
 from dataclasses import dataclass
@@ -11,22 +11,9 @@ from pathlib import Path
 from pcrtool.model import HashAlg, PcrValues
 
 
-def corpus_root() -> Path:
-    return (Path(__file__).resolve().parents[2] / ".." / "shared" / "eventlogs-corpus").resolve()
-
-
 def log_names(root: Path | None = None) -> list[str]:
     """Every file PROVENANCE.tsv marks as a log (role ``log``)."""
-    root = root or corpus_root()
-    path = root / "PROVENANCE.tsv"
-    if not path.is_file():
-        return []
-    names = []
-    for line in path.read_text().splitlines()[1:]:
-        cols = line.split("\t")
-        if len(cols) > 7 and cols[7] == "log":
-            names.append(cols[0])
-    return sorted(names)
+    return corpus_log_names(root)
 
 
 @dataclass(frozen=True)
