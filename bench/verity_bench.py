@@ -25,25 +25,8 @@ SALT = "5a" * 32
 UUID = "12345678-1234-1234-1234-123456789abc"
 
 
-GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+from benchlib import GNU_TIME, mib as _mib, peak_rss as _peak_rss, with_peak_rss as _with_peak_rss  # noqa: E402,F401
 
-
-def _with_peak_rss(argv: list[str]) -> list[str]:
-    """Run through GNU time for the peak RSS: a child's ru_maxrss seen from here would include
-    this benchmark's own memory (Linux keeps the pre-exec high-water mark across execve)."""
-    return [GNU_TIME, "-f", "PEAK-RSS-KIB %M", *argv] if GNU_TIME else argv
-
-
-def _peak_rss(stderr: str) -> tuple[str, int | None]:
-    """(stderr without GNU time's line, peak RSS in KiB or None)."""
-    lines = stderr.splitlines()
-    if GNU_TIME and lines and lines[-1].startswith("PEAK-RSS-KIB "):
-        return "\n".join(lines[:-1]), int(lines[-1].split()[1])
-    return stderr, None
-
-
-def _mib(kib: int | None) -> str:
-    return "n/a (install GNU time)" if kib is None else f"{kib / 1024:.1f} MiB"
 
 
 def timed(argv: list[str], env: dict | None = None) -> tuple[float, float, str, int | None]:
