@@ -140,9 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     render.configure(opts)
     if args in ([], ["-h"], ["--help"]):
         # Root help lists sub-commands without importing them.
-        with app_context_listing():
-            code = _invoke(args)
-        sys.exit(code)
+        _state["listing"] = True
+        sys.exit(_invoke(args))
     try:
         code = _invoke(args)
     except PcrtoolError as e:
@@ -165,17 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code)
 
 
-class app_context_listing:
-    """Mark the next invocation as a help listing (no sub-command imports)."""
-
-    def __enter__(self):
-        _state["listing"] = True
-
-    def __exit__(self, *exc):
-        _state["listing"] = False
-
-
-_state = {"listing": False}
+_state = {"listing": False}  # True while printing root help: sub-commands are not imported
 
 
 def _invoke(args: list[str]) -> int:
