@@ -5,7 +5,9 @@ Spec ID header stays, digests are not recomputed). Each tool runs as its own pro
 to /dev/null, timed by /usr/bin/time (wall, user+sys CPU incl. children, peak RSS of the largest
 process) plus the sampled peak of the summed PSS of the whole process tree (pcrtool renders on two
 cores with forked workers; PSS splits the pages they share between them).
-CPU time is the fairer number on a busy machine; all are printed with their ratios. Also
+CPU time is the fairer number on a busy machine; all are printed with their ratios. The
+``pcrtool-1proc`` line is the same command in one process (PCRTOOL_JOBS=1), and the "floor" lines
+give the CPU of each phase in one process against the time the target leaves. Also
 ``pcrtool --help`` cold start.
 
     .venv/bin/python bench/eventlog_bench.py [--log guard-oss/h12ssl.bios_measurements] [--events 100000]
@@ -112,6 +114,53 @@ sys.argv[0] = "pcrtool"
 main()
 """
 
+# CPU time of each phase of ``eventlog show --json=short --replay`` in one process (the numbers
+# behind the floor printed below): the parts that do not decode the payloads bound any
+# one-process Python implementation from below.
+_PHASES_RUNNER = """\
+import mmap, sys, time
+clock = time.process_time
+t0 = clock()
+import pcrtool.cli, pcrtool.cli.eventlog
+from pcrtool.eventlog.parse import EventLogStream
+from pcrtool.eventlog.fastjson import RecordRenderer
+from pcrtool.eventlog.replay import replay_records
+t1 = clock()
+with open(sys.argv[1], "rb") as f:
+    buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+stream = EventLogStream(buf, source="bench")
+starts = stream.record_starts()
+t2 = clock()
+def render(decode):
+    r = RecordRenderer(buf, stream.log, decode=decode)
+    n = len(starts) - 1
+    for lo in range(0, n, 500):
+        r.render(starts, lo, min(n, lo + 500), None).encode()
+render(False)
+t3 = clock()
+render(True)
+t4 = clock()
+replay_records(buf, stream.log, starts)
+t5 = clock()
+print(t1 - t0, t2 - t1, t3 - t2, (t4 - t3) - (t3 - t2), t5 - t4)
+"""
+
+
+def _print_floor(path: Path, env: dict, peer: dict, events: int) -> None:
+    """Why the target is out of reach for this design: the CPU of each phase in one process,
+    against the time budget the target leaves (0.5x the peer's wall time)."""
+    out = subprocess.run([sys.executable, "-c", _PHASES_RUNNER, str(path)], env=env, check=True,
+                         capture_output=True, text=True).stdout.split()
+    imports, walk, raw, decode, replay = (float(x) for x in out)
+    budget = 0.5 * peer["wall"]
+    undecoded = imports + walk + raw + replay
+    print(f"one process, CPU by phase: imports {imports:.2f} s, validation walk {walk:.2f} s, records without "
+          f"decoding {raw:.2f} s, decoding {decode:.2f} s, replay {replay:.2f} s")
+    print(f"floor: everything but decoding takes {undecoded:.2f} s of CPU in one process; the time target leaves "
+          f"{budget:.2f} s, i.e. {max(budget - undecoded, 0) * 1e6 / events:.1f} us per event "
+          f"for decoding (now {decode * 1e6 / events:.1f} us); more processes buy time with memory "
+          f"(see pcrtool vs pcrtool-1proc)")
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -146,13 +195,15 @@ def main() -> int:
         runner.write_text(_NO_CACHE_RUNNER)
         runs["pcrtool-nocache"] = [sys.executable, str(runner), "eventlog", "show", str(path),
                                    "--json=short", "--replay"]
+        runs["pcrtool-1proc"] = runs["pcrtool"]  # PCRTOOL_JOBS=1 below: one process, no workers
         if tool:
             runs["tpm2_eventlog"] = [tool, str(path)]
         for name, cmd in runs.items():
             # timed runs without the /proc sampler (it would compete for the CPUs), then one
             # sampled run for the whole-tree memory
-            samples = [measure(cmd, env=env) for _ in range(args.runs)]
-            tree = measure(cmd, sample=True, env=env)["tree_kib"]
+            run_env = {**env, "PCRTOOL_JOBS": "1"} if name == "pcrtool-1proc" else env
+            samples = [measure(cmd, env=run_env) for _ in range(args.runs)]
+            tree = measure(cmd, sample=True, env=run_env)["tree_kib"]
             for one in samples:
                 one["tree_kib"] = tree
             if any(s["rc"] for s in samples):
@@ -164,11 +215,12 @@ def main() -> int:
                   f"(largest process), {r['tree_kib'] / 1024:6.1f} MiB (PSS, all processes together)")
         if "tpm2_eventlog" in results:
             t = results["tpm2_eventlog"]
-            for label in ("pcrtool", "pcrtool-nocache"):
+            for label in ("pcrtool", "pcrtool-nocache", "pcrtool-1proc"):
                 p = results[label]
                 print(f"ratio {label}/tpm2_eventlog: wall {p['wall'] / t['wall']:.2f}x, cpu {p['cpu'] / t['cpu']:.2f}x, "
                       f"memory {p['rss_kib'] / t['rss_kib']:.2f}x largest process, "
                       f"{p['tree_kib'] / max(t['tree_kib'], 1):.2f}x all processes  (target: time <= 0.5x, memory <= 1x)")
+            _print_floor(path, env, t, count)
         else:
             print("tpm2_eventlog not installed: no side-by-side numbers")
         print(f"load average before/after: {load_before} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
