@@ -162,6 +162,9 @@ def register(app) -> None:
         from pcrtool import fileio, render
 
         e = _load_any_enrollment(enrollment)
+        if not e.srk_name:
+            render.warn("the enrollment pins no storage root key (written before pcrtool pinned it): the "
+                        "session carrying the secret trusts whatever key the TPM presents; enrol again to pin it")
         if getattr(e, "mode", "") == "signed":
             from pcrtool.tpm import enroll as E
             result = E.unlock(tcti, e, _approvals(approvals) or _need("--approvals"))

@@ -54,6 +54,7 @@ class Enrollment:
     policy: str
     blob: str
     version: int = ENROLLMENT_VERSION
+    srk_name: str = ""   # Name of the storage key sealed under (hex); "" in files written before pinning
 
     @property
     def blob_bytes(self) -> bytes:
@@ -62,6 +63,10 @@ class Enrollment:
     @property
     def hash_alg(self) -> HashAlg:
         return HashAlg.from_name(self.bank)
+
+    @property
+    def pinned_srk(self) -> bytes | None:
+        return pinned_srk_name(self.srk_name)
 
     def floor(self, counter: int) -> int:
         return self.f0 + counter - self.c0
@@ -95,7 +100,28 @@ class Enrollment:
             raise FormatError(f"{source}: a field has the wrong type", hint="enroll again")
         if e.version != ENROLLMENT_VERSION or e.mode != "signed":
             raise FormatError(f"{source}: unsupported enrollment version/mode {e.version}/{e.mode}")
+        check_srk_name(e.srk_name, source)
         return e
+
+
+SRK_NAME_LENGTH = 34   # TPM_ALG_SHA256 || SHA-256 of the public area
+
+
+def check_srk_name(value, source: str) -> None:
+    """The enrollment's ``srk_name``: "" (older files: not pinned) or a SHA-256 Name in hex."""
+    if not isinstance(value, str):
+        raise FormatError(f"{source}: srk_name has the wrong type", hint="enroll again")
+    if value:
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raw = b""
+        if len(raw) != SRK_NAME_LENGTH or raw[:2] != b"\x00\x0b":
+            raise FormatError(f"{source}: srk_name is not a SHA-256 TPM Name", hint="enroll again")
+
+
+def pinned_srk_name(value: str) -> bytes | None:
+    return bytes.fromhex(value) if value else None
 
 
 
@@ -156,16 +182,17 @@ def enroll(tcti: str | None, public_key, *, floor: int, window: int, bank: HashA
         else:
             c0, f0 = value, floor
         tree = D.PolicyOrTree.build(branch_digests(key_name, counter_name, c0, f0, window))
-        srk = S.create_srk(esys)
+        srk = S.create_srk(esys, reuse.pinned_srk if reuse is not None else None)
         try:
             blob = S.seal(esys, srk, secret, tree.root)
+            srk_name = S.srk_name(esys, srk)
         finally:
             S.flush(esys, srk)
     return Enrollment(mode="signed", counter_index=counter_index, counter_name=counter_name.hex(),
                       c0=c0, f0=f0, window=window, bank=bank.bank_name, pcrs=tuple(sorted(pcrs)),
                       public_key_pem=_pem(public_key), key_name=key_name.hex(),
                       pkfp=D.public_key_fingerprint(public_key).hex(), policy=tree.root.hex(),
-                      blob=base64.b64encode(blob).decode())
+                      blob=base64.b64encode(blob).decode(), srk_name=srk_name.hex())
 
 
 @dataclass
@@ -237,7 +264,7 @@ def unlock(tcti: str | None, enrollment: Enrollment, approvals: Approvals, *,
         svn = entry.svn if entry.svn is not None else -1
         tree = D.PolicyOrTree.build(branch_digests(key_name, bytes.fromhex(enrollment.counter_name),
                                                    enrollment.c0, enrollment.f0, enrollment.window))
-        srk = S.create_srk(esys)
+        srk = S.create_srk(esys, enrollment.pinned_srk)
         try:
             return _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn,
                                blob, ticket, floor, bank, pcrs)

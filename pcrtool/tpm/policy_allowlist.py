@@ -20,7 +20,7 @@ from pcrtool.model import HashAlg, PcrValues
 from pcrtool.policy import allowlist as AL
 from pcrtool.policy import digests as D
 from pcrtool.tpm import policy_session as S
-from pcrtool.tpm.enroll import UnlockResult, ensure_counter
+from pcrtool.tpm.enroll import UnlockResult, check_srk_name, ensure_counter, pinned_srk_name
 
 DEFAULT_EPOCH_INDEX = 0x01805C10
 DEFAULT_NV_INDEX = 0x01805C20
@@ -39,10 +39,15 @@ class AllowlistEnrollment:
     policy: str
     blob: str
     version: int = 1
+    srk_name: str = ""   # Name of the storage key sealed under (hex); "" in files written before pinning
 
     @property
     def hash_alg(self) -> HashAlg:
         return HashAlg.from_name(self.bank)
+
+    @property
+    def pinned_srk(self) -> bytes | None:
+        return pinned_srk_name(self.srk_name)
 
     @property
     def blob_bytes(self) -> bytes:
@@ -70,6 +75,7 @@ class AllowlistEnrollment:
             raise FormatError(f"{source}: a field has the wrong type", hint="enroll again")
         if e.mode not in ("allowlist-direct", "allowlist-nv"):
             raise FormatError(f"{source}: unknown mode {e.mode!r}")
+        check_srk_name(e.srk_name, source)
         return e
 
 
@@ -158,41 +164,45 @@ def _plain_policy_session(esys):
 def enroll_allowlist(tcti: str | None, tuples: Sequence[tuple[str, PcrValues]], *, bank: HashAlg,
                      pcrs: Sequence[int], secret: bytes, mode: str = "direct",
                      index: int | None = None, update_key: bytes | None = None,
-                     new_epoch: bool = True) -> AllowlistEnrollment:
+                     new_epoch: bool = True, pinned_srk: bytes | None = None) -> AllowlistEnrollment:
     """Seal ``secret`` to the allowlist. direct: bumps the epoch counter (invalidating every older
-    blob) unless ``new_epoch`` is False; nv: defines the index if needed and writes the root."""
+    blob) unless ``new_epoch`` is False; nv: defines the index if needed and writes the root.
+    ``pinned_srk``: a re-seal must happen under the storage key the old enrollment pinned."""
     policy = AL.build_allowlist_policy(tuples)
+    if mode not in ("direct", "nv"):
+        raise UsageError(f"unknown allowlist mode {mode!r}", hint="direct or nv")
+    if mode == "nv" and not update_key:
+        raise UsageError("nv mode needs an update key")
     with S.open_esys(tcti) as esys:
-        if mode == "direct":
-            index = DEFAULT_EPOCH_INDEX if index is None else index
-            handle, value, name = ensure_counter(esys, index)
-            if new_epoch:
-                S.nv_increment(esys, handle)
-                value = S.read_counter(esys, handle)
-            auth_policy = AL.direct_policy(policy.root, name, value)
-            epoch, key_name = value, b""
-        elif mode == "nv":
-            if not update_key:
-                raise UsageError("nv mode needs an update key")
-            index = DEFAULT_NV_INDEX if index is None else index
-            key_name = hmac_key_name(update_key)
-            nv = S.nv_handle(esys, index)
-            if nv is None:
-                define_policy_nv(esys, index, key_name)
-            name = AL.nv_index_name(index, key_name)
-            auth_policy, epoch = D.policy_authorize_nv(name), 0
-        else:
-            raise UsageError(f"unknown allowlist mode {mode!r}", hint="direct or nv")
-        srk = S.create_srk(esys)
+        # The storage key first: a refused pin must not have bumped the epoch (revoking the old blob).
+        srk = S.create_srk(esys, pinned_srk)
         try:
+            if mode == "direct":
+                index = DEFAULT_EPOCH_INDEX if index is None else index
+                handle, value, name = ensure_counter(esys, index)
+                if new_epoch:
+                    S.nv_increment(esys, handle)
+                    value = S.read_counter(esys, handle)
+                auth_policy = AL.direct_policy(policy.root, name, value)
+                epoch, key_name = value, b""
+            else:
+                index = DEFAULT_NV_INDEX if index is None else index
+                key_name = hmac_key_name(update_key)
+                nv = S.nv_handle(esys, index)
+                if nv is None:
+                    define_policy_nv(esys, index, key_name)
+                name = AL.nv_index_name(index, key_name)
+                auth_policy, epoch = D.policy_authorize_nv(name), 0
             blob = S.seal(esys, srk, secret, auth_policy)
+            srk_name = S.srk_name(esys, srk)
         finally:
             S.flush(esys, srk)
     if mode == "nv":
         write_policy_nv(tcti, index, update_key, policy.root)
     return AllowlistEnrollment(f"allowlist-{mode}", bank.bank_name, tuple(sorted(pcrs)),
                                tuple(x.hex() for x in policy.leaves), index, name.hex(), epoch,
-                               key_name.hex(), auth_policy.hex(), base64.b64encode(blob).decode())
+                               key_name.hex(), auth_policy.hex(), base64.b64encode(blob).decode(),
+                               srk_name=srk_name.hex())
 
 
 def unlock_allowlist(tcti: str | None, e: AllowlistEnrollment, *, attempt_anyway: bool = False,
@@ -211,7 +221,7 @@ def unlock_allowlist(tcti: str | None, e: AllowlistEnrollment, *, attempt_anyway
         if handle is None:
             raise PolicyRefused(f"NV index {e.index:#x} of the enrollment does not exist",
                                 hint="it was deleted; use the recovery key and enrol again")
-        srk = S.create_srk(esys)
+        srk = S.create_srk(esys, e.pinned_srk)
         obj = session = None
         try:
             obj = S.load_blob(esys, srk, blob)
@@ -254,4 +264,4 @@ def update_allowlist(tcti: str | None, e: AllowlistEnrollment, tuples: Sequence[
         return replace(e, leaves=tuple(x.hex() for x in policy.leaves))
     secret = unlock_allowlist(tcti, e).secret
     return enroll_allowlist(tcti, tuples, bank=e.hash_alg, pcrs=e.pcrs, secret=secret, mode="direct",
-                            index=e.index)
+                            index=e.index, pinned_srk=e.pinned_srk)

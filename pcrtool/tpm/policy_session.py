@@ -12,7 +12,7 @@ import os
 import struct
 from typing import Iterator, Sequence
 
-from pcrtool.errors import PcrtoolError, TpmError, TpmPolicyFailed, TpmUnavailable, UsageError
+from pcrtool.errors import PcrtoolError, PolicyRefused, TpmError, TpmPolicyFailed, TpmUnavailable, UsageError
 from pcrtool.model import HashAlg, PcrValues
 from pcrtool.policy import digests as D
 
@@ -108,15 +108,38 @@ SRK_ATTRIBUTES = (TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT | TPMA_OBJECT.S
                   | TPMA_OBJECT.DECRYPT) if ESAPI is not None else 0
 
 
-def create_srk(esys):
+def create_srk(esys, expected_name: bytes | None = None):
     """TPM2_CreatePrimary (Part 3 §24.1): the TCG "L-2" ECC P-256 storage key, with NODA.
 
     NODA matters: without it an unclean reset counts as a dictionary-attack failure and enough
     crashes lock every unlock out. Deterministic from the owner seed, so it is re-created per use.
+
+    ``expected_name`` is the key's Name recorded at enrolment (``srk_name``). The session that
+    carries the unsealed secret is salted to this key's public area as the TPM returned it; if
+    that is not the enrolled key (another TPM, a cleared owner hierarchy, or a device between
+    pcrtool and the TPM answering with a key of its own), the salt and so the secret would be
+    readable by whoever holds that key. Both the Name pcrtool computes from the returned public
+    area and the Name ESAPI keeps for the handle must equal it, else PolicyRefused (exit 4)
+    before any session is started or object loaded.
     """
     pub = T.TPM2B_PUBLIC.parse("ecc256:aes128cfb", objectAttributes=SRK_ATTRIBUTES, nameAlg="sha256")
-    handle, *_ = tpm_call("TPM2_CreatePrimary", esys.create_primary, None, pub, ESYS_TR.OWNER)
+    handle, out_public, *_ = tpm_call("TPM2_CreatePrimary", esys.create_primary, None, pub, ESYS_TR.OWNER)
+    if expected_name is not None:
+        computed = D.name_of(out_public.publicArea.marshal())
+        kept = bytes(esys.tr_get_name(handle))
+        if computed != expected_name or kept != expected_name:
+            flush(esys, handle)
+            raise PolicyRefused(
+                f"the TPM's storage root key is not the enrolled one (Name {computed.hex()[:16]}…, "
+                f"enrolled {expected_name.hex()[:16]}…); refusing to unseal through it",
+                hint="another TPM, a cleared owner hierarchy, or someone between pcrtool and the TPM: "
+                     "use the recovery key and enrol again on this TPM")
     return handle
+
+
+def srk_name(esys, handle) -> bytes:
+    """The Name of a storage key handle (recorded at enrolment to pin the SRK; no TPM command)."""
+    return bytes(esys.tr_get_name(handle))
 
 
 # --- sealed objects --------------------------------------------------------------------------------
@@ -133,8 +156,21 @@ def seal(esys, srk, secret: bytes, auth_policy: bytes) -> bytes:
         parameters=T.TPMU_PUBLIC_PARMS(keyedHashDetail=T.TPMS_KEYEDHASH_PARMS(
             scheme=T.TPMT_KEYEDHASH_SCHEME(scheme=TPM2_ALG.NULL)))))
     sens = T.TPM2B_SENSITIVE_CREATE(T.TPMS_SENSITIVE_CREATE(data=T.TPM2B_SENSITIVE_DATA(secret)))
-    priv, pub_out, *_ = tpm_call("TPM2_Create", esys.create, srk, sens, pub)
+    # The secret is the command's first parameter: a session salted to the SRK with DECRYPT set
+    # sends it AES-CFB encrypted, as unseal's response is (an HMAC session on the empty-auth SRK).
+    session = tpm_call("TPM2_StartAuthSession", esys.start_auth_session, srk, ESYS_TR.NONE,
+                       TPM2_SE.HMAC, _aes128_cfb(), TPM2_ALG.SHA256)
+    try:
+        esys.trsess_set_attributes(session, TPMA_SESSION.CONTINUESESSION | TPMA_SESSION.DECRYPT)
+        priv, pub_out, *_ = tpm_call("TPM2_Create", esys.create, srk, sens, pub, session1=session)
+    finally:
+        flush(esys, session)
     return priv.marshal() + pub_out.marshal()
+
+
+def _aes128_cfb():
+    return T.TPMT_SYM_DEF(algorithm=TPM2_ALG.AES, keyBits=T.TPMU_SYM_KEY_BITS(aes=128),
+                          mode=T.TPMU_SYM_MODE(aes=TPM2_ALG.CFB))
 
 
 def split_blob(blob: bytes):
@@ -161,10 +197,8 @@ def load_blob(esys, srk, blob: bytes):
 def start_policy_session(esys, srk):
     """TPM2_StartAuthSession (Part 3 §11.1): a salted policy session (SHA-256, AES-128-CFB) so the
     unsealed secret travels encrypted."""
-    sym = T.TPMT_SYM_DEF(algorithm=TPM2_ALG.AES, keyBits=T.TPMU_SYM_KEY_BITS(aes=128),
-                         mode=T.TPMU_SYM_MODE(aes=TPM2_ALG.CFB))
     return tpm_call("TPM2_StartAuthSession", esys.start_auth_session, srk, ESYS_TR.NONE,
-                    TPM2_SE.POLICY, sym, TPM2_ALG.SHA256)
+                    TPM2_SE.POLICY, _aes128_cfb(), TPM2_ALG.SHA256)
 
 
 def start_trial_session(esys):
