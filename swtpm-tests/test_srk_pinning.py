@@ -182,6 +182,8 @@ def test_unlock_of_an_unpinned_enrollment_works_and_warns(swtpm, tmp_path):
     p = run("tpm", "unlock", *t, "-e", tmp_path / "e.json", "-a", tmp_path / "a.pcrsig", check=0)
     assert "pins no storage root key" not in p.stderr
     doc = json.loads((tmp_path / "e.json").read_text())
+    status = json.loads(run("tpm", "status", *t, "-e", tmp_path / "e.json", "--json=short", check=0).stdout)
+    assert status["srk_name"] == doc["srk_name"] == _tpm2_tools_srk_name(swtpm, tmp_path).hex()
     del doc["srk_name"]
     (tmp_path / "old.json").write_text(json.dumps(doc))
     p = run("tpm", "unlock", *t, "-e", tmp_path / "old.json", "-a", tmp_path / "a.pcrsig", check=0)

@@ -335,6 +335,7 @@ def status(tcti: str | None, enrollment: Enrollment, approvals: Approvals | None
            "floor": enrollment.floor(value) if value is not None else None,
            "window": [enrollment.f0, enrollment.max_svn], "bank": enrollment.bank,
            "pcrs": list(enrollment.pcrs), "policy": enrollment.policy,
+           "srk_name": enrollment.srk_name or None,   # None: an older enrollment, SRK not pinned
            "live_policy_pcr": D.policy_pcr(live).hex()}
     if approvals is not None:
         hits = approvals.find(enrollment.hash_alg, enrollment.pcrs, bytes.fromhex(enrollment.pkfp),
