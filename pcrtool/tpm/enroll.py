@@ -230,7 +230,8 @@ def unlock(tcti: str | None, enrollment: Enrollment, approvals: Approvals, *,
     pcrtool refuses early (PolicyRefused, no TPM round trips) when it can see the TPM would
     refuse; ``attempt_anyway`` runs the TPM session regardless so tests and ``validate`` record the
     TPM's own verdict. ``blob`` / ``ticket`` / ``entry_override`` let validation replay saved
-    objects, tickets and approvals.
+    objects, tickets and approvals. A PCR that moves during an attempt starts it again
+    (``pcrs_moved``).
     """
     from pcrtool.errors import PolicyRefused
 
@@ -241,40 +242,69 @@ def unlock(tcti: str | None, enrollment: Enrollment, approvals: Approvals, *,
     bank, pcrs = enrollment.hash_alg, enrollment.pcrs
     blob = enrollment.blob_bytes if blob is None else blob
     with S.open_esys(tcti) as esys:
-        live = S.read_pcrs(esys, bank, pcrs)
-        pol = D.policy_pcr(live)
-        counter = S.nv_handle(esys, enrollment.counter_index)
-        if counter is None:
-            raise TpmPolicyFailed(f"floor counter {enrollment.counter_index:#x} does not exist",
-                                  hint="it was deleted; use the recovery key and enrol again")
-        value = S.read_counter(esys, counter)
-        floor = enrollment.floor(value)
-        entries = approvals.find(bank, pcrs, bytes.fromhex(enrollment.pkfp), pol)
-        if entry_override is not None:
-            entry, reason = entry_override, ""
-        else:
-            entry, reason = _choose(entries, floor, enrollment)
-        if entry is None and attempt_anyway:
-            # try the newest approval we have: the TPM must refuse it for these PCRs
-            cands = [x for x in approvals.entries if x.bank == bank and x.pcrs == tuple(pcrs) and x.sig]
-            entry = max(cands, key=lambda x: -1 if x.svn is None else x.svn) if cands else None
-        if entry is None or (reason and not attempt_anyway):
-            raise PolicyRefused(reason or "no usable approval", hint="boot an approved release "
-                                "or use the recovery key", tpm_rc=None)
-        svn = entry.svn if entry.svn is not None else -1
-        tree = D.PolicyOrTree.build(branch_digests(key_name, bytes.fromhex(enrollment.counter_name),
-                                                   enrollment.c0, enrollment.f0, enrollment.window))
-        srk = S.create_srk(esys, enrollment.pinned_srk)
-        try:
-            return _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn,
-                               blob, ticket, floor, bank, pcrs)
-        except TpmPolicyFailed as e:
-            if reason:
-                raise TpmPolicyFailed(f"{reason}; the TPM refused too: {e.message}", e.hint,
-                                      rc=e.rc, command=e.command) from None
-            raise
-        finally:
-            S.flush(esys, srk)
+        for attempt in range(1, PCR_RETRIES + 1):
+            live = S.read_pcrs(esys, bank, pcrs)
+            try:
+                return _unlock_attempt(esys, enrollment, approvals, live, tpmt, key_name, blob, ticket,
+                                       entry_override, attempt_anyway)
+            except (TpmPolicyFailed, PolicyRefused):
+                if attempt < PCR_RETRIES and pcrs_moved(esys, bank, pcrs, live):
+                    continue
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+PCR_RETRIES = 3
+
+
+def pcrs_moved(esys, bank: HashAlg, pcrs: Sequence[int], seen) -> bool:
+    """Whether the PCRs read at the start of an unlock attempt (``seen``) changed since.
+
+    A boot phase measured while unlocking (systemd-pcrphase, an add-on) makes the approval chosen
+    for the old values fail, or the TPM answer TPM_RC_PCR_CHANGED; unlock then starts again from
+    the new values, up to PCR_RETRIES attempts. Every attempt is a whole TPM-enforced session, so
+    a retry can never let through what one attempt would not."""
+    return D.policy_pcr(S.read_pcrs(esys, bank, pcrs)) != D.policy_pcr(seen)
+
+
+def _unlock_attempt(esys, enrollment, approvals, live, tpmt, key_name, blob, ticket, entry_override,
+                    attempt_anyway) -> UnlockResult:
+    from pcrtool.errors import PolicyRefused
+
+    bank, pcrs = enrollment.hash_alg, enrollment.pcrs
+    pol = D.policy_pcr(live)
+    counter = S.nv_handle(esys, enrollment.counter_index)
+    if counter is None:
+        raise TpmPolicyFailed(f"floor counter {enrollment.counter_index:#x} does not exist",
+                              hint="it was deleted; use the recovery key and enrol again")
+    value = S.read_counter(esys, counter)
+    floor = enrollment.floor(value)
+    entries = approvals.find(bank, pcrs, bytes.fromhex(enrollment.pkfp), pol)
+    if entry_override is not None:
+        entry, reason = entry_override, ""
+    else:
+        entry, reason = _choose(entries, floor, enrollment)
+    if entry is None and attempt_anyway:
+        # try the newest approval we have: the TPM must refuse it for these PCRs
+        cands = [x for x in approvals.entries if x.bank == bank and x.pcrs == tuple(pcrs) and x.sig]
+        entry = max(cands, key=lambda x: -1 if x.svn is None else x.svn) if cands else None
+    if entry is None or (reason and not attempt_anyway):
+        raise PolicyRefused(reason or "no usable approval", hint="boot an approved release "
+                            "or use the recovery key", tpm_rc=None)
+    svn = entry.svn if entry.svn is not None else -1
+    tree = D.PolicyOrTree.build(branch_digests(key_name, bytes.fromhex(enrollment.counter_name),
+                                               enrollment.c0, enrollment.f0, enrollment.window))
+    srk = S.create_srk(esys, enrollment.pinned_srk)
+    try:
+        return _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn,
+                           blob, ticket, floor, bank, pcrs)
+    except TpmPolicyFailed as e:
+        if reason:
+            raise TpmPolicyFailed(f"{reason}; the TPM refused too: {e.message}", e.hint,
+                                  rc=e.rc, command=e.command) from None
+        raise
+    finally:
+        S.flush(esys, srk)
 
 
 def _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn, blob, ticket,

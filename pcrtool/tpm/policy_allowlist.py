@@ -15,12 +15,13 @@ import struct
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from pcrtool.errors import FormatError, PolicyRefused, TpmError, UsageError
+from pcrtool.errors import FormatError, PolicyRefused, TpmError, TpmPolicyFailed, UsageError
 from pcrtool.model import HashAlg, PcrValues
 from pcrtool.policy import allowlist as AL
 from pcrtool.policy import digests as D
 from pcrtool.tpm import policy_session as S
-from pcrtool.tpm.enroll import UnlockResult, check_srk_name, ensure_counter, pinned_srk_name
+from pcrtool.tpm.enroll import (PCR_RETRIES, UnlockResult, check_srk_name, ensure_counter, pcrs_moved,
+                                pinned_srk_name)
 
 DEFAULT_EPOCH_INDEX = 0x01805C10
 DEFAULT_NV_INDEX = 0x01805C20
@@ -207,37 +208,50 @@ def enroll_allowlist(tcti: str | None, tuples: Sequence[tuple[str, PcrValues]], 
 
 def unlock_allowlist(tcti: str | None, e: AllowlistEnrollment, *, attempt_anyway: bool = False,
                      blob: bytes | None = None) -> UnlockResult:
-    """Replay the live PCRs through the allowlist tree and unseal."""
+    """Replay the live PCRs through the allowlist tree and unseal (a PCR that moves during an
+    attempt starts it again, as in signed mode: ``pcrtool.tpm.enroll.pcrs_moved``)."""
     bank, pcrs = e.hash_alg, e.pcrs
-    tree = e.tree()
     blob = e.blob_bytes if blob is None else blob
     with S.open_esys(tcti) as esys:
-        live = S.read_pcrs(esys, bank, pcrs)
-        leaf = tree.leaves.index(D.policy_pcr(live)) if D.policy_pcr(live) in tree.leaves else None
-        if leaf is None and not attempt_anyway:
-            raise PolicyRefused("the live PCRs match no allowlisted release (unknown, tampered or revoked)",
-                                hint="boot an allowlisted release or use the recovery key")
-        handle = S.nv_handle(esys, e.index)
-        if handle is None:
-            raise PolicyRefused(f"NV index {e.index:#x} of the enrollment does not exist",
-                                hint="it was deleted; use the recovery key and enrol again")
-        srk = S.create_srk(esys, e.pinned_srk)
-        obj = session = None
-        try:
-            obj = S.load_blob(esys, srk, blob)
-            session = S.start_policy_session(esys, srk)
-            S.policy_pcr(esys, session, bank, pcrs)
-            S.policy_or_path(esys, session, tree.path(leaf if leaf is not None else 0))
-            if e.mode == "allowlist-direct":
-                S.policy_nv_le(esys, session, handle, e.epoch)
-            else:
-                S.tpm_call("TPM2_PolicyAuthorizeNV", esys.policy_authorize_nv, handle, session,
-                           auth_handle=handle, session1=_password(), policy=True,
-                           hint="the NV index holds another allowlist (release revoked)")
-            secret = S.unseal(esys, obj, session)
-        finally:
-            S.flush(esys, session, obj, srk)
-        return UnlockResult(secret, -1, -1, list(esys.commands))
+        for attempt in range(1, PCR_RETRIES + 1):
+            live = S.read_pcrs(esys, bank, pcrs)
+            try:
+                return _unlock_attempt(esys, e, live, blob, attempt_anyway)
+            except (TpmPolicyFailed, PolicyRefused):
+                if attempt < PCR_RETRIES and pcrs_moved(esys, bank, pcrs, live):
+                    continue
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _unlock_attempt(esys, e: AllowlistEnrollment, live, blob: bytes, attempt_anyway: bool) -> UnlockResult:
+    bank, pcrs = e.hash_alg, e.pcrs
+    tree = e.tree()
+    leaf = tree.leaves.index(D.policy_pcr(live)) if D.policy_pcr(live) in tree.leaves else None
+    if leaf is None and not attempt_anyway:
+        raise PolicyRefused("the live PCRs match no allowlisted release (unknown, tampered or revoked)",
+                            hint="boot an allowlisted release or use the recovery key")
+    handle = S.nv_handle(esys, e.index)
+    if handle is None:
+        raise PolicyRefused(f"NV index {e.index:#x} of the enrollment does not exist",
+                            hint="it was deleted; use the recovery key and enrol again")
+    srk = S.create_srk(esys, e.pinned_srk)
+    obj = session = None
+    try:
+        obj = S.load_blob(esys, srk, blob)
+        session = S.start_policy_session(esys, srk)
+        S.policy_pcr(esys, session, bank, pcrs)
+        S.policy_or_path(esys, session, tree.path(leaf if leaf is not None else 0))
+        if e.mode == "allowlist-direct":
+            S.policy_nv_le(esys, session, handle, e.epoch)
+        else:
+            S.tpm_call("TPM2_PolicyAuthorizeNV", esys.policy_authorize_nv, handle, session,
+                       auth_handle=handle, session1=_password(), policy=True,
+                       hint="the NV index holds another allowlist (release revoked)")
+        secret = S.unseal(esys, obj, session)
+    finally:
+        S.flush(esys, session, obj, srk)
+    return UnlockResult(secret, -1, -1, list(esys.commands))
 
 
 def _password():
