@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from pcrtool.errors import FormatError, PcrtoolError, TpmError, TpmPolicyFailed, UsageError
+from pcrtool.errors import FormatError, PcrtoolError, PolicyRefused, TpmError, TpmPolicyFailed, UsageError
 from pcrtool.model import HashAlg
 from pcrtool.policy import digests as D
 from pcrtool.policy.approvals import ApprovalEntry, Approvals
@@ -231,10 +231,8 @@ def unlock(tcti: str | None, enrollment: Enrollment, approvals: Approvals, *,
     refuse; ``attempt_anyway`` runs the TPM session regardless so tests and ``validate`` record the
     TPM's own verdict. ``blob`` / ``ticket`` / ``entry_override`` let validation replay saved
     objects, tickets and approvals. A PCR that moves during an attempt starts it again
-    (``pcrs_moved``).
+    (``with_pcr_retries``).
     """
-    from pcrtool.errors import PolicyRefused
-
     public_key = enrollment.public_key()
     tpmt, key_name = _key_material(public_key)
     if key_name.hex() != enrollment.key_name:
@@ -242,35 +240,34 @@ def unlock(tcti: str | None, enrollment: Enrollment, approvals: Approvals, *,
     bank, pcrs = enrollment.hash_alg, enrollment.pcrs
     blob = enrollment.blob_bytes if blob is None else blob
     with S.open_esys(tcti) as esys:
-        for attempt in range(1, PCR_RETRIES + 1):
-            live = S.read_pcrs(esys, bank, pcrs)
-            try:
-                return _unlock_attempt(esys, enrollment, approvals, live, tpmt, key_name, blob, ticket,
-                                       entry_override, attempt_anyway)
-            except (TpmPolicyFailed, PolicyRefused):
-                if attempt < PCR_RETRIES and pcrs_moved(esys, bank, pcrs, live):
-                    continue
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+        return with_pcr_retries(esys, bank, pcrs, lambda live: _unlock_attempt(
+            esys, enrollment, approvals, live, tpmt, key_name, blob, ticket, entry_override, attempt_anyway))
 
 
 PCR_RETRIES = 3
 
 
-def pcrs_moved(esys, bank: HashAlg, pcrs: Sequence[int], seen) -> bool:
-    """Whether the PCRs read at the start of an unlock attempt (``seen``) changed since.
+def with_pcr_retries(esys, bank: HashAlg, pcrs: Sequence[int], attempt):
+    """``attempt(live PCR values)``, started again from fresh values when it is refused and the
+    PCRs moved meanwhile, up to PCR_RETRIES attempts.
 
-    A boot phase measured while unlocking (systemd-pcrphase, an add-on) makes the approval chosen
-    for the old values fail, or the TPM answer TPM_RC_PCR_CHANGED; unlock then starts again from
-    the new values, up to PCR_RETRIES attempts. Every attempt is a whole TPM-enforced session, so
-    a retry can never let through what one attempt would not."""
-    return D.policy_pcr(S.read_pcrs(esys, bank, pcrs)) != D.policy_pcr(seen)
+    A boot phase measured while unlocking (systemd-pcrphase, an add-on) makes the approval or
+    PolicyOR path chosen for the old values fail, or the TPM answer TPM_RC_PCR_CHANGED. Every
+    attempt is a whole TPM-enforced session, so a retry never lets through what one attempt would
+    not; a refusal with unchanged PCRs is final at once."""
+    for n in range(1, PCR_RETRIES + 1):
+        live = S.read_pcrs(esys, bank, pcrs)
+        try:
+            return attempt(live)
+        except (TpmPolicyFailed, PolicyRefused):
+            if n < PCR_RETRIES and D.policy_pcr(S.read_pcrs(esys, bank, pcrs)) != D.policy_pcr(live):
+                continue
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _unlock_attempt(esys, enrollment, approvals, live, tpmt, key_name, blob, ticket, entry_override,
                     attempt_anyway) -> UnlockResult:
-    from pcrtool.errors import PolicyRefused
-
     bank, pcrs = enrollment.hash_alg, enrollment.pcrs
     pol = D.policy_pcr(live)
     counter = S.nv_handle(esys, enrollment.counter_index)

@@ -15,13 +15,12 @@ import struct
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from pcrtool.errors import FormatError, PolicyRefused, TpmError, TpmPolicyFailed, UsageError
+from pcrtool.errors import FormatError, PolicyRefused, TpmError, UsageError
 from pcrtool.model import HashAlg, PcrValues
 from pcrtool.policy import allowlist as AL
 from pcrtool.policy import digests as D
 from pcrtool.tpm import policy_session as S
-from pcrtool.tpm.enroll import (PCR_RETRIES, UnlockResult, check_srk_name, ensure_counter, pcrs_moved,
-                                pinned_srk_name)
+from pcrtool.tpm.enroll import UnlockResult, check_srk_name, ensure_counter, pinned_srk_name, with_pcr_retries
 
 DEFAULT_EPOCH_INDEX = 0x01805C10
 DEFAULT_NV_INDEX = 0x01805C20
@@ -209,19 +208,11 @@ def enroll_allowlist(tcti: str | None, tuples: Sequence[tuple[str, PcrValues]], 
 def unlock_allowlist(tcti: str | None, e: AllowlistEnrollment, *, attempt_anyway: bool = False,
                      blob: bytes | None = None) -> UnlockResult:
     """Replay the live PCRs through the allowlist tree and unseal (a PCR that moves during an
-    attempt starts it again, as in signed mode: ``pcrtool.tpm.enroll.pcrs_moved``)."""
+    attempt starts it again, as in signed mode: ``pcrtool.tpm.enroll.with_pcr_retries``)."""
     bank, pcrs = e.hash_alg, e.pcrs
     blob = e.blob_bytes if blob is None else blob
     with S.open_esys(tcti) as esys:
-        for attempt in range(1, PCR_RETRIES + 1):
-            live = S.read_pcrs(esys, bank, pcrs)
-            try:
-                return _unlock_attempt(esys, e, live, blob, attempt_anyway)
-            except (TpmPolicyFailed, PolicyRefused):
-                if attempt < PCR_RETRIES and pcrs_moved(esys, bank, pcrs, live):
-                    continue
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+        return with_pcr_retries(esys, bank, pcrs, lambda live: _unlock_attempt(esys, e, live, blob, attempt_anyway))
 
 
 def _unlock_attempt(esys, e: AllowlistEnrollment, live, blob: bytes, attempt_anyway: bool) -> UnlockResult:
