@@ -98,7 +98,7 @@ def register(app) -> None:
             render.info(f"pcrtool: re-sealed with window {new.f0}…{new.max_svn} → {output}")
             return
         if update_from is not None:
-            from pcrtool.policy.releases import parse_releases, selected_pcrs
+            from pcrtool.policy.releases import parse_releases
             from pcrtool.tpm import policy_allowlist as P
             old = _load_any_enrollment(update_from)
             if getattr(old, "mode", "") == "signed" or allowlist is None:

@@ -17,11 +17,9 @@ written atomically.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 from pcrtool.errors import FormatError, PcrtoolError, PolicyRefused, TpmError, TpmPolicyFailed, UsageError

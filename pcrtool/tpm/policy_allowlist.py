@@ -10,8 +10,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-import struct
 from dataclasses import asdict, dataclass
 from typing import Sequence
 

@@ -22,7 +22,7 @@ if not os.environ.get("PCRTOOL_DEBUG"):  # libtss2 logs expected failures; pcrto
 try:  # tpm2-pytss is an optional dependency; only pcrtool/tpm imports it
     from tpm2_pytss import ESAPI, TSS2_Exception
     from tpm2_pytss import types as T
-    from tpm2_pytss.constants import (ESYS_TR, TPM2_ALG, TPM2_ECC, TPM2_EO, TPM2_SE, TPMA_OBJECT,
+    from tpm2_pytss.constants import (ESYS_TR, TPM2_ALG, TPM2_EO, TPM2_SE, TPMA_OBJECT,
                                       TPMA_SESSION, TPM2_ST, TPM2_RH)
 except ImportError as _e:  # pragma: no cover - exercised only without tpm2-pytss
     ESAPI = None
