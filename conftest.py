@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pcrtool.testing import corpus_root, in_ci, need_module, need_tool  # noqa: F401 - re-exported for tests
+from pcrtool.testing import corpus_root, in_ci, need_module, need_sid_systemd, need_tool, sid_systemd_version  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent
 CORPUS = corpus_root()
@@ -33,3 +33,15 @@ def corpus() -> Path:
 @pytest.fixture
 def tool():
     return need_tool
+
+
+def pytest_report_header(config):
+    return f"systemd (sid chroot, .ci/sid-chroot): {sid_systemd_version() or 'not built'}"
+
+
+@pytest.fixture(scope="session")
+def sid_systemd():
+    """The newest systemd (sid chroot): ``sid_systemd.run("systemd-pcrlock", "cel", env={...})``.
+    Skips without the chroot, fails under CI=true; see pcrtool.testing.SidSystemd."""
+    return need_sid_systemd()
+

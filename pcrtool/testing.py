@@ -64,3 +64,82 @@ def corpus_log_names(root=None) -> list[str]:
         if len(cols) > 7 and cols[7] == "log":
             names.append(cols[0])
     return sorted(names)
+
+
+class SidSystemd:
+    """The newest systemd's tools, run inside the Debian sid chroot that ``.ci/sid-chroot`` builds.
+
+    /tmp and the source tree are bound at the same paths inside, so pytest's ``tmp_path`` files and
+    swtpm sockets pass through unchanged. The chroot starts with an empty environment: pass
+    variables (``SYSTEMD_MEASURE_LOG_FIRMWARE``, ``SOURCE_DATE_EPOCH``, ...) with ``env=``.
+    Tools are found by name (``systemd-pcrlock``, ``systemd-sbsign`` ...: /usr/lib/systemd is on
+    PATH inside).
+    """
+
+    def __init__(self, script: str, version: str) -> None:
+        self.script = script
+        self.version = version  # the Debian package version, e.g. "262.1-1"
+        self.major = int(version.split(".")[0].split("~")[0])
+
+    def argv(self, *args: str, env: dict | None = None) -> list[str]:
+        envs = [f"{k}={v}" for k, v in (env or {}).items()]
+        return ["bash", self.script, "run", "env", *envs, *map(str, args)]
+
+    def run(self, *args, env: dict | None = None, check: bool = True, timeout: float = 300, **kw):
+        """Run one tool in the chroot (``capture_output=True, text=True`` unless overridden);
+        with ``check`` a non-zero exit fails the test with the tool's stderr."""
+        import subprocess
+
+        kw.setdefault("capture_output", True)
+        kw.setdefault("text", "input" not in kw or isinstance(kw["input"], str))
+        proc = subprocess.run(self.argv(*args, env=env), timeout=timeout, **kw)
+        if check and proc.returncode != 0:
+            import pytest
+
+            err = proc.stderr if isinstance(proc.stderr, str) else (proc.stderr or b"").decode(errors="replace")
+            pytest.fail(f"systemd {self.version}: {' '.join(map(str, args))} exited {proc.returncode}: {err[-2000:]}")
+        return proc
+
+
+_SID: list = []
+
+
+def sid_systemd_version() -> str | None:
+    """systemd's package version inside the sid chroot, or None when the chroot is not built."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / ".ci" / "sid-chroot"
+    if not script.is_file():
+        return None
+    try:
+        proc = subprocess.run(["bash", str(script), "version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def need_sid_systemd(min_major: int = 258) -> SidSystemd:
+    """The sid chroot's systemd (>= ``min_major``); skip without it (fail under CI=true).
+
+    Build it with ``bash .ci/sid-chroot build`` (.ci/setup does). The version is printed in
+    pytest's header and recorded on every test that uses the ``sid_systemd`` fixture.
+    """
+    import pytest
+    from pathlib import Path
+
+    if not _SID:
+        version = sid_systemd_version()
+        script = str(Path(__file__).resolve().parents[1] / ".ci" / "sid-chroot")
+        _SID.append(SidSystemd(script, version) if version else None)
+    sid = _SID[0]
+    msg = None
+    if sid is None:
+        msg = "the sid chroot with the newest systemd is not built (run: bash .ci/sid-chroot build)"
+    elif sid.major < min_major:
+        msg = f"the sid chroot has systemd {sid.version}, need >= {min_major}"
+    if msg:
+        if in_ci():
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return sid

@@ -1,19 +1,14 @@
-"""Opt-in differential tests against systemd-pcrlock (v257+), which precomputes the same records::
-
-    PCRTOOL_PCRLOCK_CMD="chroot /srv/trixie /usr/lib/systemd/systemd-pcrlock" \\
-    PCRTOOL_MEASURE_TMP=/srv/trixie/tmp  .venv/bin/python -m pytest tests/predict/test_pcrlock_newer.py
+"""Differential tests against the newest systemd-pcrlock (the sid chroot), which precomputes the
+same records as pcrtool's predictor.
 
 ``lock-uki`` (PCR 4 Authenticode + PCR 11 section records), ``lock-pe``, ``lock-kernel-cmdline`` and
-``lock-kernel-initrd`` (PCR 9) are compared record by record, all banks. Skipped when unset.
+``lock-kernel-initrd`` (PCR 9) are compared record by record, all banks.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,22 +19,24 @@ from pcrtool.predict.cmdline import linux_initrd_measurement, linux_load_options
 from pcrtool.predict.pe import application_measurement
 from pcrtool.predict.uki import section_measurements, sections_from_uki
 
-CMD = os.environ.get("PCRTOOL_PCRLOCK_CMD")
-TMP = os.environ.get("PCRTOOL_MEASURE_TMP")
+_RUN = None
 ALL = (HashAlg.SHA1, HashAlg.SHA256, HashAlg.SHA384, HashAlg.SHA512)
 SD_BOOT = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
 
-pytestmark = pytest.mark.skipif(not (CMD and TMP), reason="set PCRTOOL_PCRLOCK_CMD and PCRTOOL_MEASURE_TMP")
+
+
+@pytest.fixture(autouse=True)
+def _sid(sid_systemd, tmp_path):
+    global _RUN
+    _RUN = (sid_systemd, tmp_path)
 
 
 def _pcrlock(verb: str, content: bytes) -> list[tuple[int, dict]]:
-    with tempfile.TemporaryDirectory(dir=TMP) as d:
-        inside = "/tmp/" + Path(d).name
-        (Path(d) / "input").write_bytes(content)
-        proc = subprocess.run(shlex.split(CMD) + [verb, f"{inside}/input", f"--pcrlock={inside}/out.pcrlock"],
-                              capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
-        doc = json.loads((Path(d) / "out.pcrlock").read_text())
+    sid, d = _RUN
+    (d / "input").write_bytes(content)
+    sid.run("systemd-pcrlock", verb, d / "input", f"--pcrlock={d / 'out.pcrlock'}")
+    doc = json.loads((d / "out.pcrlock").read_text())
+    (d / "out.pcrlock").unlink()
     return [(r["pcr"], {HashAlg.from_name(x["hashAlg"]): bytes.fromhex(x["digest"]) for x in r["digests"]})
             for r in doc["records"]]
 
