@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -32,7 +33,7 @@ def generate(
 ) -> None:
     """Generate a key for tests and demos (release keys belong in an HSM)."""
     from pcrtool import fileio, render
-    from pcrtool.errors import InputFileError, UsageError
+    from pcrtool.errors import UsageError
     from pcrtool.sign import keygen
     from pcrtool.sign.api import public_key_fingerprint
     from pcrtool.sign.keyfile import _passphrase
@@ -50,9 +51,7 @@ def generate(
     if len(set(map(str, outputs))) != len(outputs):
         raise UsageError("the output paths must differ")
     for p in outputs:  # refuse before writing anything: no partial set of outputs
-        if p.exists() or p.is_symlink():
-            raise InputFileError(f"{p} exists already; refusing to overwrite it",
-                                 hint="remove it first or choose another path")
+        fileio.check_new_output(p)
     passphrase = None
     if encrypt:
         passphrase = _passphrase({})
@@ -71,9 +70,9 @@ def generate(
                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
             fileio.write_atomic(public_output, pem, overwrite=False, what="public key")
     except BaseException:
-        path.unlink(missing_ok=True)
-        if certificate is not None and cert_output.exists():
-            cert_output.unlink()
+        for p in (path, cert_output if certificate is not None else None):
+            if p is not None and os.path.isfile(p) and not os.path.islink(p):
+                p.unlink()  # only the regular files this command created, never a device
         raise
     data = {"key": str(path), "type": key_type, "fingerprint": public_key_fingerprint(key.public_key()),
             "certificate": str(cert_output) if certificate is not None else None,

@@ -96,6 +96,7 @@ def _write_and_reverify(output: str, signed, cert_der: bytes) -> None:
     from pcrtool.pe.verify import verify_image
 
     chunks = [signed] if isinstance(signed, (bytes, bytearray)) else signed
+    fileio.require_file_output(output, what="signed PE", why="it is read back and re-verified")
     with fileio.atomic_writer(output, mode=0o644, what="signed PE") as f:
         digest256 = _write_hashing(f, chunks)
     _release_mapped_input(chunks)

@@ -33,7 +33,27 @@ def _targets(releases_path: Path, bank_names: str, pcrs: Optional[str], *, svn: 
                 sel = _select(values, bank, chosen)
                 if sel is not None:
                     targets.append(ApprovalTarget(sel, r.svn if svn else None, r.label))
+    if not targets:
+        raise _nothing_to_approve(releases, releases_path, banks, all_releases)
     return targets, banks, doc
+
+
+def _nothing_to_approve(releases, releases_path, banks, all_releases):
+    """"nothing to approve" with the reason (exit 1: an error in the inputs, not in the usage)."""
+    from pcrtool.errors import PcrtoolError
+
+    if not releases:
+        return PcrtoolError(f"nothing to approve: {releases_path} lists no releases",
+                            hint="predict releases first: pcrtool predict release MANIFEST… -o FILE")
+    excluded = [r.label for r in releases if not r.allowed]
+    if len(excluded) == len(releases) and not all_releases:
+        return PcrtoolError(f"nothing to approve: all {len(releases)} release(s) in {releases_path} are marked "
+                            f"not allowed ({', '.join(excluded[:5])}{'…' if len(excluded) > 5 else ''})",
+                            hint="check the allowlist (name, version and svn must all match; `pcrtool "
+                                 "predict release` warns about entries that match nothing), or pass --all")
+    names = ",".join(b.bank_name for b in banks)
+    return PcrtoolError(f"nothing to approve: no release in {releases_path} has predicted PCR values in "
+                        f"bank(s) {names}", hint="choose --banks the predictions carry")
 
 
 def _select(values, bank, pcrs):
@@ -55,21 +75,46 @@ def _write_or_print(data: str, output: Optional[Path]) -> None:
         render.emit_text(data)
     else:
         fileio.write_atomic(output, data, what="approvals")
-        render.info(f"pcrtool: wrote {output}")
+        if not fileio.is_stdout(output):
+            render.info(f"pcrtool: wrote {output}")
+
+
+def _check_output(output: Optional[Path], *, append: bool, force: bool, what: str = "approvals file") -> None:
+    """Approvals files are release state: refuse to replace one silently (before any signing)."""
+    from pcrtool import fileio
+    from pcrtool.errors import InputFileError, UsageError
+
+    if append and force:
+        raise UsageError("--append and --force contradict each other", hint="--append merges, --force replaces")
+    if output is None:
+        if append:
+            raise UsageError("--append needs --output (the file to merge into)")
+        return
+    if append and (fileio.is_stdout(output) or str(output).startswith("/dev/")):
+        raise UsageError("--append needs a file to merge into, not a stream")
+    if not append and not force:
+        try:
+            fileio.check_new_output(output, what=what)
+        except InputFileError as e:
+            raise InputFileError(e.message, hint="pass --append to add these entries to it, or --force "
+                                                 "to replace it") from None
 
 
 def _merge(approvals, output: Optional[Path], append: bool):
     from pcrtool import fileio
-    from pcrtool.errors import UsageError
+    from pcrtool.errors import PcrtoolError
     from pcrtool.policy.approvals import Approvals
 
-    if not append:
-        return approvals
-    if output is None:
-        raise UsageError("--append needs --output (the file to merge into)")
-    if not output.exists():
+    if not append or output is None or not output.exists():
         return approvals
     old = Approvals.parse(fileio.read_text(output, what="approvals"), source=str(output))
+    old_keys = {e.pkfp for e in old.entries}
+    new_keys = {e.pkfp for e in approvals.entries}
+    if old_keys and new_keys and old_keys != new_keys:
+        raise PcrtoolError(f"{output} holds approvals signed by key pkfp {', '.join(sorted(k.hex()[:16] for k in old_keys))}"
+                           f"…, these are signed by {', '.join(sorted(k.hex()[:16] for k in new_keys))}…; "
+                           "refusing to mix two keys in one file",
+                           hint="one approvals file per signing key: write to another --output")
     return old.merged(approvals.entries)
 
 
@@ -132,7 +177,8 @@ def approve(
     key: str = typer.Option(..., "--key", "-k", help="Signing key: file:PATH, PATH or a pkcs11: URI."),
     certificate: Optional[str] = typer.Option(None, "--certificate", help="Certificate for the key."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the .pcrsig JSON here."),
-    append: bool = typer.Option(False, "--append", help="Merge into an existing --output file."),
+    append: bool = typer.Option(False, "--append", help="Merge into an existing --output file (same key only)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --output file."),
     pcrs: Optional[str] = typer.Option(None, "--pcrs", help="PCRs to bind, e.g. 11 (default: all "
                                                            "PCRs the releases set)."),
     banks: str = typer.Option("sha256", "--banks", help="Comma-separated banks (sha1,sha256,sha384,sha512)."),
@@ -148,6 +194,7 @@ def approve(
     from pcrtool.sign import load_signer
     from pcrtool.errors import UsageError
 
+    _check_output(output, append=append, force=force)
     with load_signer(key, certificate=certificate) as signer:
         if getattr(signer, "is_offline", False):
             raise UsageError("an offline key cannot sign here", hint="use `pcrtool policy prepare` and `attach`")
@@ -172,12 +219,14 @@ def prepare(
     pcrs: Optional[str] = typer.Option(None, "--pcrs", help="PCRs to bind."),
     banks: str = typer.Option("sha256", "--banks", help="Comma-separated banks."),
     no_svn: bool = typer.Option(False, "--no-svn", help="Entries without policyRef."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --output file."),
 ) -> None:
     """Offline signing, step 1: write the unsigned approvals; every entry's ``tbs`` is signed as-is."""
     from pcrtool import fileio, render
     from pcrtool.policy.approvals import Approvals, build_entries
     from pcrtool.sign.keyfile import load_public_key_file
 
+    _check_output(output, append=False, force=force, what="unsigned approvals")
     key = load_public_key_file(public_key)
     targets, bank_list, _ = _targets(releases, banks, pcrs, svn=not no_svn, all_releases=False)
     doc = Approvals(tuple(build_entries(targets, key, bank_list)))
@@ -200,7 +249,8 @@ def attach(
                                             "<tbs file>.sig next to the request)."),
     signatures: Optional[Path] = typer.Option(None, "--signatures", help="Or a JSON map {tbs hex: base64 sig}."),
     output: Path = typer.Option(..., "--output", "-o", help="Signed .pcrsig to write."),
-    append: bool = typer.Option(False, "--append", help="Merge into an existing --output file."),
+    append: bool = typer.Option(False, "--append", help="Merge into an existing --output file (same key only)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --output file."),
 ) -> None:
     """Offline signing, step 2: fill every entry's ``sig``; each signature is verified first."""
     import base64
@@ -211,6 +261,7 @@ def attach(
     from pcrtool.policy.approvals import Approvals, attach_signatures
     from pcrtool.sign.keyfile import load_public_key_file
 
+    _check_output(output, append=append, force=force)
     key = load_public_key_file(public_key)
     doc = Approvals.parse(fileio.read_text(unsigned, what="unsigned approvals"), source=str(unsigned))
     sigs: dict[bytes, bytes] = {}
@@ -229,8 +280,7 @@ def attach(
     else:
         raise UsageError("give --request (pcrtool signing request) or --signatures")
     signed = _merge(attach_signatures(doc, sigs, key), output, append)
-    fileio.write_atomic(output, signed.dumps(), what="approvals")
-    render.info(f"pcrtool: wrote {output}")
+    _write_or_print(signed.dumps(), output)
 
 
 @app.command()

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Mapping, Sequence
 
-from pcrtool.errors import FormatError, SignatureError, UsageError
+from pcrtool.errors import FormatError, PcrtoolError, SignatureError, UsageError
 from pcrtool.model import HashAlg, PcrValues
 from pcrtool.policy.digests import authorize_tbs, policy_pcr, public_key_fingerprint
 
@@ -117,7 +117,8 @@ def build_entries(targets: Iterable[ApprovalTarget], public_key,
             ref = svn_ref(target.svn) if target.svn is not None else None
             out.append(ApprovalEntry(bank, tuple(sorted(pcrs)), pkfp, policy_pcr(single), None, ref))
     if not out:
-        raise UsageError("nothing to approve: no PCR values in the selected banks")
+        raise PcrtoolError("nothing to approve: no PCR values in the selected banks",  # exit 1
+                           hint="choose --banks/--pcrs the predictions carry")
     return out
 
 
