@@ -7,13 +7,18 @@ skipping it (the standard: real parts, not mocks; nothing silently skipped in CI
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-from pcrtool.testing import corpus_root, in_ci, need_module, need_sid_systemd, need_tool, sid_systemd_version  # noqa: F401
-
 ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))   # tests.support (the suites' helpers) beside the package
+
+from tests.support import (  # noqa: E402,F401 - re-exported for tests
+    corpus_root, in_ci, need_module, need_sid_systemd, need_tool, sid_systemd_version,
+)
 CORPUS = corpus_root()
 IN_CI = in_ci()
 
@@ -42,6 +47,6 @@ def pytest_report_header(config):
 @pytest.fixture(scope="session")
 def sid_systemd():
     """The newest systemd (sid chroot): ``sid_systemd.run("systemd-pcrlock", "cel", env={...})``.
-    Skips without the chroot, fails under CI=true; see pcrtool.testing.SidSystemd."""
+    Skips without the chroot, fails under CI=true; see tests.support.SidSystemd."""
     return need_sid_systemd()
 

@@ -25,7 +25,7 @@ def main() -> None:
     from pcrtool.model import HashAlg
     from pcrtool.sign import load_signer
     from pcrtool.sign.keygen import generate_private_key, private_key_pem
-    from pcrtool.sign.softhsm import SoftHsm
+    from tests.support.softhsm import SoftHsm
 
     items = [os.urandom(32) for _ in range(args.items)]
     with tempfile.TemporaryDirectory(prefix="pcrtool-sign-bench-") as d:

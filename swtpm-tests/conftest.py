@@ -19,7 +19,7 @@ import pytest
 
 
 # Offered under the same names as the root conftest, for tests that import them from "conftest".
-from pcrtool.testing import need_module, need_tool  # noqa: E402,F401
+from tests.support import need_module, need_tool  # noqa: E402,F401
 
 
 def _need_swtpm() -> None:

@@ -22,7 +22,7 @@ CAPTURES = {
     "cmdline": EVENTLOGS / "ovmf-cmdline",
     "loadopts": EVENTLOGS / "ovmf-loadopts",
 }
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")  # pcrtool.testing.in_ci()
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")  # tests.support.in_ci()
 LOCAL_CACHE = ROOT / "_work" / "cache"
 PCRTOOL = str(Path(sys.executable).parent / "pcrtool")
 
@@ -58,7 +58,7 @@ def _need(ok: bool, msg: str) -> None:
 
 def need_e2e_tools() -> None:
     """Every external part a boot needs (fails under CI=true when missing)."""
-    from pcrtool.testing import need_tool
+    from tests.support import need_tool
 
     for tool in ("qemu-system-x86_64", "swtpm", "objcopy", "mkfs.vfat", "mcopy", "mmd",
                  "apt-get", "apt-cache", "dpkg-deb", "openssl"):

@@ -12,7 +12,7 @@ import pytest
 
 from pcrtool.model import HashAlg
 from pcrtool.predict.uki import predict_pcr11  # noqa: F401 - imported to fail early if absent
-from pcrtool.testing import need_tool
+from tests.support import need_tool
 
 PCRTOOL = [sys.executable, "-m", "pcrtool"]
 

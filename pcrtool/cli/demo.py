@@ -77,7 +77,6 @@ def demo(
     """Inspect an event log, predict releases, sign approvals with an ephemeral key and prove the
     unlock/downgrade matrix on swtpm (signed mode with floor counter, and allowlist mode)."""
     import os
-    import tempfile
 
     os.environ.setdefault("TSS2_LOG", "all+none")
     from cryptography.hazmat.primitives import serialization

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -133,7 +133,7 @@ def digest(
     """Show PolicyPCR digests (per bank), an allowlist PolicyOR root, or a PolicyAuthorize digest."""
     from pcrtool import fileio, render
     from pcrtool.errors import UsageError
-    from pcrtool.model import HashAlg, PcrValues
+    from pcrtool.model import PcrValues
     from pcrtool.policy import digests as D
 
     out: dict = {}

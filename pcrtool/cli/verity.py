@@ -99,23 +99,19 @@ def _load_certificate(path: Optional[str]):
     return load_certificate(path)
 
 
-def _der(cert) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding
-    return cert.public_bytes(Encoding.DER)
-
-
 def _write_outputs(der: bytes, root: bytes, certificate, output: Optional[Path],
                    sig_partition: Optional[Path], partition_size: int) -> dict:
     from pcrtool import fileio
     from pcrtool.errors import UsageError
-    from pcrtool.verity.sig import VeritySig, build_sig_partition, certificate_fingerprint
+    from pcrtool.sign.api import certificate_fingerprint
+    from pcrtool.verity.sig import VeritySig, build_sig_partition
     if output is None and sig_partition is None:
         raise UsageError("nothing to write", hint="give --output FILE.p7s and/or --sig-partition FILE")
     out: dict = {"rootHash": root.hex()}
     blob = None
     if sig_partition is not None:
         # Build before writing anything: a too-small partition must not leave a lone .p7s behind.
-        blob = build_sig_partition(VeritySig(root, certificate_fingerprint(_der(certificate)), der),
+        blob = build_sig_partition(VeritySig(root, bytes.fromhex(certificate_fingerprint(certificate)), der),
                                    partition_size)
     if output is not None:
         fileio.write_atomic(output, der, what="signature")
@@ -123,7 +119,7 @@ def _write_outputs(der: bytes, root: bytes, certificate, output: Optional[Path],
     if blob is not None:
         fileio.write_atomic(sig_partition, blob, what="verity-sig partition")
         out["sigPartition"] = str(sig_partition)
-        out["certificateFingerprint"] = certificate_fingerprint(_der(certificate)).hex()
+        out["certificateFingerprint"] = certificate_fingerprint(certificate)
     return out
 
 
@@ -461,7 +457,8 @@ def show_sig(
     from pcrtool import fileio
     from pcrtool.errors import MismatchError, UsageError
     from pcrtool.sign.pkcs7 import parse_detached
-    from pcrtool.verity.sig import certificate_fingerprint, parse_sig_partition
+    from pcrtool.sign.api import certificate_fingerprint
+    from pcrtool.verity.sig import parse_sig_partition
     from pcrtool.verity.signature import check_signature_file
 
     data = fileio.read_bytes(path, what="signature")
@@ -490,7 +487,7 @@ def show_sig(
         if root is None:
             raise UsageError("checking a .p7s needs the root hash", hint="--root-hash HEX or --root-hash-file")
         cert = _load_certificate(certificate)
-        if fp is not None and fp and fp != certificate_fingerprint(_der(cert)):
+        if fp is not None and fp and fp != bytes.fromhex(certificate_fingerprint(cert)):
             raise MismatchError(f"{path} names certificate {fp.hex()[:16]}…, not the given one")
         check_signature_file(der, cert, root, source=str(path))
         out["verified"] = True

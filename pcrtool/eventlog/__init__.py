@@ -17,11 +17,12 @@ from pcrtool.eventlog.replay import Replayer, ReplayResult, initial_pcr_value, r
 from pcrtool.tcg.constants import EventType
 
 
-def decode_event(event, log=None):
-    """Typed value of ``event.data`` (see ``pcrtool.eventlog.decode``)."""
-    from pcrtool.eventlog.decode import decode_event as _decode
-
-    return _decode(event, log)
+def __getattr__(name: str):
+    # ``decode_event`` (pcrtool.eventlog.decode) loads the payload decoders on first use only.
+    if name == "decode_event":
+        from pcrtool.eventlog.decode import decode_event
+        return decode_event
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Event", "EventLog", "EventLogStream", "EventType", "LogFormat", "Replayer", "ReplayResult",

@@ -92,7 +92,6 @@ class RecordRenderer:
         buf = self.buf
         parts: list[str] = []
         append = parts.append
-        names = _BANK_NAMES
         decode = self.decode
         type_of = self._type
         decoded_text = self.decoded_text

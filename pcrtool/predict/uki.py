@@ -215,7 +215,7 @@ def select_sections(sections: Sequence[UkiSection], *, profile: int | None = Non
         end = starts[index + 1] if index + 1 < len(starts) else len(sections)
         ranges.append((starts[index], end))
     elif index != 0:
-        raise UsageError(f"UKI has no .profile sections, so only profile @0 exists")
+        raise UsageError("UKI has no .profile sections, so only profile @0 exists")
     chosen: dict[str, bytes] = {}
     for lo, hi in ranges:
         found: dict[str, bytes] = {}

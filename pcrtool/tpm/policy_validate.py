@@ -7,9 +7,8 @@ so every "deny" cell records the TPM's return code, not pcrtool's opinion.
 
 from __future__ import annotations
 
-import hashlib
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from pcrtool.errors import PcrtoolError, UsageError

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -92,8 +91,3 @@ def parse_sig_partition(data: bytes, *, source: str = "verity-sig partition") ->
     except binascii.Error:
         raise FormatError(f"{source}: signature is not base64") from None
     return VeritySig(root, bytes.fromhex(fp_text), signature)
-
-
-def certificate_fingerprint(certificate_der: bytes) -> bytes:
-    """systemd's ``certificateFingerprint``: SHA-256 of the certificate DER."""
-    return hashlib.sha256(certificate_der).digest()

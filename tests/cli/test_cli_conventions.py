@@ -1,6 +1,5 @@
 """CLI conventions shared by every command: help, global options, exit codes, no tracebacks."""
 
-import os
 import subprocess
 import sys
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pcrtool.testing import corpus_log_names, corpus_root, need_module  # noqa: F401
+from tests.support import corpus_log_names, corpus_root, need_module  # noqa: F401
 
 import json
 from dataclasses import dataclass

@@ -11,7 +11,7 @@ from helpers_pe import need_tool, pcrtool, sign_with_pcrtool, tool
 def token(rsa2048):
     need_tool("softhsm2-util")
     need_tool("pkcs11-tool")
-    from pcrtool.sign.softhsm import SoftHsm
+    from tests.support.softhsm import SoftHsm
     key, cert = rsa2048
     with SoftHsm.start(label="pcrtool pe") as hsm:
         hsm.import_key(key, label="pe", key_id=b"\x07", certificate=cert)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pcrtool.testing import in_ci, need_module, need_tool  # noqa: F401
+from tests.support import in_ci, need_module, need_tool  # noqa: F401
 
 IN_CI = in_ci()
 

@@ -3,7 +3,6 @@ phase gets an entry); arbitrary bytes never crash the approvals/releases parsers
 
 import json
 
-import pytest
 from helpers_policy import pkcs1_sha256, rsa_key
 from hypothesis import example, given, settings
 from hypothesis import strategies as st

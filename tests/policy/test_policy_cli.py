@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from helpers_policy import need_tool, pem_private, pem_public, releases_json, rsa_key

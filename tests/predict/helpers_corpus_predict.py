@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pcrtool.testing import corpus_log_names
+from tests.support import corpus_log_names
 
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pcrtool.testing import need_tool  # noqa: F401
+from tests.support import need_tool  # noqa: F401
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from pcrtool.tools import find_tool
 
 
 STUB = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")

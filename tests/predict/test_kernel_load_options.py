@@ -132,7 +132,7 @@ def test_predict_pe_warns_about_unaligned_unsigned_images(tmp_path):
     assert "odd.efi" in p.stderr and "not a multiple of 8" in p.stderr
     # a signed image: its length is what firmware hashes; no warning. Its digest covers the
     # signing padding: = the unsigned file padded to 8, ≠ the odd-length unsigned file's
-    from pcrtool.testing import need_tool
+    from tests.support import need_tool
 
     sbsign, openssl = need_tool("sbsign"), need_tool("openssl")
     key, crt = tmp_path / "k.pem", tmp_path / "c.pem"

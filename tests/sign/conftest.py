@@ -24,7 +24,7 @@ def hsm(keys):
     and rsa_nopub (id 04, private object only)."""
     need_tool("softhsm2-util")
     need_tool("pkcs11-tool")
-    from pcrtool.sign.softhsm import SoftHsm
+    from tests.support.softhsm import SoftHsm
 
     with SoftHsm.start(label="pcrtool test", pin=PIN) as token:
         token.import_key(keys.rsa, label="rsa", key_id=b"\x01", certificate=keys.crt("rsa"))

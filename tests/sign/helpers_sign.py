@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pcrtool.testing import in_ci, need_tool  # noqa: F401
+from tests.support import in_ci, need_tool  # noqa: F401
 
 IN_CI = in_ci()
 
@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 PIN = "468135"
 

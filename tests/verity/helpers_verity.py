@@ -5,15 +5,13 @@ veritysetup and openssl are the oracles; the PKI is made by the openssl command 
 
 from __future__ import annotations
 
-from pcrtool.testing import need_tool  # noqa: F401
+from tests.support import need_tool  # noqa: F401
 
-import os
 import random
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 
 UUID = "12345678-1234-1234-1234-123456789abc"
 

@@ -259,7 +259,7 @@ def test_cli_sign_with_a_pkcs11_token_equals_openssl_smime(pki, tmp_path, conten
     """The Signer interface: a real SoftHSM2 token holding the leaf key and its certificate."""
     need_tool("softhsm2-util")
     need_tool("pkcs11-tool")
-    from pcrtool.sign.softhsm import SoftHsm
+    from tests.support.softhsm import SoftHsm
 
     with SoftHsm.start(label="verity test") as hsm:
         hsm.import_key(pki.leaf_key, label="verity", key_id=b"\x07", certificate=pki.leaf_cert)
