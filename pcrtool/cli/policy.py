@@ -256,7 +256,7 @@ def attach(
     import base64
     import json
 
-    from pcrtool import fileio, render
+    from pcrtool import fileio
     from pcrtool.errors import FormatError, UsageError
     from pcrtool.policy.approvals import Approvals, attach_signatures
     from pcrtool.sign.keyfile import load_public_key_file
