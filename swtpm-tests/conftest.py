@@ -111,3 +111,42 @@ def _no_swtpm_leftovers():
     yield
     problems = leftovers()
     assert not problems, "swtpm leftovers: " + "; ".join(problems)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _lockout_counter_unchanged():
+    """TPM_PT_LOCKOUT_COUNTER (raw TPM2_GetCapability, about 1 ms) of every swtpm a test module
+    starts in this process: read after start and before stop, it must not have moved. Tests that
+    trip dictionary-attack protection on purpose call ``tpm_proxy.excuse_lockout(sw)``."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import tpm_proxy
+    from pcrtool.swtpm import Swtpm
+
+    seen: dict[int, list] = {}
+    start, stop = Swtpm.__dict__["start"], Swtpm.stop
+
+    def counted_start(cls, *a, **kw):
+        sw = start.__func__(cls, *a, **kw)
+        seen[id(sw)] = [sw, tpm_proxy.try_lockout_counter(sw), None]
+        return sw
+
+    def counted_stop(self):
+        rec = seen.get(id(self))
+        if rec is not None and rec[2] is None:
+            rec[2] = tpm_proxy.try_lockout_counter(self)
+        stop(self)
+
+    Swtpm.start, Swtpm.stop = classmethod(counted_start), counted_stop
+    try:
+        yield
+    finally:
+        Swtpm.start, Swtpm.stop = start, stop
+    moved = []
+    for sw, before, after in seen.values():
+        if after is None:
+            after = tpm_proxy.try_lockout_counter(sw)
+        if before is not None and after is not None and after != before and not tpm_proxy.is_excused(sw):
+            moved.append(f"{sw.tmpdir.name}: {before} → {after}")
+    assert not moved, "TPM_PT_LOCKOUT_COUNTER moved (dictionary-attack side effect): " + "; ".join(moved)

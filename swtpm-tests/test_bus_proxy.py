@@ -1,0 +1,151 @@
+"""The TPM bus as a passive observer sees it: a logging proxy between the pcrtool CLI and swtpm
+records every command and response of enrol, update, unlock and advance-floor.
+
+Neither the secret nor any material that would authorize a later NV write or counter increment
+may appear on it: no cleartext password (TPM_RS_PW session with a non-empty value), no
+TPM2_LoadExternal carrying a private/sensitive area (e.g. an HMAC update key), no bytes of the
+allowlist update key. A control shows the proxy does capture payload in clear (tpm2_nvwrite).
+"""
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.append(str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "tests" / "policy"))
+from helpers_policy import need_module, need_tool, pem_private, pem_public, releases_doc, rsa_key  # noqa: E402
+from tpm_proxy import TPM_RS_PW, TpmProxy, boot, pcrtool, tpm2_tools  # noqa: E402
+
+SECRET = bytes(range(0xA0, 0xC0))          # 32 recognisable bytes
+UPDATE_KEY = bytes(range(0x40, 0x60))      # nv mode's HMAC update key, if the mode exists
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    need_module("tpm2_pytss")
+    need_tool("tpm2_pcrextend")
+    d = tmp_path_factory.mktemp("bus")
+    key = rsa_key()
+    (d / "k.pem").write_bytes(pem_private(key))
+    (d / "pub.pem").write_bytes(pem_public(key))
+    doc = releases_doc(svns=(1, 2, 3))
+    (d / "rel.json").write_text(json.dumps(doc))
+    revoked = json.loads(json.dumps(doc))
+    revoked["releases"][0]["allowed"] = False
+    (d / "rel2.json").write_text(json.dumps(revoked))
+    (d / "secret.bin").write_bytes(SECRET)
+    (d / "update.key").write_bytes(UPDATE_KEY)
+    (d / "update.key").chmod(0o600)
+    pcrtool("policy", "approve", "-r", d / "rel.json", "-k", d / "k.pem", "-o", d / "a.pcrsig", check=0)
+    return d, doc
+
+
+def _leaks(exchanges, *needles: bytes) -> list[str]:
+    """Everything on the bus that hands an observer a secret or a reusable authorization."""
+    found = []
+    for x in exchanges:
+        for label, buf in (("command", x.command), ("response", x.response)):
+            for n in needles:
+                if n in buf:
+                    found.append(f"{x}: {label} carries {n[:4].hex()}… in clear")
+        for s in x.sessions():
+            if s.handle == TPM_RS_PW and s.hmac:
+                found.append(f"{x}: cleartext password {s.hmac!r}")
+        if x.name == "LoadExternal":
+            (size,) = struct.unpack(">H", x.parameters()[:2])
+            if size:
+                found.append(f"{x}: a sensitive area ({size} bytes) loaded in clear")
+    return found
+
+
+def _phase(proxy, *args, check=0):
+    proxy.reset()
+    p = pcrtool(*args, check=check)
+    proxy.wait_idle()
+    return list(proxy.exchanges), p
+
+
+def test_control_the_proxy_sees_cleartext_payload(swtpm):
+    need_tool("tpm2_nvdefine")
+    with TpmProxy(swtpm) as proxy:
+        tpm2_tools(proxy.tcti, "tpm2_nvdefine", "0x01805F10", "-C", "o", "-s", "32",
+                   "-a", "ownerread|ownerwrite|authread|authwrite|no_da")
+        proxy.reset()
+        subprocess.run(["tpm2_nvwrite", "0x01805F10", "-C", "0x01805F10", "-i", "-"], input=SECRET, check=True,
+                       env={**os.environ, "TPM2TOOLS_TCTI": proxy.tcti}, capture_output=True, timeout=60)
+        proxy.wait_idle()
+        assert "NV_Write" in proxy.names()
+        assert any("carries" in f for f in _leaks(proxy.exchanges, SECRET))
+
+
+def test_signed_mode_bus_carries_no_secret_and_no_authorization(swtpm, files):
+    d, doc = files
+    with TpmProxy(swtpm) as proxy:
+        t = ("--tcti", proxy.tcti)
+        boot(swtpm, doc, 0)
+        phases = {}
+        phases["enroll"], _ = _phase(proxy, "tpm", "enroll", *t, "-k", d / "pub.pem", "--floor", 1, "--window", 4,
+                                     "--secret", d / "secret.bin", "-o", d / "signed.json")
+        phases["unlock"], p = _phase(proxy, "tpm", "unlock", *t, "-e", d / "signed.json", "-a", d / "a.pcrsig",
+                                     "-o", d / "out1.bin")
+        assert (d / "out1.bin").read_bytes() == SECRET
+        boot(swtpm, doc, 2)
+        phases["advance-floor"], _ = _phase(proxy, "tpm", "advance-floor", *t, "-e", d / "signed.json", "--to", 3,
+                                            "-a", d / "a.pcrsig")
+        phases["unlock after advance"], _ = _phase(proxy, "tpm", "unlock", *t, "-e", d / "signed.json",
+                                                   "-a", d / "a.pcrsig", "-o", d / "out2.bin")
+        assert (d / "out2.bin").read_bytes() == SECRET
+    counts = {k: len(v) for k, v in phases.items()}
+    assert "Unseal" in [x.name for x in phases["unlock"]] and "NV_Increment" in [x.name for x in
+                                                                                phases["advance-floor"]], counts
+    leaks = [f"{k}: {f}" for k, v in phases.items() for f in _leaks(v, SECRET)]
+    assert not leaks, "\n".join(leaks)
+    print("signed-mode TPM commands per operation:", counts)
+
+
+def test_allowlist_direct_bus_carries_no_secret_and_no_authorization(swtpm, files):
+    d, doc = files
+    with TpmProxy(swtpm) as proxy:
+        t = ("--tcti", proxy.tcti)
+        phases = {}
+        phases["enroll"], _ = _phase(proxy, "tpm", "enroll", *t, "--allowlist", d / "rel.json",
+                                     "--secret", d / "secret.bin", "-o", d / "direct.json")
+        boot(swtpm, doc, 2)
+        phases["update"], _ = _phase(proxy, "tpm", "enroll", *t, "--allowlist", d / "rel2.json",
+                                     "--update", d / "direct.json", "-o", d / "direct2.json")
+        phases["unlock"], _ = _phase(proxy, "tpm", "unlock", *t, "-e", d / "direct2.json", "-o", d / "out3.bin")
+        assert (d / "out3.bin").read_bytes() == SECRET
+        boot(swtpm, doc, 0)   # revoked by the update
+        pcrtool("tpm", "unlock", *t, "-e", d / "direct2.json", check=4)
+    counts = {k: len(v) for k, v in phases.items()}
+    assert "Unseal" in [x.name for x in phases["update"]], counts   # the update unlocks first
+    leaks = [f"{k}: {f}" for k, v in phases.items() for f in _leaks(v, SECRET)]
+    assert not leaks, "\n".join(leaks)
+    print("allowlist-direct TPM commands per operation:", counts)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13 finding 1: the nv mode's HMAC update key crosses the bus in "
+                                       "clear (TPM2_LoadExternal)")
+def test_allowlist_nv_update_authorization_never_crosses_the_bus(swtpm, files):
+    """Sniffing an nv-mode enrol or update must not let anyone rewrite the allowlist later. If the
+    redesign removed the nv mode, the CLI refuses it (usage error) and there is nothing to sniff."""
+    d, doc = files
+    with TpmProxy(swtpm) as proxy:
+        t = ("--tcti", proxy.tcti)
+        enrolled, p = _phase(proxy, "tpm", "enroll", *t, "--allowlist", d / "rel.json", "--mode", "nv",
+                             "--update-key", d / "update.key", "--secret", d / "secret.bin", "-o", d / "nv.json",
+                             check=None)
+        if p.returncode == 2 and "nv" in p.stderr:
+            return   # the mode is gone
+        assert p.returncode == 0, p.stderr
+        boot(swtpm, doc, 2)
+        updated, _ = _phase(proxy, "tpm", "enroll", *t, "--allowlist", d / "rel2.json", "--update", d / "nv.json",
+                            "--update-key", d / "update.key", "-o", d / "nv2.json")
+    leaks = [f"{k}: {f}" for k, v in (("enroll", enrolled), ("update", updated))
+             for f in _leaks(v, SECRET, UPDATE_KEY)]
+    assert not leaks, "\n".join(leaks)
