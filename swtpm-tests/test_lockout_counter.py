@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent))
-from conftest import need_tool  # noqa: E402
+from tests.support import need_tool  # noqa: E402
 from tpm_proxy import excuse_lockout, lockout_counter  # noqa: E402
 
 
