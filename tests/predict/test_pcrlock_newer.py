@@ -12,10 +12,13 @@ import os
 from pathlib import Path
 
 import pytest
-
 from helpers_uki import build_uki
+
 from pcrtool.model import HashAlg
-from pcrtool.predict.cmdline import linux_initrd_measurement, linux_load_options_measurement
+from pcrtool.predict.cmdline import (
+    linux_initrd_measurement,
+    linux_load_options_measurement,
+)
 from pcrtool.predict.pe import application_measurement
 from pcrtool.predict.uki import section_measurements, sections_from_uki
 
