@@ -467,35 +467,58 @@ def prepare(file: str = typer.Argument(..., help="PE/EFI binary to sign offline.
 
 @app.command()
 def attach(file: str = typer.Argument(..., help="The same PE binary that was prepared."),
-           request: str = typer.Option(..., "--request", "-r", help="The request manifest from prepare."),
-           signature: Optional[str] = typer.Option(None, "--signature", "-s",
+           request: Optional[str] = typer.Option(None, "--request", "-r",
+                                                 help="The request manifest from 'pcrtool pe prepare'."),
+           signed_data: Optional[str] = typer.Option(
+               None, "--signed-data",
+               help="Instead of --request: the signed-attributes blob of 'systemd-sbsign sign "
+                    "--prepare-offline-signing' (or of 'pcrtool pe prepare'), used as it is; needs --cert "
+                    "and --signature."),
+           signature: Optional[str] = typer.Option(None, "--signature", "--signed-data-signature", "-s",
                                                    help="Raw PKCS#1 v1.5 signature over the sattrs file, a JSON "
-                                                        "response, or a full PKCS#7 (DER/PEM). Default: "
-                                                        "STEM.sattrs.der.sig next to the request."),
+                                                        "response, or a full PKCS#7 (DER/PEM). Default with "
+                                                        "--request: STEM.sattrs.der.sig next to the request."),
            output: str = typer.Option(..., "--output", "-o", help="Signed output file."),
            cert: Optional[str] = typer.Option(None, "--cert", "-c",
                                               help="Signer certificate (default: the one recorded in the request)."),
            ) -> None:
-    """Complete an offline signature; refuses if the PE or the signed attributes changed."""
+    """Complete an offline signature; refuses if the PE or the signed attributes changed.
+
+    The signing time and every other attribute come from the prepared blob, so pcrtool and
+    systemd-sbsign complete each other's preparations without a shared SOURCE_DATE_EPOCH; the
+    blob's messageDigest must be this image's (exit 3 otherwise)."""
     import base64
     import hashlib
 
     from pcrtool import render
-    from pcrtool.errors import FormatError, MismatchError
+    from pcrtool.errors import FormatError, MismatchError, UsageError
     from pcrtool.pe.sign import attach_chunks, check_certificate_key, complete_chunks, prepare_with_attributes
     from pcrtool.sign.offline import RequestKind, check_signature, read_request, read_signatures
 
-    req, blobs = read_request(request)
-    if req.kind is not RequestKind.AUTHENTICODE:
-        raise FormatError(f"{request} is a {req.kind.value} request, not an authenticode one")
-    data = _read_pe(file)
-    if hashlib.sha256(data).hexdigest() != req.inputs.get("pe"):
-        raise MismatchError(f"{file} is not the file the request was prepared for (sha256 differs)",
-                            hint="attach to the exact file given to 'pcrtool pe prepare'")
-    prepared = prepare_with_attributes(data, blobs[0], req.hash_alg)
+    if (request is None) == (signed_data is None):
+        raise UsageError("give exactly one of --request (pcrtool pe prepare) and --signed-data "
+                         "(systemd-sbsign --prepare-offline-signing)")
+    if signed_data is not None:
+        if cert is None or signature is None:
+            raise UsageError("--signed-data needs --cert and --signature (the raw signature over the blob)")
+        req = None
+        blob = _read(signed_data, "signed-attributes blob")
+        data = _read_pe(file)
+        prepared = prepare_with_attributes(data, blob, _attrs_hash_alg(blob, signed_data))
+    else:
+        req, blobs = read_request(request)
+        if req.kind is not RequestKind.AUTHENTICODE:
+            raise FormatError(f"{request} is a {req.kind.value} request, not an authenticode one")
+        blob = blobs[0]
+        data = _read_pe(file)
+        if hashlib.sha256(data).hexdigest() != req.inputs.get("pe"):
+            raise MismatchError(f"{file} is not the file the request was prepared for (sha256 differs)",
+                                hint="attach to the exact file given to 'pcrtool pe prepare'")
+        prepared = prepare_with_attributes(data, blob, req.hash_alg)
     if cert:
-        from pcrtool.sign.keyfile import load_certificate_bytes
         from cryptography.hazmat.primitives.serialization import Encoding
+
+        from pcrtool.sign.keyfile import load_certificate_bytes
         cert_der = load_certificate_bytes(_read(cert, "certificate"), name=cert).public_bytes(Encoding.DER)
     else:
         try:
@@ -510,13 +533,33 @@ def attach(file: str = typer.Argument(..., help="The same PE binary that was pre
         signed = attach_chunks(prepared, load_pkcs7_file(raw))
         cert_der = _signer_cert(signed)
     else:
-        sig = raw if raw is not None and not raw.lstrip().startswith(b"{") else \
-            read_signatures(request, req, signature)[0]
-        check_signature(req, sig, public_key, tbs=blobs[0])
+        if req is None:
+            from pcrtool.sign.api import Padding, verify_signature
+            sig = raw
+            verify_signature(public_key, blob, sig, prepared.alg, Padding.PKCS1V15,
+                             what=f"signature {signature} over {signed_data}")
+        else:
+            sig = raw if raw is not None and not raw.lstrip().startswith(b"{") else \
+                read_signatures(request, req, signature)[0]
+            check_signature(req, sig, public_key, tbs=blob)
         check_certificate_key(cert_der, public_key)
         signed = complete_chunks(prepared, sig, cert_der)
     _write_and_reverify(output, signed, cert_der)
     render.info(f"signed {file} -> {output}")
+
+
+def _attrs_hash_alg(blob: bytes, name: str):
+    """The hash of a prepared blob, from the length of its messageDigest (the blob names no algorithm)."""
+    from pcrtool.errors import FormatError
+    from pcrtool.model import HashAlg
+    from pcrtool.sign.authenticode import parse_signed_attributes
+
+    md = parse_signed_attributes(blob).message_digest
+    for alg in (HashAlg.SHA256, HashAlg.SHA384, HashAlg.SHA512):
+        if md is not None and len(md) == alg.digest_size:
+            return alg
+    raise FormatError(f"{name} has no usable messageDigest attribute",
+                      hint="give the blob 'systemd-sbsign sign --prepare-offline-signing' wrote")
 
 
 def _looks_like_pkcs7(raw: bytes) -> bool:

@@ -196,8 +196,10 @@ def signed_chunks(data: bytes, der: bytes, *, body_sum: int | None = None) -> li
     the zero padding and the new WIN_CERTIFICATE. Written one after the other they form
     ``append_certificate``'s output without copying a 75 MB image in memory.
 
-    Layout as systemd-sbsign writes it: file zero-padded to 8, dwLength = align8(8 + len(der))
-    with zero fill, an existing table extended (it must end the file), data directory 4 and the
+    Layout as systemd-sbsign 262 (and sbsign) write it: file zero-padded to 8, the entry zero-filled
+    to a multiple of 8 but its dwLength = 8 + len(der) unpadded (systemd 257..261 padded dwLength;
+    EDK2 and every verifier step over entries by align8(dwLength), so both forms verify and nothing
+    needs the old one), an existing table extended (it must end the file), data directory 4 and the
     CheckSum updated. ``body_sum`` is ``word_sum(data, body start)`` when already known.
     """
     image = PeImage.parse(data)
@@ -215,7 +217,7 @@ def signed_chunks(data: bytes, der: bytes, *, body_sum: int | None = None) -> li
     else:
         table_off = len(data) + pad
     length = align8(8 + len(der))
-    entry = struct.pack("<IHH", length, 0x0200, 0x0002) + der + bytes(length - 8 - len(der))
+    entry = struct.pack("<IHH", 8 + len(der), 0x0200, 0x0002) + der + bytes(length - 8 - len(der))
     split = _body_start(image)
     head = bytearray(data[:split])
     struct.pack_into("<II", head, sec_dir, table_off, image.cert_table_size + length)

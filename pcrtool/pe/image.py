@@ -66,7 +66,7 @@ class WinCertificate:
     """One WIN_CERTIFICATE entry of the attribute certificate table."""
 
     offset: int          # file offset of the entry header
-    length: int          # dwLength as written (sbsign: unpadded, osslsigncode/systemd: padded)
+    length: int          # dwLength as written (sbsign, systemd >= 262, pcrtool: unpadded; osslsigncode, systemd < 262: padded)
     revision: int
     cert_type: int
     payload: bytes       # bytes after the 8-byte header, up to dwLength (may carry zero padding)
