@@ -79,13 +79,15 @@ class ApprovalEntry:
         return (self.bank, self.pcrs, self.pkfp, self.pol, self.ref)
 
     def to_json(self, *, with_tbs: bool | None = None) -> dict:
-        """systemd's key order: pcrs, pkfp, pol, sig, then ref/tbs when a policyRef is used."""
-        out: dict = {"pcrs": list(self.pcrs), "pkfp": self.pkfp.hex(), "pol": self.pol.hex()}
-        if self.sig is not None:
-            out["sig"] = base64.b64encode(self.sig).decode()
+        """systemd-measure sign's keys and order: pcrs, pkfp, ref (with a policyRef), pol, sig.
+        ``tbs`` (the bytes to sign) only on unsigned entries of the offline flow, or when asked."""
+        out: dict = {"pcrs": list(self.pcrs), "pkfp": self.pkfp.hex()}
         if self.ref:
             out["ref"] = self.ref
-        if with_tbs or (with_tbs is None and (self.ref or self.sig is None)):
+        out["pol"] = self.pol.hex()
+        if self.sig is not None:
+            out["sig"] = base64.b64encode(self.sig).decode()
+        if with_tbs or (with_tbs is None and self.sig is None):
             out["tbs"] = self.tbs.hex()
         return out
 
