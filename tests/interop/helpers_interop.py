@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pcrtool.testing import need_tool
+from tests.support import need_tool
 
 
 def run_pcrtool(*args, env: dict | None = None, check: bool = False, input: bytes | None = None):

@@ -35,6 +35,7 @@ def _approve(tmp_path, predicted: dict, svn: int | None, *extra) -> dict:
                          "measurements": [], "predicted": predicted}]}
     (tmp_path / "rel.json").write_text(json.dumps(rel))
     out = tmp_path / f"ours-{svn}.pcrsig"
+    out.unlink(missing_ok=True)
     run_pcrtool("policy", "approve", "-r", tmp_path / "rel.json", "-k", tmp_path / "k.pem", "--pcrs", "11",
                 "--banks", ",".join(BANKS), "-o", out, *extra, check=True)
     return json.loads(out.read_text())

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from helpers_interop import run_pcrtool
-from pcrtool.testing import need_tool
+from tests.support import need_tool
 
 BOOT = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
 STUB = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
