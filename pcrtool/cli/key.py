@@ -130,11 +130,25 @@ def show(
 def fingerprint(
     ref: str = typer.Argument(..., metavar="KEY", help=_KEY_HELP),
 ) -> None:
-    """Print the SHA-256 of the key's DER SubjectPublicKeyInfo (lowercase hex)."""
+    """Print the key's two SHA-256 fingerprints and what each one is for.
+
+    fingerprint: SHA-256 of the DER SubjectPublicKeyInfo (`openssl pkey -pubout -outform DER |
+    sha256sum`), used by pcrtool's key listings and offline signing requests. pkfp: SHA-256 of the
+    key's i2d_PublicKey DER (RSA: PKCS#1 RSAPublicKey), what systemd writes as "pkfp" in .pcrsig
+    entries and what `pcrtool policy show` and enrolments show."""
     from pcrtool import render
+    from pcrtool.policy.digests import public_key_fingerprint as pcrsig_pkfp
+    from pcrtool.sign import load_key_material
 
     info = describe(ref)
-    render.emit({"fingerprint": info["fingerprint"], "type": info["type"]}, text=info["fingerprint"])
+    material = load_key_material(ref)
+    material.close()
+    pkfp = pcrsig_pkfp(material.public_key).hex()
+    text = (f"fingerprint {info['fingerprint']}  (SHA-256 of the DER SubjectPublicKeyInfo, as openssl "
+            "pkey -pubout -outform DER | sha256sum; pcrtool key listings and signing requests)\n"
+            f"pkfp        {pkfp}  (SHA-256 of the i2d_PublicKey DER: the \"pkfp\" of systemd .pcrsig "
+            "entries, `pcrtool policy show` and enrolments)")
+    render.emit({"fingerprint": info["fingerprint"], "pkfp": pkfp, "type": info["type"]}, text=text)
 
 
 @app.command()

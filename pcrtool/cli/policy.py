@@ -118,6 +118,41 @@ def _merge(approvals, output: Optional[Path], append: bool):
     return old.merged(approvals.entries)
 
 
+def _check_key_for_tpm(public_key, *, ecdsa: bool) -> None:
+    """Explain at approve time what the TPM will refuse at unlock time (PolicyAuthorize loads the
+    approval key with TPM2_LoadExternal). TCG PC Client Platform TPM Profile (PTP) for TPM 2.0:
+    RSA-2048 and ECC NIST P-256 are mandatory, RSA-3072 and P-384 optional, RSA-4096 absent;
+    systemd (cryptsetup, measure) verifies RSA approvals only."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from pcrtool import render
+    from pcrtool.errors import UnsupportedError
+
+    caps_hint = "check `pcrtool tpm caps` on your devices"
+    if isinstance(public_key, rsa.RSAPublicKey):
+        bits = public_key.key_size
+        if bits > 3072:
+            raise UnsupportedError(
+                f"an RSA-{bits} approval key cannot be loaded by TPM 2.0 devices: the TCG PC Client "
+                "TPM profile mandates RSA-2048 and allows RSA-3072, nothing larger (unlock would fail "
+                "in TPM2_LoadExternal with TPM_RC_VALUE)",
+                hint="sign approvals with an RSA-2048 key (or RSA-3072 where every device supports it)")
+        if bits == 3072:
+            render.warn(f"RSA-3072 is optional in the TCG PC Client TPM profile (RSA-2048 is mandatory): "
+                        f"{caps_hint} before shipping these approvals")
+        elif bits < 2048:
+            raise UnsupportedError(f"an RSA-{bits} approval key is too small for TPM 2.0 devices",
+                                   hint="use an RSA-2048 key")
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        name = {"secp256r1": "P-256", "secp384r1": "P-384"}.get(public_key.curve.name, public_key.curve.name)
+        if not ecdsa:
+            return  # require_rsa refuses it with its own reason
+        if name == "P-384":
+            render.warn(f"ECC {name} is optional in the TCG PC Client TPM profile (P-256 is mandatory): {caps_hint}")
+        render.warn(f"ECDSA {name} approvals are verified by pcrtool's unlock only: systemd-cryptsetup and "
+                    "systemd-measure verify RSA approvals (PolicyAuthorize with RSASSA) only")
+
+
 @app.command()
 def digest(
     pcr_values: Optional[str] = typer.Option(None, "--pcr-values", "-p", metavar="VALUES|FILE",
@@ -201,6 +236,7 @@ def approve(
         if not ecdsa:
             # systemd-cryptsetup/-measure verify RSA approvals only: refuse what they cannot check.
             signer.require_rsa(consumer="systemd signed PCR policy (pass --ecdsa for pcrtool-only approvals)")
+        _check_key_for_tpm(signer.public_key(), ecdsa=ecdsa)
         targets, bank_list, _ = _targets(releases, banks, pcrs, svn=not no_svn, all_releases=all_releases)
         entries = sign_entries(build_entries(targets, signer.public_key(), bank_list), signer_callable(signer))
         for e in entries:
@@ -228,6 +264,7 @@ def prepare(
 
     _check_output(output, append=False, force=force, what="unsigned approvals")
     key = load_public_key_file(public_key)
+    _check_key_for_tpm(key, ecdsa=True)
     targets, bank_list, _ = _targets(releases, banks, pcrs, svn=not no_svn, all_releases=False)
     doc = Approvals(tuple(build_entries(targets, key, bank_list)))
     fileio.write_atomic(output, doc.dumps(pretty=True), what="unsigned approvals")
@@ -311,10 +348,18 @@ def show(
                 status, bad = "INVALID", bad + 1
         rows.append({"bank": e.bank.bank_name, "pcrs": list(e.pcrs), "svn": e.svn, "ref": e.ref,
                      "pol": e.pol.hex(), "pkfp": e.pkfp.hex(), "signature": status})
-    t = Table(["bank", "pcrs", "svn", "pol", "signature"])
+    t = Table(["bank", "pcrs", "svn", "pol", "pkfp", "signature"])
     for r in rows:
         t.add(r["bank"], ",".join(map(str, r["pcrs"])), "-" if r["svn"] is None else r["svn"], r["pol"],
-              r["signature"])
+              r["pkfp"], r["signature"])
     render.emit({"entries": rows}, table=t)
     if bad:
+        from pcrtool.policy.digests import public_key_fingerprint
+        want = public_key_fingerprint(key).hex()
+        signed_by = sorted({r["pkfp"] for r in rows} - {want})
+        if signed_by:
+            raise SignatureError(f"{bad} signature(s) do not verify: the approvals are signed by key pkfp "
+                                 f"{', '.join(signed_by)}, {public_key} has pkfp {want}",
+                                 hint="give the public key of the signing key (`pcrtool key fingerprint` "
+                                      "prints a key's pkfp)")
         raise SignatureError(f"{bad} signature(s) do not verify with {public_key}")

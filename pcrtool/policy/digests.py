@@ -353,7 +353,9 @@ def public_key_name(public_key) -> bytes:
 
 
 def public_key_fingerprint(public_key) -> bytes:
-    """systemd's ``pkfp``: SHA-256 of i2d_PublicKey (PKCS#1 RSAPublicKey DER; EC: the point)."""
+    """systemd's ``pkfp``: SHA-256 of i2d_PublicKey (PKCS#1 RSAPublicKey DER; EC: the X9.62 point),
+    as systemd's pubkey_fingerprint() (openssl-util.c) computes it for systemd-measure sign. The one
+    pkfp function: .pcrsig entries, enrolments, `policy show` and `key fingerprint` use it."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 

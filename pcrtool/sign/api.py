@@ -88,7 +88,8 @@ def spki_der(public_key) -> bytes:
 
 def public_key_fingerprint(public_key) -> str:
     """SHA-256 of the DER SubjectPublicKeyInfo, lowercase hex (what ``openssl pkey -pubin
-    -outform DER | sha256sum`` prints; systemd's ``pkfp`` in ``.pcrsig`` is the same value)."""
+    -outform DER | sha256sum`` prints). Not systemd's ``.pcrsig`` ``pkfp``: that one hashes the
+    i2d_PublicKey DER and lives in ``pcrtool.policy.digests.public_key_fingerprint``."""
     return hashlib.sha256(spki_der(public_key)).hexdigest()
 
 
