@@ -261,6 +261,10 @@ def release(
     allowlist: Optional[Path] = typer.Option(None, "--allowlist", help="Releases allowed to unlock (TOML or JSON)"),
     reference_log: Optional[Path] = typer.Option(None, "--reference-log", help="Target's event log: substitute into it"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the predictions file here (default: stdout)"),
+    strict: bool = typer.Option(False, "--strict", help="Fail (exit 1, nothing written) on any release-set "
+                                                        "warning: allowlist entries matching nothing or "
+                                                        "another svn, svns not rising with the version, "
+                                                        "shared svns, nothing allowed."),
 ) -> None:
     """Predict release manifests and write the predictions file policies read.
 
@@ -280,13 +284,21 @@ def release(
 
     from pcrtool import render
     from pcrtool.fileio import read_bytes, write_atomic
-    from pcrtool.predict.manifest import dump_predictions, parse_allowlist, parse_manifest, predict_release
+    from pcrtool.predict.manifest import (check_release_set, dump_predictions, parse_allowlist, parse_manifest,
+                                          predict_release)
 
     allow = parse_allowlist(read_bytes(allowlist, what="allowlist"), source=str(allowlist)) if allowlist else None
     ref = read_bytes(reference_log, what="reference log") if reference_log else None
+    parsed = [(path, parse_manifest(read_bytes(path, what="manifest"), source=str(path))) for path in manifests]
+    findings = check_release_set([(m.name, m.version, m.svn) for _, m in parsed], allow, source=str(allowlist))
+    for finding in findings:
+        render.warn(finding)
+    if findings and strict:
+        from pcrtool.errors import PcrtoolError
+        raise PcrtoolError(f"{len(findings)} release-set warning(s) with --strict; nothing written",
+                           hint="fix the manifests or the allowlist (see the warnings above)")
     releases = []
-    for path in manifests:
-        m = parse_manifest(read_bytes(path, what="manifest"), source=str(path))
+    for path, m in parsed:
         allowed = allow.allows(m.name, m.version, m.svn) if allow is not None else True
         r = predict_release(m, _reader_for(path), reference_log=ref, allowed=allowed)
         for note in r.notes:
@@ -298,7 +310,8 @@ def release(
     text = json.dumps(doc, indent=2) + "\n"
     if output is not None:
         write_atomic(output, text, what="predictions file")
-        render.info(f"wrote {len(releases)} release(s) to {output}")
+        n_allowed = sum(1 for r in releases if r.allowed)
+        render.info(f"wrote {len(releases)} release(s) to {output} ({n_allowed} allowed)")
     else:
         render.emit_text(text) if not render.json_mode() else render.emit_json(doc)
 

@@ -184,6 +184,54 @@ def parse_allowlist(text: str | bytes, *, source: str = "allowlist") -> Allowlis
     return Allowlist(tuple(entries))
 
 
+# --- release-set checks -------------------------------------------------------------------------
+
+def check_release_set(releases: list[tuple[str, str, int]], allowlist: Allowlist | None, *,
+                      source: str = "allowlist") -> list[str]:
+    """Loud mistakes in a release set: one message per finding, naming the entry.
+
+    ``releases`` are (name, version, svn). Findings: an allowlist entry whose name and version
+    match a release but whose svn differs from the manifest's (the release is silently excluded);
+    an entry matching no release; svns that fall as the UAPI version rises; two versions of one
+    name sharing an svn (advance-floor cannot revoke one without the other); no release allowed.
+    """
+    import functools
+
+    out: list[str] = []
+    if allowlist is not None:
+        for i, e in enumerate(allowlist.entries):
+            what = f"{source} allow[{i}] (name={e.name!r}, version={e.version!r}" + \
+                (f", svn={e.svn})" if e.svn is not None else ")")
+            if any(e.matches(*r) for r in releases):
+                continue
+            same = [r for r in releases if e.name == r[0] and (e.version == "*" or compare_versions(e.version, r[1]) == 0)]
+            if same:
+                got = ", ".join(f"{n} {v} has svn={s}" for n, v, s in same)
+                out.append(f"{what} does not allow the release it names: its manifest says otherwise "
+                           f"({got}), so that release is NOT allowed")
+            else:
+                out.append(f"{what} matches no release given")
+    by_name: dict[str, list[tuple[str, str, int]]] = {}
+    for r in releases:
+        by_name.setdefault(r[0], []).append(r)
+    for name, rs in by_name.items():
+        rs = sorted(rs, key=functools.cmp_to_key(lambda a, b: compare_versions(a[1], b[1])))
+        for older, newer in zip(rs, rs[1:]):
+            if newer[2] < older[2]:
+                out.append(f"svn does not rise with the version: {name} {older[1]} has svn={older[2]} but the "
+                           f"later {name} {newer[1]} has svn={newer[2]}")
+        seen: dict[int, str] = {}
+        for _, version, svn in rs:
+            if svn in seen and compare_versions(seen[svn], version) != 0:
+                out.append(f"{name} {seen[svn]} and {name} {version} share svn={svn}: advance-floor cannot "
+                           "revoke one without the other")
+            seen.setdefault(svn, version)
+    if allowlist is not None and releases and not any(allowlist.allows(*r) for r in releases):
+        out.append(f"{source} allows none of the {len(releases)} release(s): `policy approve` will have "
+                   "nothing to approve")
+    return out
+
+
 # Re-exported: the contract names live here (``from pcrtool.predict.manifest import …``).
 from pcrtool.predict.predictions import (  # noqa: E402,F401
     FORMAT, Release, dump_predictions, load_predictions, sort_releases,
