@@ -83,4 +83,4 @@ def test_ecdsa_opt_in_warns_that_systemd_verifies_rsa_only(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "verified by pcrtool's unlock only" in p.stderr
     p = _approve(tmp_path / ".." / tmp_path.name, "rsa2048", "--force")
-    assert p.returncode == 0 and p.stderr.strip() == f"pcrtool: wrote a.pcrsig"
+    assert p.returncode == 0 and p.stderr.strip() == "pcrtool: wrote a.pcrsig"
