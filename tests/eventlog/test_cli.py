@@ -130,10 +130,10 @@ def test_cel_export(corpus, tmp_path):
     p = run("eventlog", "cel", corpus / LOGS / "tpm2-tools/event-sd-boot-fedora37.bin", "-o", out)
     assert p.returncode == 0, p.stderr
     records = json.loads(out.read_text())
-    assert [r["recnum"] for r in records] == list(range(len(records)))
+    assert [r["recnum"] for r in records] == list(range(1, len(records) + 1))  # as systemd-pcrlock cel
     assert records[0]["content_type"] == "pcclient_std"
     assert {"event_type", "event_data"} <= set(records[0]["content"])
-    assert records[0]["digests"][0]["hashAlg"] == "sha256"
+    assert records[0]["digests"][-1]["hashAlg"] == "sha256"  # systemd lists a record's digests reversed
 
 
 def test_streamed_json_equals_document(corpus):
@@ -192,7 +192,7 @@ def test_userspace_log_auto_path_and_torn_warning(corpus, tmp_path):
     ul = run_dir / "tpm2-measure.log"
     ul.write_bytes(b"\x1e" + json.dumps({
         "pcr": 11, "digests": [{"hashAlg": "sha256", "digest": hashlib.sha256(b"sysinit").hexdigest()}],
-        "content_type": "systemd", "content": {"string": "sysinit"}}).encode() + b"\n")
+        "content_type": "systemd", "content": {"string": "sysinit", "eventType": "phase"}}).encode() + b"\n")
     env = {"PCRTOOL_SYSFS_ROOT": str(tmp_path)}
     log = corpus / LOGS / "tpm2-tools/event-sd-boot-fedora37.bin"
     p = run("eventlog", "cel", log, "--userspace-log", "auto", env=env)

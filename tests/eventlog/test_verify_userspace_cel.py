@@ -112,7 +112,7 @@ def test_userspace_log_merge_and_cel(corpus):
     cel = to_cel_json(log, records)
     firmware = [r for r in cel if r["content_type"] == "pcclient_std"]
     assert len(firmware) == sum(1 for e in log.events if e.is_extended)
-    assert cel[-1] == {"recnum": len(cel) - 1, "pcr": 15,
+    assert cel[-1] == {"recnum": len(cel), "pcr": 15,
                        "digests": [{"hashAlg": "sha256",
                                     "digest": hashlib.sha256(b"machine-id:abc").hexdigest()}],
                        "content_type": "systemd", "content": records[2].content}
