@@ -457,7 +457,9 @@ def prepare(file: str = typer.Argument(..., help="PE/EFI binary to sign offline.
         key=signer, inputs={"pe": hashlib.sha256(data).hexdigest()},
         extra={"image-digest": prepared.image_digest.hex(), "signing-time": when.isoformat(),
                "certificate": base64.b64encode(cert_der).decode()})
-    write_request(request, req, blobs)
+    from pcrtool.cli.common import NewFilesOnly
+    with NewFilesOnly([request, Path(request).parent / name]):  # all or nothing
+        write_request(request, req, blobs)
     render.emit({"request": request, "tbs": str(Path(request).parent / name),
                  "image_digest": prepared.image_digest.hex(), "signing_time": when.isoformat()},
                 text=f"wrote {Path(request).parent / name} and {request}\n"

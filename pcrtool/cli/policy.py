@@ -267,13 +267,18 @@ def prepare(
     _check_key_for_tpm(key, ecdsa=True)
     targets, bank_list, _ = _targets(releases, banks, pcrs, svn=not no_svn, all_releases=False)
     doc = Approvals(tuple(build_entries(targets, key, bank_list)))
-    fileio.write_atomic(output, doc.dumps(pretty=True), what="unsigned approvals")
+    written = [output]
     if request is not None:
         from pcrtool.sign.offline import default_tbs_name, new_request, write_request
         items = [(f"{e.bank.bank_name} {e.pol.hex()[:16]} {e.ref or ''}".strip(),
                   default_tbs_name(request, f"{i}.tbs"), e.tbs) for i, e in enumerate(doc.entries)]
         req, blobs = new_request("pcr-policy", items, key=key)
-        write_request(request, req, blobs)
+        written += [request] + [request.parent / it.file for it in req.items]
+    from pcrtool.cli.common import NewFilesOnly
+    with NewFilesOnly(written):  # all or nothing: the approvals file is written last
+        if request is not None:
+            write_request(request, req, blobs)
+        fileio.write_atomic(output, doc.dumps(pretty=True), what="unsigned approvals")
     render.info(f"pcrtool: wrote {output} ({len(doc.entries)} entries to sign)")
 
 
