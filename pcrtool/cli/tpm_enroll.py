@@ -196,7 +196,7 @@ def register(app) -> None:
         """Raise the floor by NV_Increment only (atomic; no re-seal). Do it after the higher-svn release booted and was confirmed good.
         """  # noqa: E501
         from pcrtool import render
-        from pcrtool.errors import UsageError
+        from pcrtool.errors import PolicyRefused, UsageError
         from pcrtool.tpm import enroll as E
 
         e = E.read_enrollment(enrollment)
@@ -207,7 +207,7 @@ def register(app) -> None:
             st = E.status(tcti, e, _approvals(approvals) or _need("--approvals (or --force)"))
             svns = [s for s in st.get("matching_svns", []) if s is not None]
             if not svns or max(svns) < to:
-                raise UsageError(f"the booted release is not approved with svn ≥ {to}",
+                raise PolicyRefused(f"the booted release is not approved with svn ≥ {to}",
                                  hint="boot and confirm the new release first, or pass --force")
         old, new = E.advance_floor(tcti, e, to)
         render.emit({"old_floor": old, "floor": new}, text=f"floor {old} → {new}")
