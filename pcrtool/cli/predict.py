@@ -142,12 +142,10 @@ def pe(
 # --- PCR 7 -------------------------------------------------------------------------------------
 
 def _variable_bytes(path: Path, name: str, fmt: str, owner) -> bytes:
-    from pcrtool.predict.secureboot import certificate_der, read_variable_file, x509_signature_list
+    from pcrtool.predict.secureboot import variable_from_file
 
-    data = _read(path, f"{name} file")
-    if data.lstrip().startswith(b"-----BEGIN CERTIFICATE") or path.suffix.lower() in (".crt", ".cer", ".der", ".pem"):
-        return x509_signature_list(certificate_der(data), owner)
-    return read_variable_file(data, name=name, fmt=fmt, source=str(path))
+    return variable_from_file(_read(path, f"{name} file"), name=name, filename=path.name, fmt=fmt,
+                              owner=owner, source=str(path))
 
 
 @app.command()
@@ -269,7 +267,7 @@ def release(
     """Predict release manifests and write the predictions file policies read.
 
     \b
-    Manifest (TOML/JSON; fields documented in pcrtool/predict/manifest.py):
+    Manifest (TOML/JSON; README "Release format reference", `pcrtool predict template`):
       name, version (UAPI order), svn (integer): required
       banks (sha256), pcrs (what is predicted), phases (enter-initrd)
       uki: path = "x.efi" | uki.sections: linux = "vmlinuz" …  (PCR 11)
@@ -314,6 +312,20 @@ def release(
         render.info(f"wrote {len(releases)} release(s) to {output} ({n_allowed} allowed)")
     else:
         render.emit_text(text) if not render.json_mode() else render.emit_json(doc)
+
+
+@app.command()
+def template(
+    kind: str = typer.Argument("uki", help="uki, shim-grub, secureboot or allowlist."),
+) -> None:
+    """Print an annotated template of a release manifest or an allowlist (every key explained)."""
+    from pcrtool import render
+    from pcrtool.errors import UsageError
+    from pcrtool.predict.templates import TEMPLATES
+
+    if kind not in TEMPLATES:
+        raise UsageError(f"unknown template {kind!r}", hint=f"use one of {', '.join(TEMPLATES)}")
+    render.emit({"kind": kind, "template": TEMPLATES[kind]}, text=TEMPLATES[kind])
 
 
 @app.command("from-log")

@@ -318,3 +318,6 @@ def nv_list(tcti: Optional[str] = _tcti_option()) -> None:
 from pcrtool.cli.tpm_enroll import register as _register_enroll  # noqa: E402
 
 _register_enroll(app)
+from pcrtool.cli.tpm_boot import register as _register_boot  # noqa: E402
+
+_register_boot(app)

@@ -108,13 +108,22 @@ def _boot_measurements(m: ReleaseManifest, reader: Reader) -> list[Measurement] 
 
 def _secureboot_measurements(m: ReleaseManifest, reader: Reader) -> list[Measurement] | None:
     from pcrtool.predict.secureboot import (
-        authority_variable, policy_variables, read_variable_file, secureboot_measurements,
+        authority_variable, certificate_der, policy_variables, secureboot_measurements, variable_from_file,
     )
 
     sb = m.doc.get("secureboot")
     if sb is None:
         return None
     src = f"{m.source} [secureboot]"
+    unknown = sorted(set(sb) - {"SecureBoot", "PK", "KEK", "db", "dbx", "dbt", "dbr", "authorities", "separator",
+                                "owner"})
+    if unknown:
+        raise ManifestError(f"{src}: unknown field {unknown[0]!r}",
+                            hint="SecureBoot, PK, KEK, db, dbx, dbt, dbr, owner, authorities, separator")
+    try:  # SignatureOwner of variables given as certificates (as `predict secureboot --owner`)
+        cert_owner = uuid.UUID(str(sb.get("owner", "00000000-0000-0000-0000-000000000000")))
+    except ValueError:
+        raise ManifestError(f"{src}: owner is not a GUID: {sb['owner']!r}") from None
     values: dict[str, bytes | None] = {}
     for name in ("SecureBoot", "PK", "KEK", "db", "dbx", "dbt", "dbr"):
         if name not in sb:
@@ -122,12 +131,12 @@ def _secureboot_measurements(m: ReleaseManifest, reader: Reader) -> list[Measure
         v = sb[name]
         if name == "SecureBoot" and isinstance(v, (bool, int)):
             values[name] = bytes([int(_int(int(v), "SecureBoot", src, 0, 1))])
-        else:
-            values[name] = read_variable_file(_read(reader, v, name, src), name=name, source=f"{src} {name}")
-    unknown = sorted(set(sb) - {"SecureBoot", "PK", "KEK", "db", "dbx", "dbt", "dbr", "authorities", "separator"})
-    if unknown:
-        raise ManifestError(f"{src}: unknown field {unknown[0]!r}",
-                            hint="SecureBoot, PK, KEK, db, dbx, dbt, dbr, authorities, separator")
+            continue
+        # a file, or a list of files whose signature lists are concatenated (ESLs and certificates)
+        files = v if isinstance(v, list) and name != "SecureBoot" else [v]
+        values[name] = b"".join(
+            variable_from_file(_read(reader, f, name, src), name=name, filename=str(f), owner=cert_owner,
+                               source=f"{src} {name}") for f in files)
     auths = []
     for i, a in enumerate(sb.get("authorities", [])):
         if not isinstance(a, dict) or "owner" not in a or "certificate" not in a:
@@ -136,7 +145,7 @@ def _secureboot_measurements(m: ReleaseManifest, reader: Reader) -> list[Measure
             owner = uuid.UUID(str(a["owner"]))
         except ValueError:
             raise ManifestError(f"{src}: authorities[{i}].owner is not a GUID: {a['owner']!r}") from None
-        auths.append(authority_variable(owner, _read(reader, a["certificate"], "certificate", src)))
+        auths.append(authority_variable(owner, certificate_der(_read(reader, a["certificate"], "certificate", src))))
     sep = _hex(sb.get("separator", "00000000"), "separator", src, 4)
     return secureboot_measurements(policy_variables(values), auths, m.banks, separator_value=sep)
 

@@ -185,6 +185,24 @@ def x509_signature_list(certificate_der: bytes, owner: uuid.UUID) -> bytes:
     })
 
 
+CERTIFICATE_SUFFIXES = (".crt", ".cer", ".der", ".pem")
+ZERO_OWNER = uuid.UUID(int=0)
+
+
+def is_certificate_file(data: bytes, filename: str = "") -> bool:
+    """A PEM certificate, or a file named like one (.crt/.cer/.der/.pem): not a variable file."""
+    return data.lstrip().startswith(b"-----BEGIN CERTIFICATE") or filename.lower().endswith(CERTIFICATE_SUFFIXES)
+
+
+def variable_from_file(data: bytes, *, name: str, filename: str = "", fmt: str = "auto",
+                       owner: uuid.UUID = ZERO_OWNER, source: str = "variable file") -> bytes:
+    """Variable data from an ESL, .auth or efivarfs file, or from a certificate (wrapped in one
+    EFI_CERT_X509 signature list with ``owner``, as ``sbsiglist``/``cert-to-efi-sig-list`` do)."""
+    if is_certificate_file(data, filename):
+        return x509_signature_list(certificate_der(data), owner)
+    return read_variable_file(data, name=name, fmt=fmt, source=source)
+
+
 def certificate_der(data: bytes) -> bytes:
     """DER bytes of a PEM or DER X.509 certificate."""
     if data.lstrip().startswith(b"-----BEGIN"):
