@@ -431,7 +431,11 @@ def prepare(file: str = typer.Argument(..., help="PE/EFI binary to sign offline.
             request: str = typer.Option(..., "--request", "-r",
                                         help="Request manifest to write (STEM.sign-request.json); "
                                              "STEM.sattrs.der is written next to it."),
-            hash_name: str = typer.Option("sha256", "--hash", help=_HASH_HELP)) -> None:
+            hash_name: str = typer.Option("sha256", "--hash", help=_HASH_HELP),
+            signed_data: Optional[str] = typer.Option(
+                None, "--signed-data", help="Wrap this systemd-sbsign --prepare-offline-signing blob "
+                                            "(checked against the image) instead of making new attributes.")
+            ) -> None:
     """Write the signed-attributes blob (as systemd-sbsign --prepare-offline-signing) and a request."""
     import base64
     import hashlib
@@ -449,11 +453,22 @@ def prepare(file: str = typer.Argument(..., help="PE/EFI binary to sign offline.
     signer.require(consumer=CONSUMER, key_types=(KeyType.RSA,), max_rsa_bits=4096)
     cert_der = certificate_bytes(signer)
     check_certificate_key(cert_der, signer.public_key())
-    when = _signing_time()
-    prepared = prepare_sig(data, when, alg)
+    if signed_data is None:
+        when = _signing_time()
+        prepared = prepare_sig(data, when, alg)
+    else:  # systemd-sbsign's blob: kept byte for byte; refused unless it covers this image
+        from pcrtool.pe.sign import prepare_with_attributes
+        from pcrtool.sign.authenticode import parse_signed_attributes
+        prepared = prepare_with_attributes(data, _read(signed_data, "signed data"), alg)
+        when = parse_signed_attributes(prepared.signed_attrs).signing_time
+        if when is None:
+            from pcrtool.errors import FormatError
+            raise FormatError(f"{signed_data}: the signed attributes carry no signingTime")
     name = default_tbs_name(request, "sattrs.der")
     req, blobs = new_request(
-        RequestKind.AUTHENTICODE, [("signed-attributes", name, prepared.signed_attrs)], hash_alg=alg,
+        RequestKind.AUTHENTICODE, [("signed-attributes", name, prepared.signed_attrs,
+                                    {"spc-indirect-data": base64.b64encode(prepared.idc_der).decode()})],
+        hash_alg=alg,
         key=signer, inputs={"pe": hashlib.sha256(data).hexdigest()},
         extra={"image-digest": prepared.image_digest.hex(), "signing-time": when.isoformat(),
                "certificate": base64.b64encode(cert_der).decode()})

@@ -270,8 +270,18 @@ def prepare(
     written = [output]
     if request is not None:
         from pcrtool.sign.offline import default_tbs_name, new_request, write_request
+        from pcrtool.model import PcrValues
+        from pcrtool.policy.digests import policy_pcr
+        # The signing host recomputes each tbs from the PCR values, bank and ref: carry them.
+        values = {}
+        for t in targets:
+            for bank, pcrs in t.values.values.items():
+                single = PcrValues({bank: dict(pcrs)})
+                values[(bank, policy_pcr(single))] = {str(i): v.hex() for i, v in sorted(pcrs.items())}
         items = [(f"{e.bank.bank_name} {e.pol.hex()[:16]} {e.ref or ''}".strip(),
-                  default_tbs_name(request, f"{i}.tbs"), e.tbs) for i, e in enumerate(doc.entries)]
+                  default_tbs_name(request, f"{i}.tbs"), e.tbs,
+                  {"bank": e.bank.bank_name, "pcrs": values[(e.bank, e.pol)], "ref": e.ref})
+                 for i, e in enumerate(doc.entries)]
         req, blobs = new_request("pcr-policy", items, key=key)
         written += [request] + [request.parent / it.file for it in req.items]
     from pcrtool.cli.common import NewFilesOnly

@@ -381,7 +381,9 @@ def prepare(
     if cert is not None:
         require_key(cert.public_key(), consumer=CONSUMER)
     tbs_name = default_tbs_name(output, "roothash")
-    request, blobs = new_request(RequestKind.VERITY_ROOTHASH, [("roothash", tbs_name, roothash_tbs(root))],
+    root_alg = {20: "sha1", 32: "sha256", 64: "sha512"}[len(root)]  # what parse_root_hash accepts
+    request, blobs = new_request(RequestKind.VERITY_ROOTHASH, [("roothash", tbs_name, roothash_tbs(root),
+                                                                {"root-hash-algorithm": root_alg})],
                                  hash_alg=alg, key=cert, extra={"rootHash": root.hex()})
     write_request(output, request, blobs)
     _emit_kv({"request": str(output), "tbs": str(output.parent / tbs_name), "rootHash": root.hex(),

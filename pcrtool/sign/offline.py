@@ -4,7 +4,8 @@ Phase 1 (build host) writes a request: the exact bytes to sign, one file per ite
 a JSON manifest::
 
     {"pcrtool-sign-request": 1, "kind": "authenticode" | "verity-roothash" | "pcr-policy",
-     "tbs": [{"file": "uki.sattrs.der", "sha256": "<hex>", "size": 402, "label": "…"}, …],
+     "tbs": [{"file": "uki.sattrs.der", "sha256": "<hex>", "size": 402, "label": "…",
+              "context": {…kind-specific, what the signing host recomputes…}}, …],
      "hash": "sha256", "padding": "pkcs1v15",
      "key": {"fingerprint": "<sha256 of SPKI DER>", "type": "rsa2048"},      (optional)
      "inputs": {"<name>": "<sha256 hex>"}, "extra": {…kind-specific…}, "created-by": "pcrtool …"}
@@ -15,6 +16,11 @@ so any signer works: ``openssl dgst -sha256 -sign KEY -out F.sig F``,
 ``pcrtool sign-request sign REQ --key …`` on the air-gapped host. The tbs files keep the formats
 systemd uses offline: sbsign's DER signed-attributes SET, the lowercase hex root hash without a
 newline, the raw ``pol`` (or ``tbs``) bytes of a ``.pcrsig`` entry.
+
+The signing host (``pcrtool sign-request show|sign``) decodes every item against its ``context``
+(``pcrtool.sign.request.decode``): verity ``{"root-hash-algorithm": "sha256"}``; authenticode
+``{"spc-indirect-data": "<base64 DER>"}``; pcr-policy ``{"bank": "sha256", "pcrs": {"11": "<hex>"},
+"ref": "…"|null}``. Every bound is in ``pcrtool.sign.request.limits``.
 
 Phase 2 (response), either:
   - one raw signature per item, by default ``<tbs file>.sig`` next to the tbs file; or
@@ -33,7 +39,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Mapping, Sequence
 
 from pcrtool import fileio
@@ -42,6 +48,8 @@ from pcrtool.model import HashAlg
 from pcrtool.sign.api import (KeyType, Padding, SignerBase, describe_public_key,
                               ecdsa_signature_to_der, key_label, public_key_fingerprint, require_key,
                               verify_signature)
+from pcrtool.sign.request import limits
+from pcrtool.sign.request.limits import escape, quote
 
 REQUEST_MARKER = "pcrtool-sign-request"
 RESPONSE_MARKER = "pcrtool-sign-response"
@@ -82,11 +90,14 @@ class TbsItem:
     sha256: str
     label: str
     size: int | None = None
+    context: Mapping[str, object] | None = None   # what the signing host recomputes (see module doc)
 
     def to_json(self) -> dict:
-        out = {"file": self.file, "sha256": self.sha256, "label": self.label}
+        out: dict = {"file": self.file, "sha256": self.sha256, "label": self.label}
         if self.size is not None:
             out["size"] = self.size
+        if self.context is not None:
+            out["context"] = dict(self.context)
         return out
 
 
@@ -124,7 +135,7 @@ class SignRequest:
         for i, it in enumerate(self.items):
             if it.label == which:
                 return i, it
-        raise UsageError(f"request has no item labelled {which!r}")
+        raise UsageError(f"request has no item labelled {quote(which)}")
 
     def to_json(self) -> dict:
         out: dict = {REQUEST_MARKER: FORMAT_VERSION, "kind": self.kind.value,
@@ -154,11 +165,11 @@ def _created_by() -> str:
     return f"pcrtool {__version__}"
 
 
-def new_request(kind: "RequestKind | str", tbs: Sequence[tuple[str, str, bytes]], *,
+def new_request(kind: "RequestKind | str", tbs: Sequence[tuple], *,
                 hash_alg: HashAlg = HashAlg.SHA256, padding: Padding = Padding.PKCS1V15,
                 key=None, inputs: Mapping[str, str] | None = None,
                 extra: Mapping[str, object] | None = None) -> tuple[SignRequest, list[bytes]]:
-    """Build a request from ``(label, file name, bytes)`` triples.
+    """Build a request from ``(label, file name, bytes[, context])`` tuples.
 
     ``key`` may be a Signer, a public key, a certificate or a ``KeyInfo`` (or None: any key).
     """
@@ -166,14 +177,18 @@ def new_request(kind: "RequestKind | str", tbs: Sequence[tuple[str, str, bytes]]
     if not tbs:
         raise UsageError("a signing request needs at least one item to sign")
     items, blobs, seen = [], [], set()
-    for label, name, data in tbs:
+    for entry in tbs:
+        label, name, data = entry[:3]
+        context = entry[3] if len(entry) > 3 else None
         _check_relative_name(name, "tbs file")
         if name in seen:
-            raise UsageError(f"two request items use the file name {name!r}")
+            raise UsageError(f"two request items use the file name {quote(name)}")
         seen.add(name)
         data = bytes(data)
-        items.append(TbsItem(name, hashlib.sha256(data).hexdigest(), label, len(data)))
+        items.append(TbsItem(name, hashlib.sha256(data).hexdigest(), label, len(data),
+                             None if context is None else dict(context)))
         blobs.append(data)
+    _check_output_names([it.file for it in items], "tbs file")
     request = SignRequest(kind, tuple(items), hash_alg, Padding(padding), _key_info(key),
                           dict(inputs or {}), dict(extra or {}), _created_by())
     return request, blobs
@@ -189,11 +204,26 @@ def _key_info(key) -> KeyInfo | None:
     return KeyInfo.of(key)
 
 
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_+=,@%-][A-Za-z0-9._+=,@%-]*$")
+
+
 def _check_relative_name(name: str, what: str) -> None:
-    p = PurePosixPath(name)
-    if not name or p.is_absolute() or ".." in p.parts or "\\" in name or "\0" in name:
-        raise FormatError(f"{what} {name!r} must be a plain name relative to the request",
-                          hint="requests reference their files by relative name only")
+    """A plain file name in the request's directory: no directory part (so no directory symlink
+    can lead outside it), no leading dot, printable ASCII only, bounded."""
+    if not _PLAIN_NAME.match(name) or len(name) > limits.MAX_FILE_NAME_CHARS:
+        raise FormatError(f"{what} {quote(name)} must be a plain file name in the request's directory "
+                          f"(letters, digits, ._+=,@%-, at most {limits.MAX_FILE_NAME_CHARS} characters, "
+                          "no leading dot)", hint="requests reference their files by plain name only")
+
+
+def _check_output_names(names: Sequence[str], what: str, manifest: str | None = None) -> None:
+    """No item's signature file ``<name>.sig`` may be another item's file (or the manifest)."""
+    taken = set(names) | ({manifest} if manifest else set())
+    for name in names:
+        if name + SIGNATURE_SUFFIX in taken:
+            raise FormatError(f"{what} {quote(name)}: its signature {quote(name + SIGNATURE_SUFFIX)} would "
+                              "overwrite another file of the request",
+                              hint="item file names must not end in another item's name + .sig")
 
 
 def default_tbs_name(request_path: "str | Path", suffix: str) -> str:
@@ -225,15 +255,12 @@ def write_request(path: "str | Path", request: SignRequest, tbs_blobs: Sequence[
 
 def parse_request(text: str, *, source: str = "signing request") -> SignRequest:
     """Validate a manifest field by field; every problem is one FormatError naming the field."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise FormatError(f"{source}: bad JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    data = limits.load_json(text, source=source)
     if not isinstance(data, dict) or REQUEST_MARKER not in data:
         raise FormatError(f"{source} is not a pcrtool signing request (no {REQUEST_MARKER!r} field)",
                           hint="pass the .json manifest written by a 'prepare' command")
     if type(data[REQUEST_MARKER]) is not int or data[REQUEST_MARKER] != FORMAT_VERSION:
-        raise FormatError(f"{source}: unsupported request version {data[REQUEST_MARKER]!r}",
+        raise FormatError(f"{source}: unsupported request version {escape(repr(data[REQUEST_MARKER]))}",
                           hint=f"this pcrtool reads version {FORMAT_VERSION}")
 
     def fail(fld: str, problem: str):
@@ -241,16 +268,18 @@ def parse_request(text: str, *, source: str = "signing request") -> SignRequest:
 
     kind = data.get("kind")
     if not isinstance(kind, str) or kind not in {k.value for k in RequestKind}:
-        fail("kind", f"must be one of {', '.join(k.value for k in RequestKind)}, not {kind!r}")
+        fail("kind", f"must be one of {', '.join(k.value for k in RequestKind)}, not {quote(str(kind))}")
     hash_name = data.get("hash", "sha256")
     if not isinstance(hash_name, str) or hash_name.lower() not in ("sha256", "sha384", "sha512"):
-        fail("hash", f"must be sha256, sha384 or sha512, not {hash_name!r}")
+        fail("hash", f"must be sha256, sha384 or sha512, not {quote(str(hash_name))}")
     pad = data.get("padding", "pkcs1v15")
     if not isinstance(pad, str) or pad not in {p.value for p in Padding}:
-        fail("padding", f"must be pkcs1v15 or pss, not {pad!r}")
+        fail("padding", f"must be pkcs1v15 or pss, not {quote(str(pad))}")
     tbs = data.get("tbs")
     if not isinstance(tbs, list) or not tbs:
         fail("tbs", "must be a non-empty list")
+    if len(tbs) > limits.MAX_ITEMS:
+        fail("tbs", f"has {len(tbs)} items; a request has at most {limits.MAX_ITEMS}")
     items, names = [], set()
     for i, raw in enumerate(tbs):
         fld = f"tbs[{i}]"
@@ -261,20 +290,27 @@ def parse_request(text: str, *, source: str = "signing request") -> SignRequest:
             fail(f"{fld}.file", "must be a string")
         _check_relative_name(name, f"{source}: {fld}.file")
         if name in names:
-            fail(f"{fld}.file", f"repeats {name!r}")
+            fail(f"{fld}.file", f"repeats {quote(name)}")
         names.add(name)
         digest = raw.get("sha256")
         if not isinstance(digest, str) or not _HEX64.match(digest):
             fail(f"{fld}.sha256", "must be 64 lowercase hex digits")
         label = raw.get("label", name)
-        if not isinstance(label, str):
-            fail(f"{fld}.label", "must be a string")
+        if not isinstance(label, str) or len(label) > limits.MAX_LABEL_CHARS:
+            fail(f"{fld}.label", f"must be a string of at most {limits.MAX_LABEL_CHARS} characters")
         size = raw.get("size")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
             fail(f"{fld}.size", "must be a non-negative integer")
-        items.append(TbsItem(name, digest, label, size))
+        context = raw.get("context")
+        if context is not None and not isinstance(context, dict):
+            fail(f"{fld}.context", "must be an object")
+        extra_fields = set(raw) - {"file", "sha256", "label", "size", "context"}
+        if extra_fields:
+            fail(fld, f"has unknown fields {', '.join(sorted(map(quote, extra_fields)))}")
+        items.append(TbsItem(name, digest, label, size, context))
     if len({it.label for it in items}) != len(items):
         fail("tbs", "repeats a label")
+    _check_output_names([it.file for it in items], f"{source}: tbs file")
     key = None
     if data.get("key") is not None:
         k = data["key"]
@@ -291,26 +327,37 @@ def parse_request(text: str, *, source: str = "signing request") -> SignRequest:
     if not isinstance(extra, dict):
         fail("extra", "must be an object")
     created = data.get("created-by")
+    if isinstance(created, str) and len(created) > limits.MAX_LABEL_CHARS:
+        fail("created-by", f"is longer than {limits.MAX_LABEL_CHARS} characters")
     return SignRequest(RequestKind(kind), tuple(items), HashAlg.from_name(hash_name), Padding(pad),
                        key, inputs, extra, created if isinstance(created, str) else None)
 
 
 def read_request(path: "str | Path") -> tuple[SignRequest, list[bytes]]:
-    """Read a manifest and its tbs files, refusing any file whose bytes changed."""
+    """Read a manifest and its tbs files once each (regular files in the manifest's directory only,
+    bounded per kind), refusing any file whose bytes changed."""
+    from pcrtool.sign.host_files import RequestDir
+
     path = Path(path)
-    request = parse_request(fileio.read_text(path, what="signing request"), source=str(path))
-    blobs = []
-    for i, it in enumerate(request.items):
-        blob = fileio.read_bytes(path.parent / it.file, what=f"bytes-to-sign file (tbs[{i}])")
-        actual = hashlib.sha256(blob).hexdigest()
-        if actual != it.sha256:
-            raise MismatchError(f"{path}: tbs[{i}] file {it.file!r} has sha256 {actual[:16]}…, "
-                                f"the request says {it.sha256[:16]}…: the bytes to sign were changed",
-                                hint="prepare the request again; never edit its files")
-        if it.size is not None and it.size != len(blob):
-            raise MismatchError(f"{path}: tbs[{i}] file {it.file!r} has {len(blob)} bytes, "
-                                f"the request says {it.size}")
-        blobs.append(blob)
+    with RequestDir(path) as rd:
+        text = rd.read(rd.manifest_name, limits.MAX_MANIFEST_BYTES, what="signing request")
+        request = parse_request(text, source=quote(str(path)))
+        if any(it.file == rd.manifest_name for it in request.items):
+            raise FormatError(f"{quote(str(path))}: a tbs file is the manifest itself")
+        _check_output_names([it.file for it in request.items], "tbs file", rd.manifest_name)
+        limit = limits.MAX_TBS_BYTES[request.kind.value]
+        blobs = []
+        for i, it in enumerate(request.items):
+            blob = rd.read(it.file, limit, what=f"bytes-to-sign file tbs[{i}]")
+            if hashlib.sha256(blob).hexdigest() != it.sha256:
+                # Never echo the file's digest: a refused file may be a secret the request points at.
+                raise MismatchError(f"{quote(str(path))}: tbs[{i}] file {quote(it.file)} does not match the "
+                                    "sha256 the request records: the bytes to sign were changed",
+                                    hint="prepare the request again; never edit its files")
+            if it.size is not None and it.size != len(blob):
+                raise MismatchError(f"{quote(str(path))}: tbs[{i}] file {quote(it.file)} has {len(blob)} bytes, "
+                                    f"the request says {it.size}")
+            blobs.append(blob)
     return request, blobs
 
 
@@ -327,10 +374,10 @@ def check_signature(request: SignRequest, signature: bytes, public_key, *,
     index, it = request.item(item)
     fp = public_key_fingerprint(public_key)
     if request.key is not None and request.key.fingerprint != fp:
-        raise SignatureError(f"the request was prepared for key {request.key.fingerprint[:16]}…, "
-                             f"the signature is checked with key {fp[:16]}…",
+        raise SignatureError(f"the request was prepared for key {request.key.fingerprint}, "
+                             f"the signature is checked with key {fp}",
                              hint="attach with the certificate/public key the request names")
-    what = f"signature for tbs[{index}] ({it.label})"
+    what = f"signature for tbs[{index}] ({quote(it.label)})"
     if tbs is not None:
         if hashlib.sha256(tbs).hexdigest() != it.sha256:
             raise SignatureError(f"{what}: the bytes given are not the request's bytes",
@@ -378,14 +425,14 @@ def sign_request(request: SignRequest, tbs_blobs: Sequence[bytes], signer: Signe
     public_key = signer.public_key()
     fp = public_key_fingerprint(public_key)
     if request.key is not None and request.key.fingerprint != fp:
-        raise KeyError_(f"the request asks for key {request.key.fingerprint[:16]}…, "
-                        f"{signer.description} is key {fp[:16]}…",
+        raise KeyError_(f"the request asks for key {request.key.fingerprint}, "
+                        f"{signer.description} is key {fp}",
                         hint="use the key the request names (pcrtool key fingerprint KEY)")
     request.consumer_check(public_key)
     out = []
     for i, (it, blob) in enumerate(zip(request.items, tbs_blobs)):
         if hashlib.sha256(blob).hexdigest() != it.sha256:
-            raise MismatchError(f"tbs[{i}] ({it.label}) does not match the request's sha256")
+            raise MismatchError(f"tbs[{i}] ({quote(it.label)}) does not match the request's sha256")
         sig = signer.sign(blob, request.hash_alg, request.padding)
         check_signature(request, sig, public_key, item=i, tbs=blob)
         out.append((it, sig))
@@ -397,19 +444,31 @@ def sign_request(request: SignRequest, tbs_blobs: Sequence[bytes], signer: Signe
     return SignResponse(request.kind, KeyInfo.of(public_key), tuple(out), cert_der)
 
 
-def write_response(path: "str | Path", response: SignResponse) -> None:
-    fileio.write_atomic(path, json.dumps(response.to_json(), indent=2) + "\n", what="signing response")
+def write_response(path: "str | Path", response: SignResponse, outputs=None) -> list[Path]:
+    """The JSON response; with ``outputs`` (a ``host_files.OutputSet``) only staged, else written."""
+    return _write([(Path(path), (json.dumps(response.to_json(), indent=2) + "\n").encode(),
+                    "signing response")], outputs)
 
 
-def write_raw_signatures(request_path: "str | Path", response: SignResponse) -> list[Path]:
-    """One raw signature per item, ``<tbs file>.sig`` next to the tbs file."""
+def write_raw_signatures(request_path: "str | Path", response: SignResponse, outputs=None) -> list[Path]:
+    """One raw signature per item, ``<tbs file>.sig`` next to the tbs file: all or none."""
     base = Path(request_path).parent
-    paths = []
-    for it, sig in response.signatures:
-        p = base / (it.file + SIGNATURE_SUFFIX)
-        fileio.write_atomic(p, sig, what="signature")
-        paths.append(p)
-    return paths
+    _check_output_names([it.file for it, _ in response.signatures], "tbs file", Path(request_path).name)
+    return _write([(base / (it.file + SIGNATURE_SUFFIX), sig, "signature") for it, sig in response.signatures],
+                  outputs)
+
+
+def _write(files: list[tuple[Path, bytes, str]], outputs) -> list[Path]:
+    from pcrtool.sign.host_files import OutputSet
+
+    own = outputs is None
+    outputs = OutputSet() if own else outputs
+    with outputs:
+        for p, data, what in files:
+            outputs.add(p, data, what=what)
+        if own:
+            outputs.commit()
+    return [p for p, _, _ in files]
 
 
 def parse_response(text: str, request: SignRequest, *, source: str = "signing response"
@@ -438,8 +497,8 @@ def parse_response(text: str, request: SignRequest, *, source: str = "signing re
     sigs = []
     for i, it in enumerate(request.items):
         if it.sha256 not in by_sha:
-            raise MismatchError(f"{source} has no signature for tbs[{i}] ({it.label}) with sha256 "
-                                f"{it.sha256[:16]}…", hint="was it made for another request?")
+            raise MismatchError(f"{source} has no signature for tbs[{i}] ({quote(it.label)}) with sha256 "
+                                f"{it.sha256}", hint="was it made for another request?")
         sigs.append(by_sha[it.sha256])
     cert = None
     if isinstance(data.get("certificate"), str):
@@ -460,7 +519,7 @@ def read_signatures(request_path: "str | Path", request: SignRequest,
     """
     if response is None:
         base = Path(request_path).parent
-        sigs = [fileio.read_bytes(base / (it.file + SIGNATURE_SUFFIX), what=f"signature for {it.label!r}")
+        sigs = [fileio.read_bytes(base / (it.file + SIGNATURE_SUFFIX), what=f"signature for {quote(it.label)}")
                 for it in request.items]
     else:
         data = fileio.read_bytes(response, what="signing response")
@@ -531,3 +590,26 @@ class OfflineSigner(SignerBase):
     def _sign(self, data: bytes, hash_alg: HashAlg, padding: Padding) -> bytes:
         raise SignatureRequired("the key is offline: no signature can be made here",
                                 hint="write a signing request (prepare) and sign it on the signing host")
+
+
+# --- the signing host's decoded summary -----------------------------------------------------------
+
+def summarize_request(request: SignRequest, tbs_blobs: Sequence[bytes], key_fingerprint: str | None, *,
+                      image_digest: bytes | None = None):
+    """Decode every item (refusing any that is not of its kind's shape or disagrees with its context)
+    into the canonical ``Summary`` that ``sign-request show`` prints and ``sign --expect`` pins."""
+    from pcrtool.sign.request.decode import decode_item
+    from pcrtool.sign.request.summary import ItemView, Summary
+
+    if request.key is not None and key_fingerprint is not None and request.key.fingerprint != key_fingerprint:
+        raise KeyError_(f"the request asks for key {request.key.fingerprint}, the key given is {key_fingerprint}",
+                        hint="use the key the request names (pcrtool key fingerprint KEY)")
+    if key_fingerprint is None and request.key is not None:
+        key_fingerprint = request.key.fingerprint
+    views = []
+    for i, (it, blob) in enumerate(zip(request.items, tbs_blobs)):
+        decoded = decode_item(request.kind.value, blob, it.context, signature_hash=request.hash_alg,
+                              image_digest=image_digest, where=f"tbs[{i}] ({quote(it.file)})")
+        views.append(ItemView(i, it.file, len(blob), hashlib.sha256(blob).hexdigest(), it.label, decoded))
+    return Summary(request.kind.value, request.hash_alg.bank_name, request.padding.value, key_fingerprint,
+                   tuple(views), request.created_by)

@@ -61,7 +61,10 @@ def test_attach_with_pcrtool_sign_request_response(stub, tmp_path, rsa2048):
     key, cert = rsa2048
     req, _sattrs = _prepare(tmp_path, stub, cert)
     resp = tmp_path / "response.json"
-    pcrtool("sign-request", "sign", req, "--key", key, "--output", resp, check=True)
+    digest = json.loads(pcrtool("sign-request", "show", req, "--key", key, "--image", stub, "--json=short",
+                                check=True).stdout)["digest"]
+    pcrtool("sign-request", "sign", req, "--key", key, "--image", stub, "--output", resp, "--expect", digest,
+            "--audit-log", tmp_path / "audit.jsonl", check=True)
     out = tmp_path / "resp.efi"
     pcrtool("pe", "attach", stub, "--request", req, "--signature", resp, "--output", out, check=True)
     assert out.read_bytes() == sign_with_pcrtool(stub.read_bytes(), key, cert, epoch=int(EPOCH))

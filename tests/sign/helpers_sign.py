@@ -87,3 +87,21 @@ def run_cli(*args: str, env: dict | None = None, cwd=None,
         os.environ.clear()
         os.environ.update(saved_env)
     return subprocess.CompletedProcess(["pcrtool", *args], code, out.getvalue(), err.getvalue())
+
+
+def summary_digest(request, key: str | None = None, *args: str, env: dict | None = None) -> str:
+    """The digest `sign-request show` prints for REQUEST (signed by KEY): what `sign --expect` needs."""
+    import json as _json
+    proc = run_cli("sign-request", "show", str(request), *(["--key", key] if key else []), *args,
+                   "--json=short", env=env)
+    assert proc.returncode == 0, proc.stderr
+    return _json.loads(proc.stdout)["digest"]
+
+
+def sign_cli(request, key: str, *args: str, env: dict | None = None, expect_key: str | None = None,
+             fresh_process: bool = False) -> subprocess.CompletedProcess:
+    """`sign-request sign REQUEST --key KEY --expect <show's digest>` with the audit log next to the request."""
+    env = {"PCRTOOL_AUDIT_LOG": str(Path(request).parent / "audit.jsonl"), **(env or {})}
+    digest = summary_digest(request, expect_key or key, env=env)
+    return run_cli("sign-request", "sign", str(request), "--key", key, "--expect", digest, *args, env=env,
+                   fresh_process=fresh_process)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers_sign import IN_CI, PIN, need_tool, openssl, run_cli
+from helpers_sign import IN_CI, PIN, need_tool, openssl, run_cli, sign_cli
 from pcrtool.model import HashAlg, PcrValues
 from pcrtool.sign import load_signer
 from pcrtool.sign.offline import new_request, read_request, read_signatures, write_request
@@ -53,7 +53,7 @@ def test_authenticode_file_token_and_offline_outputs_are_identical(keys, hsm, ef
     ok(run_cli("pe", "prepare", str(efi), "--cert", crt, "--request", str(req), env=env))
     request, blobs = read_request(req)
     assert request.kind.value == "authenticode" and blobs[0][0] == 0x31  # DER SET OF attributes
-    ok(run_cli("sign-request", "sign", str(req), "--key", hsm.uri("rsa"), env=env))
+    ok(sign_cli(req, hsm.uri("rsa"), env=env))
     ok(run_cli("pe", "attach", str(efi), "--request", str(req), "-o", str(tmp_path / "offline.efi"), env=env))
     assert (tmp_path / "offline.efi").read_bytes() == online.read_bytes()
     # offline with openssl dgst as the signer (systemd-sbsign's documented flow)
@@ -85,7 +85,7 @@ def test_verity_roothash_file_token_and_offline_outputs_are_identical(keys, hsm,
     req = tmp_path / "img.sign-request.json"
     ok(run_cli("verity", "prepare", ROOT_HASH, "-o", str(req), "-c", crt, env=env))
     assert (tmp_path / "img.roothash").read_bytes() == ROOT_HASH.encode()  # lowercase hex, no newline
-    ok(run_cli("sign-request", "sign", str(req), "--key", hsm.uri("rsa", prehashed=True), env=env))
+    ok(sign_cli(req, hsm.uri("rsa", prehashed=True), env=env))
     ok(run_cli("verity", "attach", str(req), "-c", crt, "-o", str(tmp_path / "offline.p7s"), env=env))
     assert (tmp_path / "offline.p7s").read_bytes() == online.read_bytes()
     _smime_verify(online, tmp_path / "img.roothash", crt)
@@ -107,7 +107,7 @@ def test_verity_roothash_with_an_ecdsa_token_key(keys, hsm, tmp_path):
     crt = str(keys.crt("ec256"))
     req = tmp_path / "img.sign-request.json"
     ok(run_cli("verity", "prepare", ROOT_HASH, "-o", str(req), "-c", crt, env=hsm.env))
-    ok(run_cli("sign-request", "sign", str(req), "--key", hsm.uri("ec256"), env=hsm.env))
+    ok(sign_cli(req, hsm.uri("ec256"), env=hsm.env))
     ok(run_cli("verity", "attach", str(req), "-c", crt, "-o", str(tmp_path / "ec.p7s"), env=hsm.env))
     _smime_verify(tmp_path / "ec.p7s", tmp_path / "img.roothash", crt)
 
@@ -126,12 +126,14 @@ def test_pcr_policy_approvals_file_token_and_offline_are_identical(keys, hsm, tm
         token.require_rsa(consumer="systemd signed PCR policy")
         assert Approvals(tuple(sign_entries(entries, signer_callable(token)))).dumps() == online.dumps()
     # offline: one request with one tbs item per release and bank, signed by pcrtool on the token
-    items = [(f"{e.bank.bank_name}/svn{e.svn}", f"rel.tbs-{i}", e.tbs) for i, e in enumerate(entries)]
+    values = {(b, t.svn): pcrs for t in targets for b, pcrs in t.values.values.items()}
+    items = [(f"{e.bank.bank_name}/svn{e.svn}", f"rel.tbs-{i}", e.tbs,
+              {"bank": e.bank.bank_name, "pcrs": {"11": values[(e.bank, e.svn)][11].hex()}, "ref": e.ref})
+             for i, e in enumerate(entries)]
     request, blobs = new_request("pcr-policy", items, key=public)
     req = tmp_path / "rel.sign-request.json"
     write_request(req, request, blobs)
-    ok(run_cli("sign-request", "sign", str(req), "--key", hsm.uri("rsa"), "-o", str(tmp_path / "resp.json"),
-               env=hsm.env))
+    ok(sign_cli(req, hsm.uri("rsa"), "-o", str(tmp_path / "resp.json"), env=hsm.env))
     request, blobs = read_request(req)
     sigs = read_signatures(req, request, tmp_path / "resp.json")
     offline = attach_signatures(Approvals(tuple(entries)), dict(zip(blobs, sigs)), public)
@@ -139,7 +141,8 @@ def test_pcr_policy_approvals_file_token_and_offline_are_identical(keys, hsm, tm
     for e in offline.entries:
         verify_entry(e, public)
     # another key than the one the request names is refused on the signing side
-    proc = run_cli("sign-request", "sign", str(req), "--key", hsm.uri("ec256"), env=hsm.env)
+    proc = run_cli("sign-request", "sign", str(req), "--key", hsm.uri("ec256"), "--expect", "00" * 32,
+                   env=hsm.env)
     assert proc.returncode == 1 and "the request asks for key" in proc.stderr
 
 
@@ -185,7 +188,7 @@ def test_pcr_policy_cli_approve_file_token_and_offline_are_identical(keys, hsm, 
                str(tmp_path / "unsigned.json"), "--request", str(req), env=env))
     request, blobs = read_request(req)
     assert request.kind.value == "pcr-policy" and len(blobs) == 3
-    ok(run_cli("sign-request", "sign", str(req), "--key", hsm.uri("rsa", prehashed=True), env=env))
+    ok(sign_cli(req, hsm.uri("rsa", prehashed=True), env=env))
     ok(run_cli("policy", "attach", str(tmp_path / "unsigned.json"), "-k", str(keys.pub("rsa")), "--request", str(req),
                "-o", str(tmp_path / "offline.json"), env=env))
     assert (tmp_path / "offline.json").read_bytes() == online

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from helpers_sign import PIN, need_tool, openssl, run_cli
+from helpers_sign import PIN, need_tool, openssl, run_cli, sign_cli
 from pcrtool.errors import FormatError, KeyError_, MismatchError, SignatureError, UnsupportedError, UsageError
 from pcrtool.model import HashAlg
 from pcrtool.sign import load_signer
@@ -18,10 +18,13 @@ from pcrtool.sign.offline import (RequestKind, check_signature, check_signatures
                                   read_request, read_signatures, sign_request, write_raw_signatures,
                                   write_request, write_response)
 
-# systemd's .pcrsig signs the raw 32 pol bytes; sbsign's tbs is a DER SET; verity the lowercase hex.
-POL_A = bytes.fromhex("a1" * 32)
-POL_B = bytes.fromhex("b2" * 32)
-SATTRS = bytes.fromhex("3181") + bytes(0x81)   # stands in for a DER SET OF attributes
+from request_items import authenticode_item, policy_item
+
+# pol || policyRef for PCR policies; sbsign's tbs is a DER SET; verity the lowercase hex.
+ITEM_A = policy_item(1, 1, name="rel.pol-1", label="sha256/release-1")
+ITEM_B = policy_item(2, 2, name="rel.pol-2", label="sha256/release-2")
+POL_A, POL_B = ITEM_A[2], ITEM_B[2]
+SATTRS = authenticode_item()[2]
 ROOTHASH = b"5c3f0e1d" * 8                      # 64 lowercase hex characters, no newline
 
 
@@ -31,7 +34,7 @@ def subdir(base, name):
 
 
 def make(tmp_path, keys, kind="pcr-policy", items=None, key="rsa", **kw):
-    items = items or [("sha256/release-1", "rel.pol-1", POL_A), ("sha256/release-2", "rel.pol-2", POL_B)]
+    items = items or [ITEM_A, ITEM_B]
     signer = load_signer(str(keys.dir / f"{key}.pem")) if key else None
     req, blobs = new_request(kind, items, key=signer, inputs={"uki": "00" * 32}, **kw)
     path = tmp_path / "rel.sign-request.json"
@@ -48,7 +51,7 @@ def test_request_round_trip_and_manifest_shape(tmp_path, keys):
     assert data["hash"] == "sha256" and data["padding"] == "pkcs1v15"
     assert data["key"] == {"fingerprint": keys.fingerprint("rsa"), "type": "rsa2048"}
     assert data["tbs"][0] == {"file": "rel.pol-1", "sha256": hashlib.sha256(POL_A).hexdigest(),
-                              "label": "sha256/release-1", "size": 32}
+                              "label": "sha256/release-1", "size": 64, "context": ITEM_A[3]}
     assert (tmp_path / "rel.pol-2").read_bytes() == POL_B
 
 
@@ -97,9 +100,9 @@ def test_offline_signatures_are_byte_identical_to_online_file_and_token(tmp_path
 
 def test_cli_sign_on_air_gapped_side_with_file_key_and_token(tmp_path, keys, hsm):
     path = make(tmp_path, keys)
-    proc = run_cli("sign-request", "sign", str(path), "--key", str(keys.rsa), "-o", str(tmp_path / "r1.json"))
+    proc = sign_cli(path, str(keys.rsa), "-o", str(tmp_path / "r1.json"))
     assert proc.returncode == 0, proc.stderr
-    proc = run_cli("sign-request", "sign", str(path), "--key", hsm.uri("rsa"), env=hsm.env)
+    proc = sign_cli(path, hsm.uri("rsa"), env=hsm.env)
     assert proc.returncode == 0, proc.stderr
     req, _ = read_request(path)
     assert read_signatures(path, req) == read_signatures(path, req, tmp_path / "r1.json")
@@ -112,7 +115,8 @@ def test_tampered_tbs_file_and_manifest_are_refused(tmp_path, keys):
     (tmp_path / "rel.pol-2").write_bytes(POL_A)
     with pytest.raises(MismatchError, match=r"tbs\[1\].*were changed"):
         read_request(path)
-    proc = run_cli("sign-request", "sign", str(path), "--key", str(keys.rsa), "-o", str(tmp_path / "o.json"))
+    proc = run_cli("sign-request", "sign", str(path), "--key", str(keys.rsa), "-o", str(tmp_path / "o.json"),
+                   "--expect", "00" * 32)
     assert proc.returncode == 3 and proc.stderr.count("\n") == 1
     assert not (tmp_path / "o.json").exists()
     (tmp_path / "rel.pol-2").write_bytes(POL_B)
