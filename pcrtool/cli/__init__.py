@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("pcrtool.cli.validate", "Prove the unlock/downgrade matrix of releases on swtpm."),
     "pe": ("pcrtool.cli.pe", "Authenticode: hash, inspect, sign and verify PE/UKI binaries."),
     "verity": ("pcrtool.cli.verity", "dm-verity: hash trees, root hashes and their signatures."),
+    "ddi": ("pcrtool.cli.ddi", "Discoverable Disk Images: inspect, verify, build and sign sysext/confext DDIs."),
     "key": ("pcrtool.cli.key", "Generate and inspect signing keys."),
     "sign-request": ("pcrtool.cli.sign_request", "Inspect and sign offline signing requests."),
     "demo": ("pcrtool.cli.demo", "Run the bundled end-to-end demo (ephemeral key, swtpm matrix)."),

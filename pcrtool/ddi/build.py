@@ -1,0 +1,141 @@
+"""Build a signed DDI (adapter): stage the source tree, run ``mkfs.erofs``, hash, sign, lay out.
+
+Reproducible: the staged tree's timestamps are clamped to SOURCE_DATE_EPOCH (also passed to
+mkfs.erofs), owners are root (``--all-root``), the file-system UUID, salt, verity UUID, disk
+GUID and partition UUIDs come from the seed as repart derives them, and mkfs.erofs sorts
+directory entries itself. Without compression the image is the one ``systemd-repart
+--make-ddi`` makes from the same tree, seed and key (when the same mkfs.erofs runs).
+
+``PCRTOOL_MKFS_EROFS`` names another mkfs.erofs command line (e.g. one inside a chroot).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from pcrtool import tools
+from pcrtool.ddi import dps, layout
+from pcrtool.ddi.release import ExtensionType, parse_os_release
+from pcrtool.errors import InputFileError, UsageError
+from pcrtool.verity.sig import VeritySig, build_sig_partition, certificate_fingerprint
+from pcrtool.verity.tree import build_tree
+
+COMPRESSORS = ("none", "lz4", "lz4hc", "lzma", "zstd", "deflate")
+# What CopyFiles= of repart's --make-ddi definitions take from the source tree.
+COPY_DIRS = {ExtensionType.SYSEXT: ("usr", "opt"), ExtensionType.CONFEXT: ("etc",),
+             ExtensionType.PORTABLE: None}
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltImage:
+    layout: layout.Layout
+    root_hash: bytes
+    fs_size: int
+    seed: uuid.UUID
+    fs_uuid: uuid.UUID
+    head: bytes
+    fs: bytes
+    hash_area: bytes
+    tail: bytes
+
+    def sig_partition(self, der: bytes, certificate_der: bytes) -> bytes:
+        return build_sig_partition(VeritySig(self.root_hash, certificate_fingerprint(certificate_der), der),
+                                   self.layout.sig_size)
+
+    def write(self, f, sig_partition: bytes) -> None:
+        lay = self.layout
+        f.write(self.head)
+        f.write(bytes(lay.data_offset - len(self.head)))
+        f.write(self.fs)
+        f.write(bytes(lay.data_size - len(self.fs)))
+        f.write(self.hash_area)
+        f.write(bytes(lay.hash_size - len(self.hash_area)))
+        f.write(sig_partition)
+        f.write(self.tail)
+
+
+def check_release(src: Path, kind: ExtensionType, name: str) -> dict[str, str]:
+    """The source tree must carry the extension-release file systemd will look for."""
+    if kind is ExtensionType.PORTABLE:
+        return {}
+    rel = src / kind.release_path(name)
+    if not rel.is_file():
+        raise UsageError(f"{src} has no {kind.release_path(name)}",
+                         hint="systemd only merges an image whose extension-release file has its name; "
+                              "write one or pass --release ID=… (see pcrtool ddi build --help)")
+    fields = parse_os_release(rel.read_text(errors="replace"), source=str(rel))
+    if "ID" not in fields:
+        raise UsageError(f"{rel} has no ID=", hint="use ID=_any to match every host")
+    return fields
+
+
+def _stage(src: Path, dest: Path, kind: ExtensionType, epoch: int) -> None:
+    dirs = COPY_DIRS[kind]
+    dest.chmod(0o755)
+    names = dirs if dirs is not None else sorted(os.listdir(src))
+    for name in names:
+        s = src / name
+        if not (s.exists() or s.is_symlink()):
+            continue
+        if s.is_dir() and not s.is_symlink():
+            shutil.copytree(s, dest / name, symlinks=True)
+        else:
+            shutil.copy2(s, dest / name, follow_symlinks=False)
+    for root, dirnames, filenames in os.walk(dest, topdown=False):
+        for n in dirnames + filenames:
+            p = os.path.join(root, n)
+            st = os.lstat(p)
+            if st.st_mtime > epoch:
+                os.utime(p, (epoch, epoch), follow_symlinks=False)
+    os.utime(dest, (epoch, epoch))
+
+
+def mkfs_command() -> list[str]:
+    custom = os.environ.get("PCRTOOL_MKFS_EROFS")
+    return shlex.split(custom) if custom else [tools.require_tool("mkfs.erofs")]
+
+
+def make_erofs(src: Path, kind: ExtensionType, *, fs_uuid: uuid.UUID, epoch: int, arch: str,
+               compress: str, workdir: Path) -> bytes:
+    stage = workdir / "tree"
+    stage.mkdir()
+    _stage(src, stage, kind, epoch)
+    for key, value in layout.validatefs_xattrs(arch).items():
+        try:
+            os.setxattr(stage, key, value)
+        except OSError as e:
+            raise InputFileError(f"cannot set {key} on the staging directory {workdir}: {e.strerror}",
+                                 hint="use a TMPDIR on a file system with user xattrs (tmpfs, ext4)") from None
+    out = workdir / "fs.erofs"
+    argv = [*mkfs_command(), "-U", str(fs_uuid), "--quiet"]
+    if compress != "none":
+        argv.append(f"-z{compress}")
+    argv += ["--all-root", str(out), str(stage)]
+    tools.run(argv, env={"SOURCE_DATE_EPOCH": str(epoch)})
+    return out.read_bytes()
+
+
+def build_image(src: Path, kind: ExtensionType, *, seed: uuid.UUID, arch: str, compress: str = "none",
+                epoch: int = 0) -> BuiltImage:
+    """Everything but the signature: file system, hash tree, GPT."""
+    if compress not in COMPRESSORS:
+        raise UsageError(f"--compress takes {', '.join(COMPRESSORS)}, not {compress!r}")
+    if not src.is_dir():
+        raise InputFileError(f"{src} is not a directory", hint="give the extension's source tree")
+    data_type = dps.partition_type("root", arch).uuid
+    fs_uuid = layout.filesystem_uuid(seed.bytes, data_type)
+    with tempfile.TemporaryDirectory(prefix="pcrtool-ddi-") as tmp:
+        fs = make_erofs(src, kind, fs_uuid=fs_uuid, epoch=epoch, arch=arch, compress=compress,
+                        workdir=Path(tmp))
+    lay = layout.plan_layout(len(fs))
+    padded = fs + bytes(lay.data_size - len(fs))
+    params = layout.verity_params(seed.bytes, lay.data_size)
+    tree = build_tree(params, padded)
+    head, tail = layout.assemble_gpt(lay, seed=seed.bytes, arch=arch, root_hash=tree.root_hash)
+    return BuiltImage(lay, tree.root_hash, len(fs), seed, fs_uuid, head, fs, tree.hash_area(), tail)
