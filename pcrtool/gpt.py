@@ -81,7 +81,7 @@ class GptEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class Gpt:
+class GptTable:
     sector_size: int
     header: GptHeader
     entries: tuple[GptEntry, ...]       # used entries only (type GUID not zero), in slot order
@@ -113,7 +113,7 @@ def _check_header_crc(raw: bytes, header: GptHeader, what: str) -> None:
         raise FormatError(f"{what} GPT header CRC mismatch", hint="the GPT is corrupt")
 
 
-def read_gpt(disk: bytes, *, sector_size: int | None = None, check_backup: bool = True) -> Gpt:
+def read_gpt(disk: bytes, *, sector_size: int | None = None, check_backup: bool = True) -> GptTable:
     """Read and check a GPT disk image (sector size detected from 512 and 4096 when not given)."""
     sizes = (sector_size,) if sector_size else (512, 4096)
     for ss in sizes:
@@ -157,7 +157,7 @@ def read_gpt(disk: bytes, *, sector_size: int | None = None, check_backup: bool 
         btable = disk[backup.entries_lba * ss:backup.entries_lba * ss + len(table)]
         if btable != table or backup.disk_guid != header.disk_guid:
             raise FormatError("the backup GPT differs from the primary GPT", hint="the GPT is corrupt")
-    return Gpt(ss, header, tuple(entries))
+    return GptTable(ss, header, tuple(entries))
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,7 +125,7 @@ def verify(
     from pcrtool.ddi.files import host_os_release as read_host_os_release
     from pcrtool.ddi.policy import SYSEXT_DEFAULT, parse_image_policy
     from pcrtool.ddi.release import Host, parse_os_release
-    from pcrtool.ddi.verify import verify_image
+    from pcrtool.ddi.verify import verify_ddi
 
     if scope not in ("system", "initrd", "portable"):
         from pcrtool.errors import UsageError
@@ -139,7 +139,7 @@ def verify(
         the_kind = the_kind or _guess_kind(d) or (None if release_files else _kind("sysext"))
         host = Host(parse_os_release(read_host_os_release(host_os_release), source="host os-release"),
                     the_arch, scope)
-        result = verify_image(img, d, policy, certs=trusted, host=host, kind=the_kind,
+        result = verify_ddi(img, d, policy, certs=trusted, host=host, kind=the_kind,
                               file_name=name or image.name, now=dt.datetime.now(dt.timezone.utc),
                               strict_validity=strict_validity, release_files=release_files)
     if render.json_mode():
@@ -244,7 +244,6 @@ def build(
     from pcrtool.errors import UsageError
     from pcrtool.sign import load_signer
     from pcrtool.verity.signature import sign_root_hash
-    from cryptography.hazmat.primitives.serialization import Encoding
 
     with load_signer(key, certificate=cert) as signer:
         if signer.is_offline:
@@ -252,7 +251,7 @@ def build(
         certificate = signer.certificate()
         built, the_arch = _build(kind, src, output, compress, seed, arch, epoch)
         der = sign_root_hash(signer, certificate, built.root_hash)
-    sig = built.sig_partition(der, certificate.public_bytes(Encoding.DER))
+    sig = built.sig_partition(der, certificate)
     with fileio.atomic_writer(output, overwrite=force, what="image") as f:
         built.write(f, sig)
     _summary(built, output, the_arch, {"signed": True})
@@ -307,17 +306,15 @@ def attach(
                                                   "(default: <tbs file>.sig next to the request)."),
 ) -> None:
     """Check a signature made offline and write it into the image's verity-sig partition."""
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     from pcrtool import fileio, render
     from pcrtool.ddi import dps
     from pcrtool.ddi.files import MappedImage
     from pcrtool.ddi.image import dissect
     from pcrtool.errors import FormatError, SignatureError
-    from pcrtool.sign.api import public_key_fingerprint
+    from pcrtool.sign.api import certificate_fingerprint, public_key_fingerprint
     from pcrtool.sign.keyfile import load_certificate
     from pcrtool.sign.offline import RequestKind, read_request, read_signatures
-    from pcrtool.verity.sig import VeritySig, build_sig_partition, certificate_fingerprint, parse_root_hash
+    from pcrtool.verity.sig import VeritySig, build_sig_partition, parse_root_hash
     from pcrtool.verity.signature import attach_signature
 
     req, blobs = read_request(request)
@@ -340,7 +337,7 @@ def attach(
             raise SignatureError(f"{image}'s data partition is not the one the request covers "
                                  f"(UUID {data_p.uuid}, request root hash {root.hex()[:32]}…)",
                                  hint="attach to the image prepare wrote")
-        blob = build_sig_partition(VeritySig(root, certificate_fingerprint(certificate.public_bytes(Encoding.DER)),
+        blob = build_sig_partition(VeritySig(root, bytes.fromhex(certificate_fingerprint(certificate)),
                                              attached.der), sp.size)
         content = bytearray(img[:])
         content[sp.offset:sp.offset + sp.size] = blob

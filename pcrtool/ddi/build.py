@@ -23,7 +23,8 @@ from pcrtool import tools
 from pcrtool.ddi import dps, layout
 from pcrtool.ddi.release import ExtensionType, parse_os_release
 from pcrtool.errors import InputFileError, UsageError
-from pcrtool.verity.sig import VeritySig, build_sig_partition, certificate_fingerprint
+from pcrtool.sign.api import certificate_fingerprint
+from pcrtool.verity.sig import VeritySig, build_sig_partition
 from pcrtool.verity.tree import build_tree
 
 COMPRESSORS = ("none", "lz4", "lz4hc", "lzma", "zstd", "deflate")
@@ -44,8 +45,9 @@ class BuiltImage:
     hash_area: bytes
     tail: bytes
 
-    def sig_partition(self, der: bytes, certificate_der: bytes) -> bytes:
-        return build_sig_partition(VeritySig(self.root_hash, certificate_fingerprint(certificate_der), der),
+    def sig_partition(self, der: bytes, certificate) -> bytes:
+        fingerprint = bytes.fromhex(certificate_fingerprint(certificate))
+        return build_sig_partition(VeritySig(self.root_hash, fingerprint, der),
                                    self.layout.sig_size)
 
     def write(self, f, sig_partition: bytes) -> None:

@@ -54,7 +54,7 @@ def is_erofs(data: bytes) -> bool:
         int.from_bytes(data[SUPERBLOCK_OFFSET:SUPERBLOCK_OFFSET + 4], "little") == MAGIC
 
 
-def parse_superblock(data: bytes) -> Superblock:
+def parse_erofs_superblock(data: bytes) -> Superblock:
     if len(data) < SUPERBLOCK_OFFSET + _SB.size:
         raise FormatError("too short for an EROFS superblock")
     (magic, _csum, compat, blkszbits, _ext, root_nid, inos, build_time, _nsec, blocks, meta,
@@ -72,7 +72,7 @@ class ErofsReader:
 
     def __init__(self, data: bytes) -> None:
         self.data = data
-        self.sb = parse_superblock(data)
+        self.sb = parse_erofs_superblock(data)
 
     def inode(self, nid: int) -> Inode:
         off = self.sb.meta_blkaddr * self.sb.block_size + nid * 32

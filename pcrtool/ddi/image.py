@@ -14,7 +14,7 @@ from pcrtool.ddi import dps
 from pcrtool.ddi.erofs import ErofsReader, is_erofs
 from pcrtool.ddi.release import ExtensionType, parse_os_release
 from pcrtool.errors import FormatError, PcrtoolError, UnsupportedError
-from pcrtool.gpt import ATTR_GROWFS, ATTR_READ_ONLY, Gpt, GptEntry, read_gpt
+from pcrtool.gpt import ATTR_GROWFS, ATTR_READ_ONLY, GptTable, GptEntry, read_gpt
 from pcrtool.verity.params import VerityParams
 from pcrtool.verity.sig import VeritySig, parse_sig_partition
 from pcrtool.verity.superblock import is_superblock, parse_superblock
@@ -39,7 +39,7 @@ def probe_fstype(head: bytes) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Partition:
+class DdiPartition:
     entry: GptEntry
     ptype: dps.PartitionType | None
     offset: int
@@ -78,10 +78,10 @@ class Partition:
 @dataclass(frozen=True, slots=True)
 class Dissected:
     size: int
-    gpt: Gpt
+    gpt: GptTable
     arch: str                                   # the architecture partitions were picked for
-    partitions: tuple[Partition, ...]           # every GPT entry, in slot order
-    used: dict[str, Partition]                  # designator → the native-arch partition
+    partitions: tuple[DdiPartition, ...]           # every GPT entry, in slot order
+    used: dict[str, DdiPartition]                  # designator → the native-arch partition
     duplicates: tuple[str, ...]                 # designators present more than once
     verity: VerityParams | None                 # superblock of the data partition's hash partition
     verity_error: str | None
@@ -97,13 +97,13 @@ class Dissected:
         return image[p.offset:p.offset + p.size]
 
 
-def _partitions(image, gpt: Gpt) -> list[Partition]:
+def _partitions(image, gpt: GptTable) -> list[DdiPartition]:
     out = []
     ss = gpt.sector_size
     for e in gpt.entries:
         offset, size = e.first_lba * ss, e.lba_count * ss
         head = bytes(image[offset:offset + min(size, 4096)])
-        out.append(Partition(e, dps.classify(e.type_guid), offset, size, probe_fstype(head)))
+        out.append(DdiPartition(e, dps.classify(e.type_guid), offset, size, probe_fstype(head)))
     return out
 
 
@@ -135,7 +135,7 @@ def dissect(image, *, arch: str, read_release: bool = True, kind: ExtensionType 
     """Read the GPT and the DDI structure of ``image`` for a host of architecture ``arch``."""
     gpt = read_gpt(image)
     parts = _partitions(image, gpt)
-    used: dict[str, Partition] = {}
+    used: dict[str, DdiPartition] = {}
     dups: list[str] = []
     for p in parts:
         if p.ptype is None or (p.arch is not None and p.arch != arch):

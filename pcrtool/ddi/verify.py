@@ -17,12 +17,12 @@ import uuid
 from dataclasses import dataclass, field
 
 from pcrtool.ddi import dps
-from pcrtool.ddi.image import Dissected, Partition, parse_release
+from pcrtool.ddi.image import Dissected, DdiPartition, parse_release
 from pcrtool.ddi.policy import ImagePolicy
 from pcrtool.ddi.release import ExtensionType, Host, image_name, match_extension
 from pcrtool.errors import PcrtoolError
 from pcrtool.verity.params import compute_layout
-from pcrtool.verity.sig import certificate_fingerprint, roothash_tbs
+from pcrtool.verity.sig import roothash_tbs
 from pcrtool.verity.tree import build_tree, digest_entries
 
 PROTECTION = frozenset({"verity", "signed", "encrypted", "encryptedwithintegrity", "unprotected"})
@@ -45,7 +45,7 @@ class Check:
 
 
 @dataclass(slots=True)
-class VerifyResult:
+class DdiVerdict:
     checks: list[Check] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     mode: str | None = None              # signed | verity | unprotected | encrypted
@@ -72,7 +72,7 @@ class _Stop(Exception):
 
 class _Run:
     def __init__(self) -> None:
-        self.result = VerifyResult()
+        self.result = DdiVerdict()
 
     def ok(self, name: str, detail: str) -> None:
         self.result.checks.append(Check(name, True, detail))
@@ -82,7 +82,7 @@ class _Run:
         raise _Stop
 
 
-def _check_policy(run: _Run, d: Dissected, policy: ImagePolicy) -> tuple[dict[str, Partition], str | None]:
+def _check_policy(run: _Run, d: Dissected, policy: ImagePolicy) -> tuple[dict[str, DdiPartition], str | None]:
     """Which partitions systemd uses under ``policy``, and the data partition's protection."""
     for des in d.duplicates:
         run.fail("structure", f"the image has more than one {des} partition for {d.arch}")
@@ -90,7 +90,7 @@ def _check_policy(run: _Run, d: Dissected, policy: ImagePolicy) -> tuple[dict[st
         foreign = sorted({p.arch for p in d.partitions if p.designator in ("root", "usr") and p.arch})
         if foreign:
             run.fail("structure", f"no root or usr partition for {d.arch}; the image is for {', '.join(foreign)}")
-    used: dict[str, Partition] = {}
+    used: dict[str, DdiPartition] = {}
     for des in dps.DESIGNATORS:
         rule = policy.rule(des)
         p = d.used.get(des)
@@ -130,7 +130,8 @@ def _check_policy(run: _Run, d: Dissected, policy: ImagePolicy) -> tuple[dict[st
         elif "unprotected" in rule.use:
             mode = "unprotected"
         else:
-            found = ("verity+signed" if hash_used and sig_used else "verity" if hash_used else "unprotected")
+            has_hash, has_sig = dps.VERITY_OF[des] in d.used, dps.SIG_OF[des] in d.used
+            found = "verity+signed" if has_hash and has_sig else "verity" if has_hash else "unprotected"
             missing = "signed" if "signed" in rule.use and not sig_used else rule.use_text()
             run.fail("policy", f"{des} is {found}; the policy requires {missing} ({des}={rule.text()})")
         run.ok("policy", f"{des} used as {mode}; partitions: " + ", ".join(sorted(used)))
@@ -143,6 +144,7 @@ def _check_signature(run: _Run, d: Dissected, certs: list[TrustedCert], now: dt.
                      strict_validity: bool) -> bytes:
     from cryptography import x509
 
+    from pcrtool.sign.api import certificate_fingerprint
     from pcrtool.sign.pkcs7 import parse_detached, verify_detached
 
     if d.sig_error:
@@ -182,7 +184,7 @@ def _check_signature(run: _Run, d: Dissected, certs: list[TrustedCert], now: dt.
             if strict_validity:
                 run.fail("signature", msg + " (--strict-validity)")
             run.result.warnings.append(msg + "; systemd and the kernel ignore validity dates")
-        if sig.certificate_fingerprint and sig.certificate_fingerprint != certificate_fingerprint(cert.der):
+        if sig.certificate_fingerprint and sig.certificate_fingerprint.hex() != certificate_fingerprint(c):
             run.result.warnings.append("the verity-sig certificateFingerprint does not name the signing "
                                        "certificate (systemd ignores the field)")
         run.ok("signature", f"PKCS#7 over the root hash verifies with {cert.source}")
@@ -190,7 +192,7 @@ def _check_signature(run: _Run, d: Dissected, certs: list[TrustedCert], now: dt.
     run.fail("signature", "the root-hash signature does not verify: " + "; ".join(errors))
 
 
-def _check_verity(run: _Run, image, d: Dissected, used: dict[str, Partition], root_hash: bytes) -> None:
+def _check_verity(run: _Run, image, d: Dissected, used: dict[str, DdiPartition], root_hash: bytes) -> None:
     des = d.data_designator
     data_p, hash_p = used[des], used[dps.VERITY_OF[des]]
     if d.verity_error:
@@ -233,7 +235,7 @@ def _check_verity(run: _Run, image, d: Dissected, used: dict[str, Partition], ro
     run.fail("verity", "the hash partition does not match the data nor the root hash")
 
 
-def _check_uuids(run: _Run, d: Dissected, used: dict[str, Partition], root_hash: bytes) -> None:
+def _check_uuids(run: _Run, d: Dissected, used: dict[str, DdiPartition], root_hash: bytes) -> None:
     des = d.data_designator
     want_data, want_hash = uuid.UUID(bytes=root_hash[:16]), uuid.UUID(bytes=root_hash[-16:])
     data_p, hash_p = used[des], used[dps.VERITY_OF[des]]
@@ -265,10 +267,10 @@ def _check_release(run: _Run, d: Dissected, kind: ExtensionType, host: Host, fil
                                 f"(ID={release.get('ID')}, host ID={host.os_release.get('ID')})")
 
 
-def verify_image(image, d: Dissected, policy: ImagePolicy, *, certs: list[TrustedCert],
+def verify_ddi(image, d: Dissected, policy: ImagePolicy, *, certs: list[TrustedCert],
                  host: Host | None, kind: ExtensionType | None, file_name: str,
                  now: dt.datetime | None = None, strict_validity: bool = False,
-                 release_files: dict[str, bytes] | None = None) -> VerifyResult:
+                 release_files: dict[str, bytes] | None = None) -> DdiVerdict:
     """Run every check on a dissected image; the result's ``reason`` is the first failure."""
     run = _Run()
     try:

@@ -31,6 +31,10 @@ LAYERS = {
     "pcrtool.policy": CORE,
     "pcrtool.pe": CORE,
     "pcrtool.verity": CORE,
+    "pcrtool.gpt": CORE,
+    "pcrtool.ddi": CORE,
+    "pcrtool.ddi.files": ADAPTER,       # maps images, reads verity.d, runs fsck.erofs/unsquashfs
+    "pcrtool.ddi.build": ADAPTER,       # stages a tree, runs mkfs.erofs
     "pcrtool.verity.io": ADAPTER,       # files, worker processes
     "pcrtool.sign": ADAPTER,            # load_signer(): picks a key backend
     "pcrtool.sign.api": CORE,

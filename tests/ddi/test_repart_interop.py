@@ -1,0 +1,97 @@
+"""Interop with systemd 262 (sid chroot): repart's DDIs pass `ddi verify`, `ddi inspect` agrees
+with systemd-dissect, pcrtool's uncompressed DDI is repart's byte for byte, and compressed DDIs
+are read by systemd-dissect and fsck.erofs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers_ddi import EPOCH, SEED, SYSEXT_POLICY, cli, dissect_json, run
+
+from tests.support import need_tool
+
+FIELDS = ("designator", "partition_uuid", "partition_label", "fstype", "architecture", "verity",
+          "growfs", "partno", "rw")
+
+
+def test_verify_accepts_the_repart_image(repart_image, certdirs, host):
+    _, image = repart_image
+    code, out, err = cli("--json=short", "ddi", "verify", image, "--image-policy", SYSEXT_POLICY,
+                         "--certs", certdirs["new"], "--host-os-release", host["fedora"], "--arch", "x86-64")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["ok"] and result["mode"] == "signed"
+    assert [c["check"] for c in result["checks"]] == ["policy", "signature", "verity", "uuids",
+                                                      "extension-release"]
+
+
+def test_inspect_agrees_with_systemd_dissect(repart_image, sid_systemd):
+    _, image = repart_image
+    theirs = dissect_json(sid_systemd, image)
+    code, out, err = cli("--json=short", "ddi", "inspect", image, "--arch", "x86-64")
+    assert code == 0, err
+    ours = json.loads(out)
+    for key in ("name", "size", "sectorSize", "architecture", "imageUuid", "sysextRelease"):
+        assert ours[key] == theirs[key], key
+    assert len(ours["mounts"]) == len(theirs["mounts"]) == 3
+    for a, b in zip(ours["mounts"], theirs["mounts"]):
+        assert {k: a[k] for k in FIELDS} == {k: b[k] for k in FIELDS}
+
+
+@pytest.fixture(scope="session")
+def sid_mkfs(ddi_dir, sid_systemd):
+    """A mkfs.erofs command that runs the chroot's erofs-utils (the one repart uses)."""
+    wrapper = ddi_dir / "mkfs-erofs-sid"
+    wrapper.write_text(f'#!/bin/sh\nexec bash {sid_systemd.script} run env '
+                       f'SOURCE_DATE_EPOCH="${{SOURCE_DATE_EPOCH:-0}}" mkfs.erofs "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def test_uncompressed_build_is_byte_identical_to_repart(repart_image, keys, sid_mkfs, ddi_dir, monkeypatch):
+    src, image = repart_image
+    out = ddi_dir / "ours" / "myext.raw"
+    out.parent.mkdir()
+    key, cert = keys["new"]
+    monkeypatch.setenv("PCRTOOL_MKFS_EROFS", sid_mkfs)
+    code, _, err = cli("ddi", "build", src, "-o", out, "-k", f"file:{key}", "-c", cert, "--seed", SEED,
+                       "--source-date-epoch", EPOCH, "--arch", "x86-64")
+    assert code == 0, err
+    assert out.read_bytes() == image.read_bytes()
+
+
+@pytest.mark.parametrize("compress,mkfs", [("lz4hc", "host"), ("zstd", "sid"), ("lzma", "sid")])
+def test_compressed_images_are_read_by_systemd_and_fsck(compress, mkfs, repart_image, keys, certdirs, host,
+                                                         sid_mkfs, sid_systemd, ddi_dir, monkeypatch):
+    src, _ = repart_image
+    if mkfs == "sid":
+        monkeypatch.setenv("PCRTOOL_MKFS_EROFS", sid_mkfs)
+    else:
+        need_tool("mkfs.erofs")
+        monkeypatch.delenv("PCRTOOL_MKFS_EROFS", raising=False)
+    out = ddi_dir / f"z-{compress}" / "myext.raw"
+    out.parent.mkdir()
+    key, cert = keys["new"]
+    code, built, err = cli("--json=short", "ddi", "build", src, "-o", out, "-k", f"file:{key}", "-c", cert,
+                           "--seed", SEED, "--compress", compress, "--arch", "x86-64")
+    assert code == 0, err
+    # systemd reads it: the policy validates and the extension-release comes out of the erofs
+    sid_systemd.run("systemd-dissect", "--validate", f"--image-policy={SYSEXT_POLICY}", out)
+    theirs = dissect_json(sid_systemd, out)
+    assert theirs["sysextRelease"] == ["ID=_any", "EXTENSION_RELOAD_MANAGER=1"]
+    assert [m["verity"] for m in theirs["mounts"]] == ["signed", None, None]
+    # fsck.erofs (the chroot's, and the host's for what the host made) checks every file
+    fs = out.with_suffix(".fs")
+    from pcrtool.gpt import read_gpt
+    data = out.read_bytes()
+    e = read_gpt(data).entries[0]
+    fs.write_bytes(data[e.first_lba * 512:(e.last_lba + 1) * 512])
+    sid_systemd.run("fsck.erofs", "--extract=" + str(out.parent / "x"), fs)
+    assert (out.parent / "x/usr/share/myext/file007.txt").read_text() == "myext file 7\n" * 8
+    if mkfs == "host":
+        run(need_tool("fsck.erofs"), fs)
+    # and pcrtool's own verifier accepts it, reading the compressed extension-release
+    code, _, err = cli("ddi", "verify", out, "--image-policy", SYSEXT_POLICY, "--certs", certdirs["new"],
+                       "--host-os-release", host["fedora"], "--arch", "x86-64")
+    assert code == 0, err
