@@ -36,6 +36,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ddi": ("pcrtool.cli.ddi", "Discoverable Disk Images: inspect, verify, build and sign sysext/confext DDIs."),
     "key": ("pcrtool.cli.key", "Generate and inspect signing keys."),
     "sign-request": ("pcrtool.cli.sign_request", "Inspect and sign offline signing requests."),
+    "clevis": ("pcrtool.cli.clevis", "clevis pin (clevis luks bind -d DEV pcrtool CONFIG): install, encrypt, decrypt."),
     "demo": ("pcrtool.cli.demo", "Run the bundled end-to-end demo (ephemeral key, swtpm matrix)."),
 }
 

@@ -1,0 +1,81 @@
+"""The clevis pin on Debian's clevis + clevis-luks, a LUKS2 image file and swtpm: the approved
+release unlocks, a revoked one does not after `advance-floor` (issue 18). `clevis luks pass`
+needs no device-mapper; `cryptsetup open --test-passphrase` checks the keyslot."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pcrtool.testing import need_tool
+
+PCRTOOL = [sys.executable, "-m", "pcrtool"]
+
+
+def run(*args, env=None, check=True, **kw):
+    p = subprocess.run(list(map(str, args)), capture_output=True, env=env, timeout=180, **kw)
+    if check:
+        assert p.returncode == 0, f"{args[:3]} exit {p.returncode}: {p.stderr.decode(errors='replace')}"
+    return p
+
+
+def pcrtool(*args, **kw):
+    return run(*PCRTOOL, *args, **kw)
+
+
+@pytest.mark.slow
+def test_clevis_luks_bind_and_pass_allow_and_deny_after_advance_floor(tmp_path, swtpm):
+    for tool in ("clevis", "clevis-luks-bind", "clevis-luks-pass", "cryptsetup"):
+        need_tool(tool)
+    d, t = tmp_path, ("--tcti", swtpm.tcti)
+    (d / "os-release").write_text("ID=fooos\n")
+    for v in (1, 2):
+        (d / f"vmlinuz-{v}").write_text(f"kernel {v}\n")
+        (d / f"m{v}.toml").write_text(f'name = "fooos"\nversion = "{v}"\nsvn = {v}\npcrs = [7, 11]\n'
+                                      f'[uki.sections]\nlinux = "vmlinuz-{v}"\nosrel = "os-release"\n'
+                                      '[secureboot]\nSecureBoot = 1\n')
+    pcrtool("predict", "release", d / "m1.toml", d / "m2.toml", "-o", d / "p.json")
+    pcrtool("key", "generate", d / "k.pem", "--public-output", d / "pub.pem")
+    pcrtool("policy", "approve", "-r", d / "p.json", "-k", d / "k.pem", "--pcrs", "11", "-o", d / "a.pcrsig")
+    pcrtool("clevis", "install", "--dir", d / "bin")
+    env = {**os.environ, "PATH": f"{d / 'bin'}:{os.environ['PATH']}"}
+    disk, password = d / "disk.img", d / "pass.txt"
+    password.write_text("correct horse battery")
+    with open(disk, "wb") as f:
+        f.truncate(32 << 20)
+    run("cryptsetup", "luksFormat", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
+        "--batch-mode", disk, password)
+
+    def boot(version):
+        swtpm.reboot()
+        pcrtool("tpm", "boot-release", d / "p.json", f"fooos-{version}", *t)
+
+    def luks_pass():
+        return run("clevis", "luks", "pass", "-d", disk, "-s", "1", env=env, check=False)
+
+    boot(2)
+    cfg = {"public_key": (d / "pub.pem").read_text(), "floor": 1, "window": 4, "pcrs": [11],
+           "approvals": str(d / "a.pcrsig"), "tcti": swtpm.tcti, "enrollment": str(d / "e.json")}
+    run("clevis", "luks", "bind", "-y", "-d", disk, "-k", password, "-s", "1", "pcrtool", json.dumps(cfg), env=env)
+    assert (d / "e.json").stat().st_mode & 0o777 == 0o600
+    p = luks_pass()
+    assert p.returncode == 0 and len(p.stdout) > 16, p.stderr
+    key = d / "slot1.key"
+    key.write_bytes(p.stdout)
+    run("cryptsetup", "open", "--test-passphrase", "-S", "1", "--key-file", key, disk)  # the slot opens
+    boot(1)  # svn 1 is approved and at the floor: unlocks
+    assert luks_pass().stdout == p.stdout
+    boot(2)
+    pcrtool("tpm", "advance-floor", "-e", d / "e.json", "--to", "2", "-a", d / "a.pcrsig", *t)
+    boot(1)  # revoked
+    denied = luks_pass()
+    assert denied.returncode != 0 and denied.stdout == b""
+    assert b"release svn 1 is below the device floor 2" in denied.stderr
+    boot(2)
+    assert luks_pass().stdout == p.stdout
+    # a release nobody approved (tampered kernel) does not unlock either
+    swtpm.reboot()
+    pcrtool("tpm", "extend", "11", "--data", "rogue", *t)
+    assert luks_pass().returncode != 0
