@@ -32,6 +32,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "swtpm": ("pcrtool.cli.swtpm", "Run a software TPM (swtpm) for tests and CI."),
     "validate": ("pcrtool.cli.validate", "Prove the unlock/downgrade matrix of releases on swtpm."),
     "pe": ("pcrtool.cli.pe", "Authenticode: hash, inspect, sign and verify PE/UKI binaries."),
+    "pcrlock": ("pcrtool.cli.pcrlock", "systemd-pcrlock: write .pcrlock records and pcrlock.d trees, read pcrlock.json."),
     "verity": ("pcrtool.cli.verity", "dm-verity: hash trees, root hashes and their signatures."),
     "ddi": ("pcrtool.cli.ddi", "Discoverable Disk Images: inspect, verify, build and sign sysext/confext DDIs."),
     "key": ("pcrtool.cli.key", "Generate and inspect signing keys."),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-import pytest
 
 from helpers_interop import run_pcrtool
 from tests.support import need_tool
