@@ -83,8 +83,12 @@ def show(
     host_policy = _load_policy(policy)
     if host_policy is not None:
         host_policy.check(summary)
-    render.emit({"valid": True, "digest": summary.digest(), "summary": summary.canonical()},
-                text=summary.text(str(request)))
+    data = {"valid": True, "digest": summary.digest(), "summary": summary.canonical()}
+    if render.json_mode():
+        render.emit_json(data)
+    else:  # straight to the terminal: no pager between the summary and the person approving it
+        sys.stdout.write(summary.text(str(request)))
+        sys.stdout.flush()
 
 
 def _confirm(summary, expect: Optional[str]) -> None:

@@ -237,7 +237,7 @@ def _pcr_policy(tbs: bytes, context: dict, hash_alg: HashAlg, where: str) -> Dec
     svn, scope = decode_ref(ref)
     lines: list[tuple[str, str]] = [("bank", bank_name)]
     lines += [(f"PCR {i}", values[i].hex()) for i in sorted(values)]
-    lines += [("svn", "none (no policyRef: any floor accepts it)" if svn is None else str(svn))]
+    lines += [("svn", "none (no policyRef: a systemd-style approval without svn)" if svn is None else str(svn))]
     if scope is not None:
         lines.append(("scope", scope))
     if ref is not None:
