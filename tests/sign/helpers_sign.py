@@ -99,9 +99,9 @@ def summary_digest(request, key: str | None = None, *args: str, env: dict | None
 
 
 def sign_cli(request, key: str, *args: str, env: dict | None = None, expect_key: str | None = None,
-             fresh_process: bool = False) -> subprocess.CompletedProcess:
+             show_args: tuple = (), fresh_process: bool = False) -> subprocess.CompletedProcess:
     """`sign-request sign REQUEST --key KEY --expect <show's digest>` with the audit log next to the request."""
     env = {"PCRTOOL_AUDIT_LOG": str(Path(request).parent / "audit.jsonl"), **(env or {})}
-    digest = summary_digest(request, expect_key or key, env=env)
+    digest = summary_digest(request, expect_key or key, *map(str, show_args), env=env)
     return run_cli("sign-request", "sign", str(request), "--key", key, "--expect", digest, *args, env=env,
                    fresh_process=fresh_process)
