@@ -113,6 +113,25 @@ def _confirm(summary, expect: Optional[str]) -> None:
         raise UsageError("not confirmed: nothing was signed")
 
 
+def _refuse_output_over_inputs(request: Path, req, output: Optional[Path]) -> None:
+    """``-o`` must not name the manifest or one of its files (nor their signatures)."""
+    if output is None:
+        return
+    import os
+
+    from pcrtool.errors import UsageError
+    from pcrtool.sign.request.limits import quote
+    names = {request.name} | {it.file for it in req.items} | {it.file + ".sig" for it in req.items}
+    try:
+        same_dir = os.path.samefile(output.parent if str(output.parent) else ".",
+                                    request.parent if str(request.parent) else ".")
+    except OSError:
+        same_dir = False
+    if same_dir and output.name in names:
+        raise UsageError(f"--output {quote(str(output))} would overwrite a file of the request",
+                         hint="write the response elsewhere")
+
+
 @app.command()
 def sign(
     request: Path = typer.Argument(..., metavar="REQUEST", help="The request manifest (JSON)."),
@@ -143,6 +162,7 @@ def sign(
     audit_path = audit_log if audit_log is not None else default_audit_log()
     host_policy = _load_policy(policy)
     req, blobs = read_request(request)          # every file read once; signed from these bytes
+    _refuse_output_over_inputs(request, req, output)
     image_digest = _image_digest(image, req)
     with load_signer(key, certificate=certificate) as signer:
         if signer.is_offline:

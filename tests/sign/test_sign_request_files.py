@@ -137,6 +137,12 @@ def test_output_names_cannot_collide(tmp_path, keys):
     write_request(d / "x.json.sig", req, blobs)
     with pytest.raises(FormatError, match="would overwrite another file"):
         read_request(d / "x.json.sig")
+    # nor can -o name the manifest, an item or an item's signature
+    path = make(tmp_path / "o")
+    for name in ("r.sign-request.json", "rel.1.tbs", "rel.2.tbs.sig"):
+        proc = sign_cli(path, str(keys.rsa), "-o", str(path.parent / name))
+        assert proc.returncode == 2 and "would overwrite a file of the request" in proc.stderr
+    assert read_request(path)[1][0] == policy_item(1, 1)[2]
 
 
 def test_limits_items_sizes_labels_depth_integers(tmp_path, keys):
