@@ -180,7 +180,7 @@ def _newc_entry(ino: int, name: str, mode: int, data: bytes = b"", nlink: int = 
     return out
 
 
-def build_initrd(busybox: Path) -> bytes:
+def build_initrd(busybox: Path, *, variant: str = "") -> bytes:
     entries = [  # sorted, parents first
         (".", S_IFDIR | 0o755, b"", 2, (0, 0)),
         ("bin", S_IFDIR | 0o755, b"", 2, (0, 0)),
@@ -188,6 +188,8 @@ def build_initrd(busybox: Path) -> bytes:
         ("bin/sh", S_IFLNK | 0o777, b"busybox", 1, (0, 0)),
         ("dev", S_IFDIR | 0o755, b"", 2, (0, 0)),
         ("dev/console", S_IFCHR | 0o600, b"", 1, (5, 1)),
+        *([("etc", S_IFDIR | 0o755, b"", 2, (0, 0)),
+           ("etc/pcrtool-variant", S_IFREG | 0o644, variant.encode() + b"\n", 1, (0, 0))] if variant else []),
         ("init", S_IFREG | 0o755, INIT_SCRIPT.encode(), 1, (0, 0)),
         ("proc", S_IFDIR | 0o755, b"", 2, (0, 0)),
         ("sys", S_IFDIR | 0o755, b"", 2, (0, 0)),
@@ -302,6 +304,143 @@ def build_esp(uki: Path, esp: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
+# The mainstream chain: Debian's signed shim → signed GRUB → signed kernel (+ initrd)
+
+OVMF_CODE_MS = OVMF_DIR / "OVMF_CODE_4M.ms.fd"
+OVMF_VARS_MS = OVMF_DIR / "OVMF_VARS_4M.ms.fd"
+SHIM_EFI = Path("usr/lib/shim/shimx64.efi.signed")
+GRUB_EFI = Path("usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed")
+# Debian's signed GRUB has prefix /EFI/debian baked in; its memdisk config sources $prefix/grub.cfg.
+GRUB_CFG_PATH = "EFI/debian/grub.cfg"
+KERNEL_PATH = "/boot/vmlinuz"
+INITRD_PATH = "/boot/initrd.img"
+
+
+def grub_cfg(cmdline: str, *, title: str = "pcrtool e2e") -> str:
+    """A Debian-shaped grub.cfg: variables, a menu entry booted at once (timeout 0)."""
+    return (f"set default=0\nset timeout=0\n"
+            f"menuentry '{title}' --class debian {{\n"
+            f"\tlinux {KERNEL_PATH} {cmdline}\n"
+            f"\tinitrd {INITRD_PATH}\n"
+            f"}}\n")
+
+
+def fetch_chain_debs(build: Path, cache: Path | None) -> dict[str, Path]:
+    """The UKI inputs plus shim-signed and grub-efi-amd64-signed (downloaded, never installed)."""
+    found = fetch_debs(build, cache)
+    debs = build / "debs"
+    for key, pkg in (("shim", "shim-signed"), ("grub", "grub-efi-amd64-signed")):
+        hits = sorted(cache.glob(f"{pkg}_*.deb")) if cache else []
+        if hits:
+            shutil.copy2(hits[-1], debs / hits[-1].name)
+        else:
+            log(f"apt-get download {pkg}")
+            run(["apt-get", "download", pkg], cwd=debs)
+            if cache:
+                cache.mkdir(parents=True, exist_ok=True)
+                for h in debs.glob(f"{pkg}_*.deb"):
+                    shutil.copy2(h, cache / h.name)
+        hits = sorted(debs.glob(f"{pkg}_*.deb"))
+        if not hits:
+            raise RuntimeError(f"apt-get download {pkg} produced no .deb")
+        found[key] = hits[-1]
+    return found
+
+
+@dataclass
+class ChainRelease:
+    """The files of one shim+GRUB release (``files``: ESP path → local file) and its ESP image."""
+
+    build: Path
+    esp: Path
+    files: dict[str, Path]
+    uname: str
+    cmdline: str
+    debs: dict[str, Path]
+
+
+def build_chain_release(build: Path, *, cmdline: str = DEFAULT_CMDLINE, initrd_variant: str = "",
+                        cache: Path | None = None, name: str = "chain") -> ChainRelease:
+    """ESP: EFI/BOOT/BOOTX64.EFI (shim), EFI/BOOT/grubx64.efi, EFI/debian/grub.cfg, /boot kernel+initrd.
+
+    ``initrd_variant`` (non-empty) adds ``/etc/pcrtool-variant`` to the initramfs, so two releases
+    differ in their initrd.
+    """
+    build.mkdir(parents=True, exist_ok=True)
+    debs = fetch_chain_debs(build, cache)
+    vmlinuz, busybox, uname = extract_debs(build, debs)
+    roots = {}
+    for key in ("shim", "grub"):
+        root = build / f"{key}root"
+        if root.exists():
+            shutil.rmtree(root)
+        run(["dpkg-deb", "-x", debs[key], root])
+        roots[key] = root
+    workdir = build / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    initrd = workdir / "initrd.img"
+    initrd.write_bytes(build_initrd(busybox, variant=initrd_variant))
+    cfg = workdir / "grub.cfg"
+    cfg.write_text(grub_cfg(cmdline))
+    files = {"EFI/BOOT/BOOTX64.EFI": roots["shim"] / SHIM_EFI,
+             "EFI/BOOT/grubx64.efi": roots["grub"] / GRUB_EFI,
+             GRUB_CFG_PATH: cfg,
+             KERNEL_PATH.lstrip("/"): vmlinuz,
+             INITRD_PATH.lstrip("/"): initrd}
+    esp = build_esp_files(files, workdir / "esp.img")
+    return ChainRelease(build, esp, files, uname, cmdline, debs)
+
+
+def chain_artefacts(files: dict[str, Path], out: Path) -> dict:
+    """What a test needs to predict this release without the big binaries: per-bank Authenticode
+    digests (shim, GRUB, kernel) and file digests (kernel, initrd, grub.cfg), the GRUB image's
+    memdisk config and prefix, shim's vendor certificate, vendor dbx and SBAT levels (extracted
+    with pcrtool into ``out``)."""
+    from pcrtool.model import HashAlg
+    from pcrtool.pe import authenticode_digest
+    from pcrtool.predict.grub import read_grub_image
+    from pcrtool.predict.shim import read_shim_image
+
+    banks = [HashAlg.from_name(b) for b in BANKS]
+    data = {k: v.read_bytes() for k, v in files.items()}
+    meta: dict = {"authenticode": {}, "file": {}}
+    for key in ("EFI/BOOT/BOOTX64.EFI", "EFI/BOOT/grubx64.efi", KERNEL_PATH.lstrip("/")):
+        meta["authenticode"][key] = {a.bank_name: authenticode_digest(data[key], a).hex() for a in banks}
+    for key in (KERNEL_PATH.lstrip("/"), INITRD_PATH.lstrip("/"), GRUB_CFG_PATH):
+        meta["file"][key] = {a.bank_name: a.digest(data[key]).hex() for a in banks}
+    grub = read_grub_image(data["EFI/BOOT/grubx64.efi"])
+    (out / "memdisk-grub.cfg").write_bytes(grub.memdisk["grub.cfg"])
+    meta["grub_prefix"], meta["grub_embedded_config"] = grub.prefix, grub.config
+    shim = read_shim_image(data["EFI/BOOT/BOOTX64.EFI"])
+    (out / "shim-vendor-cert.der").write_bytes(shim.vendor_authorized)
+    (out / "shim-vendor-dbx.esl").write_bytes(shim.vendor_deauthorized)
+    meta["shim_sbat_level"] = {"previous": shim.sbat_previous, "latest": shim.sbat_latest}
+    (out / "artefacts.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return meta
+
+
+def build_esp_files(files: dict[str, Path], esp: Path) -> Path:
+    """A FAT32 superfloppy with ``files`` (ESP path → local file), mtimes pinned."""
+    if esp.exists():
+        esp.unlink()
+    run(["mkfs.vfat", "--invariant", "-i", FAT_VOLUME_ID, "-n", "PCRTOOLESP", "-F", "32",
+         "-C", esp, str(ESP_KIB)])
+    env = {"MTOOLS_SKIP_CHECK": "1"}
+    dirs = sorted({"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)})
+    run(["mmd", "-i", esp, *[f"::{d}" for d in dirs]], env=env)
+    tmpdir = esp.parent / "esp-staging"
+    tmpdir.mkdir(exist_ok=True)
+    for dest, src in files.items():
+        tmp = tmpdir / Path(dest).name
+        shutil.copyfile(src, tmp)
+        os.utime(tmp, (SOURCE_DATE_EPOCH, SOURCE_DATE_EPOCH))
+        run(["mcopy", "-m", "-i", esp, tmp, f"::{dest}"], env=env)
+        tmp.unlink()
+    tmpdir.rmdir()
+    return esp
+
+
+# ---------------------------------------------------------------------------------------------
 # Secure Boot keys and variable store
 
 
@@ -393,7 +532,7 @@ class BootResult:
 
 
 def boot(esp: Path, rundir: Path, *, secure_boot: bool, vars_fd: Path | None = None,
-         timeout: float = QEMU_TIMEOUT) -> BootResult:
+         timeout: float = QEMU_TIMEOUT, code: Path | None = None) -> BootResult:
     """Boot the ESP in OVMF + swtpm (TPM 2.0) under qemu TCG; return the serial console text.
 
     Stops early (kills qemu) when the serial console shows "Access Denied" (Secure Boot refusal).
@@ -431,7 +570,7 @@ def boot(esp: Path, rundir: Path, *, secure_boot: bool, vars_fd: Path | None = N
                 "-nic", "none", "-display", "none", "-monitor", "none", "-no-reboot",
                 "-serial", f"file:{serial}",
                 "-drive", f"if=pflash,format=raw,unit=0,readonly=on,"
-                          f"file={OVMF_CODE_SB if secure_boot else OVMF_CODE}",
+                          f"file={code or (OVMF_CODE_SB if secure_boot else OVMF_CODE)}",
                 "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
                 "-drive", f"file={esp},format=raw,if=none,id=esp,snapshot=on,readonly=off",
                 "-device", "virtio-blk-pci,drive=esp",
@@ -564,9 +703,14 @@ def write_capture(out: Path, cap: Capture, meta: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, type=Path, help="directory for eventlog.bin, pcrs.*")
-    ap.add_argument("--secure-boot", choices=["off", "own"], default="off",
+    ap.add_argument("--chain", choices=["uki", "shim-grub"], default="uki",
+                    help="uki: a UKI as BOOTX64.EFI; shim-grub: Debian's signed shim → GRUB → kernel")
+    ap.add_argument("--initrd-variant", default="", metavar="TEXT",
+                    help="shim-grub: put TEXT into /etc/pcrtool-variant of the initramfs")
+    ap.add_argument("--secure-boot", choices=["off", "own", "ms"], default="off",
                     help="off: OVMF_CODE_4M + VARS_4M; own: secboot code, fresh PK/KEK/db enrolled "
-                         "with virt-fw-vars, UKI signed with the db key (pcrtool pe sign)")
+                         "with virt-fw-vars, UKI signed with the db key (pcrtool pe sign); "
+                         "ms: OVMF_CODE_4M.ms + OVMF_VARS_4M.ms (Microsoft keys, shim-grub only)")
     ap.add_argument("--cmdline", default=DEFAULT_CMDLINE, help="UKI .cmdline section")
     ap.add_argument("--version", default="1", help="VERSION_ID in the UKI's .osrel")
     ap.add_argument("--load-options", metavar="TEXT",
@@ -584,6 +728,10 @@ def main(argv: list[str] | None = None) -> int:
         tmp = tempfile.mkdtemp(prefix="pcrtool-capture-")
         build = Path(tmp)
     try:
+        if args.chain == "shim-grub":
+            return main_chain(args, build)
+        if args.secure_boot == "ms":
+            ap.error("--secure-boot ms needs --chain shim-grub (a UKI is not signed by Microsoft)")
         t0 = time.monotonic()
         rel = build_release(build, cmdline=args.cmdline, version=args.version, cache=args.cache)
         log(f"built UKI {rel.uki} ({rel.uki.stat().st_size} B) in {time.monotonic() - t0:.1f} s")
@@ -638,6 +786,45 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if tmp and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main_chain(args, build: Path) -> int:
+    """Boot Debian's signed shim → GRUB → kernel; write the capture and the release's files."""
+    t0 = time.monotonic()
+    rel = build_chain_release(build, cmdline=args.cmdline, initrd_variant=args.initrd_variant,
+                              cache=args.cache)
+    log(f"built the shim+GRUB ESP in {time.monotonic() - t0:.1f} s")
+    ms = args.secure_boot == "ms"
+    if args.secure_boot == "own":
+        raise RuntimeError("--chain shim-grub boots with --secure-boot off or ms")
+    code, vars_fd = (OVMF_CODE_MS, OVMF_VARS_MS) if ms else (OVMF_CODE, OVMF_VARS)
+    meta: dict = {
+        "chain": "shim-grub",
+        "secure_boot": args.secure_boot,
+        "cmdline": args.cmdline,
+        "initrd_variant": args.initrd_variant,
+        "packages": {k: p.name for k, p in sorted(rel.debs.items())},
+        "uname": rel.uname,
+        "source_date_epoch": SOURCE_DATE_EPOCH,
+        "esp_files_sha256": {k: sha256_file(v) for k, v in rel.files.items()},
+        "ovmf_code": str(code),
+        "ovmf_vars_template": str(vars_fd),
+        "tools": tool_versions(),
+    }
+    res = boot(rel.esp, build / "run", secure_boot=ms, vars_fd=vars_fd, code=code)
+    log(f"boot took {res.seconds:.1f} s (refused={res.refused}, completed={res.completed})")
+    if not res.completed:
+        raise RuntimeError(f"boot did not complete; serial tail:\n{res.serial[-1500:]}")
+    cap = parse_serial(res.serial)
+    meta["guest_cmdline"] = cap.cmdline
+    meta["banks"] = [b for b in BANKS if b in cap.pcrs]
+    meta["eventlog_sha256"] = hashlib.sha256(cap.eventlog).hexdigest()
+    write_capture(args.out, cap, meta)
+    # the small release files go with the capture (the kernel, shim and GRUB come from the packages)
+    shutil.copyfile(rel.files[GRUB_CFG_PATH], args.out / "grub.cfg")
+    chain_artefacts(rel.files, args.out)
+    log(f"wrote {args.out} (log {len(cap.eventlog)} B, banks {meta['banks']})")
+    return 0
 
 
 if __name__ == "__main__":

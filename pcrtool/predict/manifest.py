@@ -51,6 +51,26 @@ Release manifest (TOML or JSON, one release per file; paths are relative to the 
     reference_log = "tpm-eventlog.bin"  # optional: the target's firmware log; predicted events replace
                                         # theirs (substitution), unchanged events are kept
 
+    [shim]                              # shim → GRUB → kernel (pcrtool/predict/chain.py): PCR 4, 7, 14
+    path = "shimx64.efi"                # PCR 4 application; PCR 14 MokList/MokListX/MokListTrusted from
+                                        # its .vendor_cert; PCR 7 SbatLevel (+ MokListRT with Secure Boot on)
+    sbat_level = "previous"             # optional: previous (default) | latest | the level text itself
+    MokList = "MokList-efivarfs.bin"    # optional efivarfs dumps (or raw data) of the machine's MOK
+    MokListX = "MokListX.bin"           # variables (MokList, MokListX, MokListTrusted, SbatLevel);
+                                        # absent = not set (shim's defaults)
+    vendor_authority = "MokListRT"      # optional: MokListRT (shim ≥ 15.3), Shim (older) or none
+
+    [grub]                              # PCR 4 (GRUB, kernel twice with Secure Boot on), PCR 8, PCR 9
+    path = "grubx64.efi"                # signed GRUB: PCR 4, and its embedded memdisk config + prefix
+    device = "hd0"                      # GRUB's name of the ESP disk as it appears in the log
+    config = "grub.cfg"                 # the grub.cfg its embedded config sources ($prefix/grub.cfg):
+                                        # interpreted (constructs: pcrtool.predict.grub.PREDICTED_CONSTRUCTS)
+    files = {"/boot/vmlinuz" = "vmlinuz-6.1.0-57-amd64", "/boot/initrd.img" = "initrd.img"}
+                                        # what the config names → local files; the `linux` file is the kernel
+    # … or, without `config`, substitution into reference_log's GRUB events (search, load_env … kept):
+    # kernel = "vmlinuz-new", kernel_path = "/vmlinuz-new", initrd = "initrd.img-new",
+    # initrd_path = "/initrd.img-new", cmdline = "root=UUID=… ro quiet"   (each optional)
+
 Allowlist (TOML or JSON)::
 
     [[allow]]
@@ -91,7 +111,7 @@ DEFAULT_RELEASE_PHASES = ("enter-initrd",)
 
 
 _TOP_KEYS = {"name", "version", "svn", "banks", "pcrs", "phases", "uki", "boot", "secureboot",
-             "cmdline", "values", "reference_log", "description"}
+             "cmdline", "values", "reference_log", "description", "shim", "grub"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +151,7 @@ def parse_manifest(text: str | bytes, *, source: str = "manifest") -> ReleaseMan
         phases = tuple(dict.fromkeys(normalize_phase(p) for p in phases_raw))
     except UsageError as e:
         raise ManifestError(f"{_where(source, 'phases')}: {e.message}") from None
-    for section in ("uki", "boot", "secureboot", "cmdline", "values"):
+    for section in ("uki", "boot", "secureboot", "cmdline", "values", "shim", "grub"):
         if section in doc and not isinstance(doc[section], dict):
             raise ManifestError(f"{_where(source, section)} must be a table")
     if "reference_log" in doc:

@@ -4,7 +4,8 @@ command lines, precomputed values), optionally substituted into the target's ref
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pcrtool.errors import FormatError
 from pcrtool.model import PCR_COUNT, HashAlg, PcrValues
@@ -24,7 +25,11 @@ def _read(reader: Reader, path: Any, key: str, source: str) -> bytes:
 
 
 def _uki_sections(m: ReleaseManifest, reader: Reader) -> dict[str, bytes] | None:
-    from pcrtool.predict.uki import MEASURED_SECTIONS, measured_sections, sections_from_uki
+    from pcrtool.predict.uki import (
+        MEASURED_SECTIONS,
+        measured_sections,
+        sections_from_uki,
+    )
 
     uki = m.doc.get("uki")
     if uki is None:
@@ -159,7 +164,9 @@ def _profile_measurements(m: ReleaseManifest) -> list[Measurement]:
 
 def _cmdline_measurements(m: ReleaseManifest, reader: Reader) -> list[Measurement] | None:
     from pcrtool.predict.cmdline import (
-        linux_initrd_measurement, linux_load_options_measurement, stub_cmdline_measurement,
+        linux_initrd_measurement,
+        linux_load_options_measurement,
+        stub_cmdline_measurement,
     )
 
     c = m.doc.get("cmdline")
@@ -180,6 +187,118 @@ def _cmdline_measurements(m: ReleaseManifest, reader: Reader) -> list[Measuremen
     if "initrd" in c:
         out.append(linux_initrd_measurement(_read(reader, c["initrd"], "initrd", src), m.banks))
     return out
+
+
+_SHIM_KEYS = {"path", "sbat_level", "MokList", "MokListX", "MokListTrusted", "SbatLevel", "vendor_authority"}
+_GRUB_KEYS = {"path", "device", "config", "config_path", "files", "kernel", "kernel_path", "initrd",
+              "initrd_path", "cmdline"}
+
+
+def _file_or_digests(m: ReleaseManifest, reader: Reader, value: Any, key: str, src: str):
+    if isinstance(value, dict):  # precomputed file digests, one per bank
+        out = {}
+        for bank, hexv in value.items():
+            alg = _banks([bank], src)[0]
+            out[alg] = _hex(hexv, f"{key}.{bank}", src, alg.digest_size)
+        return out
+    return _read(reader, value, key, src)
+
+
+def _chain_measurements(m: ReleaseManifest, reader: Reader, reference_log: bytes | None,
+                        notes: list[str]) -> list[Measurement] | None:
+    """[shim] and [grub]: the shim → GRUB → kernel chain (pcrtool.predict.chain)."""
+    from pcrtool.predict.chain import ChainParts, chain_measurements, grub_from_log
+    from pcrtool.predict.grub import (
+        Unpredictable,
+        debian_signed_trace,
+        read_grub_image,
+        run_script,
+    )
+
+    shim_doc, grub_doc = m.doc.get("shim"), m.doc.get("grub")
+    if shim_doc is None and grub_doc is None:
+        return None
+    if "boot" in m.doc:
+        raise ManifestError(f"{m.source}: give the boot chain in [boot] or in [shim]/[grub], not both",
+                            hint="[shim] and [grub] predict PCR 4's shim, GRUB and kernel events themselves")
+    secure_boot = _secure_boot_state(m, reader, reference_log)
+    parts = ChainParts(secure_boot=secure_boot)
+    if shim_doc is not None:
+        src = f"{m.source} [shim]"
+        unknown = sorted(set(shim_doc) - _SHIM_KEYS)
+        if unknown:
+            raise ManifestError(f"{src}: unknown field {unknown[0]!r}", hint=", ".join(sorted(_SHIM_KEYS)))
+        parts.shim = _read(reader, _req(shim_doc, "path", src), "path", src)
+        for name in ("MokList", "MokListX", "MokListTrusted", "SbatLevel"):
+            if name in shim_doc:
+                raw = _read(reader, shim_doc[name], name, src)
+                parts.mok_variables[name] = raw[4:] if _efivarfs_attrs(raw) else raw
+        level = shim_doc.get("sbat_level", "previous")
+        if level not in ("previous", "latest"):
+            parts.sbat_level = _str(level, "sbat_level", src)
+        elif level == "latest":
+            from pcrtool.predict.shim import default_sbat_level, read_shim_image
+            parts.sbat_level = default_sbat_level(read_shim_image(parts.shim), policy="latest")
+        va = shim_doc.get("vendor_authority", "MokListRT")
+        if va not in ("MokListRT", "Shim", "none"):
+            raise ManifestError(f"{src}: vendor_authority must be MokListRT, Shim or none")
+        parts.vendor_authority = va
+    if grub_doc is not None:
+        src = f"{m.source} [grub]"
+        unknown = sorted(set(grub_doc) - _GRUB_KEYS)
+        if unknown:
+            raise ManifestError(f"{src}: unknown field {unknown[0]!r}", hint=", ".join(sorted(_GRUB_KEYS)))
+        grub = _read(reader, _req(grub_doc, "path", src), "path", src)
+        parts.grub = grub
+        device = _str(grub_doc.get("device", "hd0"), "device", src)
+        files_doc = grub_doc.get("files", {})
+        if not isinstance(files_doc, dict):
+            raise ManifestError(f"{src}: 'files' must be a table of GRUB path → file")
+        files = {k: _file_or_digests(m, reader, v, f"files.{k}", src) for k, v in files_doc.items()}
+        if "config" in grub_doc:
+            image = read_grub_image(grub)
+            cfg_path = grub_doc.get("config_path") or f"({device}){image.prefix or ''}/grub.cfg"
+            files[cfg_path] = _read(reader, grub_doc["config"], "config", src)
+            try:
+                if image.memdisk.get("grub.cfg") is not None:
+                    trace = debian_signed_trace(image, files, m.banks, device=device)
+                else:
+                    trace = run_script(f"source {cfg_path}\n", files, m.banks, env={"root": device})
+                    trace.events = trace.events[1:]  # no early config: GRUB reads grub.cfg itself
+            except Unpredictable as e:
+                raise ManifestError(f"{src}: {e.message}",
+                                    hint="drop 'config' to keep GRUB's events from the reference log "
+                                         "(with kernel/cmdline/initrd substituted)") from None
+            parts.trace = trace
+            if trace.kernel is None:
+                raise ManifestError(f"{src}: the config boots no kernel ('linux' command)")
+            parts.kernel = files[trace.kernel] if isinstance(files[trace.kernel], bytes) else None
+            if parts.kernel is None:
+                raise ManifestError(f"{src}: the kernel {trace.kernel} must be a file (PCR 4 needs its "
+                                    "Authenticode digest)")
+            notes.append(f"GRUB boots {trace.kernel} with command line {trace.cmdline!r}")
+        else:
+            if reference_log is None:
+                raise ManifestError(f"{src}: without 'config' GRUB's events come from a reference log",
+                                    hint="add reference_log (or --reference-log), or give config")
+            kernel = _read(reader, grub_doc["kernel"], "kernel", src) if "kernel" in grub_doc else None
+            initrd = (_file_or_digests(m, reader, grub_doc["initrd"], "initrd", src)
+                      if "initrd" in grub_doc else None)
+            events = grub_from_log(reference_log, m.banks,
+                                   kernel_path=grub_doc.get("kernel_path"), kernel=kernel,
+                                   args=grub_doc.get("cmdline"), initrd_path=grub_doc.get("initrd_path"),
+                                   initrd=initrd, files=files)
+            from pcrtool.predict.grub import BootTrace
+            parts.trace = BootTrace(events)
+            parts.kernel = kernel
+            notes.append("GRUB's PCR 8/9 events: the reference log's, with the kernel/command line/initrd "
+                         "substituted")
+    return chain_measurements(parts, m.banks)
+
+
+def _efivarfs_attrs(raw: bytes) -> bool:
+    """An efivarfs dump starts with a u32 of attribute bits (NV|BS[|RT])."""
+    return len(raw) >= 4 and int.from_bytes(raw[:4], "little") in (0x3, 0x7, 0x27, 0x23)
 
 
 def _secure_boot_state(m: ReleaseManifest, reader: Reader, reference_log: bytes | None) -> bool | None:
@@ -209,7 +328,11 @@ def _kernel_events(m: ReleaseManifest, sections: dict, reader: Reader, reference
     initrd (explicit) > .initrd.
     """
     from pcrtool.predict.cmdline import (
-        LINUX_INITRD_TAG, LINUX_LOAD_OPTIONS_TAG, kernel_load_options, linux_stub_measurements, tag_of,
+        LINUX_INITRD_TAG,
+        LINUX_LOAD_OPTIONS_TAG,
+        kernel_load_options,
+        linux_stub_measurements,
+        tag_of,
     )
 
     c = m.doc.get("cmdline") or {}
@@ -229,7 +352,12 @@ def _kernel_events(m: ReleaseManifest, sections: dict, reader: Reader, reference
 
 def _kernel_order(events: list[Measurement]) -> list[Measurement]:
     """The Linux EFI stub's events in its order (load options, then initrd), other events in place."""
-    from pcrtool.predict.cmdline import LINUX_INITRD_TAG, LINUX_LOAD_OPTIONS_TAG, PCR_LINUX_STUB, tag_of
+    from pcrtool.predict.cmdline import (
+        LINUX_INITRD_TAG,
+        LINUX_LOAD_OPTIONS_TAG,
+        PCR_LINUX_STUB,
+        tag_of,
+    )
 
     rank = {LINUX_LOAD_OPTIONS_TAG: 0, LINUX_INITRD_TAG: 1}
     slots = [i for i, e in enumerate(events) if e.pcr == PCR_LINUX_STUB and tag_of(e) in rank]
@@ -280,20 +408,25 @@ def predict_release(m: ReleaseManifest, reader: Reader, *, reference_log: bytes 
     replay with the release's events substituted; otherwise each PCR is replayed from reset over
     the release's own events.
     """
-    from pcrtool.predict.uki import PCR_KERNEL_BOOT, phase_measurements, section_measurements
+    from pcrtool.predict.uki import (
+        PCR_KERNEL_BOOT,
+        phase_measurements,
+        section_measurements,
+    )
 
     notes: list[str] = []
     sections = _uki_sections(m, reader)
     fixed: list[Measurement] = []
+    if reference_log is None and "reference_log" in m.doc:
+        reference_log = reader(m.doc["reference_log"])
     for part in (_boot_measurements(m, reader), _secureboot_measurements(m, reader),
-                 _profile_measurements(m), _cmdline_measurements(m, reader)):
+                 _profile_measurements(m), _cmdline_measurements(m, reader),
+                 _chain_measurements(m, reader, reference_log, notes)):
         if part:
             fixed += part
     uki_events = section_measurements(sections, m.banks) if sections is not None else []
     pre_all, pre_phase = _precomputed(m)
 
-    if reference_log is None and "reference_log" in m.doc:
-        reference_log = reader(m.doc["reference_log"])
     # The kernel's EFI stub measures the command line and initrd it gets into PCR 9: predicted when
     # asked (linux_stub = true), else only where the reference log shows the target's kernel doing it.
     kernel_events: list[Measurement] = []
@@ -310,7 +443,7 @@ def predict_release(m: ReleaseManifest, reader: Reader, *, reference_log: bytes 
     pcrs = m.pcrs if m.pcrs is not None else tuple(sorted(predicted_pcrs))
     if not pcrs:
         raise ManifestError(f"{m.source}: nothing to predict",
-                            hint="add [uki], [boot], [secureboot], [cmdline] or [values]")
+                            hint="add [uki], [boot], [secureboot], [cmdline], [shim], [grub] or [values]")
 
     predictions: dict[str, PcrValues] = {}
     phase_events: dict[str, tuple[Measurement, ...]] = {}
