@@ -4,8 +4,7 @@ command lines, precomputed values), optionally substituted into the target's ref
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from pcrtool.errors import FormatError
 from pcrtool.model import PCR_COUNT, HashAlg, PcrValues
@@ -25,11 +24,7 @@ def _read(reader: Reader, path: Any, key: str, source: str) -> bytes:
 
 
 def _uki_sections(m: ReleaseManifest, reader: Reader) -> dict[str, bytes] | None:
-    from pcrtool.predict.uki import (
-        MEASURED_SECTIONS,
-        measured_sections,
-        sections_from_uki,
-    )
+    from pcrtool.predict.uki import MEASURED_SECTIONS, measured_sections, sections_from_uki
 
     uki = m.doc.get("uki")
     if uki is None:
@@ -164,9 +159,7 @@ def _profile_measurements(m: ReleaseManifest) -> list[Measurement]:
 
 def _cmdline_measurements(m: ReleaseManifest, reader: Reader) -> list[Measurement] | None:
     from pcrtool.predict.cmdline import (
-        linux_initrd_measurement,
-        linux_load_options_measurement,
-        stub_cmdline_measurement,
+        linux_initrd_measurement, linux_load_options_measurement, stub_cmdline_measurement,
     )
 
     c = m.doc.get("cmdline")
@@ -328,11 +321,7 @@ def _kernel_events(m: ReleaseManifest, sections: dict, reader: Reader, reference
     initrd (explicit) > .initrd.
     """
     from pcrtool.predict.cmdline import (
-        LINUX_INITRD_TAG,
-        LINUX_LOAD_OPTIONS_TAG,
-        kernel_load_options,
-        linux_stub_measurements,
-        tag_of,
+        LINUX_INITRD_TAG, LINUX_LOAD_OPTIONS_TAG, kernel_load_options, linux_stub_measurements, tag_of,
     )
 
     c = m.doc.get("cmdline") or {}
@@ -352,12 +341,7 @@ def _kernel_events(m: ReleaseManifest, sections: dict, reader: Reader, reference
 
 def _kernel_order(events: list[Measurement]) -> list[Measurement]:
     """The Linux EFI stub's events in its order (load options, then initrd), other events in place."""
-    from pcrtool.predict.cmdline import (
-        LINUX_INITRD_TAG,
-        LINUX_LOAD_OPTIONS_TAG,
-        PCR_LINUX_STUB,
-        tag_of,
-    )
+    from pcrtool.predict.cmdline import LINUX_INITRD_TAG, LINUX_LOAD_OPTIONS_TAG, PCR_LINUX_STUB, tag_of
 
     rank = {LINUX_LOAD_OPTIONS_TAG: 0, LINUX_INITRD_TAG: 1}
     slots = [i for i, e in enumerate(events) if e.pcr == PCR_LINUX_STUB and tag_of(e) in rank]
@@ -408,11 +392,7 @@ def predict_release(m: ReleaseManifest, reader: Reader, *, reference_log: bytes 
     replay with the release's events substituted; otherwise each PCR is replayed from reset over
     the release's own events.
     """
-    from pcrtool.predict.uki import (
-        PCR_KERNEL_BOOT,
-        phase_measurements,
-        section_measurements,
-    )
+    from pcrtool.predict.uki import PCR_KERNEL_BOOT, phase_measurements, section_measurements
 
     notes: list[str] = []
     sections = _uki_sections(m, reader)
