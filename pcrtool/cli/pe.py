@@ -247,44 +247,88 @@ def inspect(file: str = typer.Argument(..., help="PE/EFI binary.")) -> None:
 
 
 @app.command()
-def sign(file: str = typer.Argument(..., help="PE/EFI binary to sign."),
+def sign(files: List[str] = typer.Argument(..., metavar="FILE...",
+                                          help="PE/EFI binaries to sign (e.g. systemd-boot, the UKI, add-ons)."),
          key: str = typer.Option(..., "--key", "-k", help="Key: PATH, file:PATH or a pkcs11: URI."),
          cert: Optional[str] = typer.Option(None, "--cert", "-c", help="Signer certificate (PEM/DER)."),
-         output: str = typer.Option(..., "--output", "-o", help="Signed output file."),
+         output: Optional[str] = typer.Option(None, "--output", "-o",
+                                              help="Signed output file; with several inputs an existing directory "
+                                                   "(each output keeps its input's name)."),
+         suffix: Optional[str] = typer.Option(None, "--suffix",
+                                              help="Instead of -o: write FILE+SUFFIX next to each input "
+                                                   "(e.g. .signed)."),
          hash_name: str = typer.Option("sha256", "--hash", help=_HASH_HELP),
          chain: List[str] = typer.Option([], "--chain",
                                          help="Intermediate CA certificate(s) to embed (PEM/DER); repeatable."),
          detached: bool = typer.Option(False, "--detached",
                                        help="Write only the PKCS#7 (for sbattach/osslsigncode attach-signature)."),
          ) -> None:
-    """Sign (or add a signature to) a PE binary; output is re-verified after writing."""
+    """Sign (or add a signature to) PE binaries; every output is re-verified after writing.
+
+    Several inputs share one process and one key load (a release's PE set in one call); every
+    input is read and checked before the first output is written."""
     from pcrtool import fileio, render
     from pcrtool.errors import UsageError
     from pcrtool.pe.authenticode import signing_digest
 
     if key.strip() == "offline":
         raise UsageError("--key offline: use 'pcrtool pe prepare' to write a signing request")
-    data = _read_pe(file)
+    outputs = _sign_outputs(files, output, suffix, detached)
     alg = _hash_alg(hash_name)
     when = _signing_time()
-    # Hash and checksum while the key and the X.509/PKCS#7 code (cryptography, asn1crypto) load:
-    # the checksum in a forked child (int.from_bytes holds the GIL), the image digest in a thread
-    # (hashlib releases it). ``prepare`` re-parses and checks the image and uses both results.
-    body_sum = _forked_body_sum(data)
-    digest = _background(lambda: signing_digest(data, alg))
     from pcrtool.pe.sign import certificate_bytes, prepare, sign_prepared
+    if len(files) == 1:
+        data = _read_pe(files[0])
+        # Hash and checksum while the key and the X.509/PKCS#7 code (cryptography, asn1crypto) load:
+        # the checksum in a forked child (int.from_bytes holds the GIL), the image digest in a thread
+        # (hashlib releases it). ``prepare`` re-parses and checks the image and uses both results.
+        body_sum = _forked_body_sum(data)
+        digest = _background(lambda: signing_digest(data, alg))
+        jobs = [(files[0], outputs[0], lambda: prepare(data, when, alg, body_sum=body_sum, digest=digest))]
+    else:
+        datas = [_read_pe(f) for f in files]
+        preps = [_background(lambda d=d: prepare(d, when, alg)) for d in datas]  # checks every input first
+        jobs = list(zip(files, outputs, preps))
     with _load_sign_key(key, cert) as signer:
         cert_der = certificate_bytes(signer)
-        signed = sign_prepared(lambda: prepare(data, when, alg, body_sum=body_sum, digest=digest), signer,
-                               certificate_der=cert_der, chain=_chain_certificates(chain))
-    if detached:
-        from pcrtool.sign.authenticode import der_length
-        der = signed[-1][8:]
-        fileio.write_atomic(output, der[:der_length(der)], what="PKCS#7")
-        render.info(f"wrote PKCS#7 for {file} to {output}")
-        return
-    _write_and_reverify(output, signed, cert_der)
-    render.info(f"signed {file} -> {output}")
+        chain_der = _chain_certificates(chain)
+        if len(jobs) > 1:
+            for _, _, prep in jobs:
+                prep()  # every input parses and can be signed before anything is written
+        for file, out, prep in jobs:
+            signed = sign_prepared(prep, signer, certificate_der=cert_der, chain=chain_der)
+            if detached:
+                from pcrtool.sign.authenticode import der_length
+                der = signed[-1][8:]
+                fileio.write_atomic(out, der[:der_length(der)], what="PKCS#7")
+                render.info(f"wrote PKCS#7 for {file} to {out}")
+                continue
+            _write_and_reverify(out, signed, cert_der)
+            render.info(f"signed {file} -> {out}")
+
+
+def _sign_outputs(files: List[str], output: Optional[str], suffix: Optional[str], detached: bool) -> list[str]:
+    import os
+
+    from pcrtool.errors import UsageError
+    if (output is None) == (suffix is None):
+        raise UsageError("give exactly one of --output and --suffix")
+    if suffix is not None:
+        if not suffix or "/" in suffix:
+            raise UsageError(f"--suffix {suffix!r}: give a file-name suffix such as .signed")
+        outs = [f + suffix for f in files]
+    elif len(files) == 1 and not os.path.isdir(output):
+        outs = [output]
+    else:
+        if not os.path.isdir(output):
+            raise UsageError(f"{len(files)} inputs need --output to be an existing directory (or --suffix)")
+        outs = [os.path.join(output, os.path.basename(f)) for f in files]
+    if len(set(map(os.path.abspath, outs))) != len(outs):
+        raise UsageError("two inputs would be written to the same output", hint="use --suffix")
+    same = [f for f, o in zip(files, outs) if os.path.abspath(f) == os.path.abspath(o)]
+    if same and len(files) > 1:
+        raise UsageError(f"{same[0]}: the output would replace the input", hint="use another directory or --suffix")
+    return outs
 
 
 def _load_sign_key(key: str, cert: Optional[str]):
