@@ -56,7 +56,7 @@ def test_request_round_trip_and_manifest_shape(tmp_path, keys):
 
 
 @pytest.mark.parametrize("kind,tbs", [("pcr-policy", POL_A), ("authenticode", SATTRS),
-                                      ("verity-roothash", ROOTHASH)])
+                                      ("verity-roothash", ROOTHASH)], ids=["pcr-policy", "authenticode", "verity"])
 def test_openssl_dgst_signature_over_the_tbs_file_is_accepted(tmp_path, keys, kind, tbs):
     path = make(tmp_path, keys, kind, [("only", "x.tbs", tbs)])
     openssl("dgst", "-sha256", "-sign", str(keys.rsa), "-out", str(tmp_path / "x.tbs.sig"),

@@ -31,13 +31,15 @@ HOSTILE = [
 
 class Tmux:
     def __init__(self, tmp: Path, width: int, height: int) -> None:
+        import tempfile
         self.exe = need_tool("tmux")
-        self.sock = str(tmp / "tmux.sock")
+        self.sock = str(Path(tempfile.mkdtemp(prefix="pcrtool-tmux-", dir=tmp)) / "s")
         self.width, self.height = width, height
 
     def run(self, *args: str) -> str:
-        return subprocess.run([self.exe, "-S", self.sock, *args], capture_output=True, text=True, timeout=30,
-                              check=True).stdout
+        proc = subprocess.run([self.exe, "-S", self.sock, *args], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, f"tmux {args[:3]}: {proc.stderr}"
+        return proc.stdout
 
     def start(self, command: str) -> None:
         env = {"PYTHONPATH": str(ROOT), "PCRTOOL_AUDIT_LOG": os.environ["PCRTOOL_AUDIT_LOG"], "TERM": "xterm",
@@ -64,7 +66,7 @@ class Tmux:
 
 
 @pytest.fixture
-def hostile_request(tmp_path, keys):
+def hostile_request(tmp_path, keys, monkeypatch):
     items = [policy_item(1, 1, label=HOSTILE[0] + HOSTILE[1] + HOSTILE[2]),
              policy_item(2, 2, label=HOSTILE[3] + HOSTILE[4] + HOSTILE[5])]
     req, blobs = new_request("pcr-policy", items, key=None)
@@ -74,7 +76,7 @@ def hostile_request(tmp_path, keys):
     doc["created-by"] = "pcrtool\x1b]0;title\x07 [bold]x[/bold]"
     doc["extra"] = {"\x1b[2Jk": "\x1b[2Jv"}
     path.write_text(json.dumps(doc))
-    os.environ.setdefault("PCRTOOL_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    monkeypatch.setenv("PCRTOOL_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
     return path, items
 
 
