@@ -260,9 +260,12 @@ def secureboot(
         for e in certs:
             x = e["x509"]
             lines.append(f"  {x['subject']}  sha256:{x['sha256Fingerprint'][:16]}")
+    for a in report.shim_policy:
+        lines.append(f"shim policy (#{a.event}): {a.description.splitlines()[0] if a.description else a.variable}")
     lines.append("Loaded images:")
     for img in report.images:
-        auth = img.authority.description if img.authority else "(no new authority logged)"
+        auth = (img.authority.description if img.authority else
+                "nothing (Secure Boot is off)" if report.enabled is False else "(no new authority logged)")
         lines.append(f"  #{img.event} PCR {img.pcr} {img.path}")
         lines.append(f"      verified by: {auth}")
     render.emit_text("\n".join(lines))

@@ -340,10 +340,26 @@ def from_log(
     stub_cmdline: Optional[str] = typer.Option(None, "--stub-cmdline", help="New command line measured by the stub (PCR 12)"),
     kernel_cmdline: Optional[str] = typer.Option(None, "--kernel-cmdline", help="New LoadOptions measured by the Linux EFI stub (PCR 9)"),
     phase: Optional[str] = typer.Option(None, "--phase", help="Boot phase path appended to PCR 11, e.g. enter-initrd"),
+    shim: Optional[Path] = typer.Option(None, "--shim", metavar="FILE", help="shim → GRUB chain: new shim (PCR 4, 7 SbatLevel/vendor authority, 14)"),
+    grub: Optional[Path] = typer.Option(None, "--grub", metavar="FILE", help="New signed GRUB image (PCR 4; its embedded config for --grub-config)"),
+    kernel: Optional[Path] = typer.Option(None, "--kernel", metavar="FILE", help="New kernel GRUB boots (PCR 4 twice with Secure Boot on, PCR 9 file)"),
+    grub_config: Optional[Path] = typer.Option(None, "--grub-config", metavar="FILE", help="New grub.cfg: PCR 8/9 interpreted from the configs (needs --grub)"),
+    grub_file: Optional[List[str]] = typer.Option(None, "--grub-file", metavar="PATH=FILE", help="A file the grub.cfg names, e.g. /boot/initrd.img=initrd.img (repeatable)"),
+    grub_device: str = typer.Option("hd0", "--grub-device", help="GRUB's name of the ESP disk, as in the log"),
+    grub_cmdline: Optional[str] = typer.Option(None, "--grub-cmdline", help="New arguments of GRUB's linux command (kernel_cmdline:), substituted into the log"),
+    initrd: Optional[Path] = typer.Option(None, "--initrd", metavar="FILE", help="New initrd GRUB loads (PCR 9), substituted into the log"),
+    kernel_path: Optional[str] = typer.Option(None, "--kernel-path", help="New kernel path in GRUB's linux command"),
+    initrd_path: Optional[str] = typer.Option(None, "--initrd-path", help="New initrd path in GRUB's initrd command"),
     pcr: Optional[List[int]] = typer.Option(None, "--pcr", help="Only show these PCRs (repeatable)"),
     bank: Optional[List[str]] = typer.Option(None, "--bank", help=BANK_HELP + " (default: sha256)"),
 ) -> None:
-    """Substitute a new release's events into a reference log and replay (pcr-oracle's model)."""
+    """Substitute a new release's events into a reference log and replay (pcr-oracle's model).
+
+    \b
+    shim → GRUB → kernel: --shim, --grub, --kernel replace PCR 4/7/14 events; GRUB's PCR 8/9 come
+    from --grub-config (interpreted: pcrtool.predict.grub.PREDICTED_CONSTRUCTS) or are the log's
+    with --grub-cmdline/--initrd/--kernel-path/--initrd-path substituted (search, load_env … kept).
+    """
     from pcrtool import render
     from pcrtool.model import PcrValues
     from pcrtool.predict.cmdline import linux_load_options_measurement, stub_cmdline_measurement
@@ -388,9 +404,16 @@ def from_log(
     if stub_cmdline is not None:
         release.append(stub_cmdline_measurement(stub_cmdline, banks))
     if kernel_cmdline is not None:
+        _require_stub_load_options(log_bytes)
         release.append(linux_load_options_measurement(kernel_cmdline, banks))
     if phase:
         release += phase_measurements(phase, banks)
+    chain_given = any(v is not None for v in (shim, grub, kernel, grub_config, grub_cmdline, initrd,
+                                              kernel_path, initrd_path)) or bool(grub_file)
+    if chain_given:
+        release += _chain_from_log(log_bytes, banks, shim=shim, grub=grub, kernel=kernel, grub_config=grub_config,
+                                   grub_file=grub_file or [], grub_device=grub_device, grub_cmdline=grub_cmdline,
+                                   initrd=initrd, kernel_path=kernel_path, initrd_path=initrd_path)
     result = substitute_log(log_bytes, release, banks, if_present=optional)
     for note in result.notes:
         render.warn(note)
@@ -399,3 +422,78 @@ def from_log(
         values = PcrValues({a: {p: v for p, v in pcrs.items() if p in pcr} for a, pcrs in values.values.items()})
     render.emit({"pcrs": values.to_json(), "replaced": result.replaced, "unknown": result.unknown,
                  "notes": result.notes}, text=values.to_text())
+
+
+def _require_stub_load_options(log_bytes: bytes) -> None:
+    """--kernel-cmdline predicts the Linux EFI stub's PCR 9 load-options event: refuse it when the
+    reference kernel made none (e.g. GRUB hands the command line over; it measures kernel_cmdline:)."""
+    from pcrtool.errors import UsageError
+    from pcrtool.eventlog import parse_event_log
+    from pcrtool.predict.cmdline import LINUX_LOAD_OPTIONS_TAG
+    from pcrtool.tcg.constants import EventType
+
+    log = parse_event_log(log_bytes)
+    tags = {int.from_bytes(e.data[:4], "little") for e in log.events
+            if e.pcr == 9 and e.event_type == EventType.EV_EVENT_TAG and len(e.data) >= 4}
+    if LINUX_LOAD_OPTIONS_TAG in tags:
+        return
+    grub = any(e.pcr == 8 and e.data.startswith(b"kernel_cmdline: ") for e in log.events)
+    raise UsageError("the reference log's kernel did not measure its load options (no Linux EFI stub "
+                     "PCR 9 event): --kernel-cmdline would add an event this boot never makes",
+                     hint="GRUB boots: use --grub-cmdline (PCR 8 kernel_cmdline:)" if grub else
+                     "predict the command line where this boot measures it")
+
+
+def _chain_from_log(log_bytes: bytes, banks, *, shim, grub, kernel, grub_config, grub_file, grub_device,
+                    grub_cmdline, initrd, kernel_path, initrd_path) -> list:
+    """shim → GRUB → kernel measurements for from-log (see pcrtool.predict.chain)."""
+    from pcrtool import render
+    from pcrtool.errors import UsageError
+    from pcrtool.predict.chain import ChainParts, chain_measurements, grub_from_log
+    from pcrtool.predict.grub import BootTrace, Unpredictable, debian_signed_trace, read_grub_image
+    from pcrtool.predict.substitute import logged_secure_boot
+
+    files = {}
+    for item in grub_file:
+        path, sep, local = item.partition("=")
+        if not sep or not path:
+            raise UsageError(f"--grub-file takes PATH=FILE, not {item!r}", hint="e.g. /boot/initrd.img=initrd.img")
+        files[path] = _read(Path(local), f"--grub-file {path}")
+    secure_boot = logged_secure_boot(log_bytes)
+    parts = ChainParts(secure_boot=secure_boot)
+    if shim is not None:
+        parts.shim = _read(shim, "shim image")
+    grub_bytes = _read(grub, "GRUB image") if grub is not None else None
+    parts.grub = grub_bytes
+    kernel_bytes = _read(kernel, "kernel") if kernel is not None else None
+    if grub_config is not None:
+        if grub_bytes is None:
+            raise UsageError("--grub-config needs --grub (its embedded config and prefix come first)")
+        if any(v is not None for v in (grub_cmdline, initrd, kernel_path, initrd_path)):
+            raise UsageError("--grub-config predicts the command line and initrd from the config",
+                             hint="give them in the config (and --grub-file), or drop --grub-config")
+        image = read_grub_image(grub_bytes)
+        files[f"({grub_device}){image.prefix or ''}/grub.cfg"] = _read(grub_config, "grub.cfg")
+        try:
+            trace = debian_signed_trace(image, files, banks, device=grub_device)
+        except Unpredictable as e:
+            raise UsageError(f"grub.cfg: {e.message}",
+                             hint="drop --grub-config and substitute into the log's GRUB events "
+                                  "(--grub-cmdline, --initrd …)") from None
+        if trace.kernel is not None:
+            named = files.get(trace.kernel)
+            if kernel_bytes is None and isinstance(named, bytes):
+                kernel_bytes = named
+            if kernel_bytes is None:
+                raise UsageError(f"the config boots {trace.kernel}: give it (--kernel or --grub-file)")
+            if trace.kernel not in files:
+                files[trace.kernel] = kernel_bytes
+                trace = debian_signed_trace(image, files, banks, device=grub_device)
+        render.info(f"GRUB boots {trace.kernel} with command line {trace.cmdline!r}")
+        parts.trace = trace
+    elif any(v is not None for v in (grub_cmdline, initrd, kernel_path, initrd_path, kernel)) or files:
+        parts.trace = BootTrace(grub_from_log(
+            log_bytes, banks, kernel_path=kernel_path, kernel=kernel_bytes, args=grub_cmdline,
+            initrd_path=initrd_path, initrd=_read(initrd, "initrd") if initrd is not None else None, files=files))
+    parts.kernel = kernel_bytes
+    return chain_measurements(parts, banks)

@@ -3,7 +3,10 @@ SecureBoot on/off, the PK/KEK/db/dbx contents measured by firmware, and which au
 (EV_EFI_VARIABLE_AUTHORITY) verified each loaded image.
 
 Firmware logs an authority only the first time it is used, right before the image it verified;
-later images verified by the same certificate have no authority event of their own.
+later images verified by the same certificate have no authority event of their own. shim also
+logs its policy state as EV_EFI_VARIABLE_AUTHORITY (``SbatLevel``; ``MokListTrusted`` on some
+versions): those verify no image, are listed as ``shim_policy`` and never attributed to the next
+image. With Secure Boot off no image is verified: no authority is attributed at all.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from pcrtool.tcg.constants import EventType as T
 DATABASES = ("PK", "KEK", "db", "dbx", "dbt", "dbr")
 IMAGE_TYPES = (T.EV_EFI_BOOT_SERVICES_APPLICATION, T.EV_EFI_BOOT_SERVICES_DRIVER,
                T.EV_EFI_RUNTIME_SERVICES_DRIVER)
+#: shim's PCR 7 authority events that record policy, not the certificate that verified an image.
+SHIM_POLICY_VARIABLES = ("SbatLevel", "MokListTrusted", "MokSBState", "MokPolicy")
 
 
 @dataclass(slots=True)
@@ -53,12 +58,14 @@ class SecureBootReport:
     databases: dict[str, list[dict]] = field(default_factory=dict)
     authorities: list[Authority] = field(default_factory=list)
     images: list[LoadedImage] = field(default_factory=list)
+    shim_policy: list[Authority] = field(default_factory=list)   # SbatLevel … (verify nothing)
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"secureBoot": self.enabled, "modes": self.modes, "databases": self.databases,
                 "authorities": [a.to_json() for a in self.authorities],
-                "images": [i.to_json() for i in self.images], "warnings": self.warnings}
+                "images": [i.to_json() for i in self.images],
+                "shimPolicy": [a.to_json() for a in self.shim_policy], "warnings": self.warnings}
 
 
 def _entries(value) -> list[dict]:
@@ -98,12 +105,16 @@ def secure_boot_report(log: EventLog) -> SecureBootReport:
             if isinstance(var.value, SignatureEntry) and var.value.certificate is not None:
                 cert = var.value.certificate.to_json()
             auth = Authority(ev.index, var.name, var.describe(), cert)
+            if var.name in SHIM_POLICY_VARIABLES:
+                report.shim_policy.append(auth)
+                continue
             report.authorities.append(auth)
             pending = auth
         elif t in IMAGE_TYPES:
             image = decode_event(ev, log)
             path = image.describe() if isinstance(image, ImageLoad) else "(undecodable)"
-            report.images.append(LoadedImage(ev.index, ev.pcr, t.name, path, pending))
+            report.images.append(LoadedImage(ev.index, ev.pcr, t.name, path,
+                                             pending if report.enabled is not False else None))
             pending = None
     if report.enabled is None:
         report.warnings.append("the log has no SecureBoot variable measurement")

@@ -56,34 +56,50 @@ path = "fooos-2.1.efi"      # the UKI (ukify build …)
 # "0" = {sha256 = "<64 hex>"}
 # [values.phase."enter-initrd"]
 # "11" = {sha256 = "<64 hex>"}
+
+# [shim]                    # shim → GRUB → kernel releases instead of a UKI:
+# [grub]                    #   see `pcrtool predict template shim-grub`
 '''
 
 SHIM_GRUB = '''\
-# pcrtool release manifest: a shim → GRUB → kernel release (Secure Boot on).
-# PCR 4 (boot chain) and PCR 7 (Secure Boot policy and the authorities that verified each image)
-# are predicted today; shim's and GRUB's own PCR 8/9 measurements ([shim], [grub]) are being
-# added: see `pcrtool predict release --help` of your version.
+# pcrtool release manifest: a shim → GRUB → kernel release (Debian/Ubuntu signed chain).
+# PCR 4 (shim, GRUB, the kernel twice with Secure Boot on), PCR 7 (shim's SbatLevel and the vendor
+# certificate that verified GRUB; the firmware's part from [secureboot] or the reference log),
+# PCR 8 (GRUB's commands), PCR 9 (the files GRUB read), PCR 14 (MokList, MokListX, MokListTrusted).
 
 name = "fooos"
 version = "2.1"
 svn = 3
-pcrs = [4, 7]
+pcrs = [4, 7, 8, 9, 14]
+reference_log = "tpm-eventlog.bin"   # the target's firmware log (PCR 4's firmware actions, PCR 7's
+                            #   variables and db authority are kept from it)
 
-[boot]
-chain = ["shimx64.efi", "grubx64.efi", "vmlinuz-2.1"]   # load order: shim, GRUB, the kernel
+[shim]
+path = "shimx64.efi"        # the signed shim (its .vendor_cert and .sbatlevel are read)
+# sbat_level = "previous"   # previous (shim's default) | latest | the SbatLevel text itself
+# MokList = "MokList-605dab50-e046-4300-abb6-3dd810dd8b23"   # efivarfs dumps of the machine's MOK
+# MokListX = "MokListX.bin" #   variables (absent = not set: shim's defaults)
+# MokListTrusted = "MokListTrusted.bin"
+# SbatLevel = "SbatLevel.bin"   # the machine's current SbatLevel (kept when newer than shim's)
+# vendor_authority = "MokListRT"   # MokListRT (shim >= 15.3), Shim (older shims) or none
 
-[secureboot]
-SecureBoot = 1
-PK = "PK.auth"              # ESL, .auth, efivarfs dump or a certificate (.crt/.pem/.der)
-KEK = "KEK.esl"
-db = ["db.esl", "distro-ca.crt"]   # several files: their signature lists are concatenated
-dbx = "dbx.esl"
-# owner = "<guid>"          # SignatureOwner for variables given as certificates (default all-zero)
-# the db entry that verified shim (firmware measures it as EV_EFI_VARIABLE_AUTHORITY):
-authorities = [{owner = "77fa9abd-0359-4d32-bd60-28f4e78f784b", certificate = "uefi-ca.crt"}]
+[grub]
+path = "grubx64.efi"        # the signed GRUB (PCR 4; its embedded memdisk config and prefix)
+device = "hd0"              # GRUB's name of the ESP disk, as the log shows it ("(hd0,gpt1)" → "hd0,gpt1")
+config = "grub.cfg"         # the grub.cfg GRUB sources from $prefix (interpreted; conditionals on
+                            #   files, set, menuentry + default; search/load_env/loops are not:
+                            #   drop `config` to keep those events from the reference log)
+files = {"/boot/vmlinuz-2.1" = "vmlinuz-2.1", "/boot/initrd.img-2.1" = "initrd.img-2.1"}
+                            # the files grub.cfg names → local files (the `linux` one is the kernel)
+# … without `config`: the reference log's GRUB events with these substituted
+# kernel = "vmlinuz-2.1"
+# kernel_path = "/boot/vmlinuz-2.1"
+# cmdline = "root=UUID=… ro quiet"
+# initrd = "initrd.img-2.1"
+# initrd_path = "/boot/initrd.img-2.1"
 
-# reference_log = "tpm-eventlog.bin"   # substitute into the target's firmware log (recommended:
-#                           # PCR 7 then keeps the firmware's own events and MokList measurements)
+# [secureboot]              # PCR 7 from the variables instead of the reference log:
+# SecureBoot = 1            #   see `pcrtool predict template secureboot`
 '''
 
 SECUREBOOT = '''\

@@ -277,3 +277,61 @@ def test_corpus_grub_strings_and_shim_variable_events(name):
               and all(e.digests[a] == a.digest(b"\x01") for a in banks)):
             shim += 1  # absent MokListTrusted = trusted: shim measures one byte 01 (MOK_VARIABLE_INVERSE)
     assert grub or shim or name in OLD_SHIM_MISMEASURED
+
+
+# --- eventlog secureboot: shim's policy events verify nothing -----------------------------------
+
+def test_secureboot_report_attributes_grub_to_the_vendor_certificate(rel_a):
+    from pcrtool.eventlog.secureboot import secure_boot_report
+
+    rep = secure_boot_report(rel_a.log)
+    by_event = {i.event: i.authority.variable if i.authority else None for i in rep.images}
+    assert list(by_event.values()) == ["db", "MokListRT", None, None]
+    assert [a.variable for a in rep.shim_policy] == ["SbatLevel"]
+
+
+def test_secureboot_report_on_a_secure_boot_off_shim_log_names_no_verifier():
+    from pcrtool.eventlog.secureboot import secure_boot_report
+
+    path = corpus_root() / "logs" / "go-attestation" / "ubuntu_2104_shielded_vm_no_secure_boot_eventlog"
+    if not path.is_file():
+        pytest.fail(f"{path} missing (the shared corpus)")
+    rep = secure_boot_report(parse_event_log(path.read_bytes()))
+    assert rep.enabled is False
+    assert [i.authority for i in rep.images] == [None, None]   # was: GRUB "verified by: SbatLevel"
+    assert [a.variable for a in rep.shim_policy] == ["SbatLevel"]
+
+
+# --- the CLI -------------------------------------------------------------------------------------
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "pcrtool", *map(str, args)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_from_log_substitutes_grub_cmdline_and_config(rel_a, rel_b):
+    p = _cli("--json", "predict", "from-log", rel_a.dir / "eventlog.bin", "--bank", "sha256", "--bank", "sha384",
+             "--grub-cmdline", rel_b.meta["cmdline"], "--grub-file", f"(hd0)/EFI/debian/grub.cfg={rel_b.dir / 'grub.cfg'}",
+             "--pcr", "8")
+    assert p.returncode == 0, p.stderr
+    got = PcrValues.parse(json.dumps(json.loads(p.stdout)["pcrs"]))
+    for alg in (HashAlg.SHA256, HashAlg.SHA384):
+        assert got.get(alg, 8) == rel_b.pcrs.get(alg, 8)
+
+
+def test_cli_from_log_refuses_efi_stub_cmdline_on_a_grub_log(rel_a):
+    p = _cli("predict", "from-log", rel_a.dir / "eventlog.bin", "--kernel-cmdline", "quiet")
+    assert p.returncode == 2
+    assert "--grub-cmdline" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_cli_from_log_rejects_a_non_grub_image(rel_a, tmp_path):
+    cfg = tmp_path / "grub.cfg"
+    cfg.write_text("search --fs-uuid --set=root 1234\n")
+    grub = tmp_path / "grub.efi"
+    grub.write_bytes(b"MZ" + bytes(100))
+    p = _cli("predict", "from-log", rel_a.dir / "eventlog.bin", "--grub", grub, "--grub-config", cfg)
+    assert p.returncode in (1, 2) and "Traceback" not in p.stderr and p.stderr.strip()
