@@ -9,7 +9,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 
 from helpers_sign import need_tool, openssl, run_cli, sign_cli
 from pcrtool.sign.offline import new_request, read_request, write_request
