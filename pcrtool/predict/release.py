@@ -1,10 +1,16 @@
 """Predict a release from its manifest: every source (UKI, boot chain, Secure Boot variables,
-command lines, precomputed values), optionally substituted into the target's reference log."""
+command lines, shim → GRUB chain, precomputed values), optionally substituted into the target's
+reference log.
+
+Imports go one way: ``manifest`` (parsing, the contract names) imports this module; this module
+never imports ``manifest`` — it reads a parsed manifest through :class:`ReleaseManifest`, the
+protocol ``pcrtool.predict.manifest.ReleaseManifest`` satisfies.
+"""
 
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from pcrtool.errors import FormatError
 from pcrtool.model import PCR_COUNT, HashAlg, PcrValues
@@ -12,8 +18,19 @@ from pcrtool.predict.events import Measurement, replay_measurements
 from pcrtool.predict.fields import ManifestError, _banks, _hex, _int, _req, _str
 from pcrtool.predict.predictions import Release
 
-if TYPE_CHECKING:  # pragma: no cover
-    from pcrtool.predict.manifest import ReleaseManifest
+
+
+class ReleaseManifest(Protocol):
+    """What :func:`predict_release` reads of a validated manifest (``parse_manifest``'s result)."""
+
+    name: str
+    version: str
+    svn: int
+    banks: tuple[HashAlg, ...]
+    pcrs: tuple[int, ...] | None
+    phases: tuple[str, ...]
+    doc: Mapping[str, Any]
+    source: str
 
 #: A file reader the caller supplies (the pure core never opens files): path → bytes.
 Reader = Callable[[str], bytes]

@@ -335,3 +335,15 @@ def test_cli_from_log_rejects_a_non_grub_image(rel_a, tmp_path):
     grub.write_bytes(b"MZ" + bytes(100))
     p = _cli("predict", "from-log", rel_a.dir / "eventlog.bin", "--grub", grub, "--grub-config", cfg)
     assert p.returncode in (1, 2) and "Traceback" not in p.stderr and p.stderr.strip()
+
+
+def test_release_module_does_not_import_manifest():
+    """predict/manifest.py imports predict/release.py, never the other way round (no cycle)."""
+    import ast
+
+    import pcrtool.predict.release as R
+
+    tree = ast.parse(Path(R.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "pcrtool.predict.manifest" not in imported
