@@ -48,8 +48,14 @@ def test_enrol_with_owner_password_unlock_without(swtpm, tmp_path, mode):
     p = pcrtool("tpm", "enroll", *t, *how, "--secret", d / "secret.bin", "-o", d / "none.json")
     assert p.returncode != 0 and "Traceback" not in p.stderr and "internal error" not in p.stderr
     assert not (d / "none.json").exists()
-    pcrtool("tpm", "enroll", *t, *how, "--secret", d / "secret.bin", "-o", d / "e.json",
-            _owner_option(), OWNER_PASSWORD, check=0)
+    option = _owner_option()
+    if option.endswith("-file"):
+        (d / "owner.pw").write_text(OWNER_PASSWORD)
+        (d / "owner.pw").chmod(0o600)
+        owner = (option, d / "owner.pw")
+    else:
+        owner = (option, OWNER_PASSWORD)
+    pcrtool("tpm", "enroll", *t, *how, "--secret", d / "secret.bin", "-o", d / "e.json", *owner, check=0)
     boot(swtpm, doc, 1)
     apps = ("-a", d / "a.pcrsig") if mode == "signed" else ()
     p = pcrtool("tpm", "unlock", *t, "-e", d / "e.json", *apps, check=0)
