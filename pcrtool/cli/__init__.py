@@ -31,6 +31,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tpm": ("pcrtool.cli.tpm", "Talk to a TPM: PCRs, NV, enrol, unlock, advance the floor."),
     "swtpm": ("pcrtool.cli.swtpm", "Run a software TPM (swtpm) for tests and CI."),
     "validate": ("pcrtool.cli.validate", "Prove the unlock/downgrade matrix of releases on swtpm."),
+    "validate-systemd": ("pcrtool.cli.validate_systemd",
+                         "Validate systemd's own unlock (cryptenroll, creds, pcrlock) of pcrtool's artefacts on swtpm."),
     "pe": ("pcrtool.cli.pe", "Authenticode: hash, inspect, sign and verify PE/UKI binaries."),
     "pcrlock": ("pcrtool.cli.pcrlock", "systemd-pcrlock: write .pcrlock records and pcrlock.d trees, read pcrlock.json."),
     "verity": ("pcrtool.cli.verity", "dm-verity: hash trees, root hashes and their signatures."),

@@ -6,6 +6,7 @@ authorities of the real OVMF captures (systemd reads the log and a swtpm holding
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import subprocess
@@ -100,7 +101,7 @@ def test_firmware_and_authority_from_the_ovmf_captures(sid_systemd, tmp_path, ca
     try:
         env = {"SYSTEMD_MEASURE_LOG_FIRMWARE": log, "SYSTEMD_MEASURE_LOG_USERSPACE": "/nonexistent",
                "SYSTEMD_TPM2_DEVICE": f"swtpm:path={sw.tmpdir / 'tpm.sock'}"}
-        sb = capture == "ovmf-sb-own"
+        sb = json.loads((log.parent / "capture.json").read_text())["secure_boot"] != "off"  # as captured
         ev = efivars_dir(tmp_path / "efivars", {"SecureBoot": b"\x01" if sb else b"\x00"})
         for which in ("code", "config"):
             # systemd writes both files to their default places (under /var/lib/pcrlock.d, here a
@@ -123,7 +124,7 @@ def test_firmware_and_authority_from_the_ovmf_captures(sid_systemd, tmp_path, ca
         assert ours.exists() == theirs.exists() == sb
         if sb:
             assert ours.read_bytes() == theirs.read_bytes()
-            assert ours.read_bytes().count(b'"pcr":7') == 1
+            assert ours.read_bytes().count(b'"pcr":7') >= 1
     finally:
         sw.stop()
 
