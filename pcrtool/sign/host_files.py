@@ -53,7 +53,7 @@ def read_regular(name: str, limit: int, *, what: str, dir_fd: int | None = None)
         raise _os_error(e, what, name) from None
     if not stat.S_ISREG(st.st_mode):
         raise InputFileError(f"{what} {quote(name)} is {_kind_of(st.st_mode)}; only regular files are read",
-                             hint="copy the file itself into the request directory")
+                             hint="give the file itself, not a link, pipe or device")
     if st.st_size > limit:
         raise InputFileError(f"{what} {quote(name)} has {st.st_size} bytes, more than the {limit} allowed")
     try:

@@ -9,7 +9,7 @@ import datetime as _dt
 import hashlib
 
 from pcrtool.model import HashAlg, PcrValues
-from pcrtool.policy.approvals import policy_ref_bytes, svn_ref
+from pcrtool.policy.approvals import policy_ref_bytes
 from pcrtool.policy.digests import authorize_tbs, policy_pcr
 from pcrtool.sign import authenticode as ac
 
@@ -20,10 +20,21 @@ def pcr11(i: int, bank: HashAlg = HashAlg.SHA256) -> bytes:
     return bank.digest(b"release %d" % i)
 
 
+def make_ref(svn: int, bank: HashAlg = HashAlg.SHA256, pcrs: tuple = (11,), product: str = "") -> str:
+    """The policyRef string pcrtool writes for an svn (scoped to product, bank and PCRs once
+    pcrtool.policy.scope exists)."""
+    try:
+        from pcrtool.policy.scope import Scope
+    except ImportError:
+        from pcrtool.policy.approvals import svn_ref
+        return svn_ref(svn)
+    return Scope(bank, tuple(pcrs), product).ref(svn)
+
+
 def policy_item(i: int, svn: int | None = None, *, name: str | None = None, label: str | None = None,
-                bank: HashAlg = HashAlg.SHA256, value: bytes | None = None):
+                bank: HashAlg = HashAlg.SHA256, value: bytes | None = None, product: str = ""):
     value = pcr11(i, bank) if value is None else value
-    ref = None if svn is None else svn_ref(svn)
+    ref = None if svn is None else make_ref(svn, bank, (11,), product)
     tbs = authorize_tbs(policy_pcr(PcrValues({bank: {11: value}})), policy_ref_bytes(ref))
     return (label or f"{bank.bank_name}/release-{i}", name or f"rel.{i}.tbs", tbs,
             {"bank": bank.bank_name, "pcrs": {"11": value.hex()}, "ref": ref})

@@ -100,6 +100,7 @@ def test_audit_log_has_one_entry_per_signature(tmp_path, keys, hsm):
 
 
 def _policy(tmp_path: Path, rules: list) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     p = tmp_path / "host-policy.json"
     p.write_text(json.dumps({"pcrtool-signing-host-policy": 1, "keys": rules}))
     return p
@@ -131,6 +132,17 @@ def test_signing_host_policy_limits_kinds_and_svns(tmp_path, keys):
                     env={"PCRTOOL_AUDIT_LOG": str(tmp_path / "ok" / "audit.jsonl")})
     assert proc.returncode == 0, proc.stderr
     assert "may sign 2 kinds" in proc.stderr and "signed pcr-policy requests before" in proc.stderr
+    # once policyRefs carry a product (pcrtool.policy.scope), the product the bytes carry is enforced
+    try:
+        import pcrtool.policy.scope  # noqa: F401
+    except ImportError:
+        return
+    prod = _policy(tmp_path / "p", [{"fingerprint": fp, "kinds": ["pcr-policy"], "products": ["fooos"]}])
+    good = make(tmp_path / "p1", [policy_item(1, 1, product="fooos")])
+    bad = make(tmp_path / "p2", [policy_item(1, 1, product="baros")])
+    assert sign_cli(good, str(keys.rsa), "--policy", str(prod)).returncode == 0
+    proc = sign_cli(bad, str(keys.rsa), "--policy", str(prod))
+    assert proc.returncode == 4 and "product 'baros'" in proc.stderr
 
 
 def test_host_policy_format_is_strict():

@@ -113,6 +113,24 @@ def test_pcr_policy_shows_decoded_values_and_svn_not_the_label(tmp_path, keys):
     swapped = (real[0], real[1], policy_item(1, 2)[2], real[3])
     with pytest.raises(MismatchError):
         decode_item("pcr-policy", swapped[2], swapped[3], signature_hash=HashAlg.SHA256)
+    # a ref naming pcrtool that is not canonical ("svn 1" with a newline) is refused, not read as no svn
+    _, _, _, ctx = real
+    bad_ref = dict(ctx, ref=ctx["ref"] + "\n")
+    from pcrtool.model import PcrValues
+    from pcrtool.policy.approvals import policy_ref_bytes
+    from pcrtool.policy.digests import authorize_tbs, policy_pcr
+    tbs = authorize_tbs(policy_pcr(PcrValues({HashAlg.SHA256: {11: bytes.fromhex(ctx["pcrs"]["11"])}})),
+                        policy_ref_bytes(bad_ref["ref"]))
+    with pytest.raises(FormatError, match="canonical pcrtool ref"):
+        decode_item("pcr-policy", tbs, bad_ref, signature_hash=HashAlg.SHA256)
+    # a scoped ref (pcrtool.policy.scope) must name the approval's own bank and PCRs
+    from request_items import make_ref
+    other_scope = make_ref(1, HashAlg.SHA256, (7, 11))
+    if other_scope != make_ref(1):
+        tbs = authorize_tbs(policy_pcr(PcrValues({HashAlg.SHA256: {11: bytes.fromhex(ctx["pcrs"]["11"])}})),
+                            policy_ref_bytes(other_scope))
+        with pytest.raises(MismatchError, match="scope"):
+            decode_item("pcr-policy", tbs, dict(ctx, ref=other_scope), signature_hash=HashAlg.SHA256)
 
 
 SHAPES = ["hex root hash", "signed attributes", "policy bytes", "whole PE", "1 MiB random"]

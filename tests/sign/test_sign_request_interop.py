@@ -11,7 +11,9 @@ from pathlib import Path
 
 
 from helpers_sign import need_tool, openssl, run_cli, sign_cli
+from pcrtool.model import HashAlg
 from pcrtool.sign.offline import new_request, read_request, write_request
+from request_items import make_ref
 
 BOOT = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
 BANKS = ("sha1", "sha256", "sha384", "sha512")
@@ -58,11 +60,11 @@ def test_systemd_sbsign_offline_blob_round_trip_with_file_key_and_token(sid_syst
     assert proc.returncode == 3 and "another image" in proc.stderr
 
 
-def _measure(sid, tmp_path, verb, *extra, phase="enter-initrd"):
+def _measure(sid, tmp_path, verb, *extra, phase="enter-initrd", banks=BANKS):
     (tmp_path / "linux").write_bytes(b"a kernel image")
     (tmp_path / "osrel").write_bytes(b"ID=demo\nVERSION_ID=1\n")
     proc = sid.run("systemd-measure", verb, f"--linux={tmp_path / 'linux'}", f"--osrel={tmp_path / 'osrel'}",
-                   f"--phase={phase}", *[f"--bank={b}" for b in BANKS], "--json=short", *extra)
+                   f"--phase={phase}", *[f"--bank={b}" for b in banks], "--json=short", *extra)
     return json.loads(proc.stdout)
 
 
@@ -70,24 +72,26 @@ def test_systemd_measure_policy_digest_is_decoded_and_signed(sid_systemd, keys, 
     calc = _measure(sid_systemd, tmp_path, "calculate")
     later = _measure(sid_systemd, tmp_path, "calculate", phase="leave-initrd")
     pub = f"--public-key={keys.pub('rsa')}"
-    for ref in (None, "pcrtool-svn=3"):
-        digest_doc = _measure(sid_systemd, tmp_path, "policy-digest", pub,
-                              *([f"--policyref={ref}"] if ref else []))
-        items = []
-        for bank in BANKS:
-            [entry] = digest_doc[bank]
+    for svn in (None, 3):
+        items, pols = [], {}
+        for bank in BANKS:   # pcrtool's refs name their bank: one policy-digest run per bank
+            ref = None if svn is None else make_ref(svn, HashAlg.from_name(bank))
+            doc = _measure(sid_systemd, tmp_path, "policy-digest", pub, *([f"--policyref={ref}"] if ref else []),
+                           banks=(bank,))
+            [entry] = doc[bank]
+            pols[bank] = entry["pol"]
             tbs = bytes.fromhex(entry.get("tbs", entry["pol"]))
             items.append((f"{bank} enter-initrd", f"m.{bank}.tbs", tbs,
                           {"bank": bank, "pcrs": {"11": calc[bank][0]["hash"]}, "ref": ref}))
-        d = tmp_path / f"ref-{ref is not None}"
+        d = tmp_path / f"svn-{svn}"
         d.mkdir()
         req, blobs = new_request("pcr-policy", items, key=None)
         write_request(d / "m.sign-request.json", req, blobs)
         shown = json.loads(ok(run_cli("sign-request", "show", str(d / "m.sign-request.json"), "--json=short")).stdout)
         for bank, item in zip(BANKS, shown["summary"]["items"]):
-            assert item["decoded"]["svn"] == (3 if ref else None)
-            assert item["decoded"]["approved-policy"] == digest_doc[bank][0]["pol"]
-        key = str(keys.rsa) if ref else hsm.uri("rsa")
+            assert item["decoded"]["svn"] == svn
+            assert item["decoded"]["approved-policy"] == pols[bank]
+        key = str(keys.rsa) if svn else hsm.uri("rsa")
         ok(sign_cli(d / "m.sign-request.json", key, env=hsm.env))
         for bank in BANKS:   # the TPM's VerifySignature: RSASSA-PKCS1-v1_5 / SHA-256 over tbs (openssl here)
             openssl("dgst", "-sha256", "-verify", str(keys.pub("rsa")), "-signature", str(d / f"m.{bank}.tbs.sig"),

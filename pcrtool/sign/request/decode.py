@@ -193,8 +193,8 @@ def _authenticode(tbs: bytes, context: dict, hash_alg: HashAlg, image_digest: by
     image_status = "recomputed from the given image: equal" if image_digest is not None else \
         "not checked against an image (pass --image PE to recompute it)"
     return DecodedItem(
-        "authenticode", "Authenticode signed attributes (systemd-sbsign --prepare-offline-signing layout)",
-        (("image digest", f"{hash_alg.bank_name}:{digest.hex()}"), ("image", image_status),
+        "authenticode", "Authenticode signed attributes (systemd-sbsign offline layout)",
+        (("image digest", digest.hex()), ("image digest algorithm", hash_alg.bank_name), ("image", image_status),
          ("signing time", when), ("messageDigest", message_digest.hex()),
          ("attributes", "smimeCapabilities (empty), contentType SpcIndirectDataContent, signingTime, messageDigest")),
         {"image-digest": digest.hex(), "image-digest-algorithm": hash_alg.bank_name,
@@ -234,34 +234,52 @@ def _pcr_policy(tbs: bytes, context: dict, hash_alg: HashAlg, where: str) -> Dec
         raise MismatchError(f"{where}: the bytes to sign are not approvedPolicy || policyRef of the PCR values, "
                             "bank and ref the request carries",
                             hint="the request shows one policy and asks for a signature over another")
-    svn, scope = decode_ref(ref)
+    try:
+        svn, scope = decode_ref(ref)
+    except PcrtoolError as e:
+        raise FormatError(f"{where}: {e.message}", hint=e.hint) from None
+    product = None
+    scope_json = None
+    if scope is not None:
+        # The ref's scope must be the approval's own bank and PCR selection (the TPM binds the ref).
+        scope_bank = getattr(getattr(scope, "bank", None), "bank_name", None)
+        scope_pcrs = tuple(getattr(scope, "pcrs", ()))
+        if scope_bank != bank_name or scope_pcrs != tuple(sorted(values)):
+            raise MismatchError(f"{where}: the ref's scope (bank {scope_bank}, PCRs {list(scope_pcrs)}) is not the "
+                                f"approval's (bank {bank_name}, PCRs {sorted(values)})")
+        product = getattr(scope, "product", "") or None
+        scope_json = {"product": product, "bank": scope_bank, "pcrs": list(scope_pcrs)}
     lines: list[tuple[str, str]] = [("bank", bank_name)]
     lines += [(f"PCR {i}", values[i].hex()) for i in sorted(values)]
     lines += [("svn", "none (no policyRef: a systemd-style approval without svn)" if svn is None else str(svn))]
     if scope is not None:
-        lines.append(("scope", scope))
+        lines.append(("product (from the ref)", product or "none"))
     if ref is not None:
         lines.append(("ref", ref))
     lines.append(("approvedPolicy", pol.hex()))
     return DecodedItem("pcr-policy", "TPM2 PolicyAuthorize approval: approvedPolicy || policyRef",
                        tuple(lines),
                        {"bank": bank_name, "pcrs": {str(i): values[i].hex() for i in sorted(values)},
-                        "svn": svn, "scope": scope, "ref": ref, "approved-policy": pol.hex()},
-                       svn=svn, product=scope)
+                        "svn": svn, "scope": scope_json, "ref": ref, "approved-policy": pol.hex()},
+                       svn=svn, product=product)
 
 
-def decode_ref(ref: str | None) -> tuple[int | None, str | None]:
-    """(svn, scope) of a policyRef string, through the parser ``pcrtool.policy`` exposes."""
+def decode_ref(ref: str | None) -> tuple[int | None, object | None]:
+    """(svn, scope) of a policyRef string, through the parser ``pcrtool.policy`` exposes: the scoped
+    grammar (``pcrtool.policy.scope.parse_ref``: svn, product, bank, PCRs) when present, else the
+    svn-only one. A ref naming ``pcrtool-`` that does not parse is refused, never read as "no svn"."""
     from pcrtool.policy import approvals as ap
 
-    parse = getattr(ap, "parse_ref", None)  # the scoped grammar (svn + product/channel), when present
-    if parse is not None:
-        try:
-            parsed = parse(ref)
-        except PcrtoolError:
-            parsed = None
-        if parsed is not None:
-            svn = getattr(parsed, "svn", None)
-            scope = getattr(parsed, "scope", None)
-            return svn, None if scope is None else str(scope)
-    return ap.svn_from_ref(ref), None
+    if ref is None:
+        return None, None
+    try:
+        from pcrtool.policy import scope as policy_scope
+    except ImportError:
+        policy_scope = None
+    if policy_scope is not None and hasattr(policy_scope, "parse_ref"):
+        parsed = policy_scope.parse_ref(ref)
+        return (None, None) if parsed is None else (parsed.svn, parsed.scope)
+    svn = ap.svn_from_ref(ref)
+    if (svn is None and "pcrtool-" in ref) or (svn is not None and ap.svn_ref(svn) != ref):
+        raise FormatError(f"ref {quote(ref)} is not a canonical pcrtool ref")
+    return svn, None
