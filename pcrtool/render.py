@@ -48,23 +48,36 @@ def emit_json(data: Any) -> None:
 
 
 def emit_text(text: str) -> None:
+    """Text on stdout, through a pager on a terminal as systemd tools do: $PCRTOOL_PAGER, else
+    $PAGER, else ``less``, with ``LESS=FRSXMK`` unless set (-F: no pager when it fits one screen);
+    ``--no-pager``, a pager of ``cat`` or an empty one, or a non-terminal stdout write directly."""
     if not text.endswith("\n"):
         text += "\n"
-    if _options.pager and sys.stdout.isatty() and text.count("\n") > _terminal_lines():
-        pager = os.environ.get("PCRTOOL_PAGER") or os.environ.get("PAGER") or "less -FRSXMK"
-        if pager not in ("", "cat"):
-            import pydoc
-            pydoc.pipe_pager(text, pager)
+    if _options.pager and sys.stdout.isatty():
+        pager = os.environ.get("PCRTOOL_PAGER", os.environ.get("PAGER", "less"))
+        if pager.strip() not in ("", "cat") and _page(text, pager):
             return
     sys.stdout.write(text)
     sys.stdout.flush()
 
 
-def _terminal_lines() -> int:
+def _page(text: str, pager: str) -> bool:
+    import shlex
+    import subprocess
+
+    env = dict(os.environ)
+    env.setdefault("LESS", "FRSXMK")
+    env.setdefault("LESSCHARSET", "utf-8")
+    sys.stdout.flush()
     try:
-        return os.get_terminal_size().lines
-    except OSError:
-        return 10**9
+        proc = subprocess.Popen(shlex.split(pager), stdin=subprocess.PIPE, env=env)
+    except (OSError, ValueError):
+        return False  # no such pager: print directly, as systemd does
+    try:
+        proc.communicate(text.encode())
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass
+    return True
 
 
 @dataclass(slots=True)
@@ -74,6 +87,7 @@ class Table:
     columns: Sequence[str]
     rows: list[Sequence[Any]] = field(default_factory=list)
     title: str | None = None
+    footer: str | None = None  # one line after the table (a verdict, a count); hidden by --no-legend
 
     def add(self, *cells: Any) -> None:
         self.rows.append([("" if c is None else str(c)) for c in cells])
@@ -92,16 +106,24 @@ def emit(data: Any, *, table: Table | None = None, text: str | None = None) -> N
 
 
 def emit_table(table: Table) -> None:
+    footer = f"\n{table.footer}" if table.footer and _options.legend else ""
     if sys.stdout.isatty():
+        import io
+
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table as RichTable
 
-        rt = RichTable(title=table.title, show_header=_options.legend)
+        # Cells are data, never markup ("[sha1,sha256]" must stay visible); long cells fold
+        # onto the next line instead of being cut with an ellipsis.
+        rt = RichTable(title=escape(table.title) if table.title else None, show_header=_options.legend)
         for c in table.columns:
-            rt.add_column(c)
+            rt.add_column(escape(c), overflow="fold")
         for r in table.rows:
-            rt.add_row(*[str(c) for c in r])
-        Console().print(rt)
+            rt.add_row(*[escape(str(c)) for c in r])
+        buf = io.StringIO()
+        Console(file=buf, force_terminal=True, width=_terminal_columns()).print(rt)
+        emit_text(buf.getvalue().rstrip("\n") + footer)
         return
     rows = [list(map(str, r)) for r in table.rows]
     widths = [len(c) for c in table.columns] if _options.legend else [0] * len(table.columns)
@@ -113,7 +135,14 @@ def emit_table(table: Table) -> None:
         lines.append("  ".join(c.upper().ljust(w) for c, w in zip(table.columns, widths)).rstrip())
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    emit_text("\n".join(lines))
+    emit_text("\n".join(lines) + footer)
+
+
+def _terminal_columns() -> int:
+    try:
+        return os.get_terminal_size().columns
+    except OSError:
+        return 80
 
 
 def warn(message: str) -> None:

@@ -66,7 +66,7 @@ def test_caps_json(swtpm, run):
 
 def test_nv_counter_lifecycle(swtpm, run):
     idx = "0x01800500"
-    out = run("tpm", "nv", "define", idx, "-a", "ownerread|ownerwrite|authread|authwrite|no_da|nt=counter",
+    out = run("tpm", "nv", "define", idx, "--attributes", "ownerread|ownerwrite|authread|authwrite|no_da|nt=counter",
               tcti=swtpm.tcti)
     assert out.returncode == 0, out.stderr
     assert "(counter, 8 bytes)" in out.stdout
@@ -88,12 +88,12 @@ def test_nv_ordinary_and_bits(swtpm, run):
     assert out.returncode == 0, out.stderr
     assert run("tpm", "nv", "write", "0x01800600", "deadbeef", tcti=swtpm.tcti).returncode == 0
     assert run("tpm", "nv", "read", "0x01800600", tcti=swtpm.tcti).stdout.strip() == "deadbeef"
-    out = run("tpm", "nv", "define", "0x01800700", "-a", "ownerread|ownerwrite|authread|authwrite|nt=bits",
+    out = run("tpm", "nv", "define", "0x01800700", "--attributes", "ownerread|ownerwrite|authread|authwrite|nt=bits",
               tcti=swtpm.tcti)
     assert out.returncode == 0, out.stderr
     assert run("tpm", "nv", "setbits", "0x01800700", "0x5", tcti=swtpm.tcti).stdout.strip() == "0x5"
     assert run("tpm", "nv", "setbits", "0x01800700", "0xa", tcti=swtpm.tcti).stdout.strip() == "0xf"
-    out = run("tpm", "nv", "define", "0x01800800", "-a", "bogus", tcti=swtpm.tcti)
+    out = run("tpm", "nv", "define", "0x01800800", "--attributes", "bogus", tcti=swtpm.tcti)
     assert out.returncode == 2 and "unknown NV attribute" in out.stderr
     out = run("tpm", "nv", "define", "0x02000000", tcti=swtpm.tcti)
     assert out.returncode == 2 and "outside" in out.stderr

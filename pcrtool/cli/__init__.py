@@ -76,14 +76,15 @@ class LazyGroup(TyperGroup):
 
 
 def _listing_only(ctx) -> bool:
-    return bool(_state["listing"] or getattr(ctx, "resilient_parsing", False))
+    # Only root --help: shell completion (resilient parsing) needs the real sub-commands' options.
+    return bool(_state["listing"])
 
 
 class _Placeholder(typer.core.TyperCommand):
     pass
 
 
-app = typer.Typer(cls=LazyGroup, help=_GLOBAL_HELP, no_args_is_help=True, add_completion=False,
+app = typer.Typer(cls=LazyGroup, help=_GLOBAL_HELP, no_args_is_help=True, add_completion=True,
                   rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]})
 
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
 
     args, opts = _extract_global_options(list(sys.argv[1:] if argv is None else argv))
     render.configure(opts)
-    if args in ([], ["-h"], ["--help"]):
+    if args in ([], ["-h"], ["--help"]) and "_PCRTOOL_COMPLETE" not in os.environ:
         # Root help lists sub-commands without importing them.
         _state["listing"] = True
         sys.exit(_invoke(args))

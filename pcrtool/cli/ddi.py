@@ -231,7 +231,7 @@ def build(
     src: Path = typer.Argument(..., metavar="SRC_DIR", help="The extension's tree (usr/… for a sysext, etc/… for a confext)."),
     output: Path = typer.Option(..., "--output", "-o", metavar="NAME.raw"),
     key: str = typer.Option(..., "--key", "-k", help="file:PATH, a pkcs11: URI, or 'offline' (then use ddi prepare)."),
-    cert: str = typer.Option(..., "--cert", "-c", help="The signer's X.509 certificate (PEM or DER)."),
+    cert: str = typer.Option(..., "--cert", "--certificate", "-c", help="The signer's X.509 certificate (PEM or DER)."),
     kind: str = _TYPE_OPT,
     compress: str = _COMPRESS_OPT,
     seed: Optional[str] = _SEED_OPT,
@@ -262,7 +262,7 @@ def prepare(
     src: Path = typer.Argument(..., metavar="SRC_DIR"),
     output: Path = typer.Option(..., "--output", "-o", metavar="NAME.raw",
                                 help="The image (its verity-sig partition left empty) and NAME.sign-request.json next to it."),
-    cert: Optional[str] = typer.Option(None, "--cert", "-c", help="Bind the request to this certificate's key."),
+    cert: Optional[str] = typer.Option(None, "--cert", "--certificate", "-c", help="Bind the request to this certificate's key."),
     kind: str = _TYPE_OPT,
     compress: str = _COMPRESS_OPT,
     seed: Optional[str] = _SEED_OPT,
@@ -300,7 +300,7 @@ def prepare(
 def attach(
     request: Path = typer.Argument(..., metavar="REQUEST", help="NAME.sign-request.json written by ddi prepare."),
     image: Path = typer.Argument(..., metavar="NAME.raw", help="The image prepare wrote (its verity-sig is filled in place)."),
-    cert: str = typer.Option(..., "--cert", "-c", help="The signer's certificate."),
+    cert: str = typer.Option(..., "--cert", "--certificate", "-c", help="The signer's certificate."),
     signature: Optional[Path] = typer.Option(None, "--signature", "-s",
                                              help="Raw signature, DER/PEM PKCS#7 or JSON response "
                                                   "(default: <tbs file>.sig next to the request)."),

@@ -98,7 +98,7 @@ def show(
         digest = e.digests.get(bank) if bank else None
         pcr_text = "-1" if e.pcr == 0xFFFFFFFF else str(e.pcr)
         table.add(e.index, pcr_text, e.event_type.name,
-                  digest.hex()[:16] if digest else "-", decode_event(e, log).describe()[:100])
+                  digest.hex()[:16] if digest else "-", decode_event(e, log).describe())
     render.emit_table(table)
     if log.padding:
         render.info(f"{log.padding[1]} bytes of padding at offset {log.padding[0]}")
@@ -201,7 +201,8 @@ def verify(
     table = render.Table(["pcr", "bank", "status", "replayed", "actual"])
     for row in comparison.rows:
         table.add(row.pcr, row.alg.bank_name, str(row.status),
-                  row.replayed.hex()[:16] if row.replayed else "-", row.actual.hex()[:16])
+                  row.replayed.hex() if row.replayed else "-", row.actual.hex())
+    table.footer = _verdict(comparison, warnings)
     doc = {**comparison.to_json(), "payloadWarnings": [w.to_json() for w in warnings],
            "gaps": result.to_json()["gaps"]}
     render.emit(doc, table=table)
@@ -217,6 +218,19 @@ def verify(
         raise ReplayMismatch(f"replayed PCR(s) {', '.join(map(str, pcrs))} differ from the actual values",
                              hint="the log does not describe this boot, or a PCR was extended outside it",
                              pcrs=pcrs)
+
+
+def _verdict(comparison, warnings) -> str:
+    """The one line after `eventlog verify`'s table."""
+    if not comparison.rows:
+        return "nothing compared"
+    banks = ",".join(sorted({r.alg.bank_name for r in comparison.rows}))
+    extra = f"; {len(warnings)} event payload warning(s)" if warnings else ""
+    if comparison.ok:
+        return f"OK: the log replays to all {len(comparison.rows)} PCR value(s) compared ({banks}){extra}"
+    bad = ", ".join(map(str, comparison.mismatching_pcrs()))
+    return (f"MISMATCH: PCR {bad} differ from the replayed log ({len(comparison.mismatches)} of "
+            f"{len(comparison.rows)} value(s)){extra}")
 
 
 def _actual_pcrs(pcrs_file, sysfs, tcti, banks):

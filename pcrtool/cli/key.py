@@ -110,7 +110,7 @@ def describe(ref: str, certificate: Optional[str] = None) -> dict:
 @app.command()
 def show(
     ref: str = typer.Argument(..., metavar="KEY", help=_KEY_HELP),
-    certificate: Optional[str] = typer.Option(None, "--certificate", "-c", metavar="PATH",
+    certificate: Optional[str] = typer.Option(None, "--certificate", "--cert", "-c", metavar="PATH",
                                               help="Certificate to pair with the key."),
 ) -> None:
     """Show a key's type, size, public-key fingerprint and certificate (never private material)."""
@@ -170,6 +170,12 @@ def public(
     pem = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     if output:
         fileio.write_atomic(output, pem, what="public key")
+    elif render.json_mode():
+        from pcrtool.policy.digests import public_key_fingerprint as pcrsig_pkfp
+        from pcrtool.sign.api import describe_public_key, key_label, public_key_fingerprint
+
+        render.emit_json({"public_key": pem.decode(), "type": key_label(*describe_public_key(pub)),
+                          "fingerprint": public_key_fingerprint(pub), "pkfp": pcrsig_pkfp(pub).hex()})
     else:
         render.emit_text(pem.decode())
 

@@ -250,7 +250,7 @@ def inspect(file: str = typer.Argument(..., help="PE/EFI binary.")) -> None:
 def sign(files: List[str] = typer.Argument(..., metavar="FILE...",
                                           help="PE/EFI binaries to sign (e.g. systemd-boot, the UKI, add-ons)."),
          key: str = typer.Option(..., "--key", "-k", help="Key: PATH, file:PATH or a pkcs11: URI."),
-         cert: Optional[str] = typer.Option(None, "--cert", "-c", help="Signer certificate (PEM/DER)."),
+         cert: Optional[str] = typer.Option(None, "--cert", "--certificate", "-c", help="Signer certificate (PEM/DER)."),
          output: Optional[str] = typer.Option(None, "--output", "-o",
                                               help="Signed output file; with several inputs an existing directory "
                                                    "(each output keeps its input's name)."),
@@ -430,7 +430,7 @@ def _chain_certificates(paths: List[str]) -> tuple[bytes, ...]:
 
 @app.command()
 def verify(file: str = typer.Argument(..., help="PE/EFI binary."),
-           cert: List[str] = typer.Option([], "--cert", "-c",
+           cert: List[str] = typer.Option([], "--cert", "--certificate", "-c",
                                           help="Trusted certificate (PEM/DER) or EFI_SIGNATURE_LIST; repeatable."),
            db: List[str] = typer.Option([], "--db", help="db: ESL, efivarfs dump or certificate; repeatable."),
            dbx: List[str] = typer.Option([], "--dbx", help="dbx: ESL or efivarfs dump; repeatable."),
@@ -471,8 +471,8 @@ def verify(file: str = typer.Argument(..., help="PE/EFI binary."),
 
 @app.command()
 def prepare(file: str = typer.Argument(..., help="PE/EFI binary to sign offline."),
-            cert: str = typer.Option(..., "--cert", "-c", help="Certificate of the offline signing key."),
-            request: str = typer.Option(..., "--request", "-r",
+            cert: str = typer.Option(..., "--cert", "--certificate", "-c", help="Certificate of the offline signing key."),
+            request: str = typer.Option(..., "--request",
                                         help="Request manifest to write (STEM.sign-request.json); "
                                              "STEM.sattrs.der is written next to it."),
             hash_name: str = typer.Option("sha256", "--hash", help=_HASH_HELP),
@@ -528,7 +528,7 @@ def prepare(file: str = typer.Argument(..., help="PE/EFI binary to sign offline.
 
 @app.command()
 def attach(file: str = typer.Argument(..., help="The same PE binary that was prepared."),
-           request: Optional[str] = typer.Option(None, "--request", "-r",
+           request: Optional[str] = typer.Option(None, "--request",
                                                  help="The request manifest from 'pcrtool pe prepare'."),
            signed_data: Optional[str] = typer.Option(
                None, "--signed-data",
@@ -540,7 +540,7 @@ def attach(file: str = typer.Argument(..., help="The same PE binary that was pre
                                                         "response, or a full PKCS#7 (DER/PEM). Default with "
                                                         "--request: STEM.sattrs.der.sig next to the request."),
            output: str = typer.Option(..., "--output", "-o", help="Signed output file."),
-           cert: Optional[str] = typer.Option(None, "--cert", "-c",
+           cert: Optional[str] = typer.Option(None, "--cert", "--certificate", "-c",
                                               help="Signer certificate (default: the one recorded in the request)."),
            ) -> None:
     """Complete an offline signature; refuses if the PE or the signed attributes changed.

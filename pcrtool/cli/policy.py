@@ -155,7 +155,7 @@ def _check_key_for_tpm(public_key, *, ecdsa: bool) -> None:
 
 @app.command()
 def digest(
-    pcr_values: Optional[str] = typer.Option(None, "--pcr-values", "-p", metavar="VALUES|FILE",
+    pcr_values: Optional[str] = typer.Option(None, "--pcr-values", metavar="VALUES|FILE",
                                              help="PCR values: 11:sha256=<hex>,… or a file (any format "
                                                   "`pcrtool` reads)."),
     releases: Optional[Path] = typer.Option(None, "--releases", "-r", help=_RELEASES_HELP),

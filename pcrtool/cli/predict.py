@@ -95,7 +95,13 @@ def uki(
     if render.json_mode():
         render.emit_json(pred.to_measure_json())
     else:
-        render.emit_text(pred.to_text())
+        import sys
+        # As systemd-measure calculate: the phase label on stderr, the values on stdout.
+        for p in pred.phases:
+            sys.stdout.flush()
+            render.info(f"# PCR[11] Phase <{p or ':'}>")
+            sys.stdout.write("".join(f"11:{alg.bank_name}={pred.value(p, alg).hex()}\n" for alg in pred.banks))
+        sys.stdout.flush()
 
 
 # --- PCR 4 -------------------------------------------------------------------------------------

@@ -137,7 +137,7 @@ def sign(
     request: Path = typer.Argument(..., metavar="REQUEST", help="The request manifest (JSON)."),
     key: str = typer.Option(..., "--key", "-k", metavar="KEY",
                             help="file:PATH or a pkcs11: URI (passphrases/PINs from files or env only)."),
-    certificate: Optional[str] = typer.Option(None, "--certificate", "-c", metavar="PATH",
+    certificate: Optional[str] = typer.Option(None, "--certificate", "--cert", "-c", metavar="PATH",
                                               help="Certificate to include in the response."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="RESPONSE",
                                           help="Write a JSON response here; without it, write one raw "
@@ -207,7 +207,7 @@ def check(
     request: Path = typer.Argument(..., metavar="REQUEST", help="The request manifest (JSON)."),
     key: str = typer.Option(..., "--key", "-k", metavar="KEY",
                             help="Public key, certificate, or any key reference whose public half to use."),
-    response: Optional[Path] = typer.Option(None, "--response", "-r", metavar="PATH",
+    response: Optional[Path] = typer.Option(None, "--response", metavar="PATH",
                                             help="JSON response or raw signature (default: <tbs file>.sig)."),
 ) -> None:
     """Check that the response's signatures cover exactly the request's bytes with this key."""

@@ -198,8 +198,8 @@ def _nv_row(pub) -> dict:
 @nv_app.command("define")
 def nv_define(
     index: str = typer.Argument(..., help="NV index, e.g. 0x01800000"),
-    size: int = typer.Option(8, "--size", "-s", help="data size in bytes (counters and bits: 8)"),
-    attributes: str = typer.Option("ownerread|ownerwrite|authread|authwrite|no_da", "--attributes", "-a",
+    size: int = typer.Option(8, "--size", help="data size in bytes (counters and bits: 8)"),
+    attributes: str = typer.Option("ownerread|ownerwrite|authread|authwrite|no_da", "--attributes",
                                    help="TPMA_NV names joined by | plus nt=ordinary|counter|bits|extend, or a number"),
     policy: Optional[str] = typer.Option(None, "--policy", help="authPolicy digest (hex)"),
     tcti: Optional[str] = _tcti_option(),
@@ -230,7 +230,7 @@ def nv_undefine(index: str = typer.Argument(...), tcti: Optional[str] = _tcti_op
 @nv_app.command("read")
 def nv_read(
     index: str = typer.Argument(...),
-    size: Optional[int] = typer.Option(None, "--size", "-s", help="bytes to read (default: whole index)"),
+    size: Optional[int] = typer.Option(None, "--size", help="bytes to read (default: whole index)"),
     offset: int = typer.Option(0, "--offset"),
     owner: bool = typer.Option(False, "--owner", help="authorize with the owner hierarchy (OWNERREAD)"),
     tcti: Optional[str] = _tcti_option(),

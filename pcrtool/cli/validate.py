@@ -20,6 +20,9 @@ def load_key_any(path: str):
     from pcrtool import fileio
     from pcrtool.sign.keyfile import load_public_key_file
 
+    if path.startswith("pkcs11:"):  # a token key: its public half (the token signs nothing here)
+        return load_public_key_file(path), None
+    path = path.removeprefix("file:")
     data = fileio.read_bytes(path, what="key")
     for loader in (serialization.load_pem_private_key, serialization.load_der_private_key):
         try:
@@ -37,7 +40,7 @@ def matrix_table(matrix):
               title=f"unlock matrix ({matrix.mode} mode)")
     for c in matrix.cells:
         t.add("✓" if c.ok else "✗", c.scenario, c.release, c.expected, c.actual, c.rc or "-",
-              c.detail[:90])
+              c.detail)
     return t
 
 
@@ -63,12 +66,12 @@ def emit_matrices(matrices, extra: dict | None = None) -> None:
 
 @app.command()
 def validate(
-    allowlist: Path = typer.Option(..., "--allowlist", "-a", metavar="FILE",
+    allowlist: Path = typer.Option(..., "--allowlist", metavar="FILE",
                                    help="Releases JSON (measurements per release) or a predictions file."),
     approvals: Optional[Path] = typer.Option(None, "--approvals", metavar="FILE",
                                              help="The .pcrsig approvals (signed mode)."),
-    key: Optional[str] = typer.Option(None, "--key", metavar="FILE",
-                                      help="Signing key: public key/certificate, or the private key "
+    key: Optional[str] = typer.Option(None, "--key", metavar="KEY",
+                                      help="Signing key: public key/certificate, a pkcs11: URI, or the private key "
                                            "(then validation also signs a beyond-window release)."),
     pcrs: Optional[str] = typer.Option(None, "--pcrs", help="PCRs the policy binds, e.g. 7,11 "
                                        "(default: every PCR the releases set)."),

@@ -330,7 +330,7 @@ def sign(
     root_hash: Optional[str] = typer.Argument(None, metavar="[ROOT_HASH]"),
     root_hash_file: Optional[Path] = typer.Option(None, "--root-hash-file"),
     key: str = typer.Option(..., "--key", "-k", help="file:PATH or a pkcs11: URI."),
-    certificate: Optional[str] = typer.Option(None, "--certificate", "-c",
+    certificate: Optional[str] = typer.Option(None, "--certificate", "--cert", "-c",
                                               help="Signer certificate (default: from the key file or token)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the DER PKCS#7 here (.p7s)."),
     sig_partition: Optional[Path] = typer.Option(None, "--sig-partition",
@@ -363,7 +363,7 @@ def prepare(
     root_hash_file: Optional[Path] = typer.Option(None, "--root-hash-file"),
     output: Path = typer.Option(..., "--output", "-o", metavar="STEM.sign-request.json",
                                 help="Request manifest; the bytes to sign go to STEM.roothash next to it."),
-    certificate: Optional[str] = typer.Option(None, "--certificate", "-c",
+    certificate: Optional[str] = typer.Option(None, "--certificate", "--cert", "-c",
                                               help="Bind the request to this certificate's key."),
     hash_alg: str = _HASH_OPT,
 ) -> None:
@@ -396,7 +396,7 @@ def attach(
     signature: Optional[Path] = typer.Option(None, "--signature", "-s",
                                              help="Raw signature, DER/PEM PKCS#7, or JSON response "
                                                   "(default: <tbs file>.sig next to the request)."),
-    certificate: str = typer.Option(..., "--certificate", "-c", help="Signer certificate."),
+    certificate: str = typer.Option(..., "--certificate", "--cert", "-c", help="Signer certificate."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the DER PKCS#7 here."),
     sig_partition: Optional[Path] = typer.Option(None, "--sig-partition"),
     partition_size: int = typer.Option(16384, "--partition-size"),
@@ -431,7 +431,7 @@ def sig_partition_(
     signature: Path = typer.Argument(..., metavar="SIGNATURE", help="DER/PEM PKCS#7 root-hash signature."),
     root_hash: Optional[str] = typer.Option(None, "--root-hash"),
     root_hash_file: Optional[Path] = typer.Option(None, "--root-hash-file"),
-    certificate: str = typer.Option(..., "--certificate", "-c"),
+    certificate: str = typer.Option(..., "--certificate", "--cert", "-c"),
     output: Path = typer.Option(..., "--output", "-o"),
     size: int = typer.Option(16384, "--size", help="Partition size in bytes (repart: 16 KiB)."),
 ) -> None:
@@ -452,7 +452,7 @@ def show_sig(
     path: Path = typer.Argument(..., metavar="FILE", help="A .p7s root-hash signature or a verity-sig partition."),
     root_hash: Optional[str] = typer.Option(None, "--root-hash", help="Check against this root hash."),
     root_hash_file: Optional[Path] = typer.Option(None, "--root-hash-file"),
-    certificate: Optional[str] = typer.Option(None, "--certificate", "-c",
+    certificate: Optional[str] = typer.Option(None, "--certificate", "--cert", "-c",
                                               help="Check the signature with this certificate (exit 3 if not)."),
 ) -> None:
     """Show a root-hash signature or verity-sig partition; verify it when a certificate is given."""

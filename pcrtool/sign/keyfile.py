@@ -105,7 +105,13 @@ def load_certificate(path: str):
 
 
 def load_public_key_file(path: str):
-    """A public key from a PEM/DER SubjectPublicKeyInfo, a certificate, or a private key file."""
+    """A public key from a PEM/DER SubjectPublicKeyInfo, a certificate, or a private key file;
+    also a key reference (``pkcs11:`` URI, ``file:PATH``): every ``--key``/``--public-key`` takes them."""
+    if str(path).startswith(("pkcs11:", "file:")):
+        from pcrtool.sign import load_key_material
+        material = load_key_material(str(path))
+        material.close()
+        return material.public_key
     data = fileio.read_bytes(path, what="key")
     for loader in (serialization.load_pem_public_key, serialization.load_der_public_key):
         try:

@@ -109,7 +109,7 @@ def _pkcs1():
 
 
 def test_digest_command(files):
-    out = json.loads(run("policy", "digest", "-p", "11:sha256=" + "00" * 32, "-k", files / "pub.pem",
+    out = json.loads(run("policy", "digest", "--pcr-values", "11:sha256=" + "00" * 32, "-k", files / "pub.pem",
                          "-r", files / "rel.json", "--json=short").stdout)
     zero = __import__("pcrtool.model", fromlist=["PcrValues"]).PcrValues()
     zero.set(HashAlg.SHA256, 11, bytes(32))
