@@ -272,7 +272,7 @@ def _sha256():
 
 @app.command()
 def accepts(policy: Path = typer.Argument(..., help="pcrlock.json (systemd-pcrlock make-policy)."),
-            predictions: Path = typer.Option(..., "--predictions", "-p",
+            predictions: Path = typer.Option(..., "--predictions",
                                              help="Predictions file (pcrtool predict release)."),
             phase: Optional[str] = typer.Option(None, "--phase", help="Phase path to check (default: each release's first)."),
             ) -> None:

@@ -33,6 +33,7 @@ JSON_ELSEWHERE = {
     "predict gpt": "tests/predict/test_pcrs.py", "predict from-log": "tests/predict/test_substitute.py",
     "eventlog cel": "tests/eventlog/test_verify_userspace_cel.py", "policy attach": "tests/policy",
     "clevis encrypt": "binary JWE protocol", "clevis decrypt": "binary JWE protocol",
+    "pcrlock": "tests/interop/test_pcrlock_lock.py (against systemd-pcrlock)",
 }
 
 

@@ -48,7 +48,9 @@ def test_every_manifest_key_is_in_the_uki_template_and_the_readme():
         assert re.search(rf"^#? ?{key} = |^#? ?\[{key}\]", TEMPLATES["uki"], re.M), key
         assert f"`{key}`" in section or f"`[{key}]`" in section, key
     for key in ("SecureBoot", "PK", "KEK", "db", "dbx", "dbt", "dbr", "owner", "authorities", "separator",
-                "path", "profile", "stub", "linux_stub", "sections", "chain", "kernel", "initrd", "nul"):
+                "path", "profile", "stub", "linux_stub", "sections", "chain", "kernel", "initrd", "nul",
+                "sbat_level", "MokList", "MokListX", "MokListTrusted", "SbatLevel", "vendor_authority",
+                "device", "config", "config_path", "files", "kernel_path", "initrd_path", "cmdline"):
         assert f"`{key}`" in section, key
 
 
