@@ -187,6 +187,16 @@ def _seed(text: Optional[str]):
         raise UsageError(f"--seed {text!r} is not a UUID", hint="e.g. --seed $(uuidgen)") from None
 
 
+def _check_output(output: Path, force: bool) -> None:
+    """Fail before the (slow) build, not after it."""
+    from pcrtool.errors import InputFileError
+    if not output.parent.is_dir():
+        raise InputFileError(f"directory {str(output.parent)!r} for the image does not exist", hint="create it first")
+    if output.exists() and not force:
+        raise InputFileError(f"image {str(output)!r} exists already; refusing to overwrite it",
+                             hint="remove it or pass --force")
+
+
 def _build(kind: str, src: Path, output: Path, compress: str, seed: Optional[str], arch: Optional[str],
            epoch: Optional[int]):
     from pcrtool.ddi.build import build_image, check_release
@@ -249,6 +259,7 @@ def build(
         if signer.is_offline:
             raise UsageError("--key offline cannot sign here", hint="use pcrtool ddi prepare, then ddi attach")
         certificate = signer.certificate()
+        _check_output(output, force)
         built, the_arch = _build(kind, src, output, compress, seed, arch, epoch)
         der = sign_root_hash(signer, certificate, built.root_hash)
     sig = built.sig_partition(der, certificate)
@@ -281,6 +292,7 @@ def prepare(
     certificate = load_certificate(cert) if cert else None
     if certificate is not None:
         require_key(certificate.public_key(), consumer=CONSUMER)
+    _check_output(output, force)
     built, the_arch = _build(kind, src, output, compress, seed, arch, epoch)
     req_path = output.with_name(output.name[:-4] + ".sign-request.json")
     if not force and req_path.exists():

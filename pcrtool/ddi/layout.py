@@ -12,6 +12,7 @@ What repart derives from the 16-byte seed (checked byte for byte against systemd
 - the file-system UUID = ``derive_uuid(first UUID of the data partition, "file-system-uuid")``;
 - the root directory carries ``user.validatefs.*`` xattrs (mount point, GPT labels and types).
 
+The hash tree covers the file system (rounded up to 4 KiB), not the whole data partition.
 Sizes: the disk is ``1 MiB + Σ minimal partition sizes + backup GPT``; partitions start at LBA 40
 (first usable LBA 34 rounded to the 4 KiB grain) and the free space is shared by weight (1000
 each) after the partitions whose minimum exceeds their share and those with a maximum (the
@@ -123,6 +124,8 @@ class Layout:
     hash_size: int
     sig_offset: int
     sig_size: int
+    verity_size: int       # what the hash tree covers: the file system rounded to 4 KiB, not the
+                           # grown partition (repart hashes the minimized file system)
 
 
 def plan_layout(fs_size: int) -> Layout:
@@ -132,10 +135,8 @@ def plan_layout(fs_size: int) -> Layout:
     total = MIB + sum(mins) + GPT_TAIL
     span = total - GPT_TAIL - FIRST_LBA * SECTOR
     data, hashp, sig = distribute(span, mins, [None, None, VERITY_SIG_SIZE])
-    if hashp < hash_size(data):
-        raise ValueError("hash partition too small for the grown data partition")
     start = FIRST_LBA * SECTOR
-    return Layout(total, start, data, start + data, hashp, start + data + hashp, sig)
+    return Layout(total, start, data, start + data, hashp, start + data + hashp, sig, fs_min)
 
 
 def assemble_gpt(layout: Layout, *, seed: bytes, arch: str, root_hash: bytes) -> tuple[bytes, bytes]:

@@ -110,7 +110,7 @@ class ImagePolicy:
         """The effective rule of ``designator``, derived as systemd derives it."""
         given = dict(self.explicit)
         if designator in given:
-            return given[designator]
+            return _mask(given[designator], designator)
         data = DATA_OF.get(designator)
         if data is not None and data in given:
             d = given[data]

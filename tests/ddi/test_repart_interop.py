@@ -7,9 +7,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers_ddi import EPOCH, SEED, SYSEXT_POLICY, cli, dissect_json, run
+from helpers_ddi import EPOCH, SEED, SYSEXT_POLICY, cli, dissect_json, make_tree, run
 
 from tests.support import need_tool
+
+def assert_same_bytes(a, b):
+    """Equal files; on a difference, name the first differing offset (not a byte-string diff)."""
+    x, y = a.read_bytes(), b.read_bytes()
+    if x != y:
+        first = next((i for i in range(min(len(x), len(y))) if x[i] != y[i]), min(len(x), len(y)))
+        pytest.fail(f"{a} ({len(x)} bytes) differs from {b} ({len(y)} bytes) first at byte {first}")
+
 
 FIELDS = ("designator", "partition_uuid", "partition_label", "fstype", "architecture", "verity",
           "growfs", "partno", "rw")
@@ -58,7 +66,40 @@ def test_uncompressed_build_is_byte_identical_to_repart(repart_image, keys, sid_
     code, _, err = cli("ddi", "build", src, "-o", out, "-k", f"file:{key}", "-c", cert, "--seed", SEED,
                        "--source-date-epoch", EPOCH, "--arch", "x86-64")
     assert code == 0, err
-    assert out.read_bytes() == image.read_bytes()
+    assert_same_bytes(out, image)
+
+
+@pytest.mark.parametrize("kind,shape", [("sysext", "tiny"), ("sysext", "large"), ("confext", "small"),
+                                        ("portable", "small")])
+def test_layouts_match_repart_for_other_trees(kind, shape, keys, sid_mkfs, sid_systemd, ddi_dir, monkeypatch):
+    """Partition sizes (repart's free-space sharing), UUIDs and the salt for a 1-block file system,
+    one of several MiB with an incompressible file, and the confext and portable definitions."""
+    import random
+    base = ddi_dir / f"layout-{kind}-{shape}"
+    release = "ID=_any\n"
+    if kind == "portable":
+        src = base / "src"
+        (src / "usr/lib").mkdir(parents=True)
+        (src / "usr/lib/os-release").write_text("ID=debian\n")
+        (src / "usr/bin").mkdir()
+        (src / "usr/bin/tool").write_text("#!/bin/sh\n")
+    else:
+        src = make_tree(base / "src", "ext", release, files=0 if shape == "tiny" else 30, kind=kind)
+    if shape == "large":
+        (src / "usr/share/ext/blob").write_bytes(random.Random(5).randbytes(3_000_000))
+    key, cert = keys["new"]
+    theirs = base / "repart" / "ext.raw"
+    theirs.parent.mkdir()
+    sid_systemd.run("systemd-repart", f"--make-ddi={kind}", f"--copy-source={src}", f"--private-key={key}",
+                    f"--certificate={cert}", "--offline=yes", f"--seed={SEED}", theirs,
+                    env={"SOURCE_DATE_EPOCH": EPOCH})
+    ours = base / "ours" / "ext.raw"
+    ours.parent.mkdir()
+    monkeypatch.setenv("PCRTOOL_MKFS_EROFS", sid_mkfs)
+    code, _, err = cli("ddi", "build", src, "-o", ours, "-t", kind, "-k", f"file:{key}", "-c", cert,
+                       "--seed", SEED, "--source-date-epoch", EPOCH, "--arch", "x86-64")
+    assert code == 0, err
+    assert_same_bytes(ours, theirs)
 
 
 @pytest.mark.parametrize("compress,mkfs", [("lz4hc", "host"), ("zstd", "sid"), ("lzma", "sid")])

@@ -1,0 +1,30 @@
+"""`ddi build` refuses what systemd would not merge or what would lose data, in one line."""
+
+from __future__ import annotations
+
+from helpers_ddi import cli, make_tree
+
+
+def test_build_refusals(keys, tmp_path):
+    key, cert = keys["new"]
+    k = ["-k", f"file:{key}", "-c", cert, "--arch", "x86-64"]
+    src = make_tree(tmp_path / "src", "named", "ID=_any\n", files=1)
+    code, _, err = cli("ddi", "build", src, "-o", tmp_path / "other.raw", *k)
+    assert code == 2 and "has no usr/lib/extension-release.d/extension-release.other" in err
+    code, _, err = cli("ddi", "build", src, "-o", tmp_path / "named.img", *k)
+    assert code == 2 and "does not end in .raw" in err
+    code, _, err = cli("ddi", "build", src, "-o", tmp_path / "named.raw", "-t", "confext", *k)
+    assert code == 2 and "etc/extension-release.d/extension-release.named" in err
+    code, _, err = cli("ddi", "build", src, "-o", tmp_path / "named.raw", "--compress", "brotli", *k)
+    assert code == 2 and "--compress takes" in err
+    code, _, err = cli("ddi", "build", src, "-o", tmp_path / "named.raw", "-k", "offline", "-c", cert)
+    assert code == 2 and "ddi prepare" in err
+    (tmp_path / "named.raw").write_bytes(b"keep me")
+    code, _, err = cli("ddi", "build", src, "-o", tmp_path / "named.raw", *k)
+    assert code == 1 and "exists already" in err
+    assert (tmp_path / "named.raw").read_bytes() == b"keep me"
+    for bad in ("ID=_any\nARCHITECTURE=arm64\n", "VERSION_ID=1\n"):
+        s = make_tree(tmp_path / f"s{len(bad)}", "bad", bad, files=1)
+        code, _, err = cli("ddi", "build", s, "-o", tmp_path / "bad.raw", *k)
+        assert code == 2 and "Traceback" not in err
+        assert not (tmp_path / "bad.raw").exists()

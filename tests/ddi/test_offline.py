@@ -1,0 +1,60 @@
+"""Offline signing of a DDI through the common signing request (kind verity-roothash): prepare on
+the build host, sign the request's bytes elsewhere (openssl here), attach."""
+
+from __future__ import annotations
+
+import json
+
+from helpers_ddi import EPOCH, SEED, cli, make_tree, run
+
+from tests.support import need_tool
+
+
+def test_prepare_sign_attach_gives_the_online_image(keys, certdirs, host, tmp_path):
+    openssl = need_tool("openssl")
+    src = make_tree(tmp_path / "src", "off", "ID=_any\n", files=5)
+    key, cert = keys["new"]
+    online = tmp_path / "online" / "off.raw"
+    online.parent.mkdir()
+    common = ["--seed", SEED, "--source-date-epoch", EPOCH, "--arch", "x86-64"]
+    assert cli("ddi", "build", src, "-o", online, "-k", f"file:{key}", "-c", cert, *common)[0] == 0
+    image = tmp_path / "off.raw"
+    code, out, err = cli("--json=short", "ddi", "prepare", src, "-o", image, "-c", cert, *common)
+    assert code == 0, err
+    info = json.loads(out)
+    request = tmp_path / "off.sign-request.json"
+    assert info["request"] == str(request) and json.loads(request.read_text())["kind"] == "verity-roothash"
+    tbs = tmp_path / "off.roothash"
+    assert tbs.read_bytes() == info["rootHash"].encode()
+    # unsigned until attached: systemd's policy refuses it
+    code, _, err = cli("ddi", "verify", image, "--certs", certdirs["new"], "--host-os-release", host["debian"],
+                       "--arch", "x86-64")
+    assert code == 3 and "verity-sig" in err
+    run(openssl, "dgst", "-sha256", "-sign", key, "-out", tmp_path / "off.roothash.sig", tbs)
+    code, _, err = cli("ddi", "attach", request, image, "-c", cert)
+    assert code == 0, err
+    assert image.read_bytes() == online.read_bytes()
+    code, _, err = cli("ddi", "verify", image, "--certs", certdirs["new"], "--host-os-release", host["debian"],
+                       "--arch", "x86-64")
+    assert code == 0, err
+
+
+def test_attach_refuses_another_keys_signature_and_another_image(keys, tmp_path):
+    openssl = need_tool("openssl")
+    key, cert = keys["new"]
+    images = []
+    for name in ("a", "b"):
+        src = make_tree(tmp_path / f"src-{name}", name, "ID=_any\n", files=2 + len(images))
+        image = tmp_path / f"{name}.raw"
+        assert cli("ddi", "prepare", src, "-o", image, "-c", cert, "--arch", "x86-64")[0] == 0
+        images.append(image)
+    request = tmp_path / "a.sign-request.json"
+    before = images[0].read_bytes()
+    run(openssl, "dgst", "-sha256", "-sign", keys["other"][0], "-out", tmp_path / "a.roothash.sig",
+        tmp_path / "a.roothash")
+    code, _, err = cli("ddi", "attach", request, images[0], "-c", cert)
+    assert code == 3 and "Traceback" not in err
+    assert images[0].read_bytes() == before          # nothing written
+    run(openssl, "dgst", "-sha256", "-sign", key, "-out", tmp_path / "a.roothash.sig", tmp_path / "a.roothash")
+    code, _, err = cli("ddi", "attach", request, images[1], "-c", cert)
+    assert code == 3 and "not the one the request covers" in err
