@@ -231,13 +231,25 @@ def append_audit(path: Path, records: Iterable[dict]) -> None:
         os.close(fd)
 
 
-def audit_kinds(path: Path, fingerprint: str, *, limit: int = 64 << 20) -> set[str]:
-    """The kinds a key signed according to the audit log (empty when there is no log yet)."""
-    if not path.exists():
-        return set()
+def audit_kinds(path: Path, fingerprint: str, *, tail: int = 64 << 20) -> set[str]:
+    """The kinds a key signed according to the last ``tail`` bytes of the audit log (empty when
+    there is no log yet)."""
+    try:
+        fd = _open_audit(path, os.O_RDONLY)
+    except InputFileError:
+        if not os.path.lexists(path):
+            return set()
+        raise
+    try:
+        size = os.fstat(fd).st_size
+        os.lseek(fd, max(0, size - tail), os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
     kinds = set()
-    data = read_regular(str(path), limit, what="audit log")
-    for line in data.splitlines():
+    for line in b"".join(chunks).splitlines():
         try:
             rec = json.loads(line)
         except (ValueError, RecursionError):

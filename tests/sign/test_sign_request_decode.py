@@ -208,3 +208,35 @@ def test_every_legitimate_kind_round_trips_through_summary(tmp_path, keys):
         summary = summarize_request(req, blobs, None)
         assert summary.items[0].decoded.kind == kind
         assert summary_digest(path) == summary.digest()
+
+
+def test_show_on_mutated_requests_never_fails_with_an_internal_error(tmp_path):
+    """Any manifest field or context field replaced by any JSON value: `show` either shows it or
+    refuses it in one line with a documented exit code."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    docs = {}
+    for kind, item in [("verity-roothash", verity_item()), ("authenticode", authenticode_item()),
+                       ("pcr-policy", policy_item(1, 1))]:
+        path = write(tmp_path / kind, kind, [item])
+        docs[kind] = (path, json.loads(path.read_text()))
+    values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=40)
+                          | st.sampled_from(["sha256", "sha512", "ab" * 32, "pcrtool-svn=1", "MAA="]),
+                          lambda inner: st.lists(inner, max_size=3)
+                          | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=5)
+
+    @settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(sorted(docs)), st.data(), values)
+    def check(kind, data, value):
+        path, base = docs[kind]
+        doc = json.loads(json.dumps(base))
+        places = [(doc, k) for k in doc] + [(doc["tbs"][0], k) for k in doc["tbs"][0]] + \
+                 [(doc["tbs"][0]["context"], k) for k in doc["tbs"][0]["context"]]
+        target, key = data.draw(st.sampled_from(places))
+        target[key] = value
+        path.write_text(json.dumps(doc))
+        proc = run_cli("sign-request", "show", str(path))
+        assert proc.returncode in (0, 1, 2, 3), proc.stderr
+        assert "internal error" not in proc.stderr and proc.stderr.count("\n") <= 1, proc.stderr
+
+    check()
