@@ -119,14 +119,21 @@ class OutputSet:
     def __init__(self) -> None:
         self._pending: list[tuple[int, str, str]] = []     # (dir fd, temp name, final name)
         self._targets: set[tuple[int, int, str]] = set()
+        self._dirs: dict[str, int] = {}                    # one descriptor per output directory
+
+    def _dir_fd(self, directory: Path, what: str) -> int:
+        key = str(directory)
+        if key not in self._dirs:
+            try:
+                self._dirs[key] = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+            except OSError as e:
+                raise _os_error(e, f"directory for {what}", str(directory)) from None
+        return self._dirs[key]
 
     def add(self, path: str | os.PathLike, data: bytes, *, mode: int = 0o644, what: str = "output") -> None:
         p = Path(path)
         directory = p.parent if str(p.parent) else Path(".")
-        try:
-            dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
-        except OSError as e:
-            raise _os_error(e, f"directory for {what}", str(directory)) from None
+        dfd = self._dir_fd(directory, what)
         try:
             dst = os.fstat(dfd)
             key = (dst.st_dev, dst.st_ino, p.name)
@@ -142,11 +149,7 @@ class OutputSet:
                 pass
             tmp = f".{p.name[:100]}.{secrets.token_hex(6)}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=dfd)
-        except InputFileError:
-            os.close(dfd)
-            raise
         except OSError as e:
-            os.close(dfd)
             raise _os_error(e, what, str(p)) from None
         self._pending.append((dfd, tmp, p.name))
         self._targets.add(key)
@@ -163,20 +166,27 @@ class OutputSet:
 
     def commit(self) -> None:
         try:
-            for dfd, tmp, name in self._pending:
+            while self._pending:
+                dfd, tmp, name = self._pending[0]
                 os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+                self._pending.pop(0)
+            for dfd in self._dirs.values():
+                os.fsync(dfd)
         except OSError as e:
             raise InputFileError(f"cannot rename an output into place: {e.strerror}") from None
         finally:
             self.abort()
 
     def abort(self) -> None:
+        """Remove every temporary file not yet renamed, and close the directories."""
         for dfd, tmp, _ in self._pending:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dfd)
+        self._pending.clear()
+        for dfd in self._dirs.values():
             with contextlib.suppress(OSError):
                 os.close(dfd)
-        self._pending.clear()
+        self._dirs.clear()
 
     def __enter__(self) -> "OutputSet":
         return self
