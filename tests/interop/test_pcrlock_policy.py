@@ -59,7 +59,7 @@ def test_make_policy_from_a_pcrtool_tree_read_back(sid_systemd, tmp_path):
     assert doc["pcrBank"] == "sha256" and [v["pcr"] for v in doc["pcrValues"]] == [11]
     shown = json.loads(run_pcrtool("--json=short", "pcrlock", "show", policy, check=True).stdout)
     assert shown["pcrValues"] == doc["pcrValues"] and shown["nvIndex"] == doc["nvIndex"]
-    verdict = json.loads(run_pcrtool("--json=short", "pcrlock", "accepts", policy, "-p", tmp_path / "pred.json",
+    verdict = json.loads(run_pcrtool("--json=short", "pcrlock", "accepts", policy, "--predictions", tmp_path / "pred.json",
                                      check=True).stdout)
     got = {r["release"]: r["accepted"] for r in verdict["releases"]}
     assert got == {"demo-os 1.0": True, "demo-os 1.1": True, "demo-os 2.0": True, "demo-os 2.0-debug": False}
