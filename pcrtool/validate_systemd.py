@@ -277,6 +277,22 @@ def run_matrix(name: str, boots: list[Boot], sd: Systemd, work: Path, *, pcrs: S
     newest = max(allowed, key=lambda b: b.svn)
     oldest = min(allowed, key=lambda b: b.svn)
     pcr_arg = "+".join(map(str, pcrs))
+    # What a policy over ``pcrs`` can tell apart: expectations follow the values, and a boot that
+    # is not allowlisted but has an allowlisted boot's values is named (no policy could refuse it).
+    vals = {id(b): tuple(b.pcr_values(pcrs)[p] for p in pcrs) for b in boots}
+    for b in boots:
+        twin = next((a for a in allowed if a is not b and vals[id(a)] == vals[id(b)]), None)
+        if twin is not None and not b.allowed:
+            res.notes.append(f"{b.id} is not allowlisted but has the PCR {pcr_arg} values of {twin.id}: "
+                             f"no policy over these PCRs can refuse it")
+
+    def signed_expect(b: Boot, among: list[Boot]) -> str:
+        return "unlock" if vals[id(b)] in {vals[id(a)] for a in among} else "refuse"
+
+    def pcrlock_expect(b: Boot, among: list[Boot]) -> str:  # AND over PCRs of OR over values
+        return "unlock" if all(vals[id(b)][i] in {vals[id(a)][i] for a in among} for i in range(len(pcrs))) \
+            else "refuse"
+
     m = Machine(work)
     try:
         priv, pub = sign_key
@@ -293,10 +309,10 @@ def run_matrix(name: str, boots: list[Boot], sd: Systemd, work: Path, *, pcrs: S
                     env = m.boot(b)
                     actual, detail = _unlock_luks(sd, m, env, img, signature=approvals)
                     if svn_mode == "signed":
-                        expected = "unlock" if b.allowed else "refuse"
+                        expected = signed_expect(b, allowed)
                     else:
-                        expected = "unlock" if b.allowed and b.svn == newest.svn else "refuse"
-                    floor = ("unlock" if b.allowed and b.svn >= newest.svn else "refuse")
+                        expected = signed_expect(b, [a for a in allowed if a.svn == newest.svn])
+                    floor = (signed_expect(b, [a for a in allowed if a.svn >= newest.svn]))
                     res.cells.append(Cell(svn_mode, b.id, expected, actual, detail, floor))
         if "signed-creds" in scenarios:
             approvals = approve(boots, False, work / "creds.pcrsig")
@@ -311,11 +327,11 @@ def run_matrix(name: str, boots: list[Boot], sd: Systemd, work: Path, *, pcrs: S
                 p = sd.run("systemd-creds", "decrypt", f"--tpm2-signature={approvals}", "--name=pcrtool",
                            cred, "-", env=env)
                 actual = "unlock" if p.returncode == 0 and p.stdout == "pcrtool secret\n" else "refuse"
-                expected = "unlock" if b.allowed else "refuse"
+                expected = signed_expect(b, allowed)
                 last = (p.stderr.strip().splitlines() or [""])[-1]
                 res.cells.append(Cell("signed-creds", b.id, expected, actual,
                                       f"exit {p.returncode}" + (f": {last[:120]}" if p.returncode else ""),
-                                      "unlock" if b.allowed and b.svn >= newest.svn else "refuse"))
+                                      signed_expect(b, [a for a in allowed if a.svn >= newest.svn])))
         if "pcrlock" in scenarios:
             tree = work / "pcrlock.d"
             shutil.rmtree(tree, ignore_errors=True)
@@ -350,10 +366,10 @@ def run_matrix(name: str, boots: list[Boot], sd: Systemd, work: Path, *, pcrs: S
                     reading = "unlock" if read.accepts(values)[0] else "refuse"
                     env = m.boot(b)
                     actual, detail = _unlock_luks(sd, m, env, img, pcrlock=policy)
-                    revoked = phase == "pcrlock-after-removal" and b is oldest
-                    expected = "unlock" if b.allowed and not revoked else "refuse"
+                    among = [a for a in allowed if not (phase == "pcrlock-after-removal" and a is oldest)]
+                    expected = pcrlock_expect(b, among)
                     res.cells.append(Cell(phase, b.id, expected, actual, detail,
-                                          "unlock" if b.allowed and b.svn >= newest.svn else "refuse", reading))
+                                          signed_expect(b, [a for a in allowed if a.svn >= newest.svn]), reading))
             res.notes.append(f"pcrlock: removed {_components(oldest).variant}.pcrlock from every component, "
                              f"make-policy again: {oldest.id} is refused from then on")
     finally:

@@ -50,6 +50,7 @@ def _check(proc, sid, n_boots: int, revoked: str, newest: str):
     assert all(c["policy_reading"] == c["actual"] for c in cells if c["scenario"].startswith("pcrlock"))
     # and pcrtool's own floor (newest svn) refuses the old release that systemd's signed policy accepts
     assert next(c for c in cells if c["scenario"] == "signed" and c["release"] == revoked)["floor"] == "refuse"
+    return doc
 
 
 @pytest.mark.slow
@@ -60,9 +61,18 @@ def test_demo_releases(sid_systemd):
 @pytest.mark.slow
 def test_ovmf_captures(sid_systemd):
     ev = ROOT / "eventlogs"
-    proc = _run(sid_systemd, "--capture", ev / "ovmf-sb-off", "--capture", ev / "ovmf-cmdline",
-                "--capture", ev / "ovmf-sb-own", "--unknown", ev / "ovmf-loadopts")
-    _check(proc, sid_systemd, 5, "ovmf-sb-off", "ovmf-sb-own")
+    proc = _run(sid_systemd, "--capture", ev / "ovmf-sb-off", "--capture", ev / "ovmf-ms-shim-grub-a",
+                "--capture", ev / "ovmf-cmdline", "--capture", ev / "ovmf-sb-own",
+                "--unknown", ev / "ovmf-loadopts", "--unknown", ev / "ovmf-ms-shim-grub-b")
+    doc = _check(proc, sid_systemd, 7, "ovmf-sb-off", "ovmf-sb-own")
+    # shim+GRUB b differs from a only outside PCRs 4, 7, 11: every policy over them lets it in, and
+    # the matrix says so instead of calling it a refusal
+    (matrix,) = doc["matrices"]
+    assert any("ovmf-ms-shim-grub-b is not allowlisted but has the PCR 4+7+11 values of ovmf-ms-shim-grub-a" in n
+               for n in matrix["notes"])
+    assert {c["scenario"] for c in matrix["cells"] if c["release"] == "ovmf-ms-shim-grub-b"
+            and c["actual"] == "unlock"} == SCENARIOS - {"signed-svn"}  # a's svn is not the enrolled one
+    assert {c["actual"] for c in matrix["cells"] if c["release"] == "ovmf-loadopts"} == {"refuse"}
 
 
 def test_usage_errors(sid_systemd):
