@@ -198,8 +198,12 @@ def sign(
             "written": [str(p) for p in written], "items": [it.label for it, _ in response.signatures],
             "audit-log": str(audit_path)}
     from pcrtool.sign.request.limits import escape
-    render.emit(data, text="\n".join(escape(str(p)) for p in written) +
-                f"\nsigned {len(written) if output is None else len(summary.items)} item(s) with key {fp}")
+    if render.json_mode():
+        render.emit_json(data)
+    else:  # no pager: a long list of outputs must not stand between the signature and its report
+        sys.stdout.write("".join(escape(str(p)) + "\n" for p in written) +
+                         f"signed {len(summary.items)} item(s) with key {fp}\n")
+        sys.stdout.flush()
 
 
 @app.command()
