@@ -45,6 +45,10 @@ def _summary(request: Path, key_fingerprint: str | None, image: Optional[Path]):
 
 
 def _load_policy(policy: Optional[Path]):
+    import os
+
+    if policy is None and os.environ.get("PCRTOOL_SIGNING_HOST_POLICY"):
+        policy = Path(os.environ["PCRTOOL_SIGNING_HOST_POLICY"])
     if policy is None:
         return None
     from pcrtool import render
@@ -67,7 +71,8 @@ def show(
                                            "the summary digest covers it."),
     image: Optional[Path] = typer.Option(None, "--image", metavar="PE", help=_IMAGE_HELP),
     policy: Optional[Path] = typer.Option(None, "--policy", metavar="PATH",
-                                          help="Signing-host policy to check the request against."),
+                                          help="Signing-host policy to check the request against "
+                                               "(default $PCRTOOL_SIGNING_HOST_POLICY, if set)."),
 ) -> None:
     """Decode every item, check it against the request's context and show what would be signed."""
     from pcrtool import render
@@ -146,7 +151,8 @@ def sign(
                                          help="The summary digest 'show' printed; required without a terminal."),
     image: Optional[Path] = typer.Option(None, "--image", metavar="PE", help=_IMAGE_HELP),
     policy: Optional[Path] = typer.Option(None, "--policy", metavar="PATH",
-                                          help="Signing-host policy: which key may sign which kinds, products, svns."),
+                                          help="Signing-host policy: which key may sign which kinds, products, svns "
+                                               "(default $PCRTOOL_SIGNING_HOST_POLICY, if set)."),
     audit_log: Optional[Path] = typer.Option(None, "--audit-log", metavar="PATH",
                                              help="Append-only audit log (default $PCRTOOL_AUDIT_LOG or "
                                                   "$XDG_STATE_HOME/pcrtool/signing-audit.jsonl)."),

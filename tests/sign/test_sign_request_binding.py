@@ -123,6 +123,9 @@ def test_signing_host_policy_limits_kinds_and_svns(tmp_path, keys):
     assert proc.returncode == 4 and "may not sign verity-roothash" in proc.stderr
     proc = sign_cli(ok, str(keys.rsa_b), "--policy", str(pol))
     assert proc.returncode == 4 and "may sign nothing" in proc.stderr
+    proc = run_cli("sign-request", "sign", str(ok), "--key", str(keys.rsa_b), "--expect", "00" * 32,
+                   env={"PCRTOOL_SIGNING_HOST_POLICY": str(pol), **env(tmp_path)})
+    assert proc.returncode == 4 and "may sign nothing" in proc.stderr
     # products: the bytes must carry the product (today's policyRef carries only the svn)
     prod = _policy(tmp_path / "ok", [{"fingerprint": fp, "kinds": ["pcr-policy"], "products": ["fooOS"]}])
     assert sign_cli(ok, str(keys.rsa), "--policy", str(prod)).returncode == 4
