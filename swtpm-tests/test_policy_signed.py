@@ -136,9 +136,11 @@ def test_counter_is_not_orderly_no_da_authread_and_its_name_is_predicted(swtpm):
     from pcrtool.tpm import policy_session as S
 
     with S.open_esys(swtpm.tcti) as esys:
-        handle, value, name = E.ensure_counter(esys, 0x01805C40)
+        handle, value, name, existed = E.ensure_counter(esys, 0x01805C40)
         attrs, size, tpm_name = S.nv_public(esys, handle)
+    assert not existed
     assert attrs & D.TPMA_NV.NO_DA and attrs & D.TPMA_NV.AUTHREAD and not attrs & D.TPMA_NV.ORDERLY
+    assert not attrs & D.TPMA_NV.AUTHWRITE  # the empty index auth cannot increment it
     assert (attrs >> 4) & 0xF == 1  # TPM_NT_COUNTER
     assert tpm_name == name == D.nv_name(0x01805C40, D.COUNTER_ATTRIBUTES, 8)
 

@@ -28,12 +28,16 @@ def _tools(swtpm, tmp_path):
     return run
 
 
+def _ref(svn: int) -> bytes:
+    """policyRef of an approval for svn, bank sha256, PCR 11, no product (spelled out here)."""
+    return hashlib.sha256(f"pcrtool-svn={svn},bank=sha256,pcrs=11".encode()).digest()
+
+
 def test_trial_sessions_reproduce_enrolment_digests(swtpm, tmp_path):
     need_module("tpm2_pytss")
     need_tool("tpm2_startauthsession")
     from pcrtool.model import HashAlg
     from pcrtool.policy import digests as D
-    from pcrtool.policy.approvals import policy_ref_bytes, svn_ref
     from pcrtool.policy.releases import Measurement
     from pcrtool.tpm import enroll as E
     from pcrtool.tpm import policy_session as S
@@ -56,7 +60,7 @@ def test_trial_sessions_reproduce_enrolment_digests(swtpm, tmp_path):
     (tmp_path / "key.name").write_bytes(bytes.fromhex(e.key_name))
     branches = []
     for s in range(e.f0, e.max_svn + 1):
-        (tmp_path / "ref.bin").write_bytes(policy_ref_bytes(svn_ref(s)))
+        (tmp_path / "ref.bin").write_bytes(_ref(s))
         (tmp_path / "bound.bin").write_bytes(struct.pack(">Q", D.counter_bound(e.c0, e.f0, s)))
         run("tpm2_startauthsession", "-S", "s.ctx")
         run("tpm2_policyauthorize", "-S", "s.ctx", "-i", "pcr.pol", "-q", "ref.bin", "-n", "key.name",
@@ -65,10 +69,10 @@ def test_trial_sessions_reproduce_enrolment_digests(swtpm, tmp_path):
         run("tpm2_flushcontext", "s.ctx")
         branches.append(f"b{s}.pol")
         assert (tmp_path / f"b{s}.pol").read_bytes() == E.branch_digests(
-            bytes.fromhex(e.key_name), bytes.fromhex(e.counter_name), e.c0, e.f0, e.window)[s - e.f0]
+            bytes.fromhex(e.key_name), bytes.fromhex(e.counter_name), e.c0, e.f0, e.window, e.scope)[s - e.f0]
 
     # the sealed root: PolicyOR over the four branches (continuing from the last branch's session)
-    (tmp_path / "ref.bin").write_bytes(policy_ref_bytes(svn_ref(e.max_svn)))
+    (tmp_path / "ref.bin").write_bytes(_ref(e.max_svn))
     run("tpm2_startauthsession", "-S", "s.ctx")
     run("tpm2_policyauthorize", "-S", "s.ctx", "-i", "pcr.pol", "-q", "ref.bin", "-n", "key.name")
     run("tpm2_policynv", "-S", "s.ctx", "-i", "bound.bin", hex(e.counter_index), "ule")

@@ -138,30 +138,33 @@ def test_allowlist_unlock_and_update_refuse_another_srk(swtpm):
                            pinned_srk=bytes.fromhex(bad.srk_name))
     other = PcrValues()
     other.set(HashAlg.SHA256, 11, b"\x22" * 32)
-    updated = P.update_allowlist(swtpm.tcti, e, [("now", live), ("next", other)])
+    updated = P.update_allowlist(swtpm.tcti, e, [("now", live), ("next", other)], commit=lambda new: None)
     assert updated.srk_name == e.srk_name
 
 
-def test_enrollment_files_check_the_srk_name_field():
+def test_enrollment_files_check_the_srk_name_field(swtpm):
+    need_module("tpm2_pytss")
     from pcrtool.errors import FormatError
+    from pcrtool.model import HashAlg
     from pcrtool.tpm import enroll as E
     from pcrtool.tpm import policy_allowlist as P
+    from pcrtool.tpm import policy_session as S
 
-    signed = {"mode": "signed", "counter_index": 1, "counter_name": "00", "c0": 1, "f0": 1, "window": 1,
-              "bank": "sha256", "pcrs": [11], "public_key_pem": "", "key_name": "", "pkfp": "", "policy": "",
-              "blob": "", "version": 1}
-    assert E.Enrollment.parse(json.dumps(signed)).srk_name == ""  # older files: nothing pinned
-    allow = {"mode": "allowlist-direct", "bank": "sha256", "pcrs": [11], "leaves": [], "index": 1,
-             "index_name": "", "epoch": 1, "hmac_key_name": "", "policy": "", "blob": ""}
-    assert P.AllowlistEnrollment.parse(json.dumps(allow)).pinned_srk is None
-    for bad in ("zz", "000b" + "00" * 31, "0004" + "00" * 32, 5):
+    signed = json.loads(_enroll(swtpm).to_json())
+    assert E.Enrollment.parse(json.dumps({**signed, "srk_name": ""})).srk_name == ""  # parsed, refused at unlock
+    with S.open_esys(swtpm.tcti) as esys:
+        live = S.read_pcrs(esys, HashAlg.SHA256, [11])
+    allow = json.loads(P.enroll_allowlist(swtpm.tcti, [("now", live)], bank=HashAlg.SHA256, pcrs=[11],
+                                          secret=b"a" * 32).to_json())
+    assert P.AllowlistEnrollment.parse(json.dumps({**allow, "srk_name": ""})).pinned_srk is None
+    for bad in ("zz", "000b" + "00" * 31, "0004" + "00" * 32, "000B" + "00" * 32, 5):
         with pytest.raises(FormatError, match="srk_name"):
             E.Enrollment.parse(json.dumps({**signed, "srk_name": bad}))
         with pytest.raises(FormatError, match="srk_name"):
             P.AllowlistEnrollment.parse(json.dumps({**allow, "srk_name": bad}))
 
 
-def test_unlock_of_an_unpinned_enrollment_works_and_warns(swtpm, tmp_path):
+def test_unlock_of_an_unpinned_enrollment_is_refused_unless_waived(swtpm, tmp_path):
     need_module("tpm2_pytss")
     (tmp_path / "k.pem").write_bytes(pem_private(KEY))
     (tmp_path / "pub.pem").write_bytes(pem_public(KEY))
@@ -184,10 +187,18 @@ def test_unlock_of_an_unpinned_enrollment_works_and_warns(swtpm, tmp_path):
     doc = json.loads((tmp_path / "e.json").read_text())
     status = json.loads(run("tpm", "status", *t, "-e", tmp_path / "e.json", "--json=short", check=0).stdout)
     assert status["srk_name"] == doc["srk_name"] == _tpm2_tools_srk_name(swtpm, tmp_path).hex()
-    del doc["srk_name"]
-    (tmp_path / "old.json").write_text(json.dumps(doc))
-    p = run("tpm", "unlock", *t, "-e", tmp_path / "old.json", "-a", tmp_path / "a.pcrsig", check=0)
-    assert "pins no storage root key" in p.stderr
+    for unpinned in ("", None):
+        if unpinned is None:
+            del doc["srk_name"]
+        else:
+            doc["srk_name"] = unpinned
+        (tmp_path / "old.json").write_text(json.dumps(doc))
+        p = run("tpm", "unlock", *t, "-e", tmp_path / "old.json", "-a", tmp_path / "a.pcrsig", check=4)
+        assert "pins no storage root key" in p.stderr and "--allow-unpinned-srk" in p.stderr
+        assert p.stdout == "" and len(p.stderr.strip().splitlines()) == 1
+        p = run("tpm", "unlock", *t, "-e", tmp_path / "old.json", "-a", tmp_path / "a.pcrsig",
+                "--allow-unpinned-srk", check=0)
+        assert "pins no storage root key" in p.stderr
     doc["srk_name"] = "000b" + "11" * 32
     (tmp_path / "other.json").write_text(json.dumps(doc))
     p = run("tpm", "unlock", *t, "-e", tmp_path / "other.json", "-a", tmp_path / "a.pcrsig", check=4)

@@ -220,6 +220,8 @@ def approve(
     no_svn: bool = typer.Option(False, "--no-svn", help="Plain systemd entries without policyRef "
                                                         "(no downgrade protection)."),
     all_releases: bool = typer.Option(False, "--all", help="Also approve releases marked not allowed."),
+    product: str = typer.Option("", "--product", help="Product/channel id the approvals are for (enters the "
+                                "policyRef: a device enrolled for another product refuses them)."),
     ecdsa: bool = typer.Option(False, "--ecdsa", help="Allow an ECDSA P-256 key: pcrtool's unlock "
                                                       "verifies it, systemd (<= 259) cannot."),
 ) -> None:
@@ -238,7 +240,8 @@ def approve(
             signer.require_rsa(consumer="systemd signed PCR policy (pass --ecdsa for pcrtool-only approvals)")
         _check_key_for_tpm(signer.public_key(), ecdsa=ecdsa)
         targets, bank_list, _ = _targets(releases, banks, pcrs, svn=not no_svn, all_releases=all_releases)
-        entries = sign_entries(build_entries(targets, signer.public_key(), bank_list), signer_callable(signer))
+        entries = sign_entries(build_entries(targets, signer.public_key(), bank_list, product=product),
+                               signer_callable(signer))
         for e in entries:
             verify_entry(e, signer.public_key())
     doc = _merge(Approvals(tuple(entries)), output, append)
@@ -256,6 +259,7 @@ def prepare(
     banks: str = typer.Option("sha256", "--banks", help="Comma-separated banks."),
     no_svn: bool = typer.Option(False, "--no-svn", help="Entries without policyRef."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --output file."),
+    product: str = typer.Option("", "--product", help="Product/channel id the approvals are for."),
 ) -> None:
     """Offline signing, step 1: write the unsigned approvals; every entry's ``tbs`` is signed as-is."""
     from pcrtool import fileio, render
@@ -266,7 +270,7 @@ def prepare(
     key = load_public_key_file(public_key)
     _check_key_for_tpm(key, ecdsa=True)
     targets, bank_list, _ = _targets(releases, banks, pcrs, svn=not no_svn, all_releases=False)
-    doc = Approvals(tuple(build_entries(targets, key, bank_list)))
+    doc = Approvals(tuple(build_entries(targets, key, bank_list, product=product)))
     written = [output]
     if request is not None:
         from pcrtool.sign.offline import default_tbs_name, new_request, write_request

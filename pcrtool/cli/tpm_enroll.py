@@ -1,7 +1,8 @@
 """`pcrtool tpm enroll | unlock | advance-floor | status` (owned by the policy work).
 
-Denial-of-service limit (documented in --help): whoever holds owner authorization can increment
-the floor counter (or delete it) and so stop every unlock — never a bypass. Keep the recovery key.
+Denial-of-service limit (documented in --help and ARCHITECTURE.md "Threat model"): whoever holds
+owner authorization can increment the floor counter (or delete it) and so stop every unlock —
+never a bypass. Keep the recovery key.
 """
 
 from __future__ import annotations
@@ -12,32 +13,54 @@ from typing import Optional
 import typer
 
 _TCTI_HELP = "TCTI of the TPM (default: $PCRTOOL_TCTI, else device:/dev/tpmrm0), e.g. swtpm:path=SOCK"
+_OWNER_HELP = ("File holding the owner hierarchy's password (only when one is set; needed to define, "
+               "initialise and increment counters, never to unlock).")
 
 
 def _load_any_enrollment(path: Path):
-    import json
-
     from pcrtool import fileio
-    from pcrtool.errors import FormatError
+    from pcrtool.policy import strict as J
+    from pcrtool.tpm.enroll import _ENROLL_HINT, MAX_ENROLLMENT_BYTES
 
-    text = fileio.read_text(path, what="enrollment")
-    try:
-        mode = json.loads(text).get("mode")
-    except (json.JSONDecodeError, AttributeError):
-        raise FormatError(f"{path}: not a pcrtool enrollment file") from None
+    data = fileio.read_bytes(path, what="enrollment", limit=MAX_ENROLLMENT_BYTES + 1)
+    doc = J.load_json(data, str(path), max_bytes=MAX_ENROLLMENT_BYTES, hint=_ENROLL_HINT)
+    mode = doc.get("mode") if isinstance(doc, dict) else None
     if mode == "signed":
         from pcrtool.tpm.enroll import Enrollment
-        return Enrollment.parse(text, source=str(path))
+        return Enrollment.parse(data, source=str(path))
     from pcrtool.tpm.policy_allowlist import AllowlistEnrollment
-    return AllowlistEnrollment.parse(text, source=str(path))
+    return AllowlistEnrollment.parse(data, source=str(path))
+
+
+def _signed_enrollment(path: Path):
+    from pcrtool.errors import UsageError
+
+    e = _load_any_enrollment(path)
+    if getattr(e, "mode", "") != "signed":
+        raise UsageError(f"{path} is an {e.mode} enrollment; this needs a signed-mode one")
+    return e
 
 
 def _approvals(path: Optional[Path]):
     if path is None:
         return None
     from pcrtool import fileio
-    from pcrtool.policy.approvals import Approvals
-    return Approvals.parse(fileio.read_text(path, what="approvals"), source=str(path))
+    from pcrtool.policy.approvals import MAX_APPROVALS_BYTES, Approvals
+    data = fileio.read_bytes(path, what="approvals", limit=MAX_APPROVALS_BYTES + 1)
+    return Approvals.parse(data, source=str(path))
+
+
+def _owner_auth(path: Optional[Path]) -> Optional[bytes]:
+    if path is None:
+        return None
+    from pcrtool import fileio
+    data = fileio.read_bytes(path, what="owner password", limit=65)
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    if len(data) > 64:
+        from pcrtool.errors import UsageError
+        raise UsageError("the owner password file holds more than 64 bytes")
+    return data
 
 
 def register(app) -> None:
@@ -49,53 +72,81 @@ def register(app) -> None:
                                     "sealed blob, one atomic write, mode 0600)."),
         public_key: Optional[str] = typer.Option(None, "--public-key", "-k",
                                                  help="Signed mode: the release signing key (public)."),
-        floor: int = typer.Option(0, "--floor", help="Signed mode: starting floor f0 (lowest svn accepted)."),
-        window: int = typer.Option(16, "--window", help="Signed mode: accept svn f0…f0+WINDOW."),
+        floor: Optional[int] = typer.Option(None, "--floor", help="Signed mode: starting floor f0 (lowest svn "
+                                            "accepted; default 0 on a new counter, the previous floor with "
+                                            "--previous)."),
+        window: int = typer.Option(16, "--window", help="Signed mode: accept svn floor…floor+WINDOW."),
+        product: str = typer.Option("", "--product", help="Signed mode: product/channel id the approvals "
+                                    "must name (as `pcrtool policy approve --product`)."),
         allowlist: Optional[Path] = typer.Option(None, "--allowlist", help="Allowlist mode: releases JSON."),
-        mode: str = typer.Option("direct", "--mode", help="Allowlist mode: direct or nv."),
-        update_key: Optional[Path] = typer.Option(None, "--update-key", help="nv mode: HMAC update key file "
-                                                  "(created 0600 if missing)."),
+        mode: str = typer.Option("direct", "--mode", help="Allowlist mode: direct (the nv mode was removed)."),
         pcrs: Optional[str] = typer.Option(None, "--pcrs", help="PCRs to bind (signed default 11)."),
         bank: str = typer.Option("sha256", "--bank", help="PCR bank."),
         counter_index: Optional[str] = typer.Option(None, "--counter-index", help="NV index of the floor "
-                                                    "counter / allowlist index (hex)."),
-        secret_file: Optional[Path] = typer.Option(None, "--secret", help="Secret to seal (default: 32 random bytes)."),
+                                                    "counter / epoch counter (hex)."),
+        secret_file: Optional[Path] = typer.Option(None, "--secret", help="Secret to seal (default: 32 random "
+                                                   "bytes; with --previous: the previous one)."),
         recovery_key: Optional[Path] = typer.Option(None, "--recovery-key", help="Write the secret here "
                                                     "(0600, never overwritten) for recovery without the TPM."),
-        widen_from: Optional[Path] = typer.Option(None, "--widen", help="Re-seal an existing signed "
-                                                  "enrollment with a wider --window (same c0/f0); needs "
-                                                  "--approvals and a booted accepted release."),
-        approvals: Optional[Path] = typer.Option(None, "--approvals", "-a", help="Approvals for --widen."),
-        update_from: Optional[Path] = typer.Option(None, "--update", help="Allowlist mode: change the "
-                                                   "allowlist of this enrollment (nv: rewrite the index "
-                                                   "with --update-key; direct: unlock, bump the epoch, re-seal)."),
+        previous: Optional[Path] = typer.Option(None, "--previous", help="Signed mode: the enrolment this one "
+                                                "replaces; it is unlocked first (needs --approvals and a booted "
+                                                "approved release) and its floor is kept."),
+        widen_from: Optional[Path] = typer.Option(None, "--widen", help="Like --previous, with a wider --window."),
+        revive: Optional[str] = typer.Option(None, "--revive", help="Signed mode: allow a LOWER floor, naming "
+                                             "the svns that unlock again (FIRST-LAST)."),
+        approvals: Optional[Path] = typer.Option(None, "--approvals", "-a", help="Approvals for --previous/--widen."),
+        update_from: Optional[Path] = typer.Option(None, "--update", help="Allowlist mode: change the allowlist "
+                                                   "of this enrollment (unlock, re-seal, then bump the epoch)."),
+        update_key: Optional[Path] = typer.Option(None, "--update-key", hidden=True),
+        owner_auth_file: Optional[Path] = typer.Option(None, "--owner-auth-file", help=_OWNER_HELP),
         tcti: Optional[str] = typer.Option(None, "--tcti", "-T", help=_TCTI_HELP),
     ) -> None:
         """Seal a secret: signed mode (downgrade-protected, floor counter) or allowlist mode.
 
-        Limit: whoever holds owner authorization (often empty on Linux) can increment or delete the floor counter and so stop every unlock (denial of service, never a bypass). Keep the --recovery-key copy of the secret offline (e.g. as a LUKS recovery keyslot).
+        Re-enrolling never lowers the floor silently: an existing floor counter needs --previous (its floor is kept) or an explicit --floor N --revive N-LAST. Limit: whoever holds owner authorization can increment or delete the counter and so stop every unlock (denial of service, never a bypass). Keep the --recovery-key copy of the secret offline (e.g. as a LUKS recovery keyslot).
         """  # noqa: E501
         import os
 
         from pcrtool import fileio, render
         from pcrtool.errors import UsageError
         from pcrtool.model import HashAlg
+        from pcrtool.policy.downgrade import parse_revive
 
         alg = HashAlg.from_name(bank)
-        chosen = [int(p) for p in pcrs.split(",")] if pcrs else None
-        index = int(counter_index, 16) if counter_index else None
-        if output.exists() and widen_from is None and update_from is None:
+        chosen = _parse_pcrs(pcrs)
+        index = _parse_index(counter_index)
+        owner = _owner_auth(owner_auth_file)
+        revived = parse_revive(revive) if revive else None
+        if mode != "direct" or update_key is not None:
+            from pcrtool.tpm.policy_allowlist import NV_MODE_REMOVED
+            raise UsageError(NV_MODE_REMOVED if mode == "nv" or update_key is not None else
+                             f"unknown --mode {mode!r}", hint="use --mode direct (the default)")
+        if previous is not None and widen_from is not None:
+            raise UsageError("give --previous or --widen, not both")
+        if output.exists() and previous is None and widen_from is None and update_from is None:
             raise UsageError(f"{output} exists already", hint="remove it or choose another --output")
-        if widen_from is not None:
+        if previous is not None or widen_from is not None:
             from pcrtool.tpm import enroll as E
-            old = E.read_enrollment(widen_from)
-            if window <= old.window:
+            old = _signed_enrollment(previous or widen_from)
+            if widen_from is not None and window <= old.window:
                 raise UsageError(f"--window {window} does not widen the enrolled window {old.window}")
+            if previous is not None and window == 16 and old.window != 16:
+                window = old.window
             current = E.unlock(tcti, old, _approvals(approvals) or _need("--approvals"))
-            new = E.enroll(tcti, old.public_key(), floor=old.f0, window=window, bank=old.hash_alg,
-                           pcrs=old.pcrs, secret=current.secret, counter_index=old.counter_index, reuse=old)
+            if secret_file is not None and fileio.read_bytes(secret_file, what="secret") != current.secret:
+                raise UsageError("--secret differs from the secret the previous enrolment holds",
+                                 hint="a re-enrolment keeps the secret; enrol afresh for a new one")
+            key = old.public_key()
+            if public_key:
+                from pcrtool.sign.keyfile import load_public_key_file
+                key = load_public_key_file(public_key)
+            new = E.enroll(tcti, key, floor=floor, window=window, bank=old.hash_alg, pcrs=old.pcrs,
+                           secret=current.secret, reuse=old, product=old.product, revive=revived,
+                           owner_auth=owner)
+            if recovery_key is not None:
+                fileio.write_private(recovery_key, current.secret.hex() + "\n", what="recovery key")
             E.write_enrollment(output, new)
-            render.info(f"pcrtool: re-sealed with window {new.f0}…{new.max_svn} → {output}")
+            render.info(f"pcrtool: re-sealed with window {new.f0}…{new.max_svn}, floor kept → {output}")
             return
         if update_from is not None:
             from pcrtool.policy.releases import parse_releases
@@ -105,47 +156,37 @@ def register(app) -> None:
                 raise UsageError("--update takes an allowlist-mode enrollment and --allowlist NEW.json")
             releases, _ = parse_releases(fileio.read_text(allowlist, what="allowlist"), source=str(allowlist))
             tuples = [(r.label, r.selected(old.hash_alg, old.pcrs)) for r in releases if r.allowed]
-            key = fileio.read_bytes(update_key, what="update key") if update_key else None
-            new = P.update_allowlist(tcti, old, tuples, update_key=key)
-            fileio.write_atomic(output, new.to_json(), mode=0o600, what="enrollment")
-            render.info(f"pcrtool: allowlist now {len(new.leaves)} release tuple(s) → {output}")
+            new = P.update_allowlist(tcti, old, tuples, owner_auth=owner,
+                                     commit=lambda e: P.write_durably(output, e.to_json()))
+            render.info(f"pcrtool: allowlist now {len(new.leaves)} release tuple(s), epoch {new.epoch} → {output}")
             return
+        if public_key and allowlist:
+            raise UsageError("choose signed mode (--public-key) or allowlist mode (--allowlist)")
+        if not public_key and not allowlist:
+            raise UsageError("give --public-key (signed mode) or --allowlist (allowlist mode)")
         secret = fileio.read_bytes(secret_file, what="secret") if secret_file else os.urandom(32)
         if recovery_key is not None:
             fileio.write_private(recovery_key, secret.hex() + "\n", what="recovery key")
-        if public_key and allowlist:
-            raise UsageError("choose signed mode (--public-key) or allowlist mode (--allowlist)")
         if public_key:
             from pcrtool.sign.keyfile import load_public_key_file
             from pcrtool.tpm import enroll as E
             e = E.enroll(tcti, load_public_key_file(public_key), floor=floor, window=window, bank=alg,
-                         pcrs=chosen or [11], secret=secret,
+                         pcrs=chosen or [11], secret=secret, product=product, revive=revived, owner_auth=owner,
                          counter_index=index if index is not None else E.DEFAULT_COUNTER_INDEX)
             E.write_enrollment(output, e)
             summary = {"mode": "signed", "c0": e.c0, "f0": e.f0, "window": [e.f0, e.max_svn],
-                       "counter_index": f"{e.counter_index:#x}", "policy": e.policy, "output": str(output)}
-        elif allowlist:
+                       "product": e.product or None, "counter_index": f"{e.counter_index:#x}",
+                       "policy": e.policy, "output": str(output)}
+        else:
             from pcrtool.policy.releases import parse_releases, selected_pcrs
             from pcrtool.tpm import policy_allowlist as P
             releases, _ = parse_releases(fileio.read_text(allowlist, what="allowlist"), source=str(allowlist))
             sel = selected_pcrs(releases, alg, chosen)
             tuples = [(r.label, r.selected(alg, sel)) for r in releases if r.allowed]
-            key = None
-            if mode == "nv":
-                if update_key is None:
-                    raise UsageError("nv mode needs --update-key FILE")
-                if update_key.exists():
-                    key = fileio.read_bytes(update_key, what="update key")
-                else:
-                    key = os.urandom(32)
-                    fileio.write_private(update_key, key, what="update key")
-            e = P.enroll_allowlist(tcti, tuples, bank=alg, pcrs=sel, secret=secret, mode=mode,
-                                   index=index, update_key=key)
-            fileio.write_atomic(output, e.to_json(), mode=0o600, what="enrollment")
+            e = P.enroll_allowlist(tcti, tuples, bank=alg, pcrs=sel, secret=secret, index=index, owner_auth=owner,
+                                   commit=lambda e: P.write_durably(output, e.to_json()))
             summary = {"mode": e.mode, "releases": len(tuples), "leaves": len(e.leaves),
-                       "index": f"{e.index:#x}", "policy": e.policy, "output": str(output)}
-        else:
-            raise UsageError("give --public-key (signed mode) or --allowlist (allowlist mode)")
+                       "index": f"{e.index:#x}", "epoch": e.epoch, "policy": e.policy, "output": str(output)}
         render.emit(summary, text="\n".join(f"{k}: {v}" for k, v in summary.items()))
 
     @app.command()
@@ -154,6 +195,8 @@ def register(app) -> None:
         approvals: Optional[Path] = typer.Option(None, "--approvals", "-a", help="Signed mode: the .pcrsig."),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the secret here (0600); "
                                               "default: print it base64-encoded."),
+        allow_unpinned_srk: bool = typer.Option(False, "--allow-unpinned-srk", help="Accept an enrollment "
+                                                "without an SRK pin (a bus interposer could read the secret)."),
         tcti: Optional[str] = typer.Option(None, "--tcti", "-T", help=_TCTI_HELP),
     ) -> None:
         """Unseal the secret if the live PCRs are an accepted release (exit 4 when refused)."""
@@ -162,23 +205,23 @@ def register(app) -> None:
         from pcrtool import fileio, render
 
         e = _load_any_enrollment(enrollment)
-        if not e.srk_name:
-            render.warn("the enrollment pins no storage root key (written before pcrtool pinned it): the "
-                        "session carrying the secret trusts whatever key the TPM presents; enrol again to pin it")
+        if not e.srk_name and allow_unpinned_srk:
+            render.warn("the enrollment pins no storage root key (--allow-unpinned-srk): the session carrying "
+                        "the secret trusts whatever key the TPM presents; enrol again to pin it")
         if getattr(e, "mode", "") == "signed":
             from pcrtool.tpm import enroll as E
-            result = E.unlock(tcti, e, _approvals(approvals) or _need("--approvals"))
+            result = E.unlock(tcti, e, _approvals(approvals) or _need("--approvals"),
+                              allow_unpinned_srk=allow_unpinned_srk)
         else:
             from pcrtool.tpm import policy_allowlist as P
-            result = P.unlock_allowlist(tcti, e)
+            result = P.unlock_allowlist(tcti, e, allow_unpinned_srk=allow_unpinned_srk)
         render.info(f"pcrtool: unlocked ({len(result.commands)} TPM commands"
-                    + (f", svn {result.svn}, floor {result.floor}" if result.svn >= 0 else "") + ")")
+                    + (f", svn {result.svn}" if result.svn >= 0 else "") + ")")
         if output is not None:
             fileio.write_private(output, result.secret, what="secret")
         elif render.json_mode():
             render.emit_json({"secret": base64.b64encode(result.secret).decode(),
                               "svn": result.svn if result.svn >= 0 else None,
-                              "floor": result.floor if result.floor >= 0 else None,
                               "tpm_commands": len(result.commands)})
         else:
             render.emit_text(base64.b64encode(result.secret).decode())
@@ -188,28 +231,29 @@ def register(app) -> None:
         enrollment: Path = typer.Option(..., "--enrollment", "-e", help="Signed-mode enrollment file."),
         to: int = typer.Option(..., "--to", help="New floor (svn): releases below it stop unlocking."),
         approvals: Optional[Path] = typer.Option(None, "--approvals", "-a",
-                                                 help="Check first that the booted release has svn ≥ --to."),
+                                                 help="Check first that the booted release has svn ≥ --to "
+                                                      "(every approval signature is verified first)."),
         force: bool = typer.Option(False, "--force", help="Skip the booted-release check (can brick "
                                                           "unlock until a newer release boots)."),
+        owner_auth_file: Optional[Path] = typer.Option(None, "--owner-auth-file", help=_OWNER_HELP),
         tcti: Optional[str] = typer.Option(None, "--tcti", "-T", help=_TCTI_HELP),
     ) -> None:
-        """Raise the floor by NV_Increment only (atomic; no re-seal). Do it after the higher-svn release booted and was confirmed good.
+        """Raise the floor by NV_Increment only (atomic; no re-seal). Do it after the higher-svn release booted and was confirmed good. Parallel runs are serialized and end at --to.
         """  # noqa: E501
         from pcrtool import render
         from pcrtool.errors import PolicyRefused, UsageError
         from pcrtool.tpm import enroll as E
 
-        e = E.read_enrollment(enrollment)
+        e = _signed_enrollment(enrollment)
         if to > e.max_svn:
             raise UsageError(f"--to {to} is above the enrolled window (max svn {e.max_svn})",
                              hint="widen the window first (pcrtool tpm enroll --widen)")
         if not force:
-            st = E.status(tcti, e, _approvals(approvals) or _need("--approvals (or --force)"))
-            svns = [s for s in st.get("matching_svns", []) if s is not None]
-            if not svns or max(svns) < to:
-                raise PolicyRefused(f"the booted release is not approved with svn ≥ {to}",
-                                 hint="boot and confirm the new release first, or pass --force")
-        old, new = E.advance_floor(tcti, e, to)
+            booted = E.verified_booted_svn(tcti, e, _approvals(approvals) or _need("--approvals (or --force)"))
+            if booted < to:
+                raise PolicyRefused(f"the booted release is approved with svn {booted}, below --to {to}",
+                                    hint="boot and confirm the new release first, or pass --force")
+        old, new = E.advance_floor(tcti, e, to, lock_path=enrollment, owner_auth=_owner_auth(owner_auth_file))
         render.emit({"old_floor": old, "floor": new}, text=f"floor {old} → {new}")
 
     @app.command()
@@ -218,16 +262,44 @@ def register(app) -> None:
         approvals: Optional[Path] = typer.Option(None, "--approvals", "-a", help="Also match the live PCRs."),
         tcti: Optional[str] = typer.Option(None, "--tcti", "-T", help=_TCTI_HELP),
     ) -> None:
-        """Counter, floor, window and which approval the live PCRs match."""
+        """Counter, floor, window, TPM commands per unlock and which approval the live PCRs match."""
         from pcrtool import render
 
         e = _load_any_enrollment(enrollment)
         if getattr(e, "mode", "") != "signed":
-            data = {"mode": e.mode, "index": f"{e.index:#x}", "leaves": len(e.leaves), "policy": e.policy}
+            data = {"mode": e.mode, "index": f"{e.index:#x}", "epoch": e.epoch, "leaves": len(e.leaves),
+                    "policy": e.policy, "srk_name": e.srk_name or None,
+                    "unlock_tpm_commands": 11 + len(e.tree().path(0))}
         else:
             from pcrtool.tpm import enroll as E
             data = E.status(tcti, e, _approvals(approvals))
         render.emit(data, text="\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+def _parse_pcrs(text: Optional[str]):
+    if not text:
+        return None
+    from pcrtool.errors import UsageError
+    try:
+        pcrs = sorted({int(p) for p in text.split(",")})
+    except ValueError:
+        raise UsageError(f"--pcrs {text!r} is not a comma-separated list of PCR indices", hint="e.g. 7,11") from None
+    if not all(0 <= p <= 23 for p in pcrs):
+        raise UsageError(f"--pcrs {text!r}: PCR indices are 0…23")
+    return pcrs
+
+
+def _parse_index(text: Optional[str]):
+    if not text:
+        return None
+    from pcrtool.errors import UsageError
+    try:
+        value = int(text, 16)
+    except ValueError:
+        raise UsageError(f"--counter-index {text!r} is not hex", hint="e.g. 0x01805C00") from None
+    if not 0x01000000 <= value <= 0x01FFFFFF:
+        raise UsageError(f"--counter-index {text!r} is not an NV index (0x01000000…0x01FFFFFF)")
+    return value
 
 
 def _need(option: str):

@@ -3,46 +3,43 @@
 An approval entry says "the key approves this PolicyPCR digest". It is signed over
 ``approvedPolicy || policyRef`` with RSASSA-PKCS1-v1_5/SHA-256 for *every* bank (systemd ≤ 259
 wrongly signs non-sha256 banks with the bank hash; only SHA-256 ever verifies in the TPM).
-pcrtool carries the release's security version (svn) in the policyRef: the entry's ``ref`` string
-is ``pcrtool-svn=<n>`` and the policyRef is SHA-256 of that string, as systemd's ``--policyref``
-does; ``tbs`` holds the exact bytes to sign. Entries without ``ref`` (svn unset) are byte-for-byte
+pcrtool carries the release's security version (svn) and the approval's scope (product, bank, PCR
+selection) in the policyRef: the entry's ``ref`` string is ``pcrtool-svn=<n>[,product=<p>],bank=<b>,
+pcrs=<a+b>`` (exact grammar: pcrtool.policy.scope) and the policyRef is SHA-256 of that string, as
+systemd's ``--policyref`` does; ``tbs`` holds the exact bytes to sign. Entries without ``ref`` (svn unset) are byte-for-byte
 what ``systemd-measure sign`` writes. Pure: the signature is produced by a Signer passed in.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import hashlib
 import json
-import re
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Mapping, Sequence
 
-from pcrtool.errors import FormatError, PcrtoolError, SignatureError, UsageError
+from pcrtool.errors import PcrtoolError, SignatureError, UsageError
 from pcrtool.model import HashAlg, PcrValues
+from pcrtool.policy import scope as SC
+from pcrtool.policy import strict as J
 from pcrtool.policy.digests import authorize_tbs, policy_pcr, public_key_fingerprint
 
-SVN_REF_PREFIX = "pcrtool-svn="
-_SVN_REF = re.compile(r"^pcrtool-svn=(0|[1-9][0-9]{0,9})$")
-SVN_MAX = 2 ** 31 - 1
+SVN_MAX = SC.SVN_MAX
 PCRSIG_BANKS = (HashAlg.SHA1, HashAlg.SHA256, HashAlg.SHA384, HashAlg.SHA512)
-
-
-def svn_ref(svn: int) -> str:
-    """The policyRef string that carries a security version."""
-    if not 0 <= svn <= SVN_MAX:
-        raise UsageError(f"security version {svn} out of range 0…{SVN_MAX}")
-    return f"{SVN_REF_PREFIX}{svn}"
+MAX_APPROVALS_BYTES = 4 * 1024 * 1024   # a .pcrsig file
+MAX_ENTRIES = 4096                      # entries over all banks
+MAX_SIG_BYTES = 1024                    # RSA-4096 signature (512) or DER ECDSA, with room
+MAX_FOREIGN_REF = 256                   # a non-pcrtool ref string (systemd user's own)
 
 
 def svn_from_ref(ref: str | None) -> int | None:
-    """The svn an entry's ``ref`` carries, or None for systemd-style entries without one."""
+    """The svn an entry's ``ref`` carries, or None for systemd-style entries (no or a foreign ref).
+    A ``pcrtool-`` ref that is not canonical raises FormatError."""
     if not ref:
         return None
-    m = _SVN_REF.match(ref)
-    return int(m.group(1)) if m else None
+    parsed = SC.parse_ref(ref)
+    return parsed.svn if parsed else None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -75,6 +72,12 @@ class ApprovalEntry:
         return svn_from_ref(self.ref)
 
     @property
+    def scope(self) -> SC.Scope | None:
+        """The product/bank/PCR scope the ref carries (None for systemd-style entries)."""
+        parsed = SC.parse_ref(self.ref) if self.ref else None
+        return parsed.scope if parsed else None
+
+    @property
     def key(self) -> tuple:
         return (self.bank, self.pcrs, self.pkfp, self.pol, self.ref)
 
@@ -99,11 +102,13 @@ class ApprovalTarget:
     values: PcrValues
     svn: int | None = None
     label: str = ""
+    product: str = ""
 
 
 def build_entries(targets: Iterable[ApprovalTarget], public_key,
-                  banks: Sequence[HashAlg] | None = None) -> list[ApprovalEntry]:
-    """Unsigned entries: per target and bank, the PolicyPCR digest of its predicted PCRs."""
+                  banks: Sequence[HashAlg] | None = None, *, product: str | None = None) -> list[ApprovalEntry]:
+    """Unsigned entries: per target and bank, the PolicyPCR digest of its predicted PCRs, with a
+    scoped ref (svn, ``product`` or the target's, bank, PCRs) when the target has an svn."""
     pkfp = public_key_fingerprint(public_key)
     out: list[ApprovalEntry] = []
     for target in targets:
@@ -116,7 +121,8 @@ def build_entries(targets: Iterable[ApprovalTarget], public_key,
             if not pcrs:
                 continue
             single = PcrValues({bank: dict(pcrs)})
-            ref = svn_ref(target.svn) if target.svn is not None else None
+            scope = SC.Scope(bank, tuple(sorted(pcrs)), target.product if product is None else product)
+            ref = scope.ref(target.svn) if target.svn is not None else None
             out.append(ApprovalEntry(bank, tuple(sorted(pcrs)), pkfp, policy_pcr(single), None, ref))
     if not out:
         raise PcrtoolError("nothing to approve: no PCR values in the selected banks",  # exit 1
@@ -197,50 +203,48 @@ class Approvals:
 
     @classmethod
     def parse(cls, text: str | bytes, *, source: str = "approvals") -> "Approvals":
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise FormatError(f"{source}: not JSON: {e}",
-                              hint="expected systemd .pcrsig JSON: {\"sha256\": [{\"pcrs\": …}]}") from None
-        if not isinstance(data, dict):
-            raise FormatError(f"{source}: top level must be an object keyed by bank")
+        """Strict: every entry checked field by field, errors name the JSON path (limits:
+        MAX_APPROVALS_BYTES, MAX_ENTRIES, pcrtool.policy.strict)."""
+        hint = "expected systemd .pcrsig JSON: {\"sha256\": [{\"pcrs\": [11], \"pkfp\": …, \"pol\": …, \"sig\": …}]}"
+        root = J.Node(J.load_json(text, source, max_bytes=MAX_APPROVALS_BYTES, hint=hint), source, hint=hint)
+        if not isinstance(root.value, dict):
+            raise root.fail("top level must be an object keyed by bank")
         entries: list[ApprovalEntry] = []
-        for bank_name, items in data.items():
-            try:
-                bank = HashAlg.from_name(bank_name)
-            except UsageError:
-                raise FormatError(f"{source}: unknown bank {bank_name!r}") from None
-            if not isinstance(items, list):
-                raise FormatError(f"{source}: bank {bank_name} must hold a list of entries")
-            for i, item in enumerate(items):
-                entries.append(_parse_entry(item, bank, f"{source}: {bank_name}[{i}]"))
+        for bank_name in root.value:
+            if bank_name not in SC.SCOPE_BANKS:
+                raise root.fail(f"unknown bank {bank_name[:20]!r}", )
+            bank = HashAlg.from_name(bank_name)
+            for item in root.child(bank_name).items(MAX_ENTRIES):
+                entries.append(_parse_entry(item, bank))
+                if len(entries) > MAX_ENTRIES:
+                    raise root.fail(f"more than {MAX_ENTRIES} entries")
         return cls(tuple(entries))
 
 
-def _parse_entry(item: object, bank: HashAlg, where: str) -> ApprovalEntry:
-    if not isinstance(item, Mapping):
-        raise FormatError(f"{where}: entry must be an object")
-    try:
-        pcrs = tuple(int(p) for p in item["pcrs"])
-        pkfp = bytes.fromhex(item["pkfp"]) if item.get("pkfp") else b""
-        pol = bytes.fromhex(item["pol"])
-        sig = base64.b64decode(item["sig"], validate=True) if item.get("sig") else None
-    except KeyError as e:
-        raise FormatError(f"{where}: missing key {e.args[0]!r}") from None
-    except (ValueError, TypeError, binascii.Error) as e:
-        raise FormatError(f"{where}: bad value: {e}") from None
-    if len(pol) != 32:
-        raise FormatError(f"{where}: pol has {len(pol)} bytes, expected 32")
-    if any(not 0 <= p < 24 for p in pcrs) or list(pcrs) != sorted(set(pcrs)):
-        raise FormatError(f"{where}: pcrs must be ascending PCR indices 0…23")
-    ref = item.get("ref") or None
-    if ref is not None and not isinstance(ref, str):
-        raise FormatError(f"{where}: ref must be a string")
+_ENTRY_KEYS = frozenset({"pcrs", "pol"})
+_ENTRY_OPTIONAL = frozenset({"pkfp", "sig", "ref", "tbs"})
+
+
+def _parse_entry(node: J.Node, bank: HashAlg) -> ApprovalEntry:
+    node.obj(_ENTRY_KEYS, _ENTRY_OPTIONAL)
+    pcrs = node.int_list("pcrs", 0, 23, 24)
+    node.check(bool(pcrs) and list(pcrs) == sorted(set(pcrs)), "must be ascending PCR indices 0…23", "pcrs")
+    pkfp = node.hex_("pkfp", (0, 32)) if node.has("pkfp") else b""
+    pol = node.hex_("pol", 32)
+    sig = node.b64_("sig", MAX_SIG_BYTES) if node.has("sig") and node.value["sig"] != "" else None
+    ref = None
+    if node.has("ref") and node.value["ref"] != "":
+        ref = node.str_("ref", MAX_FOREIGN_REF)
+        parsed = J.checked(lambda: SC.parse_ref(ref), node, "ref", "bad ref")
+        if parsed is not None:
+            node.check(parsed.scope.bank == bank and parsed.scope.pcrs == pcrs,
+                       f"names bank {parsed.scope.bank.bank_name} PCRs {list(parsed.scope.pcrs)}, the entry "
+                       f"is for {bank.bank_name} {list(pcrs)}", "ref")
     entry = ApprovalEntry(bank, pcrs, pkfp, pol, sig, ref)
-    tbs = item.get("tbs")
-    if tbs is not None and (not isinstance(tbs, str) or tbs.lower() != entry.tbs.hex()):
-        raise FormatError(f"{where}: tbs does not equal pol || SHA256(ref)",
-                          hint="the entry was edited; regenerate it with pcrtool policy prepare")
+    if node.has("tbs"):
+        tbs = node.hex_("tbs", (32, 64))
+        node.check(tbs == entry.tbs, "does not equal pol || SHA256(ref) (the entry was edited; "
+                   "regenerate it with pcrtool policy prepare)", "tbs")
     return entry
 
 

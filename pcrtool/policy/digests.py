@@ -387,9 +387,10 @@ def nv_name(index: int, attributes: int, data_size: int, *, auth_policy: bytes =
 
 # Counter index used for the downgrade floor (ARCHITECTURE.md "Downgrade protection"):
 # not ORDERLY (an orderly counter jumps after an unclean reset), NO_DA, AUTHREAD so a real
-# policy session can read it with the index's empty auth even when owner auth is set.
+# policy session can read it with the index's empty auth even when owner auth is set, and
+# OWNERWRITE only (no AUTHWRITE: the index's empty auth must not let anyone increment it).
 COUNTER_ATTRIBUTES = (TPMA_NV.TPM_NT_COUNTER | TPMA_NV.OWNERWRITE | TPMA_NV.OWNERREAD
-                      | TPMA_NV.AUTHREAD | TPMA_NV.AUTHWRITE | TPMA_NV.NO_DA)
+                      | TPMA_NV.AUTHREAD | TPMA_NV.NO_DA)
 COUNTER_SIZE = 8
 
 

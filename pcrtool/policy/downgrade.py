@@ -2,24 +2,98 @@
 
 The device floor is ``f0 + counter − c0``; a release with security version s may unlock while
 ``counter ≤ c0 + s − f0``. The sealed object's authPolicy is a PolicyOR tree over one branch per
-svn in f0…f0+window: ``PolicyAuthorize(K, SHA256("pcrtool-svn=s")) → PolicyNV(counter ≤ bound)``.
+svn in f0…f0+window: ``PolicyAuthorize(K, SHA256(ref(s, scope))) → PolicyNV(counter ≤ bound)``,
+where ``ref(s, scope)`` (pcrtool.policy.scope) also names the enrolled product, bank and PCR
+selection: an approval signed for another scope has another policyRef and matches no branch.
+
+Re-enrolment (``floor_decision``) never lowers the floor silently: the floor comes from the
+previous enrolment, whose c0/f0 the TPM has just confirmed by unsealing through them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from pcrtool.errors import PolicyRefused, UsageError
 from pcrtool.policy import digests as D
-from pcrtool.policy.approvals import policy_ref_bytes, svn_ref
+from pcrtool.policy.approvals import policy_ref_bytes
+from pcrtool.policy.scope import Scope
 
 
 def floor_of(c0: int, f0: int, counter: int) -> int:
     return f0 + counter - c0
 
 
-def branch_digests(key_name: bytes, counter_name: bytes, c0: int, f0: int, window: int) -> list[bytes]:
-    """Leaves of the enrolment tree: one per svn f0…f0+window."""
-    return [D.svn_branch(key_name, policy_ref_bytes(svn_ref(s)), counter_name, D.counter_bound(c0, f0, s))
+def branch_digests(key_name: bytes, counter_name: bytes, c0: int, f0: int, window: int,
+                   scope: Scope) -> list[bytes]:
+    """Leaves of the enrolment tree: one per svn f0…f0+window, each for exactly ``scope``."""
+    return [D.svn_branch(key_name, policy_ref_bytes(scope.ref(s)), counter_name, D.counter_bound(c0, f0, s))
             for s in range(f0, f0 + window + 1)]
 
 
-def enrolment_tree(key_name: bytes, counter_name: bytes, c0: int, f0: int, window: int) -> D.PolicyOrTree:
-    return D.PolicyOrTree.build(branch_digests(key_name, counter_name, c0, f0, window))
+def enrolment_tree(key_name: bytes, counter_name: bytes, c0: int, f0: int, window: int,
+                   scope: Scope) -> D.PolicyOrTree:
+    return D.PolicyOrTree.build(branch_digests(key_name, counter_name, c0, f0, window, scope))
+
+
+@dataclass(frozen=True, slots=True)
+class FloorDecision:
+    c0: int
+    f0: int
+    revived: tuple[int, int] | None = None   # (lo, hi) svns a lowered floor lets unlock again
+
+
+def parse_revive(text: str) -> tuple[int, int]:
+    """``--revive A-B`` (or ``A``): the svns an explicitly lowered floor lets unlock again."""
+    lo, sep, hi = text.partition("-")
+    try:
+        a, b = int(lo), int(hi if sep else lo)
+    except ValueError:
+        raise UsageError(f"--revive {text!r} is not SVN or FIRST-LAST", hint="e.g. --revive 3-4") from None
+    if not 0 <= a <= b:
+        raise UsageError(f"--revive {text!r} is not an ascending svn range")
+    return a, b
+
+
+def floor_decision(*, counter: int, previous: tuple[int, int] | None, requested: int | None,
+                   revive: tuple[int, int] | None, counter_existed: bool) -> FloorDecision:
+    """Where a (re-)enrolment's c0/f0 come from.
+
+    - ``previous`` = (c0, f0) of the enrolment being replaced, confirmed by the TPM (it unsealed
+      through them): the mapping is kept, so the floor stays exactly where it was. A lower
+      ``requested`` floor needs ``revive`` naming exactly the svns it lets unlock again; a higher
+      one is refused (raise it with advance-floor, which is atomic and keeps old blobs in step).
+    - no previous enrolment but the counter exists: its mapping is unknown (lost or never ours);
+      refused unless ``requested`` is given with ``revive`` (the explicit statement that every
+      svn from ``requested`` up unlocks again).
+    - a fresh counter: the first enrolment, c0 = its value, f0 = ``requested`` (default 0).
+    """
+    if previous is not None:
+        c0, f0 = previous
+        current = floor_of(c0, f0, counter)
+        if requested is None or requested == current:
+            if revive is not None:
+                raise UsageError("--revive given but the floor is not lowered")
+            return FloorDecision(c0, f0)
+        if requested > current:
+            raise UsageError(f"--floor {requested} is above the device floor {current}",
+                             hint="re-enrol at the current floor and raise it with `pcrtool tpm advance-floor`")
+        want = (requested, current - 1)
+        if revive != want:
+            raise PolicyRefused(
+                f"--floor {requested} lowers the device floor {current}: svn {want[0]}…{want[1]} would "
+                "unlock again", hint=f"if that is intended, add --revive {want[0]}-{want[1]}")
+        return FloorDecision(counter, requested, want)
+    if counter_existed:
+        if requested is None or revive is None:
+            n = "N" if requested is None else str(requested)
+            raise PolicyRefused(
+                "the floor counter exists already but no previous enrolment was given: its floor is "
+                "unknown and enrolling would reset it",
+                hint=f"pass --previous OLD.json (its floor is kept), or, if it is lost, --floor {n} "
+                     f"--revive {n}-{2 ** 31 - 1} to accept every svn from {n} up again")
+        if revive != (requested, 2 ** 31 - 1):
+            raise PolicyRefused(f"without the previous enrolment every svn from {requested} up may unlock",
+                                hint=f"say so: --revive {requested}-{2 ** 31 - 1}")
+        return FloorDecision(counter, requested, revive)
+    return FloorDecision(counter, 0 if requested is None else requested)

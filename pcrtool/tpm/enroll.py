@@ -19,24 +19,41 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import struct
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-from pcrtool.errors import FormatError, PcrtoolError, PolicyRefused, TpmError, TpmPolicyFailed, UsageError
+from pcrtool.errors import (FormatError, PolicyRefused, SignatureError, TpmError, TpmPolicyFailed,
+                            UsageError)
 from pcrtool.model import HashAlg
 from pcrtool.policy import digests as D
-from pcrtool.policy.approvals import ApprovalEntry, Approvals
-from pcrtool.policy.downgrade import branch_digests
+from pcrtool.policy import strict as J
+from pcrtool.policy.approvals import ApprovalEntry, Approvals, verify_entry
+from pcrtool.policy.downgrade import FloorDecision, branch_digests, floor_decision
+from pcrtool.policy.scope import SCOPE_BANKS, SVN_MAX, Scope, check_product
 from pcrtool.tpm import policy_session as S
 
 DEFAULT_COUNTER_INDEX = 0x01805C00
-ENROLLMENT_VERSION = 1
+ENROLLMENT_VERSION = 2
 MAX_WINDOW = 4096
+MAX_ENROLLMENT_BYTES = 256 * 1024
+MAX_BLOB_BYTES = 4096
+MAX_PEM_CHARS = 8192
+NV_INDEX_RANGE = (0x01000000, 0x01FFFFFF)
+_NAME_HEX = re.compile(r"000b[0-9a-f]{64}")
+_ENROLL_HINT = "enrol again with `pcrtool tpm enroll` (the recovery key opens the volume meanwhile)"
 
 
 @dataclass(frozen=True, slots=True)
 class Enrollment:
-    """What unlock needs, stored next to (here: together with) the sealed blob."""
+    """What unlock needs, stored together with the sealed blob.
+
+    Every field is either bound by the TPM (it enters the sealed policy tree: counter Name, c0,
+    f0, window, key Name, product, bank, PCRs; or it is checked against the TPM before use: the
+    SRK and counter Names) or derived from such a field (pkfp, policy). ``binding_problem``
+    recomputes the tree and compares it with the sealed object's authPolicy.
+    """
 
     mode: str
     counter_index: int
@@ -52,7 +69,8 @@ class Enrollment:
     policy: str
     blob: str
     version: int = ENROLLMENT_VERSION
-    srk_name: str = ""   # Name of the storage key sealed under (hex); "" in files written before pinning
+    srk_name: str = ""   # Name of the storage key sealed under (hex); "" only when explicitly unpinned
+    product: str = ""
 
     @property
     def blob_bytes(self) -> bytes:
@@ -61,6 +79,10 @@ class Enrollment:
     @property
     def hash_alg(self) -> HashAlg:
         return HashAlg.from_name(self.bank)
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(self.hash_alg, tuple(self.pcrs), self.product)
 
     @property
     def pinned_srk(self) -> bytes | None:
@@ -77,36 +99,91 @@ class Enrollment:
         from cryptography.hazmat.primitives.serialization import load_pem_public_key
         return load_pem_public_key(self.public_key_pem.encode())
 
+    def tree(self) -> D.PolicyOrTree:
+        return D.PolicyOrTree.build(branch_digests(bytes.fromhex(self.key_name), bytes.fromhex(self.counter_name),
+                                                   self.c0, self.f0, self.window, self.scope))
+
+    def binding_problem(self) -> str:
+        """"" when the fields give exactly the sealed object's authPolicy, else why not (an
+        edited file: the TPM will refuse it; pcrtool says so first)."""
+        root = self.tree().root
+        if root.hex() != self.policy:
+            return "enrollment fields do not give its recorded policy (the file was edited)"
+        if blob_auth_policy(self.blob_bytes) != root:
+            return "enrollment fields do not give the sealed object's policy (the file was edited)"
+        return ""
+
     def to_json(self) -> str:
         d = asdict(self)
         d["pcrs"] = list(self.pcrs)
         return json.dumps(d, indent=2) + "\n"
 
     @classmethod
-    def parse(cls, text: str, source: str = "enrollment") -> "Enrollment":
-        try:
-            d = json.loads(text)
-            d["pcrs"] = tuple(d["pcrs"])
-            e = cls(**d)
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise FormatError(f"{source}: not a pcrtool enrollment file ({err})",
-                              hint="enroll again with `pcrtool tpm enroll`") from None
-        ints = (e.counter_index, e.c0, e.f0, e.window, e.version, *e.pcrs)
-        if not all(isinstance(x, int) and not isinstance(x, bool) for x in ints) or not all(
-                isinstance(x, str) for x in (e.counter_name, e.bank, e.public_key_pem, e.key_name, e.pkfp,
-                                             e.policy, e.blob)):
-            raise FormatError(f"{source}: a field has the wrong type", hint="enroll again")
-        if e.version != ENROLLMENT_VERSION or e.mode != "signed":
-            raise FormatError(f"{source}: unsupported enrollment version/mode {e.version}/{e.mode}")
-        check_srk_name(e.srk_name, source)
+    def parse(cls, text: str | bytes, source: str = "enrollment") -> "Enrollment":
+        """Strict, field by field (errors carry the JSON path; limits in README.md)."""
+        root = J.Node(J.load_json(text, source, max_bytes=MAX_ENROLLMENT_BYTES, hint=_ENROLL_HINT),
+                      source, hint=_ENROLL_HINT)
+        root.obj({"mode"}, set(_FIELDS) | {"mode"})
+        root.check(root.value.get("mode") == "signed", "must be \"signed\"", "mode")
+        version = root.int_("version", 0, 1000) if root.has("version") else 0
+        if version != ENROLLMENT_VERSION:
+            raise root.fail(f"version {version}: written before pcrtool bound the PCR selection, bank and "
+                            "product in the TPM (such a file can be edited to unlock revoked releases); "
+                            "not accepted", "version")
+        root.obj(set(_FIELDS) - {"srk_name", "product"}, set(_FIELDS) | {"mode"})
+        window = root.int_("window", 0, MAX_WINDOW)
+        f0 = root.int_("f0", 0, SVN_MAX - window)
+        pcrs = root.int_list("pcrs", 0, 23, 24)
+        root.check(bool(pcrs) and list(pcrs) == sorted(set(pcrs)), "must be ascending PCR indices 0…23", "pcrs")
+        bank = root.str_("bank", 8)
+        root.check(bank in SCOPE_BANKS, "is not sha1, sha256, sha384 or sha512", "bank")
+        product = root.str_("product", 64) if root.has("product") else ""
+        J.checked(lambda: check_product(product), root, "product", "bad product id")
+        pem = root.str_("public_key_pem", MAX_PEM_CHARS)
+        e = cls(mode="signed", counter_index=root.int_("counter_index", *NV_INDEX_RANGE),
+                counter_name=root.str_("counter_name", 68, _NAME_HEX, what="a SHA-256 NV Name in hex"),
+                c0=root.int_("c0", 0, 2 ** 64 - 2 - MAX_WINDOW), f0=f0, window=window, bank=bank, pcrs=pcrs,
+                public_key_pem=pem, key_name=root.str_("key_name", 68, _NAME_HEX, what="a SHA-256 key Name in hex"),
+                pkfp=root.hex_("pkfp", 32).hex(), policy=root.hex_("policy", 32).hex(),
+                blob=root.str_("blob", 4 * MAX_BLOB_BYTES // 3 + 4), version=version,
+                srk_name=root.str_("srk_name", 68) if root.has("srk_name") else "", product=product)
+        blob = root.b64_("blob", MAX_BLOB_BYTES)
+        J.checked(lambda: blob_auth_policy(blob), root, "blob", "not a sealed object")
+        J.checked(lambda: check_srk_name(e.srk_name, source), root, "srk_name", "bad SRK Name")
+        key = J.checked(e.public_key, root, "public_key_pem", "not a PEM public key")
+        tpmt, name = J.checked(lambda: _key_material(key), root, "public_key_pem", "unusable key")
+        root.check(name.hex() == e.key_name, "is not the Name of public_key_pem", "key_name")
+        root.check(D.public_key_fingerprint(key).hex() == e.pkfp, "is not the fingerprint of public_key_pem", "pkfp")
         return e
+
+
+_FIELDS = ("counter_index", "counter_name", "c0", "f0", "window", "bank", "pcrs", "public_key_pem", "key_name",
+           "pkfp", "policy", "blob", "version", "srk_name", "product")
+
+
+def blob_auth_policy(blob: bytes) -> bytes:
+    """authPolicy of a sealed blob (TPM2B_PRIVATE || TPM2B_PUBLIC(keyedhash)), parsed without
+    tpm2-pytss: the TPM checks at TPM2_Load that this public area belongs to the private part."""
+    try:
+        (n,) = struct.unpack_from(">H", blob, 0)
+        off = 2 + n
+        (m,) = struct.unpack_from(">H", blob, off)
+        pub = blob[off + 2: off + 2 + m]
+        if len(pub) != m or off + 2 + m != len(blob) or n == 0:
+            raise ValueError("sizes do not add up")
+        (plen,) = struct.unpack_from(">H", pub, 8)   # type, nameAlg, objectAttributes, then authPolicy
+        if plen != 32 or len(pub) < 10 + plen:
+            raise ValueError("no SHA-256 authPolicy")
+        return pub[10:10 + plen]
+    except (struct.error, ValueError) as e:
+        raise FormatError(f"sealed blob is damaged ({e})") from None
 
 
 SRK_NAME_LENGTH = 34   # TPM_ALG_SHA256 || SHA-256 of the public area
 
 
 def check_srk_name(value, source: str) -> None:
-    """The enrollment's ``srk_name``: "" (older files: not pinned) or a SHA-256 Name in hex."""
+    """The enrollment's ``srk_name``: a SHA-256 Name in hex ("" only for an unpinned file)."""
     if not isinstance(value, str):
         raise FormatError(f"{source}: srk_name has the wrong type", hint="enroll again")
     if value:
@@ -114,7 +191,7 @@ def check_srk_name(value, source: str) -> None:
             raw = bytes.fromhex(value)
         except ValueError:
             raw = b""
-        if len(raw) != SRK_NAME_LENGTH or raw[:2] != b"\x00\x0b":
+        if len(raw) != SRK_NAME_LENGTH or raw[:2] != b"\x00\x0b" or value != raw.hex():
             raise FormatError(f"{source}: srk_name is not a SHA-256 TPM Name", hint="enroll again")
 
 
@@ -122,6 +199,12 @@ def pinned_srk_name(value: str) -> bytes | None:
     return bytes.fromhex(value) if value else None
 
 
+def require_srk_pin(e, allow_unpinned: bool) -> None:
+    """The SRK pin is mandatory: an enrollment without one is refused unless explicitly waived."""
+    if not e.srk_name and not allow_unpinned:
+        raise PolicyRefused("the enrollment pins no storage root key (srk_name is empty): the session "
+                            "carrying the secret would trust any key the TPM or a device on its bus presents",
+                            hint="enrol again (pins the SRK), or pass --allow-unpinned-srk to accept that risk")
 
 
 def _key_material(public_key):
@@ -140,46 +223,85 @@ def _pem(public_key) -> str:
                                    serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
-def ensure_counter(esys, index: int) -> tuple[object, int, bytes]:
-    """Define (if absent) and initialise the floor counter; returns (handle, value, Name).
-
-    Safe to re-run after a crash at any point: an existing index with our attributes is reused,
-    an unwritten one is incremented once.
-    """
+def counter_handle(esys, index: int, expected_name: bytes):
+    """The counter's ESYS_TR after TPM2_NV_ReadPublic, or PolicyRefused when the index is absent
+    or is not the enrolled one — checked BEFORE anything authorizes to it, so whatever sits at the
+    handle (an index with a password, without NO_DA) never sees a failed authorization and the
+    dictionary-attack counter never moves."""
     handle = S.nv_handle(esys, index)
     if handle is None:
-        handle = S.define_counter(esys, index)
+        raise PolicyRefused(f"floor counter {index:#x} does not exist",
+                            hint="it was deleted: use the recovery key and enrol again", tpm_rc=None)
+    name = bytes(esys.tr_get_name(handle))
+    if name != expected_name:
+        raise ForeignIndex(f"NV index {index:#x} is not the enrolled floor counter (Name {name.hex()[:16]}…, "
+                           f"enrolled {expected_name.hex()[:16]}…)", handle=handle,
+                           hint="it was deleted and re-defined or replaced: use the recovery key and enrol again")
+    return handle
+
+
+class ForeignIndex(PolicyRefused):
+    def __init__(self, message: str, hint: str | None = None, *, handle=None) -> None:
+        super().__init__(message, hint, tpm_rc=None)
+        self.handle = handle
+
+
+def ensure_counter(esys, index: int, owner_auth: bytes | None = None) -> tuple[object, int, bytes, bool]:
+    """Define (if absent) and initialise the floor counter; returns (handle, value, Name, existed).
+
+    ``existed``: the index was there and written before this call (someone's floor lives in it).
+    Its attributes are checked (TPM2_NV_ReadPublic) before anything authorizes to it. Safe to
+    re-run after a crash at any point: an index with our attributes is reused, an unwritten one
+    is incremented once.
+    """
+    handle = S.nv_handle(esys, index)
+    existed = handle is not None
+    if handle is None:
+        handle = S.define_counter(esys, index, owner_auth)
     attrs, size, _ = S.nv_public(esys, handle)
     S.check_counter_attributes(attrs, size, index)
+    existed = existed and bool(attrs & D.TPMA_NV.WRITTEN)
     if not attrs & D.TPMA_NV.WRITTEN:
-        S.nv_increment(esys, handle)
+        S.nv_increment(esys, handle, owner_auth)
     value = S.read_counter(esys, handle)
     _, _, name = S.nv_public(esys, handle)
-    return handle, value, name
+    return handle, value, name, existed
 
 
-def enroll(tcti: str | None, public_key, *, floor: int, window: int, bank: HashAlg,
+def enroll(tcti: str | None, public_key, *, floor: int | None, window: int, bank: HashAlg,
            pcrs: Sequence[int], secret: bytes, counter_index: int = DEFAULT_COUNTER_INDEX,
-           reuse: Enrollment | None = None) -> Enrollment:
+           reuse: Enrollment | None = None, product: str = "", revive: tuple[int, int] | None = None,
+           owner_auth: bytes | None = None) -> Enrollment:
     """Seal ``secret`` under the downgrade-protected signed policy; returns the enrollment.
 
-    With ``reuse`` (a window-widening re-seal), c0/f0 and the counter of that enrollment are kept.
+    ``reuse``: the enrolment being replaced, which the caller has just unlocked (so the TPM has
+    confirmed its counter, c0 and f0). Its floor is kept (``floor_decision``); a lower ``floor``
+    needs ``revive`` naming the svns it revives. Without ``reuse`` an existing, written counter
+    is refused unless ``floor`` and ``revive`` say explicitly what unlocks again.
     """
     if not 0 <= window <= MAX_WINDOW:
         raise UsageError(f"window {window} out of range 0…{MAX_WINDOW}")
     if not pcrs:
         raise UsageError("no PCRs selected for the signed policy", hint="e.g. --pcrs 11")
+    scope = Scope(bank, tuple(sorted(pcrs)), product)
     tpmt, key_name = _key_material(public_key)
+    if reuse is not None:
+        counter_index = reuse.counter_index
     with S.open_esys(tcti) as esys:
-        handle, value, counter_name = ensure_counter(esys, counter_index)
+        check_key_supported(esys, public_key)
+        handle, value, counter_name, existed = ensure_counter(esys, counter_index, owner_auth)
+        previous = None
         if reuse is not None:
-            c0, f0 = reuse.c0, reuse.f0
             if bytes.fromhex(reuse.counter_name) != counter_name:
-                raise PcrtoolError("the floor counter was redefined since enrolment",
-                                   hint="enrol afresh (the old floor cannot be trusted)")
-        else:
-            c0, f0 = value, floor
-        tree = D.PolicyOrTree.build(branch_digests(key_name, counter_name, c0, f0, window))
+                raise PolicyRefused("the floor counter was redefined since the previous enrolment",
+                                    hint="its floor is gone: enrol with --floor N --revive … explicitly")
+            previous = (reuse.c0, reuse.f0)
+        decision: FloorDecision = floor_decision(counter=value, previous=previous, requested=floor,
+                                                 revive=revive, counter_existed=existed)
+        c0, f0 = decision.c0, decision.f0
+        if f0 + window > SVN_MAX:
+            raise UsageError(f"floor {f0} + window {window} is above svn {SVN_MAX}")
+        tree = D.PolicyOrTree.build(branch_digests(key_name, counter_name, c0, f0, window, scope))
         srk = S.create_srk(esys, reuse.pinned_srk if reuse is not None else None)
         try:
             blob = S.seal(esys, srk, secret, tree.root)
@@ -187,10 +309,26 @@ def enroll(tcti: str | None, public_key, *, floor: int, window: int, bank: HashA
         finally:
             S.flush(esys, srk)
     return Enrollment(mode="signed", counter_index=counter_index, counter_name=counter_name.hex(),
-                      c0=c0, f0=f0, window=window, bank=bank.bank_name, pcrs=tuple(sorted(pcrs)),
+                      c0=c0, f0=f0, window=window, bank=bank.bank_name, pcrs=scope.pcrs,
                       public_key_pem=_pem(public_key), key_name=key_name.hex(),
                       pkfp=D.public_key_fingerprint(public_key).hex(), policy=tree.root.hex(),
-                      blob=base64.b64encode(blob).decode(), srk_name=srk_name.hex())
+                      blob=base64.b64encode(blob).decode(), srk_name=srk_name.hex(), product=product)
+
+
+def check_key_supported(esys, public_key) -> None:
+    """Refuse (with a hint) a signing key the TPM cannot load, before anything is written:
+    TPM2_TestParms of the key's parameters (RSA-4096 or P-384 on many TPMs)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if isinstance(public_key, rsa.RSAPublicKey):
+        what, ok = f"RSA-{public_key.key_size}", S.test_parms_rsa(esys, public_key.key_size)
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        what, ok = f"ECC {public_key.curve.name}", S.test_parms_ecc(esys, public_key.curve.name)
+    else:
+        raise UsageError(f"unsupported key type {type(public_key).__name__}", hint="use RSA-2048")
+    if not ok:
+        raise UsageError(f"this TPM does not support {what} keys (TPM2_TestParms refused them)",
+                         hint="sign releases with an RSA-2048 key (what systemd and every TPM verify)")
 
 
 @dataclass
@@ -201,9 +339,10 @@ class UnlockResult:
     commands: list[str] = field(default_factory=list)
 
 
-def _choose(entries: list[ApprovalEntry], floor: int, e: Enrollment) -> tuple[ApprovalEntry | None, str]:
-    """Pick the approval to try; return (entry, reason-if-pcrtool-expects-denial)."""
-    in_window = [x for x in entries if x.svn is not None and floor <= x.svn <= e.max_svn]
+def _choose(entries: list[ApprovalEntry], e: Enrollment) -> tuple[ApprovalEntry | None, str]:
+    """The approval to try: the highest svn inside the window (the TPM's PolicyNV decides whether
+    it is above the floor, so unlock needs no counter read); (entry, reason-if-refused-early)."""
+    in_window = [x for x in entries if x.svn is not None and e.f0 <= x.svn <= e.max_svn]
     if in_window:
         return in_window[0], ""
     svns = [x.svn for x in entries if x.svn is not None]
@@ -217,29 +356,52 @@ def _choose(entries: list[ApprovalEntry], floor: int, e: Enrollment) -> tuple[Ap
                 f"release svn {best} is beyond the enrolled window (max svn {e.max_svn}); "
                 "re-seal with a wider window while an accepted release is booted")
     return ([x for x in entries if x.svn == best][0],
-            f"release svn {best} is below the device floor {floor} (revoked)")
+            f"release svn {best} is below the enrolled window (lowest svn {e.f0}: revoked)")
+
+
+def scoped_entries(approvals: Approvals, e: Enrollment, pol: bytes | None = None) -> list[ApprovalEntry]:
+    """Entries for the enrolled key and scope (bank, PCRs, product), highest svn first; with
+    ``pol`` only those approving that PolicyPCR digest."""
+    pkfp = bytes.fromhex(e.pkfp)
+    hits = [x for x in approvals.entries if x.bank == e.hash_alg and x.pcrs == tuple(e.pcrs) and x.pkfp == pkfp
+            and (pol is None or x.pol == pol) and (x.scope is None or x.scope == e.scope)]
+    return sorted(hits, key=lambda x: -1 if x.svn is None else x.svn, reverse=True)
+
+
+def check_key_matches(approvals: Approvals, e: Enrollment) -> None:
+    """Wrong-key approvals are refused before the TPM is touched, naming both keys (exit 4)."""
+    mine = bytes.fromhex(e.pkfp)
+    if not approvals.entries or any(x.pkfp == mine for x in approvals.entries):
+        return
+    theirs = sorted({x.pkfp.hex()[:16] for x in approvals.entries})
+    raise PolicyRefused(f"the approvals are signed by key {', '.join(theirs)}…, the device trusts key "
+                        f"{e.pkfp[:16]}… (enrolled)", hint="use the approvals of this device's release key")
 
 
 def unlock(tcti: str | None, enrollment: Enrollment, approvals: Approvals, *,
            attempt_anyway: bool = False, blob: bytes | None = None, ticket=None,
-           entry_override: ApprovalEntry | None = None) -> UnlockResult:
+           entry_override: ApprovalEntry | None = None, allow_unpinned_srk: bool = False) -> UnlockResult:
     """Replay the live PCRs through the matching approval and the tree path, then unseal.
 
     pcrtool refuses early (PolicyRefused, no TPM round trips) when it can see the TPM would
     refuse; ``attempt_anyway`` runs the TPM session regardless so tests and ``validate`` record the
-    TPM's own verdict. ``blob`` / ``ticket`` / ``entry_override`` let validation replay saved
-    objects, tickets and approvals. A PCR that moves during an attempt starts it again
+    TPM's own verdict. An edited enrollment file always goes through the TPM, so its refusal
+    carries the TPM's return code. ``blob`` / ``ticket`` / ``entry_override`` let validation replay
+    saved objects, tickets and approvals. A PCR that moves during an attempt starts it again
     (``with_pcr_retries``).
     """
+    require_srk_pin(enrollment, allow_unpinned_srk or attempt_anyway)
+    if not attempt_anyway and entry_override is None:
+        check_key_matches(approvals, enrollment)
     public_key = enrollment.public_key()
     tpmt, key_name = _key_material(public_key)
-    if key_name.hex() != enrollment.key_name:
-        raise FormatError("enrollment key name does not match its public key")
     bank, pcrs = enrollment.hash_alg, enrollment.pcrs
+    edited = enrollment.binding_problem()
     blob = enrollment.blob_bytes if blob is None else blob
     with S.open_esys(tcti) as esys:
         return with_pcr_retries(esys, bank, pcrs, lambda live: _unlock_attempt(
-            esys, enrollment, approvals, live, tpmt, key_name, blob, ticket, entry_override, attempt_anyway))
+            esys, enrollment, approvals, live, tpmt, key_name, blob, ticket, entry_override,
+            attempt_anyway or bool(edited), edited))
 
 
 PCR_RETRIES = 3
@@ -265,20 +427,25 @@ def with_pcr_retries(esys, bank: HashAlg, pcrs: Sequence[int], attempt):
 
 
 def _unlock_attempt(esys, enrollment, approvals, live, tpmt, key_name, blob, ticket, entry_override,
-                    attempt_anyway) -> UnlockResult:
+                    attempt_anyway, edited="") -> UnlockResult:
     bank, pcrs = enrollment.hash_alg, enrollment.pcrs
     pol = D.policy_pcr(live)
-    counter = S.nv_handle(esys, enrollment.counter_index)
-    if counter is None:
-        raise TpmPolicyFailed(f"floor counter {enrollment.counter_index:#x} does not exist",
-                              hint="it was deleted; use the recovery key and enrol again")
-    value = S.read_counter(esys, counter)
-    floor = enrollment.floor(value)
-    entries = approvals.find(bank, pcrs, bytes.fromhex(enrollment.pkfp), pol)
+    try:
+        counter = counter_handle(esys, enrollment.counter_index, bytes.fromhex(enrollment.counter_name))
+        foreign = ""
+    except ForeignIndex as fi:
+        attrs, _, _ = S.nv_public(esys, fi.handle)
+        # Authorizing to a foreign index could trip dictionary-attack lockout: only an index that
+        # cannot (NO_DA) is presented to the TPM, and only when asked to record its verdict.
+        if not attempt_anyway or not attrs & D.TPMA_NV.NO_DA:
+            raise
+        counter, foreign = fi.handle, fi.message
+    entries = scoped_entries(approvals, enrollment, pol)
     if entry_override is not None:
         entry, reason = entry_override, ""
     else:
-        entry, reason = _choose(entries, floor, enrollment)
+        entry, reason = _choose(entries, enrollment)
+    reason = edited or foreign or reason
     if entry is None and attempt_anyway:
         # try the newest approval we have: the TPM must refuse it for these PCRs
         cands = [x for x in approvals.entries if x.bank == bank and x.pcrs == tuple(pcrs) and x.sig]
@@ -286,14 +453,22 @@ def _unlock_attempt(esys, enrollment, approvals, live, tpmt, key_name, blob, tic
     if entry is None or (reason and not attempt_anyway):
         raise PolicyRefused(reason or "no usable approval", hint="boot an approved release "
                             "or use the recovery key", tpm_rc=None)
+    if entry_override is None and ticket is None and not attempt_anyway:
+        try:
+            verify_entry(entry, enrollment.public_key())
+        except SignatureError as err:
+            raise PolicyRefused(f"the approval for the booted release is not validly signed: {err.message}",
+                                hint="the approvals file was edited or corrupted", tpm_rc=None) from None
     svn = entry.svn if entry.svn is not None else -1
-    tree = D.PolicyOrTree.build(branch_digests(key_name, bytes.fromhex(enrollment.counter_name),
-                                               enrollment.c0, enrollment.f0, enrollment.window))
+    tree = enrollment.tree()
     srk = S.create_srk(esys, enrollment.pinned_srk)
     try:
         return _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn,
-                           blob, ticket, floor, bank, pcrs)
+                           blob, ticket, bank, pcrs)
     except TpmPolicyFailed as e:
+        if not reason and e.command == "TPM2_PolicyNV":
+            floor = enrollment.floor(S.read_counter(esys, counter))
+            reason = f"release svn {svn} is below the device floor {floor} (revoked)"
         if reason:
             raise TpmPolicyFailed(f"{reason}; the TPM refused too: {e.message}", e.hint,
                                   rc=e.rc, command=e.command) from None
@@ -303,17 +478,19 @@ def _unlock_attempt(esys, enrollment, approvals, live, tpmt, key_name, blob, tic
 
 
 def _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn, blob, ticket,
-                floor, bank, pcrs) -> UnlockResult:
+                bank, pcrs) -> UnlockResult:
     """The TPM part of unlock (see module docstring for the command sequence)."""
     public_key = enrollment.public_key()
     key = obj = session = None
     try:
         obj = S.load_blob(esys, srk, blob)
-        key = S.load_external_key(esys, tpmt)
+        if ticket is None:
+            key = S.load_external_key(esys, tpmt)
+            ticket = S.verify_signature(esys, key, entry.tbs, entry.sig, rsa=_is_rsa(public_key))
+            S.flush(esys, key)
+            key = None
         session = S.start_policy_session(esys, srk)
         S.policy_pcr(esys, session, bank, pcrs)
-        if ticket is None:
-            ticket = S.verify_signature(esys, key, entry.tbs, entry.sig, rsa=_is_rsa(public_key))
         S.policy_authorize(esys, session, entry.pol, entry.policy_ref, key_name, ticket)
         bound = max(0, D.counter_bound(enrollment.c0, enrollment.f0, svn))
         S.policy_nv_le(esys, session, counter, bound)
@@ -323,48 +500,118 @@ def _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn
             path = tree.path(0) or [(tree.root, tree.root)]
         S.policy_or_path(esys, session, path)
         secret = S.unseal(esys, obj, session)
+        session = None  # the session ends with the Unseal (continueSession clear)
     finally:
         S.flush(esys, session, key, obj)
-    return UnlockResult(secret, svn, floor, list(esys.commands))
+    return UnlockResult(secret, svn, -1, list(esys.commands))
 
 
-def advance_floor(tcti: str | None, enrollment: Enrollment, to_svn: int) -> tuple[int, int]:
+def unlock_command_count(e: Enrollment, svn: int | None = None) -> int:
+    """TPM commands of one successful signed unlock (no PCR retry): NV_ReadPublic, PCR_Read,
+    CreatePrimary, Load, LoadExternal, VerifySignature, FlushContext(key), StartAuthSession,
+    PolicyPCR, PolicyAuthorize, PolicyNV, PolicyOR × tree depth, Unseal, FlushContext(object),
+    FlushContext(SRK)."""
+    tree = e.tree()
+    depth = len(tree.path((svn if svn is not None else e.max_svn) - e.f0))
+    return 14 + depth
+
+
+def _lock(path: str | os.PathLike | None, index: int):
+    """Serialize floor changes: flock on the enrollment file and on a per-counter lock file
+    (advance-floor runs in parallel end at the requested floor, never above)."""
+    import contextlib
+    import fcntl
+    import tempfile
+
+    @contextlib.contextmanager
+    def held():
+        fds = []
+        try:
+            lock_dir = os.environ.get("PCRTOOL_LOCK_DIR") or (
+                "/run/lock" if os.access("/run/lock", os.W_OK) else tempfile.gettempdir())
+            targets = [os.path.join(lock_dir, f"pcrtool-nv-{index:08x}.lock")]
+            if path is not None:
+                targets.insert(0, os.fspath(path))
+            for t in targets:
+                try:
+                    fd = os.open(t, os.O_RDONLY | os.O_NOFOLLOW | (0 if t == os.fspath(path or "") else os.O_CREAT),
+                                 0o600)
+                except OSError as err:
+                    raise TpmError(f"cannot open lock file {t}: {err.strerror}",
+                                   hint="set PCRTOOL_LOCK_DIR to a writable directory") from None
+                fds.append(fd)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            for fd in reversed(fds):
+                os.close(fd)
+    return held()
+
+
+def verified_booted_svn(tcti: str | None, e: Enrollment, approvals: Approvals) -> int:
+    """The highest svn the enrolled key approved, in scope, for the live PCRs — after checking
+    the signature of EVERY in-scope entry of the file (a forged entry is refused, not skipped)."""
+    public_key = e.public_key()
+    check_key_matches(approvals, e)
+    for x in scoped_entries(approvals, e):
+        try:
+            verify_entry(x, public_key)
+        except SignatureError as err:
+            raise PolicyRefused(f"approval svn {x.svn} does not verify: {err.message}",
+                                hint="the approvals file was forged or edited; nothing was changed") from None
+    with S.open_esys(tcti) as esys:
+        live = S.read_pcrs(esys, e.hash_alg, e.pcrs)
+    svns = [x.svn for x in scoped_entries(approvals, e, D.policy_pcr(live)) if x.svn is not None]
+    if not svns:
+        raise PolicyRefused("the booted release has no approval in the enrolled scope "
+                            f"({e.scope.describe()})", hint="boot and confirm the new release first, or pass --force")
+    return max(svns)
+
+
+def advance_floor(tcti: str | None, enrollment: Enrollment, to_svn: int, *, lock_path=None,
+                  owner_auth: bytes | None = None) -> tuple[int, int]:
     """Raise the floor to ``to_svn`` by NV_Increment (k times for +k); returns (old, new) floor.
 
-    Each increment is atomic on its own; after a crash between increments the floor is simply
-    lower than asked and re-running completes it. The floor never goes down.
+    Serialized (``_lock``) and re-reading the counter before every increment, so parallel runs
+    stop exactly at ``to_svn``. Each increment is atomic; after a crash between increments the
+    floor is lower than asked and re-running completes it. The floor never goes down. The
+    counter's Name is checked before anything authorizes to it.
     """
-    with S.open_esys(tcti) as esys:
-        counter = S.nv_handle(esys, enrollment.counter_index)
-        if counter is None:
-            raise TpmError(f"floor counter {enrollment.counter_index:#x} does not exist")
-        old = enrollment.floor(S.read_counter(esys, counter))
-        if to_svn <= old:
-            return old, old
-        if to_svn - old > MAX_WINDOW:
-            raise UsageError(f"refusing to raise the floor by {to_svn - old} at once")
-        for _ in range(to_svn - old):
-            S.nv_increment(esys, counter)
-        new = enrollment.floor(S.read_counter(esys, counter))
-    return old, new
+    if to_svn > enrollment.max_svn:
+        raise UsageError(f"--to {to_svn} is above the enrolled window (max svn {enrollment.max_svn})",
+                         hint="widen the window first (pcrtool tpm enroll --widen)")
+    with _lock(lock_path, enrollment.counter_index), S.open_esys(tcti) as esys:
+        counter = counter_handle(esys, enrollment.counter_index, bytes.fromhex(enrollment.counter_name))
+        old = current = enrollment.floor(S.read_counter(esys, counter))
+        while current < to_svn:
+            S.nv_increment(esys, counter, owner_auth)
+            current = enrollment.floor(S.read_counter(esys, counter))
+    return old, max(old, current)
 
 
 def status(tcti: str | None, enrollment: Enrollment, approvals: Approvals | None = None) -> dict:
-    """Counter, floor, window and (with approvals) which approval the live PCRs match."""
+    """Counter, floor, window, the TPM commands one unlock costs and (with approvals) which
+    approvals the live PCRs match."""
     with S.open_esys(tcti) as esys:
-        counter = S.nv_handle(esys, enrollment.counter_index)
-        value = S.read_counter(esys, counter) if counter is not None else None
+        try:
+            counter = counter_handle(esys, enrollment.counter_index, bytes.fromhex(enrollment.counter_name))
+            value = S.read_counter(esys, counter)
+            problem = ""
+        except PolicyRefused as err:
+            value, problem = None, err.message
         live = S.read_pcrs(esys, enrollment.hash_alg, enrollment.pcrs)
     out = {"counter_index": f"{enrollment.counter_index:#x}", "counter": value,
            "c0": enrollment.c0, "f0": enrollment.f0,
            "floor": enrollment.floor(value) if value is not None else None,
-           "window": [enrollment.f0, enrollment.max_svn], "bank": enrollment.bank,
-           "pcrs": list(enrollment.pcrs), "policy": enrollment.policy,
-           "srk_name": enrollment.srk_name or None,   # None: an older enrollment, SRK not pinned
+           "window": [enrollment.f0, enrollment.max_svn], "product": enrollment.product or None,
+           "bank": enrollment.bank, "pcrs": list(enrollment.pcrs), "policy": enrollment.policy,
+           "srk_name": enrollment.srk_name or None,
+           "unlock_tpm_commands": unlock_command_count(enrollment),
            "live_policy_pcr": D.policy_pcr(live).hex()}
+    if problem or enrollment.binding_problem():
+        out["problem"] = problem or enrollment.binding_problem()
     if approvals is not None:
-        hits = approvals.find(enrollment.hash_alg, enrollment.pcrs, bytes.fromhex(enrollment.pkfp),
-                              D.policy_pcr(live))
+        hits = scoped_entries(approvals, enrollment, D.policy_pcr(live))
         out["matching_svns"] = [h.svn for h in hits]
     return out
 
@@ -375,5 +622,5 @@ def write_enrollment(path: str | os.PathLike, enrollment: Enrollment) -> None:
 
 
 def read_enrollment(path: str | os.PathLike) -> Enrollment:
-    from pcrtool.fileio import read_text
-    return Enrollment.parse(read_text(path, what="enrollment"), source=str(path))
+    from pcrtool.fileio import read_bytes
+    return Enrollment.parse(read_bytes(path, what="enrollment", limit=MAX_ENROLLMENT_BYTES + 1), source=str(path))

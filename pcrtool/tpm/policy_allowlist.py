@@ -1,43 +1,55 @@
 """Allowlist mode on the device: seal to whole-release PCR tuples (see pcrtool.policy.allowlist).
 
-Unlock (direct): PolicyPCR(live) → PolicyOR path → PolicyNV(epoch counter ≤ c_seal) → Unseal.
-Unlock (nv):     PolicyPCR(live) → PolicyOR path → PolicyAuthorizeNV(index) → Unseal.
+Unlock: PolicyPCR(live) → PolicyOR path → PolicyNV(epoch counter ≤ epoch) → Unseal.
+
+Changing the allowlist re-seals under ``epoch + 1`` and only then increments the epoch counter,
+which kills every older blob (and every copy of one). The order makes it crash-safe: the new
+enrollment is durably on disk before the increment, so a crash at any point leaves a blob that
+unseals (the old one before the increment, the new one after it) and never revives an older one.
+
+The former ``nv`` mode (PolicyAuthorizeNV with an HMAC update key) is gone: the update key had to
+live on the device and crossed the bus in clear in TPM2_LoadExternal, so whoever sniffed it or
+was root during an update could rewrite the NV allowlist later and revive a revoked release.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
+import os
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from pcrtool.errors import FormatError, PolicyRefused, TpmError, UsageError
+from pcrtool.errors import PolicyRefused, UsageError
 from pcrtool.model import HashAlg, PcrValues
 from pcrtool.policy import allowlist as AL
 from pcrtool.policy import digests as D
+from pcrtool.policy import strict as J
+from pcrtool.policy.scope import SCOPE_BANKS
 from pcrtool.tpm import policy_session as S
-from pcrtool.tpm.enroll import UnlockResult, check_srk_name, ensure_counter, pinned_srk_name, with_pcr_retries
+from pcrtool.tpm.enroll import (_ENROLL_HINT, _NAME_HEX, MAX_BLOB_BYTES, MAX_ENROLLMENT_BYTES, NV_INDEX_RANGE,
+                                ForeignIndex, UnlockResult, blob_auth_policy, check_srk_name, counter_handle,
+                                ensure_counter, pinned_srk_name, require_srk_pin, with_pcr_retries)
 
 DEFAULT_EPOCH_INDEX = 0x01805C10
-DEFAULT_NV_INDEX = 0x01805C20
+MAX_LEAVES = 4096
+NV_MODE_REMOVED = ("allowlist --mode nv was removed: its HMAC update key had to live on the device and "
+                   "crossed the TPM bus in clear, so a sniffed or stolen key could restore an older allowlist")
 
 
 @dataclass(frozen=True, slots=True)
 class AllowlistEnrollment:
-    mode: str            # "allowlist-direct" | "allowlist-nv"
+    mode: str            # "allowlist-direct"
     bank: str
     pcrs: tuple[int, ...]
     leaves: tuple[str, ...]
-    index: int           # epoch counter (direct) or policy NV index (nv)
+    index: int           # epoch counter
     index_name: str
-    epoch: int           # direct: counter bound at seal time; nv: 0
-    hmac_key_name: str   # nv: Name of the HMAC update key
+    epoch: int           # counter bound at seal time
     policy: str
     blob: str
-    version: int = 1
-    srk_name: str = ""   # Name of the storage key sealed under (hex); "" in files written before pinning
+    version: int = 2
+    srk_name: str = ""   # Name of the storage key sealed under (hex); "" only when explicitly unpinned
 
     @property
     def hash_alg(self) -> HashAlg:
@@ -54,176 +66,121 @@ class AllowlistEnrollment:
     def tree(self) -> D.PolicyOrTree:
         return D.PolicyOrTree.build([bytes.fromhex(x) for x in self.leaves])
 
+    def binding_problem(self) -> str:
+        root = AL.direct_policy(self.tree().root, bytes.fromhex(self.index_name), self.epoch)
+        if root.hex() != self.policy or blob_auth_policy(self.blob_bytes) != root:
+            return "enrollment fields do not give the sealed object's policy (the file was edited)"
+        return ""
+
     def to_json(self) -> str:
         d = asdict(self)
         d["pcrs"], d["leaves"] = list(self.pcrs), list(self.leaves)
         return json.dumps(d, indent=2) + "\n"
 
     @classmethod
-    def parse(cls, text: str, source: str = "enrollment") -> "AllowlistEnrollment":
-        try:
-            d = json.loads(text)
-            d["pcrs"], d["leaves"] = tuple(d["pcrs"]), tuple(d["leaves"])
-            e = cls(**d)
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise FormatError(f"{source}: not a pcrtool allowlist enrollment ({err})") from None
-        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (e.index, e.epoch, *e.pcrs)) or \
-                not all(isinstance(x, str) for x in (e.bank, e.index_name, e.hmac_key_name, e.policy, e.blob,
-                                                     *e.leaves)):
-            raise FormatError(f"{source}: a field has the wrong type", hint="enroll again")
-        if e.mode not in ("allowlist-direct", "allowlist-nv"):
-            raise FormatError(f"{source}: unknown mode {e.mode!r}")
-        check_srk_name(e.srk_name, source)
+    def parse(cls, text: str | bytes, source: str = "enrollment") -> "AllowlistEnrollment":
+        root = J.Node(J.load_json(text, source, max_bytes=MAX_ENROLLMENT_BYTES, hint=_ENROLL_HINT),
+                      source, hint=_ENROLL_HINT)
+        root.obj({"mode"}, set(_FIELDS) | {"mode"})
+        mode = root.value.get("mode")
+        if mode == "allowlist-nv":
+            raise root.fail(NV_MODE_REMOVED, "mode")
+        root.check(mode == "allowlist-direct", "must be \"signed\" or \"allowlist-direct\"", "mode")
+        version = root.int_("version", 0, 1000) if root.has("version") else 0
+        root.check(version == 2, f"version {version} is not supported (enrol again)", "version")
+        root.obj(set(_FIELDS) - {"srk_name"}, set(_FIELDS) | {"mode"})
+        pcrs = root.int_list("pcrs", 0, 23, 24)
+        root.check(bool(pcrs) and list(pcrs) == sorted(set(pcrs)), "must be ascending PCR indices 0…23", "pcrs")
+        bank = root.str_("bank", 8)
+        root.check(bank in SCOPE_BANKS, "is not sha1, sha256, sha384 or sha512", "bank")
+        leaves_node = root.child("leaves")
+        leaves = []
+        for item in leaves_node.items(MAX_LEAVES):
+            item.check(isinstance(item.value, str) and len(item.value) == 64
+                       and all(c in "0123456789abcdef" for c in item.value), "must be 32 bytes of lower-case hex")
+            leaves.append(item.value)
+        root.check(bool(leaves), "must not be empty", "leaves")
+        e = cls(mode=mode, bank=bank, pcrs=pcrs, leaves=tuple(leaves),
+                index=root.int_("index", *NV_INDEX_RANGE),
+                index_name=root.str_("index_name", 68, _NAME_HEX, what="a SHA-256 NV Name in hex"),
+                epoch=root.int_("epoch", 0, 2 ** 64 - 1), policy=root.hex_("policy", 32).hex(),
+                blob=root.str_("blob", 4 * MAX_BLOB_BYTES // 3 + 4), version=version,
+                srk_name=root.str_("srk_name", 68) if root.has("srk_name") else "")
+        blob = root.b64_("blob", MAX_BLOB_BYTES)
+        J.checked(lambda: blob_auth_policy(blob), root, "blob", "not a sealed object")
+        J.checked(lambda: check_srk_name(e.srk_name, source), root, "srk_name", "bad SRK Name")
         return e
 
 
-# --- HMAC update key (PolicySigned), nv mode --------------------------------------------------------
-
-def _hmac_public(key: bytes):
-    from tpm2_pytss import types as T
-    from tpm2_pytss.constants import TPM2_ALG, TPMA_OBJECT
-
-    unique = hashlib.sha256(bytes(32) + key).digest()
-    return T.TPM2B_PUBLIC(T.TPMT_PUBLIC(
-        type=TPM2_ALG.KEYEDHASH, nameAlg=TPM2_ALG.SHA256,
-        objectAttributes=TPMA_OBJECT.SIGN_ENCRYPT | TPMA_OBJECT.USERWITHAUTH,
-        parameters=T.TPMU_PUBLIC_PARMS(keyedHashDetail=T.TPMS_KEYEDHASH_PARMS(
-            scheme=T.TPMT_KEYEDHASH_SCHEME(scheme=TPM2_ALG.HMAC, details=T.TPMU_SCHEME_KEYEDHASH(
-                hmac=T.TPMS_SCHEME_HASH(hashAlg=TPM2_ALG.SHA256))))),
-        unique=T.TPMU_PUBLIC_ID(keyedHash=unique)))
-
-
-def load_hmac_key(esys, key: bytes):
-    """TPM2_LoadExternal (Part 3 §12.3) of the HMAC update key (all-zero seed: a stable Name)."""
-    from tpm2_pytss import types as T
-    from tpm2_pytss.constants import ESYS_TR, TPM2_ALG
-
-    sens = T.TPM2B_SENSITIVE(T.TPMT_SENSITIVE(sensitiveType=TPM2_ALG.KEYEDHASH, seedValue=bytes(32),
-                                              sensitive=T.TPMU_SENSITIVE_COMPOSITE(bits=key)))
-    return S.tpm_call("TPM2_LoadExternal", esys.load_external, _hmac_public(key), sens, ESYS_TR.NULL)
-
-
-def hmac_key_name(key: bytes) -> bytes:
-    return D.name_of(_hmac_public(key).publicArea.marshal())
-
-
-def policy_signed_hmac(esys, session, key_handle, key: bytes) -> None:
-    """TPM2_PolicySigned (Part 3 §23.3) with an HMAC over aHash(nonceTPM, expiration 0)."""
-    from tpm2_pytss import types as T
-    from tpm2_pytss.constants import TPM2_ALG
-
-    nonce = bytes(esys.trsess_get_nonce_tpm(session))
-    mac = hmac.new(key, D.policy_signed_ahash(nonce), hashlib.sha256).digest()
-    sig = T.TPMT_SIGNATURE(sigAlg=TPM2_ALG.HMAC, signature=T.TPMU_SIGNATURE(
-        hmac=T.TPMT_HA(hashAlg=TPM2_ALG.SHA256, digest=T.TPMU_HA(sha256=mac))))
-    S.tpm_call("TPM2_PolicySigned", esys.policy_signed, key_handle, session, sig, nonce_tpm=nonce,
-               expiration=0, policy=True, hint="wrong update key")
-
-
-def define_policy_nv(esys, index: int, key_name: bytes):
-    from tpm2_pytss import types as T
-    from tpm2_pytss.constants import ESYS_TR, TPM2_ALG
-
-    pub = T.TPM2B_NV_PUBLIC(T.TPMS_NV_PUBLIC(nvIndex=index, nameAlg=TPM2_ALG.SHA256,
-                                             attributes=int(AL.NV_POLICY_ATTRIBUTES),
-                                             authPolicy=AL.nv_index_policy(key_name),
-                                             dataSize=AL.NV_POLICY_SIZE))
-    return S.tpm_call("TPM2_NV_DefineSpace", esys.nv_define_space, None, pub, ESYS_TR.OWNER)
-
-
-def write_policy_nv(tcti: str | None, index: int, update_key: bytes, root: bytes) -> None:
-    """TPM2_NV_Write (Part 3 §31.9) of TPMT_HA(root), authorised by PolicySigned(update key)."""
-    with S.open_esys(tcti) as esys:
-        nv = S.nv_handle(esys, index)
-        if nv is None:
-            raise TpmError(f"allowlist NV index {index:#x} does not exist")
-        key = load_hmac_key(esys, update_key)
-        session = None
-        try:
-            session = _plain_policy_session(esys)
-            policy_signed_hmac(esys, session, key, update_key)
-            S.tpm_call("TPM2_NV_Write", esys.nv_write, nv, AL.nv_contents(root), 0, auth_handle=nv,
-                       session1=session, policy=True, hint="wrong update key or foreign NV index")
-        finally:
-            S.flush(esys, session, key)
-
-
-def _plain_policy_session(esys):
-    from tpm2_pytss import types as T
-    from tpm2_pytss.constants import ESYS_TR, TPM2_ALG, TPM2_SE
-
-    sym = T.TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL)
-    return S.tpm_call("TPM2_StartAuthSession", esys.start_auth_session, ESYS_TR.NONE, ESYS_TR.NONE,
-                      TPM2_SE.POLICY, sym, TPM2_ALG.SHA256)
+_FIELDS = ("bank", "pcrs", "leaves", "index", "index_name", "epoch", "policy", "blob", "version", "srk_name")
 
 
 # --- enrol / unlock ---------------------------------------------------------------------------------
 
 def enroll_allowlist(tcti: str | None, tuples: Sequence[tuple[str, PcrValues]], *, bank: HashAlg,
                      pcrs: Sequence[int], secret: bytes, mode: str = "direct",
-                     index: int | None = None, update_key: bytes | None = None,
-                     new_epoch: bool = True, pinned_srk: bytes | None = None) -> AllowlistEnrollment:
-    """Seal ``secret`` to the allowlist. direct: bumps the epoch counter (invalidating every older
-    blob) unless ``new_epoch`` is False; nv: defines the index if needed and writes the root.
-    ``pinned_srk``: a re-seal must happen under the storage key the old enrollment pinned."""
+                     index: int | None = None, pinned_srk: bytes | None = None,
+                     owner_auth: bytes | None = None, commit=None) -> AllowlistEnrollment:
+    """Seal ``secret`` to the allowlist under the NEXT epoch, call ``commit(enrollment)`` (which
+    must store it durably), then increment the epoch counter: every older blob dies only once the
+    new one is safe. ``pinned_srk``: a re-seal must happen under the storage key the old
+    enrollment pinned (checked before anything changes)."""
+    if mode != "direct":
+        raise UsageError(NV_MODE_REMOVED if mode == "nv" else f"unknown allowlist mode {mode!r}",
+                         hint="use --mode direct (the epoch counter kills every older blob on update)")
     policy = AL.build_allowlist_policy(tuples)
-    if mode not in ("direct", "nv"):
-        raise UsageError(f"unknown allowlist mode {mode!r}", hint="direct or nv")
-    if mode == "nv" and not update_key:
-        raise UsageError("nv mode needs an update key")
+    if len(policy.leaves) > MAX_LEAVES:
+        raise UsageError(f"{len(policy.leaves)} release tuples, more than the limit of {MAX_LEAVES}")
+    index = DEFAULT_EPOCH_INDEX if index is None else index
     with S.open_esys(tcti) as esys:
-        # The storage key first: a refused pin must not have bumped the epoch (revoking the old blob).
-        srk = S.create_srk(esys, pinned_srk)
+        # The storage key first: a refused pin must not have touched the epoch.
+        srk = S.create_srk(esys, pinned_srk, owner_auth)
         try:
-            if mode == "direct":
-                index = DEFAULT_EPOCH_INDEX if index is None else index
-                handle, value, name = ensure_counter(esys, index)
-                if new_epoch:
-                    S.nv_increment(esys, handle)
-                    value = S.read_counter(esys, handle)
-                auth_policy = AL.direct_policy(policy.root, name, value)
-                epoch, key_name = value, b""
-            else:
-                index = DEFAULT_NV_INDEX if index is None else index
-                key_name = hmac_key_name(update_key)
-                nv = S.nv_handle(esys, index)
-                if nv is None:
-                    define_policy_nv(esys, index, key_name)
-                name = AL.nv_index_name(index, key_name)
-                auth_policy, epoch = D.policy_authorize_nv(name), 0
+            handle, value, name, _ = ensure_counter(esys, index, owner_auth)
+            epoch = value + 1
+            auth_policy = AL.direct_policy(policy.root, name, epoch)
             blob = S.seal(esys, srk, secret, auth_policy)
             srk_name = S.srk_name(esys, srk)
         finally:
             S.flush(esys, srk)
-    if mode == "nv":
-        write_policy_nv(tcti, index, update_key, policy.root)
-    return AllowlistEnrollment(f"allowlist-{mode}", bank.bank_name, tuple(sorted(pcrs)),
-                               tuple(x.hex() for x in policy.leaves), index, name.hex(), epoch,
-                               key_name.hex(), auth_policy.hex(), base64.b64encode(blob).decode(),
-                               srk_name=srk_name.hex())
+        e = AllowlistEnrollment("allowlist-direct", bank.bank_name, tuple(sorted(pcrs)),
+                                tuple(x.hex() for x in policy.leaves), index, name.hex(), epoch,
+                                auth_policy.hex(), base64.b64encode(blob).decode(), srk_name=srk_name.hex())
+        if commit is not None:
+            commit(e)
+        if S.read_counter(esys, handle) < epoch:   # a re-run after a crash may find it done
+            S.nv_increment(esys, handle, owner_auth)
+    return e
 
 
 def unlock_allowlist(tcti: str | None, e: AllowlistEnrollment, *, attempt_anyway: bool = False,
-                     blob: bytes | None = None) -> UnlockResult:
+                     blob: bytes | None = None, allow_unpinned_srk: bool = False) -> UnlockResult:
     """Replay the live PCRs through the allowlist tree and unseal (a PCR that moves during an
     attempt starts it again, as in signed mode: ``pcrtool.tpm.enroll.with_pcr_retries``)."""
+    require_srk_pin(e, allow_unpinned_srk or attempt_anyway)
     bank, pcrs = e.hash_alg, e.pcrs
     blob = e.blob_bytes if blob is None else blob
+    edited = e.binding_problem()
     with S.open_esys(tcti) as esys:
-        return with_pcr_retries(esys, bank, pcrs, lambda live: _unlock_attempt(esys, e, live, blob, attempt_anyway))
+        return with_pcr_retries(esys, bank, pcrs, lambda live: _unlock_attempt(
+            esys, e, live, blob, attempt_anyway or bool(edited), edited))
 
 
-def _unlock_attempt(esys, e: AllowlistEnrollment, live, blob: bytes, attempt_anyway: bool) -> UnlockResult:
+def _unlock_attempt(esys, e: AllowlistEnrollment, live, blob: bytes, attempt_anyway: bool,
+                    edited: str = "") -> UnlockResult:
     bank, pcrs = e.hash_alg, e.pcrs
     tree = e.tree()
     leaf = tree.leaves.index(D.policy_pcr(live)) if D.policy_pcr(live) in tree.leaves else None
     if leaf is None and not attempt_anyway:
         raise PolicyRefused("the live PCRs match no allowlisted release (unknown, tampered or revoked)",
                             hint="boot an allowlisted release or use the recovery key")
-    handle = S.nv_handle(esys, e.index)
-    if handle is None:
-        raise PolicyRefused(f"NV index {e.index:#x} of the enrollment does not exist",
-                            hint="it was deleted; use the recovery key and enrol again")
+    try:
+        handle = counter_handle(esys, e.index, bytes.fromhex(e.index_name))
+    except ForeignIndex as fi:
+        attrs, _, _ = S.nv_public(esys, fi.handle)
+        if not attempt_anyway or not attrs & D.TPMA_NV.NO_DA:
+            raise
+        handle = fi.handle
     srk = S.create_srk(esys, e.pinned_srk)
     obj = session = None
     try:
@@ -231,40 +188,38 @@ def _unlock_attempt(esys, e: AllowlistEnrollment, live, blob: bytes, attempt_any
         session = S.start_policy_session(esys, srk)
         S.policy_pcr(esys, session, bank, pcrs)
         S.policy_or_path(esys, session, tree.path(leaf if leaf is not None else 0))
-        if e.mode == "allowlist-direct":
-            S.policy_nv_le(esys, session, handle, e.epoch)
-        else:
-            S.tpm_call("TPM2_PolicyAuthorizeNV", esys.policy_authorize_nv, handle, session,
-                       auth_handle=handle, session1=_password(), policy=True,
-                       hint="the NV index holds another allowlist (release revoked)")
+        S.policy_nv_le(esys, session, handle, e.epoch)
         secret = S.unseal(esys, obj, session)
+        session = None
+    except PolicyRefused as err:
+        if edited:
+            raise type(err)(f"{edited}; the TPM refused too: {err.message}", err.hint,
+                            **({"rc": err.rc, "command": err.command} if hasattr(err, "command") else {})) from None
+        raise
     finally:
         S.flush(esys, session, obj, srk)
     return UnlockResult(secret, -1, -1, list(esys.commands))
 
 
-def _password():
-    from tpm2_pytss.constants import ESYS_TR
-    return ESYS_TR.PASSWORD
-
-
 def update_allowlist(tcti: str | None, e: AllowlistEnrollment, tuples: Sequence[tuple[str, PcrValues]], *,
-                     update_key: bytes | None = None) -> AllowlistEnrollment:
-    """Change the allowlist (e.g. revoke a release).
-
-    nv: rewrite the index with the new root (PolicySigned by the update key); the sealed object is
-    untouched and every release left out stops unlocking at once.
-    direct: unlock now (an allowlisted release must be booted), bump the epoch counter and re-seal;
-    the increment kills every older blob, including copies.
-    """
-    from dataclasses import replace
-
-    policy = AL.build_allowlist_policy(tuples)
-    if e.mode == "allowlist-nv":
-        if not update_key:
-            raise UsageError("updating an nv-mode allowlist needs the update key")
-        write_policy_nv(tcti, e.index, update_key, policy.root)
-        return replace(e, leaves=tuple(x.hex() for x in policy.leaves))
+                     commit, owner_auth: bytes | None = None) -> AllowlistEnrollment:
+    """Change the allowlist (e.g. revoke a release): unlock now (an allowlisted release must be
+    booted), re-seal under epoch + 1, ``commit`` the new enrollment durably, then increment the
+    epoch counter (kills every older blob, including copies). Crash-safe at every step; re-running
+    after a crash completes it."""
     secret = unlock_allowlist(tcti, e).secret
     return enroll_allowlist(tcti, tuples, bank=e.hash_alg, pcrs=e.pcrs, secret=secret, mode="direct",
-                            index=e.index, pinned_srk=e.pinned_srk)
+                            index=e.index, pinned_srk=e.pinned_srk, owner_auth=owner_auth, commit=commit)
+
+
+def write_durably(path, text: str) -> None:
+    """Atomic replace plus fsync of the directory: the new enrollment survives a power loss
+    before the epoch increment that depends on it."""
+    from pcrtool.fileio import write_atomic
+
+    write_atomic(path, text, mode=0o600, what="enrollment")
+    fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

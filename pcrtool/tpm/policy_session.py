@@ -108,7 +108,7 @@ SRK_ATTRIBUTES = (TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT | TPMA_OBJECT.S
                   | TPMA_OBJECT.DECRYPT) if ESAPI is not None else 0
 
 
-def create_srk(esys, expected_name: bytes | None = None):
+def create_srk(esys, expected_name: bytes | None = None, owner_auth: bytes | None = None):
     """TPM2_CreatePrimary (Part 3 §24.1): the TCG "L-2" ECC P-256 storage key, with NODA.
 
     NODA matters: without it an unclean reset counts as a dictionary-attack failure and enough
@@ -123,6 +123,7 @@ def create_srk(esys, expected_name: bytes | None = None):
     before any session is started or object loaded.
     """
     pub = T.TPM2B_PUBLIC.parse("ecc256:aes128cfb", objectAttributes=SRK_ATTRIBUTES, nameAlg="sha256")
+    set_owner_auth(esys, owner_auth)
     handle, out_public, *_ = tpm_call("TPM2_CreatePrimary", esys.create_primary, None, pub, ESYS_TR.OWNER)
     if expected_name is not None:
         computed = D.name_of(out_public.publicArea.marshal())
@@ -209,7 +210,7 @@ def start_trial_session(esys):
 
 def unseal(esys, obj, session) -> bytes:
     """TPM2_Unseal (Part 3 §12.7) with response encryption on the policy session."""
-    esys.trsess_set_attributes(session, TPMA_SESSION.CONTINUESESSION | TPMA_SESSION.ENCRYPT)
+    esys.trsess_set_attributes(session, TPMA_SESSION.ENCRYPT)  # the session ends with this command
     data = tpm_call("TPM2_Unseal", esys.unseal, obj, session1=session, policy=True,
                     hint="the session's policy digest is not the object's authPolicy")
     return bytes(data)
@@ -312,8 +313,15 @@ def nv_public(esys, handle) -> tuple[int, int, bytes]:
     return int(pub.nvPublic.attributes), int(pub.nvPublic.dataSize), bytes(name)
 
 
-def define_counter(esys, index: int):
+def set_owner_auth(esys, owner_auth: bytes | None) -> None:
+    """The owner hierarchy's authorization value for the next owner-authorized command (no TPM
+    command; sent inside ESAPI's password/HMAC session, never logged)."""
+    esys.tr_set_auth(ESYS_TR.OWNER, owner_auth or b"")
+
+
+def define_counter(esys, index: int, owner_auth: bytes | None = None):
     """TPM2_NV_DefineSpace (Part 3 §31.3) of the floor counter (owner authorization)."""
+    set_owner_auth(esys, owner_auth)
     pub = T.TPM2B_NV_PUBLIC(T.TPMS_NV_PUBLIC(nvIndex=index, nameAlg=TPM2_ALG.SHA256,
                                              attributes=int(D.COUNTER_ATTRIBUTES),
                                              dataSize=D.COUNTER_SIZE))
@@ -321,9 +329,12 @@ def define_counter(esys, index: int):
                     hint="an index with this handle may exist already; pick another with --counter-index")
 
 
-def nv_increment(esys, handle) -> None:
-    """TPM2_NV_Increment (Part 3 §31.8) with owner authorization."""
-    tpm_call("TPM2_NV_Increment", esys.nv_increment, handle, ESYS_TR.OWNER)
+def nv_increment(esys, handle, owner_auth: bytes | None = None) -> None:
+    """TPM2_NV_Increment (Part 3 §31.8) with owner authorization (the counter has OWNERWRITE
+    only: with an owner password set, nobody else can move the floor)."""
+    set_owner_auth(esys, owner_auth)
+    tpm_call("TPM2_NV_Increment", esys.nv_increment, handle, ESYS_TR.OWNER,
+             hint="the owner hierarchy has a password: pass it with --owner-auth-file")
 
 
 def read_counter(esys, handle) -> int:
@@ -344,6 +355,33 @@ def policy_nv_le(esys, session, handle, bound: int) -> None:
 def undefine_nv(esys, handle) -> None:
     """TPM2_NV_UndefineSpace (Part 3 §31.4) with owner authorization."""
     tpm_call("TPM2_NV_UndefineSpace", esys.nv_undefine_space, handle, ESYS_TR.OWNER)
+
+
+def test_parms_rsa(esys, bits: int) -> bool:
+    """TPM2_TestParms (Part 3 §9.3): can this TPM use an RSA key of ``bits`` bits?"""
+    parms = T.TPMT_PUBLIC_PARMS(type=TPM2_ALG.RSA, parameters=T.TPMU_PUBLIC_PARMS(rsaDetail=T.TPMS_RSA_PARMS(
+        symmetric=T.TPMT_SYM_DEF_OBJECT(algorithm=TPM2_ALG.NULL), scheme=T.TPMT_RSA_SCHEME(scheme=TPM2_ALG.NULL),
+        keyBits=bits, exponent=0)))
+    return _test_parms(esys, parms)
+
+
+def test_parms_ecc(esys, curve_name: str) -> bool:
+    """TPM2_TestParms for an ECC key on ``curve_name`` (secp256r1, secp384r1, secp521r1)."""
+    curve = {"secp256r1": 0x0003, "secp384r1": 0x0004, "secp521r1": 0x0005}.get(curve_name)
+    if curve is None:
+        return False
+    parms = T.TPMT_PUBLIC_PARMS(type=TPM2_ALG.ECC, parameters=T.TPMU_PUBLIC_PARMS(eccDetail=T.TPMS_ECC_PARMS(
+        symmetric=T.TPMT_SYM_DEF_OBJECT(algorithm=TPM2_ALG.NULL), scheme=T.TPMT_ECC_SCHEME(scheme=TPM2_ALG.NULL),
+        curveID=curve, kdf=T.TPMT_KDF_SCHEME(scheme=TPM2_ALG.NULL))))
+    return _test_parms(esys, parms)
+
+
+def _test_parms(esys, parms) -> bool:
+    try:
+        esys.test_parms(parms)
+    except TSS2_Exception:
+        return False
+    return True
 
 
 def check_counter_attributes(attributes: int, size: int, index: int) -> None:

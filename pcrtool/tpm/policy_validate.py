@@ -235,7 +235,7 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
             unlock_cell("svn beyond the enrolled window", f"svn {rel.svn}", DENY, rel.measurements, apps)
             _measure(sw, newest.measurements, bank)
             current = E.unlock(sw.tcti, enrollment, setup.approvals)
-            widened = E.enroll(sw.tcti, setup.public_key, floor=enrollment.f0,
+            widened = E.enroll(sw.tcti, setup.public_key, floor=None,
                                window=enrollment.window + 1, bank=bank, pcrs=pcrs,
                                secret=current.secret, counter_index=setup.counter_index,
                                reuse=enrollment)
@@ -253,8 +253,9 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
         with S.open_esys(sw.tcti) as esys:
             E.ensure_counter(esys, index2)
         sw.reset_unclean()
+        # the re-run finds a written counter whose floor it cannot know: it must say what it accepts
         enrollment2 = E.enroll(sw.tcti, setup.public_key, floor=hi, window=0, bank=bank, pcrs=pcrs,
-                               secret=secret, counter_index=index2)
+                               secret=secret, counter_index=index2, revive=(hi, A.SVN_MAX))
         unlock_cell("unclean reset during enrolment, re-run", newest.label, ALLOW, newest.measurements,
                     enrollment_=enrollment2)
         for r in older[:1]:
@@ -310,8 +311,7 @@ def _define_fake_counter(esys, index: int) -> None:
     from tpm2_pytss import types as T
     from tpm2_pytss.constants import ESYS_TR, TPM2_ALG
 
-    attrs = int(D.TPMA_NV.OWNERWRITE | D.TPMA_NV.OWNERREAD | D.TPMA_NV.AUTHREAD | D.TPMA_NV.AUTHWRITE
-                | D.TPMA_NV.NO_DA)
+    attrs = int(D.TPMA_NV.OWNERWRITE | D.TPMA_NV.OWNERREAD | D.TPMA_NV.AUTHREAD | D.TPMA_NV.NO_DA)
     pub = T.TPM2B_NV_PUBLIC(T.TPMS_NV_PUBLIC(nvIndex=index, nameAlg=TPM2_ALG.SHA256,
                                              attributes=attrs, dataSize=D.COUNTER_SIZE))
     h = esys.nv_define_space(None, pub, ESYS_TR.OWNER)

@@ -12,6 +12,7 @@ from pcrtool.errors import FormatError, SignatureError, UsageError
 from pcrtool.model import HashAlg, PcrValues
 from pcrtool.policy import approvals as A
 from pcrtool.policy import digests as D
+from pcrtool.policy import scope as SC
 from pcrtool.policy.releases import parse_releases
 
 KEY = rsa_key()
@@ -32,19 +33,37 @@ def _entries(svn=3, banks=(HashAlg.SHA256,)):
                           pkcs1_sha256(KEY))
 
 
-def test_svn_ref_round_trip_and_policy_ref_is_sha256_of_string():
-    assert A.svn_ref(7) == "pcrtool-svn=7"
-    assert A.svn_from_ref("pcrtool-svn=7") == 7
+REF3 = "pcrtool-svn=3,bank=sha256,pcrs=11"
+
+
+def test_scoped_ref_round_trip_and_policy_ref_is_sha256_of_string():
+    scope = SC.Scope(HashAlg.SHA256, (7, 11), "acme-os")
+    assert scope.ref(7) == "pcrtool-svn=7,product=acme-os,bank=sha256,pcrs=7+11"
+    assert A.svn_from_ref(scope.ref(7)) == 7 and SC.parse_ref(scope.ref(7)).scope == scope
     assert A.svn_from_ref("initrd") is None and A.svn_from_ref(None) is None
-    assert A.svn_from_ref("pcrtool-svn=07") is None  # no ambiguous encodings
-    assert A.policy_ref_bytes("pcrtool-svn=7") == hashlib.sha256(b"pcrtool-svn=7").digest()
+    assert A.policy_ref_bytes(REF3) == hashlib.sha256(REF3.encode()).digest()
     with pytest.raises(UsageError):
-        A.svn_ref(-1)
+        scope.ref(-1)
+
+
+@pytest.mark.parametrize("ref", [
+    "pcrtool-svn=1", "pcrtool-svn=1\n", REF3 + "\n", " " + REF3, REF3 + " ", "pcrtool-svn=03,bank=sha256,pcrs=11",
+    "pcrtool-svn=3,bank=sha256,pcrs=011", "pcrtool-svn=3,bank=sha256,pcrs=11+7", "pcrtool-svn=3,bank=sha256,pcrs=7+7",
+    "pcrtool-svn=3,bank=sha256,pcrs=24", "pcrtool-svn=3,bank=SHA256,pcrs=11", "pcrtool-svn=3,pcrs=11,bank=sha256",
+    "pcrtool-svn=3,product=,bank=sha256,pcrs=11", "pcrtool-svn=3,product=Acme,bank=sha256,pcrs=11",
+    "pcrtool-svn=2147483648,bank=sha256,pcrs=11", "pcrtool-svn=3,bank=sha256,pcrs=11,extra=1",
+    "pcrtool-svn=+3,bank=sha256,pcrs=11", "pcrtool-svn=３,bank=sha256,pcrs=11"])
+def test_ref_grammar_is_exact(ref):
+    """One spelling per value: anything else that claims to be a pcrtool ref is an error, never
+    a different svn or "no svn"."""
+    with pytest.raises(FormatError):
+        SC.parse_ref(ref)
 
 
 def test_entry_tbs_is_pol_then_sha256_of_ref_and_without_ref_just_pol():
     e = _entries()[0]
-    assert e.tbs == e.pol + hashlib.sha256(b"pcrtool-svn=3").digest()
+    assert e.ref == REF3
+    assert e.tbs == e.pol + hashlib.sha256(REF3.encode()).digest()
     plain = A.build_entries([A.ApprovalTarget(_values())], KEY.public_key())[0]
     assert plain.tbs == plain.pol and plain.ref is None
 
@@ -93,7 +112,7 @@ def test_verify_rejects_other_key_and_edited_entries():
     e = _entries()[0]
     with pytest.raises(SignatureError):
         A.verify_entry(e, OTHER.public_key())
-    forged = A.ApprovalEntry(e.bank, e.pcrs, e.pkfp, e.pol, e.sig, A.svn_ref(99))
+    forged = A.ApprovalEntry(e.bank, e.pcrs, e.pkfp, e.pol, e.sig, SC.Scope(e.bank, e.pcrs).ref(99))
     with pytest.raises(SignatureError):
         A.verify_entry(forged, KEY.public_key())  # svn raised without re-signing
 

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 
 from pcrtool.model import HashAlg, PcrValues
 from pcrtool.policy import digests as D
-from pcrtool.policy.allowlist import build_allowlist_policy, direct_policy, nv_contents
-from pcrtool.policy.approvals import policy_ref_bytes, svn_ref
+from pcrtool.policy.allowlist import build_allowlist_policy, direct_policy
+from pcrtool.policy.approvals import policy_ref_bytes
+from pcrtool.policy.scope import Scope
 from pcrtool.policy.downgrade import branch_digests
 
 
@@ -51,11 +52,10 @@ def test_allowlist_binds_whole_tuples_and_dedupes():
     assert pol.index_of_digest(D.policy_pcr(_tuple(b7, b11))) == pol.leaf_of["B"]
 
 
-def test_direct_policy_and_nv_contents_layout():
+def test_direct_policy_layout():
     root = hashlib.sha256(b"root").digest()
     name = D.nv_name(0x01805C10, D.COUNTER_ATTRIBUTES, 8)
     assert direct_policy(root, name, 7) == D.policy_nv(name, (7).to_bytes(8, "big"), D.TPM_EO.UNSIGNED_LE, prev=root)
-    assert nv_contents(root) == b"\x00\x0b" + root
 
 
 @settings(deadline=None, max_examples=50)
@@ -63,8 +63,13 @@ def test_direct_policy_and_nv_contents_layout():
 def test_svn_branches_differ_by_svn_and_bound(c0, f0, window):
     key = D.name_of(b"key")
     counter = D.nv_name(0x01805C00, D.COUNTER_ATTRIBUTES, 8)
-    branches = branch_digests(key, counter, c0, f0, window)
+    scope = Scope(HashAlg.SHA256, (7, 11), "acme")
+    branches = branch_digests(key, counter, c0, f0, window, scope)
     assert len(branches) == window + 1 and len(set(branches)) == window + 1
     s = f0 + window
     assert branches[-1] == D.policy_nv(counter, (c0 + window).to_bytes(8, "big"), D.TPM_EO.UNSIGNED_LE,
-                                       prev=D.policy_authorize(key, policy_ref_bytes(svn_ref(s))))
+                                       prev=D.policy_authorize(key, policy_ref_bytes(
+                                           f"pcrtool-svn={s},product=acme,bank=sha256,pcrs=7+11")))
+    # another scope gives other branches everywhere
+    other = branch_digests(key, counter, c0, f0, window, Scope(HashAlg.SHA256, (11,), "acme"))
+    assert not set(other) & set(branches)
