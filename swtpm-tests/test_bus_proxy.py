@@ -130,8 +130,6 @@ def test_allowlist_direct_bus_carries_no_secret_and_no_authorization(swtpm, file
     print("allowlist-direct TPM commands per operation:", counts)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 finding 1: the nv mode's HMAC update key crosses the bus in "
-                                       "clear (TPM2_LoadExternal)")
 def test_allowlist_nv_update_authorization_never_crosses_the_bus(swtpm, files):
     """Sniffing an nv-mode enrol or update must not let anyone rewrite the allowlist later. If the
     redesign removed the nv mode, the CLI refuses it (usage error) and there is nothing to sniff."""
