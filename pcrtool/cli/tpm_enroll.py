@@ -23,7 +23,7 @@ def _load_any_enrollment(path: Path):
     from pcrtool.tpm.enroll import _ENROLL_HINT, MAX_ENROLLMENT_BYTES
 
     data = fileio.read_bytes(path, what="enrollment", limit=MAX_ENROLLMENT_BYTES + 1)
-    doc = J.load_json(data, str(path), max_bytes=MAX_ENROLLMENT_BYTES, hint=_ENROLL_HINT)
+    doc = J.load_device_json(data, str(path), max_bytes=MAX_ENROLLMENT_BYTES, hint=_ENROLL_HINT)
     mode = doc.get("mode") if isinstance(doc, dict) else None
     if mode == "signed":
         from pcrtool.tpm.enroll import Enrollment

@@ -206,7 +206,7 @@ class Approvals:
         """Strict: every entry checked field by field, errors name the JSON path (limits:
         MAX_APPROVALS_BYTES, MAX_ENTRIES, pcrtool.policy.strict)."""
         hint = "expected systemd .pcrsig JSON: {\"sha256\": [{\"pcrs\": [11], \"pkfp\": …, \"pol\": …, \"sig\": …}]}"
-        root = J.Node(J.load_json(text, source, max_bytes=MAX_APPROVALS_BYTES, hint=hint), source, hint=hint)
+        root = J.Node(J.load_device_json(text, source, max_bytes=MAX_APPROVALS_BYTES, hint=hint), source, hint=hint)
         if not isinstance(root.value, dict):
             raise root.fail("top level must be an object keyed by bank")
         entries: list[ApprovalEntry] = []

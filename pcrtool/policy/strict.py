@@ -54,7 +54,7 @@ def _pairs(pairs):
     return out
 
 
-def load_json(data: bytes | str, source: str, *, max_bytes: int, hint: str) -> Any:
+def load_device_json(data: bytes | str, source: str, *, max_bytes: int, hint: str) -> Any:
     """Parse a bounded JSON document; every failure is one FormatError naming ``source``."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     if len(raw) > max_bytes:

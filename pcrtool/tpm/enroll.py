@@ -121,7 +121,7 @@ class Enrollment:
     @classmethod
     def parse(cls, text: str | bytes, source: str = "enrollment") -> "Enrollment":
         """Strict, field by field (errors carry the JSON path; limits in README.md)."""
-        root = J.Node(J.load_json(text, source, max_bytes=MAX_ENROLLMENT_BYTES, hint=_ENROLL_HINT),
+        root = J.Node(J.load_device_json(text, source, max_bytes=MAX_ENROLLMENT_BYTES, hint=_ENROLL_HINT),
                       source, hint=_ENROLL_HINT)
         root.obj({"mode"}, set(_FIELDS) | {"mode"})
         root.check(root.value.get("mode") == "signed", "must be \"signed\"", "mode")

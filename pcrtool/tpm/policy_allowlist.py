@@ -79,7 +79,7 @@ class AllowlistEnrollment:
 
     @classmethod
     def parse(cls, text: str | bytes, source: str = "enrollment") -> "AllowlistEnrollment":
-        root = J.Node(J.load_json(text, source, max_bytes=MAX_ENROLLMENT_BYTES, hint=_ENROLL_HINT),
+        root = J.Node(J.load_device_json(text, source, max_bytes=MAX_ENROLLMENT_BYTES, hint=_ENROLL_HINT),
                       source, hint=_ENROLL_HINT)
         root.obj({"mode"}, set(_FIELDS) | {"mode"})
         mode = root.value.get("mode")

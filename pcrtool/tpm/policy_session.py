@@ -183,11 +183,6 @@ def split_blob(blob: bytes):
     return priv, pub
 
 
-def blob_auth_policy(blob: bytes) -> bytes:
-    _, pub = split_blob(blob)
-    return bytes(pub.publicArea.authPolicy)
-
-
 def load_blob(esys, srk, blob: bytes):
     """TPM2_Load (Part 3 §12.2)."""
     priv, pub = split_blob(blob)
