@@ -238,8 +238,6 @@ def test_kill_during_advance_floor(base, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 13 finding 6: allowlist-direct --update increments the epoch before "
-                                       "the new object is written; a crash in between unseals nothing")
 def test_kill_during_allowlist_update(base, tmp_path):
     """`enroll --update` (allowlist direct, revoking svn 1) is killed; some enrollment file still
     unlocks the newest release, and once the update is run again svn 1 unlocks with no file."""

@@ -156,8 +156,23 @@ def register(app) -> None:
                 raise UsageError("--update takes an allowlist-mode enrollment and --allowlist NEW.json")
             releases, _ = parse_releases(fileio.read_text(allowlist, what="allowlist"), source=str(allowlist))
             tuples = [(r.label, r.selected(old.hash_alg, old.pcrs)) for r in releases if r.allowed]
-            new = P.update_allowlist(tcti, old, tuples, owner_auth=owner,
-                                     commit=lambda e: P.write_durably(output, e.to_json()))
+            # The new enrollment is stored durably as UPDATE.next BEFORE the epoch increment (unlock
+            # of UPDATE falls back to it), and under --output only after it: a crash at any point
+            # leaves a file that unlocks, and --output exists only once the old blobs are dead.
+            nxt = _next_path(update_from)
+            from pcrtool.errors import PolicyRefused
+            try:
+                secret = P.unlock_allowlist(tcti, old).secret
+            except PolicyRefused:
+                if not nxt.exists():
+                    raise
+                old = _load_any_enrollment(nxt)   # an interrupted update got past its increment
+                secret = P.unlock_allowlist(tcti, old).secret
+            new = P.update_allowlist(tcti, old, tuples, owner_auth=owner, secret=secret,
+                                     commit=lambda e: P.write_durably(nxt, e.to_json()))
+            P.write_durably(output, new.to_json())
+            if nxt != output:
+                nxt.unlink(missing_ok=True)
             render.info(f"pcrtool: allowlist now {len(new.leaves)} release tuple(s), epoch {new.epoch} → {output}")
             return
         if public_key and allowlist:
@@ -170,10 +185,12 @@ def register(app) -> None:
         if public_key:
             from pcrtool.sign.keyfile import load_public_key_file
             from pcrtool.tpm import enroll as E
+            pending = E.PendingEnrolment(output.with_name(output.name + ".pending"), secret)
             e = E.enroll(tcti, load_public_key_file(public_key), floor=floor, window=window, bank=alg,
                          pcrs=chosen or [11], secret=secret, product=product, revive=revived, owner_auth=owner,
-                         counter_index=index if index is not None else E.DEFAULT_COUNTER_INDEX)
+                         counter_index=index if index is not None else E.DEFAULT_COUNTER_INDEX, pending=pending)
             E.write_enrollment(output, e)
+            pending.remove()
             summary = {"mode": "signed", "c0": e.c0, "f0": e.f0, "window": [e.f0, e.max_svn],
                        "product": e.product or None, "counter_index": f"{e.counter_index:#x}",
                        "policy": e.policy, "output": str(output)}
@@ -213,8 +230,17 @@ def register(app) -> None:
             result = E.unlock(tcti, e, _approvals(approvals) or _need("--approvals"),
                               allow_unpinned_srk=allow_unpinned_srk)
         else:
+            from pcrtool.errors import PolicyRefused
             from pcrtool.tpm import policy_allowlist as P
-            result = P.unlock_allowlist(tcti, e, allow_unpinned_srk=allow_unpinned_srk)
+            try:
+                result = P.unlock_allowlist(tcti, e, allow_unpinned_srk=allow_unpinned_srk)
+            except PolicyRefused:
+                nxt = _next_path(enrollment)
+                if not nxt.exists():
+                    raise
+                # an update of this enrollment was interrupted after its epoch increment
+                result = P.unlock_allowlist(tcti, _load_any_enrollment(nxt), allow_unpinned_srk=allow_unpinned_srk)
+                render.warn(f"unlocked with {nxt} (an interrupted --update): run the update again to finish it")
         render.info(f"pcrtool: unlocked ({len(result.commands)} TPM commands"
                     + (f", svn {result.svn}" if result.svn >= 0 else "") + ")")
         if output is not None:
@@ -274,6 +300,11 @@ def register(app) -> None:
             from pcrtool.tpm import enroll as E
             data = E.status(tcti, e, _approvals(approvals))
         render.emit(data, text="\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+def _next_path(path: Path) -> Path:
+    """Where an allowlist update keeps the new enrollment until its epoch increment is done."""
+    return path.with_name(path.name + ".next")
 
 
 def _parse_pcrs(text: Optional[str]):

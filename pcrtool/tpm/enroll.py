@@ -271,13 +271,15 @@ def ensure_counter(esys, index: int, owner_auth: bytes | None = None) -> tuple[o
 def enroll(tcti: str | None, public_key, *, floor: int | None, window: int, bank: HashAlg,
            pcrs: Sequence[int], secret: bytes, counter_index: int = DEFAULT_COUNTER_INDEX,
            reuse: Enrollment | None = None, product: str = "", revive: tuple[int, int] | None = None,
-           owner_auth: bytes | None = None) -> Enrollment:
+           owner_auth: bytes | None = None, pending: "PendingEnrolment | None" = None) -> Enrollment:
     """Seal ``secret`` under the downgrade-protected signed policy; returns the enrollment.
 
     ``reuse``: the enrolment being replaced, which the caller has just unlocked (so the TPM has
     confirmed its counter, c0 and f0). Its floor is kept (``floor_decision``); a lower ``floor``
     needs ``revive`` naming the svns it revives. Without ``reuse`` an existing, written counter
-    is refused unless ``floor`` and ``revive`` say explicitly what unlocks again.
+    is refused unless ``floor`` and ``revive`` say explicitly what unlocks again — or unless
+    ``pending`` (a first enrolment on a fresh counter that crashed, authenticated with the secret)
+    says the counter was created by that very enrolment, so re-running it is safe.
     """
     if not 0 <= window <= MAX_WINDOW:
         raise UsageError(f"window {window} out of range 0…{MAX_WINDOW}")
@@ -289,8 +291,26 @@ def enroll(tcti: str | None, public_key, *, floor: int | None, window: int, bank
         counter_index = reuse.counter_index
     with S.open_esys(tcti) as esys:
         check_key_supported(esys, public_key)
+        before = S.nv_handle(esys, counter_index)
+        fresh = before is None
+        if before is not None:
+            attrs, size, _ = S.nv_public(esys, before)
+            S.check_counter_attributes(attrs, size, counter_index)
+            fresh = not attrs & D.TPMA_NV.WRITTEN
+        resumed = pending.load(counter_index, floor) if pending is not None and reuse is None else None
+        if fresh and pending is not None and reuse is None:
+            want = 0 if floor is None else floor
+            pending.save(counter_index, want, None)        # durable before the counter is written
+            resumed = (None, want)
         handle, value, counter_name, existed = ensure_counter(esys, counter_index, owner_auth)
         previous = None
+        if resumed is not None and reuse is None:
+            c0_seen, f0_pending = resumed
+            if c0_seen is None:
+                pending.save(counter_index, f0_pending, value)
+                c0_seen = value
+            # the authenticated mapping of this very enrolment is kept (never a lower floor)
+            previous, existed, floor = (c0_seen, f0_pending), False, None
         if reuse is not None:
             if bytes.fromhex(reuse.counter_name) != counter_name:
                 raise PolicyRefused("the floor counter was redefined since the previous enrolment",
@@ -313,6 +333,56 @@ def enroll(tcti: str | None, public_key, *, floor: int | None, window: int, bank
                       public_key_pem=_pem(public_key), key_name=key_name.hex(),
                       pkfp=D.public_key_fingerprint(public_key).hex(), policy=tree.root.hex(),
                       blob=base64.b64encode(blob).decode(), srk_name=srk_name.hex(), product=product)
+
+
+class PendingEnrolment:
+    """``OUT.pending`` next to the enrollment file: a first enrolment on a fresh counter that has
+    not finished, authenticated by an HMAC keyed with the secret being sealed (root without the
+    secret cannot forge one). A re-run of the same enrolment (same secret, same --floor) after a
+    crash takes the counter mapping from it instead of refusing an "existing" counter:
+
+    - written before the counter is defined/initialised (c0 unknown: the counter was fresh, so no
+      enrolment's floor lives in it; whatever value it has now becomes c0), then again with c0;
+    - once it holds c0, a resume keeps that mapping (c0, f0): if the enrolment had completed and
+      the floor was raised since, the resumed one has the same, raised floor;
+    - removed after the enrollment file is written.
+    """
+
+    def __init__(self, path: str | os.PathLike, secret: bytes) -> None:
+        import hashlib
+        self.path = os.fspath(path)
+        self._key = hashlib.sha256(b"pcrtool pending enrolment\0" + secret).digest()
+
+    def _mac(self, body: dict) -> str:
+        import hashlib
+        import hmac
+        return hmac.new(self._key, json.dumps(body, sort_keys=True).encode(), hashlib.sha256).hexdigest()
+
+    def save(self, index: int, f0: int, c0: int | None) -> None:
+        from pcrtool.tpm.policy_allowlist import write_durably
+        body = {"counter_index": index, "f0": f0, "c0": c0}
+        write_durably(self.path, json.dumps({**body, "mac": self._mac(body)}) + "\n")
+
+    def load(self, index: int, floor: int | None) -> tuple[int | None, int] | None:
+        """(c0 or None, f0) of a matching, authentic pending record; None otherwise."""
+        import hmac
+        try:
+            with open(self.path, "rb") as f:
+                doc = json.loads(f.read(4096))
+            body = {"counter_index": doc["counter_index"], "f0": doc["f0"], "c0": doc["c0"]}
+            ok = hmac.compare_digest(str(doc["mac"]), self._mac(body))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not ok or body["counter_index"] != index or (floor is not None and floor != body["f0"]):
+            return None
+        if not isinstance(body["f0"], int) or not (body["c0"] is None or isinstance(body["c0"], int)):
+            return None
+        return body["c0"], body["f0"]
+
+    def remove(self) -> None:
+        import contextlib
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
 
 
 def check_key_supported(esys, public_key) -> None:

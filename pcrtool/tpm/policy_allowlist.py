@@ -202,12 +202,13 @@ def _unlock_attempt(esys, e: AllowlistEnrollment, live, blob: bytes, attempt_any
 
 
 def update_allowlist(tcti: str | None, e: AllowlistEnrollment, tuples: Sequence[tuple[str, PcrValues]], *,
-                     commit, owner_auth: bytes | None = None) -> AllowlistEnrollment:
+                     commit, owner_auth: bytes | None = None, secret: bytes | None = None) -> AllowlistEnrollment:
     """Change the allowlist (e.g. revoke a release): unlock now (an allowlisted release must be
     booted), re-seal under epoch + 1, ``commit`` the new enrollment durably, then increment the
     epoch counter (kills every older blob, including copies). Crash-safe at every step; re-running
     after a crash completes it."""
-    secret = unlock_allowlist(tcti, e).secret
+    if secret is None:
+        secret = unlock_allowlist(tcti, e).secret
     return enroll_allowlist(tcti, tuples, bank=e.hash_alg, pcrs=e.pcrs, secret=secret, mode="direct",
                             index=e.index, pinned_srk=e.pinned_srk, owner_auth=owner_auth, commit=commit)
 
