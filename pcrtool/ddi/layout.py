@@ -13,10 +13,11 @@ What repart derives from the 16-byte seed (checked byte for byte against systemd
 - the root directory carries ``user.validatefs.*`` xattrs (mount point, GPT labels and types).
 
 The hash tree covers the file system (rounded up to 4 KiB), not the whole data partition.
-Sizes: the disk is ``1 MiB + Σ minimal partition sizes + backup GPT``; partitions start at LBA 40
-(first usable LBA 34 rounded to the 4 KiB grain) and the free space is shared by weight (1000
-each) after the partitions whose minimum exceeds their share and those with a maximum (the
-verity-sig) are placed. Pure.
+Sizes: the disk is ``1 MiB + Σ minimal partition sizes + backup GPT``. libfdisk puts the first
+usable LBA at 2048 (1 MiB), except on disks of at most 4 MiB where it stays at 34 and the first
+partition starts at LBA 40 (the 4 KiB grain); the free space is shared by weight (1000 each)
+after the partitions whose minimum exceeds their share and those with a maximum (the verity-sig)
+are placed. Pure.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pcrtool.verity.sig import VERITY_SIG_SIZE
 GRAIN = 4096
 SECTOR = 512
 MIB = 1 << 20
-FIRST_LBA = 40                       # 34 rounded up to the grain
+SMALL_DISK = 4 * MIB                 # libfdisk: no 1 MiB alignment on disks up to 4 × 1 MiB
 GPT_TAIL = 33 * SECTOR               # backup entries (32 sectors) + backup header
 WEIGHT = 1000
 
@@ -124,6 +125,7 @@ class Layout:
     hash_size: int
     sig_offset: int
     sig_size: int
+    first_usable_lba: int
     verity_size: int       # what the hash tree covers: the file system rounded to 4 KiB, not the
                            # grown partition (repart hashes the minimized file system)
 
@@ -133,10 +135,11 @@ def plan_layout(fs_size: int) -> Layout:
     fs_min = max(GRAIN, _round_up(fs_size))
     mins = [fs_min, hash_size(fs_min), VERITY_SIG_SIZE]
     total = MIB + sum(mins) + GPT_TAIL
-    span = total - GPT_TAIL - FIRST_LBA * SECTOR
+    first_usable = 34 if total <= SMALL_DISK else MIB // SECTOR
+    start = _round_up(first_usable * SECTOR)
+    span = total - GPT_TAIL - start
     data, hashp, sig = distribute(span, mins, [None, None, VERITY_SIG_SIZE])
-    start = FIRST_LBA * SECTOR
-    return Layout(total, start, data, start + data, hashp, start + data + hashp, sig, fs_min)
+    return Layout(total, start, data, start + data, hashp, start + data + hashp, sig, first_usable, fs_min)
 
 
 def assemble_gpt(layout: Layout, *, seed: bytes, arch: str, root_hash: bytes) -> tuple[bytes, bytes]:
@@ -149,5 +152,5 @@ def assemble_gpt(layout: Layout, *, seed: bytes, arch: str, root_hash: bytes) ->
     entries = [GptEntry(i, t.uuid, u, off // SECTOR, (off + size) // SECTOR - 1, ATTR_READ_ONLY, t.name)
                for i, (t, u, (off, size)) in enumerate(zip(types, uuids, spans))]
     img = build_gpt(entries, disk_guid=disk_uuid(seed), total_sectors=layout.total_size // SECTOR,
-                    first_usable_lba=34)
+                    first_usable_lba=layout.first_usable_lba)
     return img.head, img.tail

@@ -69,11 +69,12 @@ def test_uncompressed_build_is_byte_identical_to_repart(repart_image, keys, sid_
     assert_same_bytes(out, image)
 
 
-@pytest.mark.parametrize("kind,shape", [("sysext", "tiny"), ("sysext", "large"), ("confext", "small"),
-                                        ("portable", "small")])
+@pytest.mark.parametrize("kind,shape", [("sysext", "tiny"), ("sysext", "large"), ("sysext", "over-4MiB"),
+                                        ("confext", "small"), ("portable", "small")])
 def test_layouts_match_repart_for_other_trees(kind, shape, keys, sid_mkfs, sid_systemd, ddi_dir, monkeypatch):
-    """Partition sizes (repart's free-space sharing), UUIDs and the salt for a 1-block file system,
-    one of several MiB with an incompressible file, and the confext and portable definitions."""
+    """Partition sizes (repart's free-space sharing, libfdisk's 1 MiB alignment above 4 MiB), UUIDs
+    and the salt for a 1-block file system, images just under and over 4 MiB, and the confext and
+    portable definitions."""
     import random
     base = ddi_dir / f"layout-{kind}-{shape}"
     release = "ID=_any\n"
@@ -85,8 +86,9 @@ def test_layouts_match_repart_for_other_trees(kind, shape, keys, sid_mkfs, sid_s
         (src / "usr/bin/tool").write_text("#!/bin/sh\n")
     else:
         src = make_tree(base / "src", "ext", release, files=0 if shape == "tiny" else 30, kind=kind)
-    if shape == "large":
-        (src / "usr/share/ext/blob").write_bytes(random.Random(5).randbytes(3_000_000))
+    if shape in ("large", "over-4MiB"):
+        size = 3_000_000 if shape == "large" else 6_000_000
+        (src / "usr/share/ext/blob").write_bytes(random.Random(5).randbytes(size))
     key, cert = keys["new"]
     theirs = base / "repart" / "ext.raw"
     theirs.parent.mkdir()
