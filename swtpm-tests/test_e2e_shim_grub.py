@@ -162,6 +162,14 @@ def test_approval_and_floor_on_real_shim_grub_boots(chain, workdir):
     approvals = d / "approvals.pcrsig"
     H.pcrtool("policy", "approve", "--releases", preds, "--key", key, "--pcrs", "7,8,9", "--output", approvals,
               check=True)
+    # validate: the whole allow/deny matrix on a swtpm for these two shim+GRUB releases
+    proc = H.pcrtool("--json=short", "validate", "--allowlist", preds, "--approvals", approvals, "--key", pub,
+                     "--pcrs", "7,8,9", "--mode", "signed")
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["ok"] is True, proc.stderr[-1500:]
+    outcome = {(c["scenario"], c["release"]): c["actual"] for m in report["matrices"] for c in m["cells"]}
+    assert outcome[("allowlisted release", "debian-e2e-2")] == "allow"
+    assert outcome[("below floor after advance (own approval replayed)", "debian-e2e-1")] == "deny"
     secret = d / "secret.bin"
     secret.write_bytes(bytes(range(32)))
     enrollment = d / "enrollment.json"

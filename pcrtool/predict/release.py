@@ -228,9 +228,6 @@ def _chain_measurements(m: ReleaseManifest, reader: Reader, reference_log: bytes
     shim_doc, grub_doc = m.doc.get("shim"), m.doc.get("grub")
     if shim_doc is None and grub_doc is None:
         return None
-    if "boot" in m.doc:
-        raise ManifestError(f"{m.source}: give the boot chain in [boot] or in [shim]/[grub], not both",
-                            hint="[shim] and [grub] predict PCR 4's shim, GRUB and kernel events themselves")
     secure_boot = _secure_boot_state(m, reader, reference_log)
     parts = ChainParts(secure_boot=secure_boot)
     if shim_doc is not None:
@@ -286,7 +283,6 @@ def _chain_measurements(m: ReleaseManifest, reader: Reader, reference_log: bytes
             if parts.kernel is None:
                 raise ManifestError(f"{src}: the kernel {trace.kernel} must be a file (PCR 4 needs its "
                                     "Authenticode digest)")
-            notes.append(f"GRUB boots {trace.kernel} with command line {trace.cmdline!r}")
         else:
             if reference_log is None:
                 raise ManifestError(f"{src}: without 'config' GRUB's events come from a reference log",
@@ -303,7 +299,17 @@ def _chain_measurements(m: ReleaseManifest, reader: Reader, reference_log: bytes
             parts.kernel = kernel
             notes.append("GRUB's PCR 8/9 events: the reference log's, with the kernel/command line/initrd "
                          "substituted")
-    return chain_measurements(parts, m.banks)
+    out = chain_measurements(parts, m.banks)
+    if reference_log is None and any(e.pcr == 4 for e in out):
+        # from reset: the firmware's "Calling EFI Application" + separator precede the chain (as
+        # [boot] does); firmware that logs more (OVMF's removable-media fallback) needs a reference log
+        from pcrtool.predict.pe import CALLING_EFI_APPLICATION, efi_action, separator
+        out = [efi_action(4, CALLING_EFI_APPLICATION, m.banks), separator(4, m.banks)] + out
+        notes.append("PCR 4 from reset assumes the firmware logs only 'Calling EFI Application' and a "
+                     "separator before shim; give reference_log for the target's own sequence")
+    if reference_log is None and "secureboot" not in m.doc and any(e.pcr == 7 for e in out):
+        notes.append("PCR 7 holds only shim's events: give [secureboot] or reference_log for the firmware's")
+    return out
 
 
 def _efivarfs_attrs(raw: bytes) -> bool:
@@ -414,6 +420,9 @@ def predict_release(m: ReleaseManifest, reader: Reader, *, reference_log: bytes 
     notes: list[str] = []
     sections = _uki_sections(m, reader)
     fixed: list[Measurement] = []
+    if ("shim" in m.doc or "grub" in m.doc) and "boot" in m.doc:
+        raise ManifestError(f"{m.source}: give the boot chain in [boot] or in [shim]/[grub], not both",
+                            hint="[shim] and [grub] predict PCR 4's shim, GRUB and kernel events themselves")
     if reference_log is None and "reference_log" in m.doc:
         reference_log = reader(m.doc["reference_log"])
     for part in (_boot_measurements(m, reader), _secureboot_measurements(m, reader),

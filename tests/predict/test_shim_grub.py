@@ -347,3 +347,22 @@ def test_release_module_does_not_import_manifest():
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert "pcrtool.predict.manifest" not in imported
+
+
+# --- manifest errors ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("doc", "message"), [
+    ('[shim]\npath = "s.efi"\nfoo = 1\n', "unknown field 'foo'"),
+    ('[grub]\npath = "g.efi"\nbar = 1\n', "unknown field 'bar'"),
+    ('[shim]\npath = "s.efi"\n[boot]\nchain = ["s.efi"]\n', "not both"),
+    ('[grub]\npath = "g.efi"\ncmdline = "quiet"\n', "without 'config'"),
+    ('[shim]\npath = "s.efi"\nvendor_authority = "db"\n', "vendor_authority"),
+])
+def test_manifest_shim_grub_errors(doc, message):
+    from pcrtool.predict.fields import ManifestError
+    from pcrtool.predict.manifest import parse_manifest, predict_release
+
+    m = parse_manifest('name = "x"\nversion = "1"\nsvn = 1\n' + doc, source="m.toml")
+    with pytest.raises(ManifestError) as e:
+        predict_release(m, lambda path: b"MZ")
+    assert message in e.value.message
