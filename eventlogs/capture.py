@@ -180,7 +180,13 @@ def _newc_entry(ino: int, name: str, mode: int, data: bytes = b"", nlink: int = 
     return out
 
 
-def build_initrd(busybox: Path, *, variant: str = "") -> bytes:
+#: /init for boots whose kernel exposes no event log (GRUB's legacy loader, Secure Boot off): after
+#: the PCR lines it announces a memory dump and waits; the host dumps guest RAM, then quits qemu.
+INIT_SCRIPT_MEMDUMP = INIT_SCRIPT.replace('echo "@@PCRTOOL-DONE"', 'echo "@@PCRTOOL-MEMDUMP"\n/bin/busybox sleep 600\necho "@@PCRTOOL-DONE"')
+MEMDUMP_MARKER = "@@PCRTOOL-MEMDUMP"
+
+
+def build_initrd(busybox: Path, *, variant: str = "", init: str = INIT_SCRIPT) -> bytes:
     entries = [  # sorted, parents first
         (".", S_IFDIR | 0o755, b"", 2, (0, 0)),
         ("bin", S_IFDIR | 0o755, b"", 2, (0, 0)),
@@ -190,7 +196,7 @@ def build_initrd(busybox: Path, *, variant: str = "") -> bytes:
         ("dev/console", S_IFCHR | 0o600, b"", 1, (5, 1)),
         *([("etc", S_IFDIR | 0o755, b"", 2, (0, 0)),
            ("etc/pcrtool-variant", S_IFREG | 0o644, variant.encode() + b"\n", 1, (0, 0))] if variant else []),
-        ("init", S_IFREG | 0o755, INIT_SCRIPT.encode(), 1, (0, 0)),
+        ("init", S_IFREG | 0o755, init.encode(), 1, (0, 0)),
         ("proc", S_IFDIR | 0o755, b"", 2, (0, 0)),
         ("sys", S_IFDIR | 0o755, b"", 2, (0, 0)),
         ("tmp", S_IFDIR | 0o1777, b"", 2, (0, 0)),
@@ -320,7 +326,7 @@ def grub_cfg(cmdline: str, *, title: str = "pcrtool e2e") -> str:
     """A Debian-shaped grub.cfg: variables, a menu entry booted at once (timeout 0)."""
     return (f"set default=0\nset timeout=0\n"
             f"menuentry '{title}' --class debian {{\n"
-            f"\tlinux {KERNEL_PATH} {cmdline}\n"
+            f"\tlinux {KERNEL_PATH} {cmdline.replace('$', chr(92) + '$')}\n"
             f"\tinitrd {INITRD_PATH}\n"
             f"}}\n")
 
@@ -360,7 +366,7 @@ class ChainRelease:
 
 
 def build_chain_release(build: Path, *, cmdline: str = DEFAULT_CMDLINE, initrd_variant: str = "",
-                        cache: Path | None = None, name: str = "chain") -> ChainRelease:
+                        cache: Path | None = None, name: str = "chain", memdump: bool = False) -> ChainRelease:
     """ESP: EFI/BOOT/BOOTX64.EFI (shim), EFI/BOOT/grubx64.efi, EFI/debian/grub.cfg, /boot kernel+initrd.
 
     ``initrd_variant`` (non-empty) adds ``/etc/pcrtool-variant`` to the initramfs, so two releases
@@ -379,7 +385,8 @@ def build_chain_release(build: Path, *, cmdline: str = DEFAULT_CMDLINE, initrd_v
     workdir = build / name
     workdir.mkdir(parents=True, exist_ok=True)
     initrd = workdir / "initrd.img"
-    initrd.write_bytes(build_initrd(busybox, variant=initrd_variant))
+    initrd.write_bytes(build_initrd(busybox, variant=initrd_variant,
+                                    init=INIT_SCRIPT_MEMDUMP if memdump else INIT_SCRIPT))
     cfg = workdir / "grub.cfg"
     cfg.write_text(grub_cfg(cmdline))
     files = {"EFI/BOOT/BOOTX64.EFI": roots["shim"] / SHIM_EFI,
@@ -532,7 +539,8 @@ class BootResult:
 
 
 def boot(esp: Path, rundir: Path, *, secure_boot: bool, vars_fd: Path | None = None,
-         timeout: float = QEMU_TIMEOUT, code: Path | None = None) -> BootResult:
+         timeout: float = QEMU_TIMEOUT, code: Path | None = None, memdump: Path | None = None,
+         dump_marker: str = MEMDUMP_MARKER) -> BootResult:
     """Boot the ESP in OVMF + swtpm (TPM 2.0) under qemu TCG; return the serial console text.
 
     Stops early (kills qemu) when the serial console shows "Access Denied" (Secure Boot refusal).
@@ -566,8 +574,10 @@ def boot(esp: Path, rundir: Path, *, secure_boot: bool, vars_fd: Path | None = N
                 raise RuntimeError("swtpm exited before creating its socket")
             time.sleep(0.05)
         machine = "q35,accel=tcg" + (",smm=on" if secure_boot else "")
+        monitor = rundir / "monitor.sock"
         argv = ["qemu-system-x86_64", "-machine", machine, "-m", "1024", "-smp", "1",
-                "-nic", "none", "-display", "none", "-monitor", "none", "-no-reboot",
+                "-nic", "none", "-display", "none", "-no-reboot",
+                "-monitor", f"unix:{monitor},server,nowait" if memdump else "none",
                 "-serial", f"file:{serial}",
                 "-drive", f"if=pflash,format=raw,unit=0,readonly=on,"
                           f"file={code or (OVMF_CODE_SB if secure_boot else OVMF_CODE)}",
@@ -588,6 +598,9 @@ def boot(esp: Path, rundir: Path, *, secure_boot: bool, vars_fd: Path | None = N
                 refused = True
                 time.sleep(0.3)
                 break
+            if memdump is not None and dump_marker in text:
+                _monitor(monitor, f"pmemsave 0 {GUEST_RAM:#x} \"{memdump}\"")
+                break
             time.sleep(0.2)
     finally:
         for proc in (qemu, swtpm):
@@ -602,8 +615,82 @@ def boot(esp: Path, rundir: Path, *, secure_boot: bool, vars_fd: Path | None = N
                     proc.wait()
     seconds = time.monotonic() - t0
     text = serial.read_text(errors="replace") if serial.exists() else ""
-    completed = "@@PCRTOOL-DONE" in text
+    completed = "@@PCRTOOL-DONE" in text or (memdump is not None and memdump.exists()
+                                            and memdump.stat().st_size == GUEST_RAM)
     return BootResult(text, refused, completed, seconds, qemu.returncode if qemu else None)
+
+
+GUEST_RAM = 1024 * 1024 * 1024
+
+
+def _monitor(sock: Path, *commands: str) -> None:
+    """Send human-monitor commands over qemu's unix socket (each waits for the prompt)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(sock))
+        s.settimeout(300)
+
+        def until_prompt() -> None:
+            buf = b""
+            while not buf.endswith(b"(qemu) "):
+                chunk = s.recv(4096)
+                if not chunk:
+                    return
+                buf += chunk
+        until_prompt()
+        for cmd in commands:
+            s.sendall(cmd.encode() + b"\n")
+            if cmd != "quit":
+                until_prompt()
+
+
+SPEC_ID = b"Spec ID Event03\0"
+
+
+def log_from_memory(dump: Path) -> bytes:
+    """The firmware's crypto-agile event log found in a guest RAM dump: the TCG_PCR_EVENT header
+    whose event is the Spec ID Event03, then TCG_PCR_EVENT2 records while they are well-formed.
+
+    The longest well-formed copy wins (EDK2 may leave shorter stale copies); the caller checks it
+    by replaying it against the PCRs the guest read.
+    """
+    import mmap
+
+    best = b""
+    with open(dump, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mem:
+        pos = mem.find(SPEC_ID)
+        while pos >= 0:
+            start = pos - 32  # pcr, type, sha1 digest[20], event size before the Spec ID data
+            if start >= 0 and struct.unpack_from("<II", mem, start) == (0, 3):
+                size = struct.unpack_from("<I", mem, start + 28)[0]
+                spec = mem[start + 32:start + 32 + size]
+                n = struct.unpack_from("<I", spec, 24)[0]
+                algs = {struct.unpack_from("<H", spec, 28 + 4 * i)[0]: struct.unpack_from("<H", spec, 30 + 4 * i)[0]
+                        for i in range(n)}
+                off = start + 32 + size
+                while off + 12 <= len(mem):
+                    pcr, etype, count = struct.unpack_from("<III", mem, off)
+                    if pcr > 23 or etype == 0 or count != len(algs):
+                        break
+                    o = off + 12
+                    ok = True
+                    for _ in range(count):
+                        alg = struct.unpack_from("<H", mem, o)[0]
+                        if alg not in algs:
+                            ok = False
+                            break
+                        o += 2 + algs[alg]
+                    if not ok:
+                        break
+                    esize = struct.unpack_from("<I", mem, o)[0]
+                    if esize > 1 << 20:
+                        break
+                    off = o + 4 + esize
+                if off - start > len(best):
+                    best = bytes(mem[start:off])
+            pos = mem.find(SPEC_ID, pos + 1)
+    return best
 
 
 @dataclass
@@ -791,10 +878,10 @@ def main(argv: list[str] | None = None) -> int:
 def main_chain(args, build: Path) -> int:
     """Boot Debian's signed shim → GRUB → kernel; write the capture and the release's files."""
     t0 = time.monotonic()
-    rel = build_chain_release(build, cmdline=args.cmdline, initrd_variant=args.initrd_variant,
-                              cache=args.cache)
-    log(f"built the shim+GRUB ESP in {time.monotonic() - t0:.1f} s")
     ms = args.secure_boot == "ms"
+    rel = build_chain_release(build, cmdline=args.cmdline, initrd_variant=args.initrd_variant,
+                              cache=args.cache, memdump=not ms)
+    log(f"built the shim+GRUB ESP in {time.monotonic() - t0:.1f} s")
     if args.secure_boot == "own":
         raise RuntimeError("--chain shim-grub boots with --secure-boot off or ms")
     code, vars_fd = (OVMF_CODE_MS, OVMF_VARS_MS) if ms else (OVMF_CODE, OVMF_VARS)
@@ -811,11 +898,18 @@ def main_chain(args, build: Path) -> int:
         "ovmf_vars_template": str(vars_fd),
         "tools": tool_versions(),
     }
-    res = boot(rel.esp, build / "run", secure_boot=ms, vars_fd=vars_fd, code=code)
+    dump = None if ms else build / "run" / "guest-ram.bin"
+    res = boot(rel.esp, build / "run", secure_boot=ms, vars_fd=vars_fd, code=code, memdump=dump)
     log(f"boot took {res.seconds:.1f} s (refused={res.refused}, completed={res.completed})")
     if not res.completed:
         raise RuntimeError(f"boot did not complete; serial tail:\n{res.serial[-1500:]}")
     cap = parse_serial(res.serial)
+    if dump is not None:
+        # the kernel exposed no log (GRUB's legacy loader): take the firmware's from guest RAM
+        meta["eventlog_source"] = "guest RAM dump (qemu pmemsave) after boot: the firmware's log area"
+        meta["kernel_exposed_log_bytes"] = len(cap.eventlog)
+        cap.eventlog = log_from_memory(dump)
+        dump.unlink()
     meta["guest_cmdline"] = cap.cmdline
     meta["banks"] = [b for b in BANKS if b in cap.pcrs]
     meta["eventlog_sha256"] = hashlib.sha256(cap.eventlog).hexdigest()

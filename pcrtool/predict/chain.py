@@ -73,7 +73,8 @@ def chain_measurements(parts: ChainParts, banks: Sequence[HashAlg] = DEFAULT_BAN
         out.append(application_measurement(parts.shim, banks, name="shimx64.efi"))
         out += mok_measurements(shim, parts.mok_variables, banks)[:2]
         out.append(sbat_level_measurement(parts.sbat_level or default_sbat_level(
-            shim, (parts.mok_variables.get("SbatLevel") or b"").decode("ascii", "replace") or None), banks))
+            shim, (parts.mok_variables.get("SbatLevel") or b"").decode("ascii", "replace") or None,
+            secure_boot=parts.secure_boot), banks))
         out += mok_measurements(shim, parts.mok_variables, banks)[2:]
         if parts.secure_boot is not False and parts.vendor_authority != "none":
             if shim.vendor_authorized_is_db:

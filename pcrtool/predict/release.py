@@ -245,7 +245,8 @@ def _chain_measurements(m: ReleaseManifest, reader: Reader, reference_log: bytes
             parts.sbat_level = _str(level, "sbat_level", src)
         elif level == "latest":
             from pcrtool.predict.shim import default_sbat_level, read_shim_image
-            parts.sbat_level = default_sbat_level(read_shim_image(parts.shim), policy="latest")
+            parts.sbat_level = default_sbat_level(read_shim_image(parts.shim), policy="latest",
+                                                  secure_boot=secure_boot)
         va = shim_doc.get("vendor_authority", "MokListRT")
         if va not in ("MokListRT", "Shim", "none"):
             raise ManifestError(f"{src}: vendor_authority must be MokListRT, Shim or none")

@@ -12,7 +12,8 @@ shim 16.1 → GRUB 2.06 → Linux 6.1, see ``eventlogs/README.md``):
   SHIM_LOCK_GUID); MokListTrusted is the variable's data, or one byte ``01`` when it is absent
   (``MOK_VARIABLE_INVERSE``).
 - PCR 7, ``EV_EFI_VARIABLE_AUTHORITY`` (UEFI_VARIABLE_DATA, vendor SHIM_LOCK_GUID): ``SbatLevel``
-  with the SBAT level shim applied, after PCR 14's MokList/MokListX; then, the first time a
+  with the SBAT level shim applied (Secure Boot off: reset to the original ``sbat,1,2021030218``),
+  after PCR 14's MokList/MokListX; then, with Secure Boot on, the first time a
   certificate verifies an image, ``MokListRT`` holding EFI_SIGNATURE_DATA (owner SHIM_LOCK_GUID +
   DER) — shim 15.x logged the vendor certificate as ``Shim`` holding the bare DER.
 - PCR 4: each image shim loads (GRUB) *and* each buffer GRUB passes to shim_lock's Verify (the
@@ -147,9 +148,17 @@ def vendor_authority_measurement(certificate_der: bytes, banks: Sequence[HashAlg
                                 event_type=EventType.EV_EFI_VARIABLE_AUTHORITY)
 
 
-def default_sbat_level(shim: ShimImage, current: str | None = None, *, policy: str = "previous") -> str:
-    """The SBAT level shim applies: its ``previous`` (default policy) or ``latest`` level, unless the
-    machine's SbatLevel variable (``current``) is already newer (same datestamp comparison shim uses)."""
+SBAT_ORIGINAL = "sbat,1,2021030218\n"
+
+
+def default_sbat_level(shim: ShimImage, current: str | None = None, *, policy: str = "previous",
+                       secure_boot: bool | None = True) -> str:
+    """The SBAT level shim applies (``sbat.c``, default "automatic" SbatPolicy): with Secure Boot
+    off it resets SbatLevel to the original ``sbat,1,2021030218``; with Secure Boot on it applies
+    its ``previous`` (or, with ``policy="latest"``, ``latest``) level unless the machine's SbatLevel
+    (``current``) is already newer (datestamp comparison)."""
+    if secure_boot is False:
+        return SBAT_ORIGINAL
     mine = shim.sbat_latest if policy == "latest" else shim.sbat_previous
     if mine is None:
         if current is None:

@@ -70,11 +70,16 @@ class Release:
         return ShimImage((self.dir / "shim-vendor-cert.der").read_bytes(), False,
                          (self.dir / "shim-vendor-dbx.esl").read_bytes(), lvl["previous"], lvl["latest"], None)
 
+    @property
+    def secure_boot(self) -> bool:
+        return self.meta["secure_boot"] != "off"
+
     def parts(self) -> ChainParts:
         return ChainParts(shim=self.digests("authenticode", "EFI/BOOT/BOOTX64.EFI"), shim_info=self.shim_info(),
                           grub=self.digests("authenticode", "EFI/BOOT/grubx64.efi"),
                           kernel=self.digests("authenticode", "boot/vmlinuz"),
-                          trace=debian_signed_trace(self.grub_image(), self.files(), BANKS), secure_boot=True)
+                          trace=debian_signed_trace(self.grub_image(), self.files(), BANKS),
+                          secure_boot=self.secure_boot)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +98,11 @@ def _only(values: PcrValues, pcrs) -> dict:
 
 # --- the captures themselves --------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["ovmf-ms-shim-grub-a", "ovmf-ms-shim-grub-b"])
+ALL = ["ovmf-ms-shim-grub-a", "ovmf-ms-shim-grub-b", "ovmf-shim-grub-sb-off-a", "ovmf-shim-grub-sb-off-b"]
+PAIRS = [("ovmf-ms-shim-grub-a", "ovmf-ms-shim-grub-b"), ("ovmf-shim-grub-sb-off-a", "ovmf-shim-grub-sb-off-b")]
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_captured_log_replays_to_the_guest_pcrs(name):
     from pcrtool.eventlog.replay import replay
 
@@ -104,7 +113,7 @@ def test_captured_log_replays_to_the_guest_pcrs(name):
             assert replayed.get(alg, pcr) == r.pcrs.get(alg, pcr), (alg, pcr)
 
 
-@pytest.mark.parametrize("name", ["ovmf-ms-shim-grub-a", "ovmf-ms-shim-grub-b"])
+@pytest.mark.parametrize("name", ALL)
 def test_tpm2_eventlog_agrees_on_the_non_pcr0_values(name):
     import subprocess
 
@@ -135,7 +144,7 @@ def test_kernel_is_measured_twice_in_pcr4_and_the_stub_measures_nothing(rel_a):
 
 # --- PCR 8 / 9 / 14 from artefacts alone (no firmware events in them) ---------------------------
 
-@pytest.mark.parametrize("name", ["ovmf-ms-shim-grub-a", "ovmf-ms-shim-grub-b"])
+@pytest.mark.parametrize("name", ALL)
 def test_pcr8_pcr9_from_artefacts_alone(name):
     r = Release(name)
     trace = debian_signed_trace(r.grub_image(), r.files(), BANKS)
@@ -163,8 +172,11 @@ def test_pcr14_from_the_shim_defaults(rel_b):
 
 # --- release B from release A's log + B's artefacts ---------------------------------------------
 
-def test_release_b_from_a_log_and_b_artefacts(rel_a, rel_b):
+@pytest.mark.parametrize(("a", "b"), PAIRS)
+def test_release_b_from_a_log_and_b_artefacts_and_pcr14_from_artefacts_alone(a, b):
+    rel_a, rel_b = Release(a), Release(b)
     ms = chain_measurements(rel_b.parts(), BANKS)
+    assert _only(replay_measurements([m for m in ms if m.pcr == 14], BANKS), (14,)) == _only(rel_b.pcrs, (14,))
     res = substitute_log(rel_a.log_bytes, ms, BANKS)
     assert _only(res.values, (4, 7, 8, 9, 14)) == _only(rel_b.pcrs, (4, 7, 8, 9, 14))
     # A's own log replays to something else for 8/9: the substitution did the work
@@ -185,6 +197,23 @@ def test_without_secure_boot_no_kernel_and_no_vendor_authority(rel_b):
     ms = chain_measurements(parts, BANKS)
     assert [m.description for m in ms if m.pcr == 4] == ["shimx64.efi", "grubx64.efi"]
     assert [m.description for m in ms if m.pcr == 7] == ["SbatLevel"]
+
+
+def test_secure_boot_off_real_boot_rules():
+    """SB off (log taken from guest RAM): no kernel event in PCR 4, no authorities at all, SbatLevel
+    reset to the original level, and the kernel exposed no log."""
+    r = Release("ovmf-shim-grub-sb-off-a")
+    assert r.meta["kernel_exposed_log_bytes"] == 0
+    apps = [e for e in r.log.events if e.pcr == 4 and e.event_type == EventType.EV_EFI_BOOT_SERVICES_APPLICATION]
+    assert [e.digests[HashAlg.SHA256] for e in apps] == [
+        r.digests("authenticode", "EFI/BOOT/BOOTX64.EFI")[HashAlg.SHA256],
+        r.digests("authenticode", "EFI/BOOT/grubx64.efi")[HashAlg.SHA256]]
+    auths = [Variable.from_variable_data(e.data) for e in r.log.events
+             if e.event_type == EventType.EV_EFI_VARIABLE_AUTHORITY]
+    assert [(v.name, v.data) for v in auths] == [("SbatLevel", b"sbat,1,2021030218\n")]
+    from pcrtool.eventlog.secureboot import secure_boot_report
+    rep = secure_boot_report(r.log)
+    assert rep.enabled is False and [i.authority for i in rep.images] == [None, None]
 
 
 # --- the GRUB script subset ----------------------------------------------------------------------
