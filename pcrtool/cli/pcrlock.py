@@ -271,6 +271,32 @@ def _sha256():
 
 
 @app.command()
+def predict(components: List[Path] = typer.Option(..., "--components", metavar="DIR",
+                                                 help="pcrlock.d directories, in systemd's order (repeatable)."),
+            pcr: List[int] = typer.Option(..., "--pcr", min=0, max=23, help="PCR to predict (repeatable)."),
+            location: Optional[str] = typer.Option("760-:940-", "--location",
+                                                   help="START[:END] as systemd-pcrlock's (default 760-:940-; "
+                                                        "make-policy.service uses 770)."),
+            bank: str = typer.Option("sha256", "--bank", help="Bank.")) -> None:
+    """The values systemd-pcrlock predicts from components alone (every combination of variants,
+    PCRs from reset): what make-policy puts into pcrlock.json when the log matches."""
+    from pcrtool import render
+    from pcrtool.model import HashAlg
+    from pcrtool.pcrlock.tree import merge_trees, predict_tree, read_tree
+
+    start, _, end = (location or "").partition(":")
+    comps = merge_trees([read_tree(_tree_files(d)) for d in components])
+    alg = HashAlg.from_name(bank)
+    out = predict_tree(comps, sorted(set(pcr)), alg, start=start or None, end=(end or start) or None)
+    doc = {"pcrBank": alg.bank_name, "pcrValues": [{"pcr": p, "values": sorted(v.hex() for v in vals)}
+                                                   for p, vals in sorted(out.items())]}
+    table = render.Table(["pcr", f"{alg.bank_name} values"])
+    for item in doc["pcrValues"]:
+        table.add(item["pcr"], " ".join(item["values"]))
+    render.emit(doc, table=table)
+
+
+@app.command()
 def accepts(policy: Path = typer.Argument(..., help="pcrlock.json (systemd-pcrlock make-policy)."),
             predictions: Path = typer.Option(..., "--predictions",
                                              help="Predictions file (pcrtool predict release)."),

@@ -208,6 +208,18 @@ def read_tree(files: Mapping[str, bytes]) -> list[Component]:
     return [Component(cid, tuple(v)) for cid, v in sorted(comps.items())]
 
 
+def merge_trees(trees: Sequence[Sequence[Component]]) -> list[Component]:
+    """Components of several directories as systemd-pcrlock --components=A --components=B… sees
+    them: one component per ID, variants by file name, the first directory's file winning."""
+    by_id: dict[str, dict[str, Variant]] = {}
+    for comps in trees:
+        for c in comps:
+            slot = by_id.setdefault(c.id, {})
+            for v in c.variants:
+                slot.setdefault(v.path.rsplit("/", 1)[-1], v)
+    return [Component(cid, tuple(v for _, v in sorted(vs.items()))) for cid, vs in sorted(by_id.items()) if vs]
+
+
 def predict_tree(components: Sequence[Component], pcrs: Sequence[int], bank: HashAlg = HashAlg.SHA256,
                  *, start: str | None = None, end: str | None = None) -> dict[int, set[bytes]]:
     """systemd-pcrlock's prediction from components alone (every combination of variants, PCRs from

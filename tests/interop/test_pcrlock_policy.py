@@ -53,12 +53,26 @@ def test_make_policy_from_a_pcrtool_tree_read_back(sid_systemd, tmp_path):
         policy = tmp_path / "pcrlock.json"
         sid_systemd.run("systemd-pcrlock", "make-policy", "--pcr=11", "--location=770",
                         "--components=/usr/lib/pcrlock.d", f"--components={tree}", f"--policy={policy}", env=env)
+        # systemd's own prediction with its default location window (every later phase too)
+        wide = json.loads(sid_systemd.run("systemd-pcrlock", "predict", "--pcr=11", "--json=short",
+                                          "--components=/usr/lib/pcrlock.d", f"--components={tree}", env=env).stdout)
     finally:
         m.stop()
     doc = json.loads(policy.read_text())
     assert doc["pcrBank"] == "sha256" and [v["pcr"] for v in doc["pcrValues"]] == [11]
     shown = json.loads(run_pcrtool("--json=short", "pcrlock", "show", policy, check=True).stdout)
     assert shown["pcrValues"] == doc["pcrValues"] and shown["nvIndex"] == doc["nvIndex"]
+    # pcrtool predicts the same values from the components (systemd's static ones copied out)
+    static = tmp_path / "static"
+    sid_systemd.run("cp", "-r", "/usr/lib/pcrlock.d", static)
+    predicted = json.loads(run_pcrtool("--json=short", "pcrlock", "predict", "--components", static,
+                                       "--components", tree, "--pcr", "11", "--location", "770", check=True).stdout)
+    assert predicted["pcrValues"] == [{"pcr": 11, "values": sorted(doc["pcrValues"][0]["values"])}]
+    predicted = json.loads(run_pcrtool("--json=short", "pcrlock", "predict", "--components", static,
+                                       "--components", tree, "--pcr", "11", check=True).stdout)
+    theirs = sorted(v for item in wide["sha256"] if item["pcr"] == 11 for v in item["values"])
+    print("systemd-pcrlock predict:", len(theirs), "values for PCR 11")
+    assert predicted["pcrValues"][0]["values"] == theirs and len(theirs) > 8
     verdict = json.loads(run_pcrtool("--json=short", "pcrlock", "accepts", policy, "--predictions", tmp_path / "pred.json",
                                      check=True).stdout)
     got = {r["release"]: r["accepted"] for r in verdict["releases"]}
