@@ -4,10 +4,8 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "tests" / "policy"))
-from helpers_policy import need_module, need_tool  # noqa: E402
+from tests.policy.helpers_policy import need_module, need_tool  # noqa: E402
 
 
 def test_demo_runs_under_a_minute(tmp_path):

@@ -3,13 +3,10 @@
 trial-session digest equals pcrtool's tree root)."""
 
 import hashlib
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "tests" / "policy"))
-from helpers_policy import need_module, need_tool, releases_json  # noqa: E402
+from tests.policy.helpers_policy import need_module, need_tool, releases_json  # noqa: E402
 
 ALLOWLIST_CELLS = [
     (f"[direct] {s}", e) for s, e in [

@@ -5,12 +5,10 @@ import base64
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "tests" / "policy"))
-from helpers_policy import need_module, pem_private, pem_public, releases_json, rsa_key  # noqa: E402
+from tests.policy.helpers_policy import need_module, pem_private, pem_public, releases_json, rsa_key  # noqa: E402
 
 KEY = rsa_key()
 

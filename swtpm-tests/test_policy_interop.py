@@ -6,13 +6,10 @@ systemd-measure's own approval — but not with the approval of another phase.""
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "tests" / "policy"))
-from helpers_policy import need_module, pem_private, pem_public, pkcs1_sha256, rsa_key  # noqa: E402
+from tests.policy.helpers_policy import need_module, pem_private, pem_public, pkcs1_sha256, rsa_key  # noqa: E402
 
 MEASURE = "/usr/lib/systemd/systemd-measure"
 KEY = rsa_key()
@@ -20,7 +17,7 @@ PHASES = ["enter-initrd", "enter-initrd:leave-initrd"]
 
 
 def _need_measure():
-    from helpers_policy import IN_CI
+    from tests.policy.helpers_policy import IN_CI
     if not os.access(MEASURE, os.X_OK):
         (pytest.fail if IN_CI else pytest.skip)("systemd-measure (systemd 252) is not installed")
 

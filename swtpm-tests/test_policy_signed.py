@@ -2,13 +2,10 @@
 enrolment details (Names the TPM computes, counter attributes, floor never going down)."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "tests" / "policy"))
-from helpers_policy import need_module, need_tool, pkcs1_sha256, releases_json, rsa_key  # noqa: E402
+from tests.policy.helpers_policy import need_module, need_tool, pkcs1_sha256, releases_json, rsa_key  # noqa: E402
 
 KEY = rsa_key()
 

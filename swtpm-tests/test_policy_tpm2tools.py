@@ -7,11 +7,8 @@ import hashlib
 import os
 import struct
 import subprocess
-import sys
-from pathlib import Path
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "tests" / "policy"))
-from helpers_policy import need_module, need_tool, pem_public, rsa_key  # noqa: E402
+from tests.policy.helpers_policy import need_module, need_tool, pem_public, rsa_key  # noqa: E402
 
 KEY = rsa_key()
 

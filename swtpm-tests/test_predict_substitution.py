@@ -8,13 +8,11 @@ prediction for B is computed from A's *log* and B's artefacts only; the TPM is t
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "tests" / "predict"))
-from helpers_uki import build_uki  # noqa: E402
+from tests.predict.helpers_uki import build_uki  # noqa: E402
 
 from pcrtool.model import PcrSelection  # noqa: E402
 

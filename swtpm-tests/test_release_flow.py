@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,15 +13,11 @@ from pcrtool.model import HashAlg
 from pcrtool.predict.uki import predict_pcr11  # noqa: F401 - imported to fail early if absent
 from tests.support import need_tool
 
-PCRTOOL = [sys.executable, "-m", "pcrtool"]
+from tests.support.cli import run_pcrtool
 
 
 def cli(*args, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*PCRTOOL, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
-    if check:
-        assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    return proc
+    return run_pcrtool(*args, cwd=cwd, check=check, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "tests" / "policy"))
-from helpers_policy import need_module, need_tool, pem_private, pem_public, pkcs1_sha256, releases_json, rsa_key  # noqa: E402,E501
+from tests.policy.helpers_policy import need_module, need_tool, pem_private, pem_public, pkcs1_sha256, releases_json, rsa_key  # noqa: E402,E501
 
 KEY = rsa_key()
 SRK_ATTRIBUTES = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt"
@@ -210,7 +209,7 @@ def test_unlock_of_an_unpinned_enrollment_is_refused_unless_waived(swtpm, tmp_pa
 _TRACED = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
-from helpers_policy import pkcs1_sha256, releases_json, rsa_key
+from tests.policy.helpers_policy import pkcs1_sha256, releases_json, rsa_key
 from pcrtool.model import HashAlg
 from pcrtool.policy import approvals as A
 from pcrtool.policy.releases import parse_releases

@@ -6,13 +6,10 @@ PCRs and chose the approval for them: the worst moment.
 """
 
 import hashlib
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "tests" / "policy"))
-from helpers_policy import need_module, pkcs1_sha256, rsa_key  # noqa: E402
+from tests.policy.helpers_policy import need_module, pkcs1_sha256, rsa_key  # noqa: E402
 
 KEY = rsa_key()
 PHASE_A = hashlib.sha256(b"phase: enter-initrd").digest()

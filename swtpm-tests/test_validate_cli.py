@@ -4,10 +4,8 @@ exit 3 when the approvals would let a non-allowlisted release unlock (a real mis
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "tests" / "policy"))
-from helpers_policy import need_module, need_tool, pem_private, pem_public, releases_json, rsa_key  # noqa: E402
+from tests.policy.helpers_policy import need_module, need_tool, pem_private, pem_public, releases_json, rsa_key  # noqa: E402
 
 KEY = rsa_key()
 

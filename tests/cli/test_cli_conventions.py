@@ -5,11 +5,11 @@ import sys
 
 from pcrtool.cli import SUBCOMMANDS, _extract_global_options
 
-PCRTOOL = [sys.executable, "-m", "pcrtool"]
+from tests.support.cli import run_pcrtool
 
 
 def run(*args, **kw):
-    return subprocess.run([*PCRTOOL, *args], capture_output=True, text=True, timeout=60, **kw)
+    return run_pcrtool(*args, timeout=60, **kw)
 
 
 def test_root_help_lists_every_subcommand_and_exits_0():

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from pcrtool.model import PcrValues
 
-PCRTOOL = str(Path(sys.executable).with_name("pcrtool"))
+from tests.support.cli import run_pcrtool
 LOGS = "logs"
 
 
 def run(*args, env=None):
-    e = dict(os.environ)
-    e.pop("PCRTOOL_TCTI", None)     # tests choose their PCR source explicitly
-    e.update(env or {})
-    return subprocess.run([PCRTOOL, *map(str, args)], capture_output=True, text=True, env=e, timeout=60)
+    # tests choose their PCR source explicitly
+    return run_pcrtool(*args, env=env, unset=("PCRTOOL_TCTI",), timeout=60)
 
 
 def test_show_json_and_table(corpus):

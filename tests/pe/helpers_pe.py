@@ -191,13 +191,8 @@ def make_cert(tmp: Path, bits: int = 2048, cn: str = "pcrtool test") -> tuple[Pa
 
 def pcrtool(*args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
     """Run the real CLI in a child process (what users run)."""
-    import sys
-    full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "pcrtool", *map(str, args)], capture_output=True,
-                          text=True, env=full_env, timeout=120)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"pcrtool {' '.join(map(str, args))} failed ({proc.returncode}): {proc.stderr}")
-    return proc
+    from tests.support.cli import run_pcrtool
+    return run_pcrtool(*args, env=env, check=check)
 
 
 def tool(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -2,8 +2,6 @@
 "nothing to approve" says why (issue 18)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 from helpers_policy import pem_private, releases_doc, releases_json, rsa_key
@@ -11,12 +9,12 @@ from helpers_policy import pem_private, releases_doc, releases_json, rsa_key
 from pcrtool.policy import approvals as A
 from pcrtool.policy import digests as D
 
-PCRTOOL = [sys.executable, "-m", "pcrtool"]
+from tests.support.cli import run_pcrtool
 KEY, OTHER = rsa_key(), rsa_key()
 
 
 def run(*args):
-    return subprocess.run([*PCRTOOL, *map(str, args)], capture_output=True, text=True, timeout=120)
+    return run_pcrtool(*args)
 
 
 @pytest.fixture

@@ -1,16 +1,14 @@
 """`policy approve` refuses keys systemd cannot verify unless the user opts in (issue 6/8)."""
 
 import json
-import subprocess
-import sys
 
 from helpers_policy import releases_json
 
-PCRTOOL = [sys.executable, "-m", "pcrtool"]
+from tests.support.cli import run_pcrtool
 
 
 def run(*args, cwd):
-    return subprocess.run([*PCRTOOL, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return run_pcrtool(*args, cwd=cwd)
 
 
 def test_ecdsa_key_is_refused_with_the_reason_and_no_output(tmp_path):

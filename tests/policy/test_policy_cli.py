@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-import sys
 
 import pytest
 from helpers_policy import need_tool, pem_private, pem_public, releases_json, rsa_key
@@ -12,15 +11,12 @@ from pcrtool.policy import approvals as A
 from pcrtool.policy import digests as D
 from pcrtool.policy.releases import parse_releases
 
-PCRTOOL = [sys.executable, "-m", "pcrtool"]
+from tests.support.cli import run_pcrtool
 KEY = rsa_key()
 
 
 def run(*args, check=True):
-    p = subprocess.run([*PCRTOOL, *map(str, args)], capture_output=True, text=True, timeout=120)
-    if check and p.returncode != 0:
-        raise AssertionError(f"exit {p.returncode}: {p.stderr}")
-    return p
+    return run_pcrtool(*args, check=check)
 
 
 @pytest.fixture

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from helpers_uki import build_uki
 from pcrtool.model import HashAlg
 from pcrtool.predict.manifest import load_predictions
+from tests.support.cli import run_pcrtool
 
 V_COLON = "37b48bd0b222394dbe3cceff2fca4660c4b0a90ae9369ec90b42f14489989c13"
 V_FOO = "21c49c1242042649e09c156546fd7d425ccc3c67359f840507b30be4e0f6f699"
 
 
 def pcrtool(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "pcrtool", *map(str, args)], capture_output=True, text=True,
-                          timeout=60, cwd=cwd)
+    return run_pcrtool(*args, cwd=cwd, timeout=60)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import sys
 
 import pytest
 
@@ -112,8 +111,8 @@ def test_section_digests_instead_of_files():
 
 
 def _pcrtool(*args):
-    return subprocess.run([sys.executable, "-m", "pcrtool", *map(str, args)], capture_output=True, text=True,
-                          timeout=60)
+    from tests.support.cli import run_pcrtool
+    return run_pcrtool(*args, timeout=60)
 
 
 def test_predict_pe_warns_about_unaligned_unsigned_images(tmp_path):

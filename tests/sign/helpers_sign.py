@@ -7,9 +7,7 @@ from tests.support import in_ci, need_tool  # noqa: F401
 IN_CI = in_ci()
 
 import hashlib
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 
@@ -57,36 +55,12 @@ class Keys:
 
 def run_cli(*args: str, env: dict | None = None, cwd=None,
             fresh_process: bool = False) -> subprocess.CompletedProcess:
-    """Run ``pcrtool ARGS``: in this process through ``pcrtool.cli.main`` (fast), or with
-    ``fresh_process`` in a new interpreter (needed where PKCS#11 login state must not be shared)."""
+    """Run ``pcrtool ARGS``: in this process (fast), or with ``fresh_process`` in a new
+    interpreter (needed where PKCS#11 login state must not be shared)."""
+    from tests.support.cli import run_pcrtool, run_pcrtool_in_process
     if fresh_process:
-        return subprocess.run([sys.executable, "-m", "pcrtool", *args], capture_output=True, text=True,
-                              timeout=60, env={**os.environ, **(env or {})}, cwd=cwd)
-    import contextlib
-    import io
-
-    from pcrtool import render
-    from pcrtool.cli import main
-    out, err = io.StringIO(), io.StringIO()
-    saved_render = render.options()
-    saved_env = dict(os.environ)
-    saved_cwd = os.getcwd()
-    try:
-        os.environ.update(env or {})
-        if cwd is not None:
-            os.chdir(cwd)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(list(args))
-                code = 0
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        render.configure(saved_render)
-        os.chdir(saved_cwd)
-        os.environ.clear()
-        os.environ.update(saved_env)
-    return subprocess.CompletedProcess(["pcrtool", *args], code, out.getvalue(), err.getvalue())
+        return run_pcrtool(*args, env=env, cwd=cwd, timeout=60)
+    return run_pcrtool_in_process(*args, env=env, cwd=cwd)
 
 
 def summary_digest(request, key: str | None = None, *args: str, env: dict | None = None) -> str:

@@ -62,15 +62,6 @@ class Pki:
 
 def cli(*args) -> tuple[int, str, str]:
     """Run `pcrtool …` in-process; return (exit code, stdout, stderr)."""
-    import contextlib
-    import io
-
-    from pcrtool.cli import main
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in args])
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
+    from tests.support.cli import run_pcrtool_in_process
+    proc = run_pcrtool_in_process(*args)
+    return proc.returncode, proc.stdout, proc.stderr
