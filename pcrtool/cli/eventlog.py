@@ -36,12 +36,12 @@ def _load(path: Optional[Path], *, allow_truncated: bool = False):
 def _show_json_streaming(log_path, pcr, raw: bool, with_replay: bool) -> None:
     """Compact JSON for any size of log: validate every record first (nothing is printed for a
     corrupt log), then decode, replay and print chunk by chunk without keeping the events
-    (large logs on two cores: ``pcrtool.eventlog_parallel``; ``PCRTOOL_JOBS=1`` = one process)."""
+    (large logs on two cores: ``pcrtool.eventlog.parallel``; ``PCRTOOL_JOBS=1`` = one process)."""
     import os
 
     from pcrtool import system
     from pcrtool.eventlog.parse import EventLogStream
-    from pcrtool.eventlog_parallel import show_json
+    from pcrtool.eventlog.parallel import show_json
 
     buf = system.map_event_log(log_path)
     stream = EventLogStream(buf, source=str(log_path) if log_path is not None else "event log")

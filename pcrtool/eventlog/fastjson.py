@@ -22,13 +22,13 @@ from json.encoder import encode_basestring_ascii as _esc   # the C escaper of js
 
 from pcrtool.eventlog.decode import decode_event
 from pcrtool.eventlog.decode.ipl import GRUB_PREFIXES, SHIM_NAMES
+from pcrtool.errors import FormatError
 from pcrtool.eventlog.decode.variables import (_BOOT_ENTRY, SIGNATURE_DB_NAMES, parse_variable_data,
-                                               x509_info)
+                                               walk_signature_lists, x509_info)
 from pcrtool.eventlog.model import Event, EventLog, LogFormat
 from pcrtool.model import HashAlg
 from pcrtool.tcg.constants import EventType
 from pcrtool.tcg.devicepath import device_path_text_and_nodes
-from pcrtool.tcg.guid import guid_text
 
 _III = struct.Struct("<III")
 _H = struct.Struct("<H")
@@ -322,35 +322,22 @@ def _ipl_fast(pcr: int, data: bytes) -> str | None:
 def _signature_lists_fast(data: bytes) -> str | None:
     """``parse_signature_lists`` + ``SignatureList.to_json`` as text; None where it would raise."""
     lists = []
-    pos = 0
-    end = len(data)
-    unpack = _III.unpack_from
-    while pos < end:
-        if end - pos < 28:
-            return None
-        sig_type = guid_text(data[pos:pos + 16])
-        list_size, header_size, sig_size = unpack(data, pos + 16)
-        if list_size < 28 + header_size or list_size > end - pos or sig_size < 16 or \
-                (list_size - 28 - header_size) % sig_size:
-            return None
-        type_name = _SIGNATURE_TYPE_NAMES.get(sig_type, sig_type)
-        entry_head = ',"type":' + _esc(type_name)
-        entries = []
-        at = pos + 28 + header_size
-        stop = pos + list_size
-        is_x509 = sig_type == _X509_TEXT
-        while at < stop:
-            payload = data[at + 16:at + sig_size]
-            owner = guid_text(data[at:at + 16])
-            cert = x509_info(payload) if is_x509 else None
-            if cert is not None:
-                entries.append(f'{{"owner":{_esc(owner)}{entry_head},"x509":{_x509(cert)}}}')
-            else:
-                entries.append(f'{{"owner":{_esc(owner)}{entry_head},"data":"{payload.hex()}"}}')
-            at += sig_size
-        lists.append(f'{{"signatureType":"{sig_type}","type":{_esc(type_name)},'
-                     f'"header":"{data[pos + 28:pos + 28 + header_size].hex()}","entries":[{",".join(entries)}]}}')
-        pos += list_size
+    try:
+        for _pos, sig_type, header, raw_entries in walk_signature_lists(data):
+            type_name = _SIGNATURE_TYPE_NAMES.get(sig_type, sig_type)
+            entry_head = ',"type":' + _esc(type_name)
+            is_x509 = sig_type == _X509_TEXT
+            entries = []
+            for owner, payload in raw_entries:
+                cert = x509_info(payload) if is_x509 else None
+                if cert is not None:
+                    entries.append(f'{{"owner":{_esc(owner)}{entry_head},"x509":{_x509(cert)}}}')
+                else:
+                    entries.append(f'{{"owner":{_esc(owner)}{entry_head},"data":"{payload.hex()}"}}')
+            lists.append(f'{{"signatureType":"{sig_type}","type":{_esc(type_name)},'
+                         f'"header":"{header.hex()}","entries":[{",".join(entries)}]}}')
+    except FormatError:
+        return None
     return "[" + ",".join(lists) + "]"
 
 

@@ -58,13 +58,12 @@ class Variable:
     @classmethod
     def from_variable_data(cls, data: bytes) -> "Variable":
         """Decode an untrusted UEFI_VARIABLE_DATA payload (e.g. from an event log)."""
-        import construct
-
+        from pcrtool.eventlog.decode.variables import parse_variable_data
         try:
-            v = UEFI_VARIABLE_DATA.parse(data)
-        except construct.ConstructError as e:
+            guid, name, value, _trailing = parse_variable_data(data)
+        except FormatError as e:
             raise FormatError(f"not a UEFI_VARIABLE_DATA structure: {e}") from None
-        return cls(v.unicode_name.decode("utf-16-le", "replace"), v.variable_name, bytes(v.variable_data))
+        return cls(name, uuid.UUID(guid), value)
 
 
 def variable_measurement(var: Variable, banks: Sequence[HashAlg] = DEFAULT_BANKS, *,
@@ -110,16 +109,13 @@ def policy_variables(values: dict[str, bytes | None], *, include_optional: bool 
 
 def validate_signature_lists(data: bytes, *, source: str = "variable") -> None:
     """Check that ``data`` is a sequence of well-formed EFI_SIGNATURE_LISTs (UEFI spec §32.4.1)."""
-    import construct
-
-    off = 0
-    while off < len(data):
-        try:
-            lst = EFI_SIGNATURE_LIST.parse(data[off:])
-        except construct.ConstructError:
-            raise FormatError(f"{source}: malformed EFI_SIGNATURE_LIST", offset=off,
-                              hint="is this an ESL, .auth or efivarfs file?") from None
-        off += lst.signature_list_size
+    from pcrtool.eventlog.decode.variables import walk_signature_lists
+    try:
+        for _ in walk_signature_lists(data):
+            pass
+    except FormatError as e:
+        raise FormatError(f"{source}: malformed EFI_SIGNATURE_LIST", offset=e.offset,
+                          hint="is this an ESL, .auth or efivarfs file?") from None
 
 
 def _is_auth(data: bytes) -> bool:

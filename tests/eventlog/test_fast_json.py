@@ -21,7 +21,7 @@ from pcrtool.eventlog.export import header_text, iter_log_json, json_text
 from pcrtool.eventlog.fastjson import _hot_paths
 from pcrtool.eventlog.model import Event
 from pcrtool.eventlog.parse import EventLogStream
-from pcrtool.eventlog_parallel import show_json
+from pcrtool.eventlog.parallel import show_json
 from pcrtool.tcg.constants import EventType
 
 LOGS = log_names()

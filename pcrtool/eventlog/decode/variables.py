@@ -22,6 +22,7 @@ from pcrtool.tcg.guid import EFI_CERT_X509_GUID, SIGNATURE_TYPES, WELL_KNOWN, gu
 SIGNATURE_DB_NAMES = frozenset({"PK", "KEK", "db", "dbx", "dbt", "dbr", "PKDefault", "KEKDefault",
                                 "dbDefault", "dbxDefault", "MokList", "MokListX", "MokListRT",
                                 "MokListXRT", "vendor_db"})
+_III = struct.Struct("<III")
 _BOOT_ENTRY = re.compile(r"^(Boot|Driver|SysPrep|PlatformRecovery)[0-9A-Fa-f]{4}$")
 
 
@@ -93,32 +94,40 @@ class SignatureList:
                 "header": self.header.hex(), "entries": [e.to_json() for e in self.entries]}
 
 
-def parse_signature_lists(data: bytes) -> tuple[SignatureList, ...]:
-    """EFI_SIGNATURE_LIST sequence (a signature database: db, dbx, MokList …). Raises FormatError."""
-    lists: list[SignatureList] = []
+def walk_signature_lists(untrusted_data: bytes):
+    """The one EFI_SIGNATURE_LIST reader (UEFI 2.10 §32.4.1): yields, per list, (offset, signature
+    type GUID text, SignatureHeader bytes, [(owner GUID text, SignatureData bytes)]). Every size is
+    checked against the buffer before use; a malformed list raises FormatError with its offset."""
+    data = untrusted_data
     pos = 0
     end = len(data)
+    unpack = _III.unpack_from
     while pos < end:
         if end - pos < 28:
             raise FormatError(f"EFI_SIGNATURE_LIST header truncated ({end - pos} bytes)", offset=pos)
-        sig_type = uuid.UUID(guid_text(data[pos:pos + 16]))
-        list_size, header_size, sig_size = struct.unpack_from("<III", data, pos + 16)
+        list_size, header_size, sig_size = unpack(data, pos + 16)
         if list_size < 28 + header_size or list_size > end - pos or sig_size < 16 or \
                 (list_size - 28 - header_size) % sig_size:
             raise FormatError(f"bad EFI_SIGNATURE_LIST sizes (list {list_size}, header {header_size}, "
                               f"signature {sig_size})", offset=pos)
-        header = bytes(data[pos + 28:pos + 28 + header_size])
-        type_name = SIGNATURE_TYPES.get(sig_type, str(sig_type))
-        entries = []
-        at = pos + 28 + header_size
+        first = pos + 28 + header_size
+        stop = pos + list_size
+        entries = [(guid_text(data[at:at + 16]), bytes(data[at + 16:at + sig_size]))
+                   for at in range(first, stop, sig_size)]
+        yield pos, guid_text(data[pos:pos + 16]), bytes(data[pos + 28:first]), entries
+        pos = stop
+
+
+def parse_signature_lists(data: bytes) -> tuple[SignatureList, ...]:
+    """EFI_SIGNATURE_LIST sequence (a signature database: db, dbx, MokList …). Raises FormatError."""
+    lists: list[SignatureList] = []
+    for _pos, type_text, header, raw_entries in walk_signature_lists(data):
+        sig_type = uuid.UUID(type_text)
+        type_name = SIGNATURE_TYPES.get(sig_type, type_text)
         is_x509 = sig_type == EFI_CERT_X509_GUID
-        while at < pos + list_size:
-            payload = bytes(data[at + 16:at + sig_size])
-            entries.append(SignatureEntry(guid_text(data[at:at + 16]), type_name, payload,
-                                          x509_info(payload) if is_x509 else None))
-            at += sig_size
-        lists.append(SignatureList(str(sig_type), type_name, header, tuple(entries)))
-        pos += list_size
+        entries = tuple(SignatureEntry(owner, type_name, payload, x509_info(payload) if is_x509 else None)
+                        for owner, payload in raw_entries)
+        lists.append(SignatureList(type_text, type_name, header, entries))
     return tuple(lists)
 
 
