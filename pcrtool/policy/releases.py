@@ -11,8 +11,10 @@ JSON shape (``pcrtool policy`` and ``pcrtool validate`` read it; ``predict`` out
         "predicted": {"sha256": {"11": "<hex>"}}}                               # optional
      ]}
 
-``predicted`` defaults to the replay of ``measurements`` from all-zero PCRs; when both are given
-they must agree. ``measurements`` are what validation extends into swtpm to emulate the boot.
+``predicted`` defaults to the replay of ``measurements`` from the PCRs' reset values (the one
+replay, ``pcrtool.predict.events``: PCR 17–22 start at 0xFF like the event-log replay); when both
+are given they must agree. A ``pcrtool-predictions/1`` file is read by ``load_predictions`` only,
+once: the releases here are views of its ``Release`` objects. ``measurements`` are what validation extends into swtpm to emulate the boot.
 Pure: parses text, computes hashes.
 """
 
@@ -24,14 +26,11 @@ from typing import Sequence
 
 from pcrtool.errors import FormatError, UsageError
 from pcrtool.model import HashAlg, PcrValues
+from pcrtool.predict.events import Measurement, replay_measurements
+
+__all__ = ["Measurement", "PolicyRelease", "parse_releases", "replay_measurements", "selected_pcrs"]
 
 SVN_MAX = 2 ** 31 - 1
-
-
-@dataclass(frozen=True, slots=True)
-class Measurement:
-    pcr: int
-    digests: dict  # HashAlg -> bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,16 +60,6 @@ class PolicyRelease:
         return out
 
 
-def replay_measurements(measurements: Sequence[Measurement]) -> PcrValues:
-    """PCR extend semantics (new = H(old || digest)) from all-zero PCRs, per bank."""
-    out = PcrValues()
-    for m in measurements:
-        for alg, digest in m.digests.items():
-            old = out.get(alg, m.pcr) or alg.zero
-            out.set(alg, m.pcr, alg.digest(old + digest))
-    return out
-
-
 def _measurement(item: object, where: str) -> Measurement:
     if not isinstance(item, dict) or "pcr" not in item:
         raise FormatError(f"{where}: a measurement is {{\"pcr\": N, \"sha256\": hex}}")
@@ -94,7 +83,7 @@ def _measurement(item: object, where: str) -> Measurement:
         digests[alg] = data
     if not digests:
         raise FormatError(f"{where}: measurement without digests")
-    return Measurement(pcr, digests)
+    return Measurement(pcr, digests, None, str(item.get("description", "")))
 
 
 def parse_releases(text: str, *, source: str = "releases") -> tuple[list[PolicyRelease], dict]:
@@ -160,16 +149,14 @@ def selected_pcrs(releases: Sequence[PolicyRelease], bank: HashAlg, explicit: Se
 
 
 def _from_predictions(text: str, data: dict, source: str) -> list[PolicyRelease]:
-    """Releases from ``pcrtool predict release`` output (pcrtool-predictions/1). A phase may carry
-    ``measurements`` (same shape as above) so validation can emulate its boot."""
-    from pcrtool.predict.manifest import load_predictions
+    """Releases from ``pcrtool predict release`` output (pcrtool-predictions/1), parsed once by
+    ``load_predictions``; a phase's ``measurements`` let validation emulate its boot."""
+    from pcrtool.predict.predictions import load_predictions
 
     out = []
-    for i, (rel, raw) in enumerate(zip(load_predictions(text, source=source), data["releases"])):
+    for rel in load_predictions(text, source=source):
         phases = list(rel.predictions.values())
-        raw_phases = raw.get("phases") or []
-        meas = tuple(_measurement(m, f"{source}: releases[{i}].phases[0].measurements[{j}]")
-                     for j, m in enumerate((raw_phases[0].get("measurements") if raw_phases else None) or []))
-        out.append(PolicyRelease(rel.name, rel.version, rel.svn, meas, phases[0], rel.allowed,
+        meas = rel.measurements.get(rel.phases[0], ())
+        out.append(PolicyRelease(rel.name, rel.version, rel.svn, tuple(meas), phases[0], rel.allowed,
                                  tuple(phases[1:])))
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
+from pcrtool.eventlog.replay import initial_pcr_value
 from pcrtool.model import HashAlg, PcrValues
 from pcrtool.tcg.constants import EventType
 
@@ -25,8 +26,8 @@ class Measurement:
 
     pcr: int
     digests: Mapping[HashAlg, bytes]
-    event_type: EventType | None
-    description: str
+    event_type: EventType | None = None
+    description: str = ""
     data: bytes = field(default=b"", compare=False)  # logged payload; the digests are what count
 
     @classmethod
@@ -48,13 +49,8 @@ def extend(alg: HashAlg, value: bytes, digest: bytes) -> bytes:
     return alg.digest(value + digest)
 
 
-def initial_value(alg: HashAlg, pcr: int, *, locality: int = 0) -> bytes:
-    """PCR reset value (PC Client PTP: 17–22 are all 0xFF; PCR 0 carries the startup locality)."""
-    if 17 <= pcr <= 22:
-        return b"\xff" * alg.digest_size
-    if pcr == 0 and locality:
-        return bytes(alg.digest_size - 1) + bytes([locality])
-    return alg.zero
+# PCR reset values are the event-log replay's (PC Client PTP: 17–22 all 0xFF, PCR 0 the locality).
+initial_value = initial_pcr_value
 
 
 @dataclass(slots=True)
@@ -89,9 +85,14 @@ class Replay:
         return self
 
 
-def replay_measurements(measurements: Iterable[Measurement], banks: Sequence[HashAlg],
+def replay_measurements(measurements: Iterable[Measurement], banks: Sequence[HashAlg] | None = None,
                         *, start: PcrValues | None = None) -> PcrValues:
-    """The PCR values after extending ``measurements`` from reset (or from ``start``)."""
+    """The PCR values after extending ``measurements`` from reset (or from ``start``); without
+    ``banks``, every bank all the measurements carry a digest for."""
+    if banks is None:
+        measurements = list(measurements)
+        common = [alg for alg in HashAlg if all(alg in m.digests for m in measurements)]
+        banks = common if measurements else []
     return Replay(banks, start).extend_all(measurements).values
 
 

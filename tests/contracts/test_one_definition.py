@@ -22,8 +22,6 @@ KNOWN = {
     "policy_pcr": "policy/digests computes, tpm/policy_session issues the command (issue 13)",
     "tpm2b": "tpm/marshal vs policy/digests: one marshalling module, issue 13",
     "verify_signature": "sign/api vs tpm/policy_session (TPM2_VerifySignature), issue 13",
-    "Measurement": "policy/releases vs predict/events: one release model (this issue, in progress)",
-    "replay_measurements": "policy/releases vs predict/events: one release model (in progress)",
     "Variable": "eventlog decode result vs predict/secureboot input (predict/ is issue 15's)",
 }
 
