@@ -19,7 +19,7 @@ CORE = "core"
 ADAPTER = "adapter"
 CLI = "cli"
 LAYERS = {
-    "pcrtool": CORE,                   # __init__: version only
+    "pcrtool.__init__": CORE,          # version only
     "pcrtool.errors": CORE,
     "pcrtool.model": CORE,
     "pcrtool.tcg": CORE,
@@ -27,6 +27,7 @@ LAYERS = {
     "pcrtool.eventlog.parallel": ADAPTER,   # forks workers, maps files
     "pcrtool.testing": ADAPTER,             # old place of tests/support, a thin re-export
     "pcrtool.predict": CORE,
+    "pcrtool.pcrlock": CORE,
     "pcrtool.policy": CORE,
     "pcrtool.pe": CORE,
     "pcrtool.verity": CORE,
@@ -49,6 +50,7 @@ LAYERS = {
     "pcrtool.tools": ADAPTER,
     "pcrtool.swtpm": ADAPTER,
     "pcrtool.render": ADAPTER,          # stdout/stderr, rich on a TTY
+    "pcrtool.validate_systemd": ADAPTER,  # drives systemd's tools against swtpm
     "pcrtool.cli": CLI,
     "pcrtool.__main__": CLI,
 }
@@ -71,6 +73,9 @@ def module_name(path: Path) -> str:
 
 
 def layer_of(module: str) -> str | None:
+    """The layer of a module; a new top-level module or package must be given one above."""
+    if module == "pcrtool":
+        module = "pcrtool.__init__"
     best = None
     for prefix in LAYERS:
         if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > len(best)):

@@ -22,6 +22,8 @@ KNOWN = {
     "policy_pcr": "policy/digests computes, tpm/policy_session issues the command (issue 13)",
     "tpm2b": "tpm/marshal vs policy/digests: one marshalling module, issue 13",
     "verify_signature": "sign/api vs tpm/policy_session (TPM2_VerifySignature), issue 13",
+    "ReleaseManifest": "predict/manifest vs predict/release (a Protocol; predict/ is issue 15's)",
+    "Cell": "tpm/policy_validate vs validate_systemd: two validation matrices (issues 13 and 14)",
     "Variable": "eventlog decode result vs predict/secureboot input (predict/ is issue 15's)",
 }
 
