@@ -203,7 +203,13 @@ def default_audit_log() -> Path:
     home ``~/.local/state``)."""
     if os.environ.get(AUDIT_LOG_ENV):
         return Path(os.environ[AUDIT_LOG_ENV])
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    state = os.environ.get("XDG_STATE_HOME")
+    if not state:
+        try:
+            state = str(Path.home() / ".local" / "state")
+        except (RuntimeError, KeyError):
+            raise InputFileError("no home directory for the default audit log",
+                                 hint="pass --audit-log PATH or set PCRTOOL_AUDIT_LOG") from None
     return Path(state) / "pcrtool" / "signing-audit.jsonl"
 
 
