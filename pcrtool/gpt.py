@@ -25,6 +25,7 @@ NAME_BYTES = 72
 # entries_lba entries_count entry_size entries_crc
 HEADER = struct.Struct("<8sIII4xQQQQ16sQIII")
 ENTRY = struct.Struct("<16s16sQQQ72s")
+_ENTRY_FIXED = struct.Struct("<16s16sQQQ")       # the 56 bytes before the name
 assert HEADER.size == HEADER_SIZE and ENTRY.size == ENTRY_SIZE
 
 ATTR_READ_ONLY = 1 << 60        # DPS: mount read-only
@@ -100,7 +101,7 @@ def parse_header(data: bytes, *, offset: int = 0, source: str = "GPT header") ->
 
 def parse_entry(data: bytes, offset: int = 0, *, index: int = 0, entry_size: int = ENTRY_SIZE) -> GptEntry:
     """EFI_PARTITION_ENTRY (UEFI 2.10 Table 5.6); the name stops at the first NUL."""
-    type_guid, unique, first, last, attrs, _ = ENTRY.unpack_from(data, offset)
+    type_guid, unique, first, last, attrs = _ENTRY_FIXED.unpack_from(data, offset)
     name = data[offset + 56:offset + entry_size].decode("utf-16-le", "replace").split("\0", 1)[0]
     return GptEntry(index, uuid.UUID(bytes_le=type_guid), uuid.UUID(bytes_le=unique), first, last,
                     attrs, name)

@@ -179,7 +179,7 @@ def lock_secureboot_policy(variables: Mapping[str, bytes | None]) -> PcrlockFile
 def lock_gpt(disk: bytes) -> PcrlockFile:
     """``lock-gpt``: PCR 5, UEFI_GPT_DATA of the disk's primary GPT (the sector size systemd finds:
     512 or 4096; exactly one must carry a GPT header)."""
-    from pcrtool.predict.gpt import GPT_SIGNATURE
+    from pcrtool.gpt import SIGNATURE as GPT_SIGNATURE
 
     found = [sz for sz in (512, 1024, 2048, 4096) if disk[sz:sz + 8] == GPT_SIGNATURE]
     if len(found) != 1:

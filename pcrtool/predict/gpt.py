@@ -6,29 +6,26 @@ non-empty partition entries, then those entries (SizeOfPartitionEntry bytes each
 
 from __future__ import annotations
 
-import struct
 import zlib
 from typing import Sequence
 
 from pcrtool.errors import FormatError
+from pcrtool.gpt import HEADER_SIZE, SIGNATURE, parse_header
 from pcrtool.model import HashAlg
 from pcrtool.predict.events import DEFAULT_BANKS, Measurement
 from pcrtool.tcg.constants import EventType
 
 PCR_BOOT_MANAGER_CONFIG = 5
-GPT_SIGNATURE = b"EFI PART"
-HEADER_SIZE = 92
 
 
 def gpt_event_data(disk: bytes, *, sector_size: int = 512, uintn_size: int = 8) -> bytes:
     """UEFI_GPT_DATA for the primary GPT of a disk image (``disk`` needs the first sectors only)."""
     hdr = disk[sector_size:sector_size + HEADER_SIZE]
-    if len(hdr) < HEADER_SIZE or hdr[:8] != GPT_SIGNATURE:
+    if len(hdr) < HEADER_SIZE or hdr[:8] != SIGNATURE:
         raise FormatError(f"no GPT header at LBA 1 (sector size {sector_size})",
                           hint="give a GPT disk image; try --sector-size 4096")
-    (entries_lba,) = struct.unpack_from("<Q", hdr, 72)
-    count, entry_size = struct.unpack_from("<II", hdr, 80)
-    (entries_crc,) = struct.unpack_from("<I", hdr, 88)
+    h = parse_header(hdr)
+    entries_lba, count, entry_size, entries_crc = h.entries_lba, h.entries_count, h.entry_size, h.entries_crc
     if entry_size < 128 or count > 4096:
         raise FormatError(f"implausible GPT: {count} entries of {entry_size} bytes")
     start = entries_lba * sector_size

@@ -3,14 +3,13 @@ the firmware measured (UEFI 2.10 §5.3)."""
 
 from __future__ import annotations
 
-import struct
-import uuid
 from dataclasses import dataclass
 
 from pcrtool.errors import FormatError
 from pcrtool.eventlog.decode.base import Decoded
 from pcrtool.eventlog.model import Event, EventLog
-from pcrtool.tcg.guid import WELL_KNOWN, guid_text
+from pcrtool.gpt import HEADER_SIZE, parse_entry, parse_header
+from pcrtool.tcg.guid import WELL_KNOWN
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,19 +56,17 @@ class Gpt(Decoded):
         return f"GPT disk {self.disk_guid}, {len(self.partitions)} partitions"
 
 
-_HEADER = struct.Struct("<8sIIII QQQQ 16s QIII")   # EFI_PARTITION_TABLE_HEADER, 92 bytes
-
-
 def decode_gpt(event: Event, log: EventLog | None) -> Gpt:
-    """struct-based for speed; equal to ``structs.uefi_gpt_data`` (tested against it)."""
+    """Header and entries read by ``pcrtool.gpt`` (the one GPT parser); equal to
+    ``structs.uefi_gpt_data`` (tested against it)."""
     width = log.uintn_bytes if log is not None else 8
     data = event.data
     if data[:8] != b"EFI PART":
         raise FormatError("GPT header signature is not 'EFI PART'")
-    if len(data) < 92 + width:
-        raise FormatError(f"UEFI_GPT_DATA has {len(data)} bytes, needs {92 + width}")
-    (_sig, revision, header_size, _crc, _res, my_lba, alt_lba, first, last, disk, entry_lba,
-     n_entries, entry_size, _acrc) = _HEADER.unpack_from(data, 0)
+    if len(data) < HEADER_SIZE + width:
+        raise FormatError(f"UEFI_GPT_DATA has {len(data)} bytes, needs {HEADER_SIZE + width}")
+    h = parse_header(data)
+    entry_size = h.entry_size
     count = int.from_bytes(data[92:92 + width], "little")
     if entry_size < 56:
         raise FormatError(f"SizeOfPartitionEntry {entry_size} is below 56")
@@ -77,12 +74,10 @@ def decode_gpt(event: Event, log: EventLog | None) -> Gpt:
         raise FormatError(f"{count} partitions of {entry_size} bytes run past the event data")
     parts = []
     pos = 92 + width
-    for _ in range(count):
-        type_guid = guid_text(data[pos:pos + 16])
-        first_lba, last_lba, attributes = struct.unpack_from("<QQQ", data, pos + 32)
-        name = data[pos + 56:pos + entry_size].decode("utf-16-le", "replace").split("\0", 1)[0]
-        parts.append(Partition(type_guid, WELL_KNOWN.get(uuid.UUID(type_guid)), guid_text(data[pos + 16:pos + 32]),
-                               first_lba, last_lba, attributes, name))
+    for i in range(count):
+        e = parse_entry(data, pos, index=i, entry_size=entry_size)
+        parts.append(Partition(str(e.type_guid), WELL_KNOWN.get(e.type_guid), str(e.unique_guid),
+                               e.first_lba, e.last_lba, e.attributes, e.name))
         pos += entry_size
-    return Gpt(guid_text(disk), revision, header_size, my_lba, alt_lba, first, last, entry_lba,
-               n_entries, entry_size, tuple(parts))
+    return Gpt(str(h.disk_guid), h.revision, h.header_size, h.my_lba, h.alternate_lba, h.first_usable_lba,
+               h.last_usable_lba, h.entries_lba, h.entries_count, entry_size, tuple(parts))
