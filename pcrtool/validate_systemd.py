@@ -10,7 +10,8 @@ Scenarios (each cell: expected vs actual, actual = systemd's exit status):
   a signed policy has no floor. The ``pcrtool floor`` column says what pcrtool's own unlock does
   with its floor at the newest release's svn.
 * ``signed-creds`` — the same with ``systemd-creds encrypt/decrypt --tpm2-public-key``.
-* ``signed-svn`` — enrolled with ``--tpm2-public-key-policyref=pcrtool-svn=<newest svn>`` and
+* ``signed-svn`` — enrolled with ``--tpm2-public-key-policyref=pcrtool-svn=<newest svn>,bank=sha256,
+  pcrs=<PCRs>`` (pcrtool's scoped ref) and
   pcrtool's svn approvals: systemd matches the policyRef exactly, so only releases of that very
   svn unlock (older are refused; so would be newer ones, until re-enrolled).
 * ``pcrlock`` — pcrtool's pcrlock.d tree (one variant per allowlisted release), ``systemd-pcrlock
@@ -301,7 +302,9 @@ def run_matrix(name: str, boots: list[Boot], sd: Systemd, work: Path, *, pcrs: S
                 approvals = approve(boots, svn_mode == "signed-svn", work / f"{svn_mode}.pcrsig")
                 img, key = _luks(sd, work, svn_mode)
                 env = m.boot(newest)
-                extra = [f"--tpm2-public-key-policyref=pcrtool-svn={newest.svn}"] if svn_mode == "signed-svn" else []
+                # pcrtool's ref (pcrtool.policy.scope): svn, bank and PCR selection of the sha256 entries
+                ref = f"pcrtool-svn={newest.svn},bank=sha256,pcrs={pcr_arg}"
+                extra = [f"--tpm2-public-key-policyref={ref}"] if svn_mode == "signed-svn" else []
                 sd.must("systemd-cryptenroll", f"--unlock-key-file={key}", f"--tpm2-device={m.device}",
                         f"--tpm2-public-key={pub}", f"--tpm2-public-key-pcrs={pcr_arg}", "--tpm2-pcrs=",
                         f"--tpm2-signature={approvals}", *extra, img, env=env)

@@ -41,20 +41,39 @@ def _approve(tmp_path, predicted: dict, svn: int | None, *extra) -> dict:
     return json.loads(out.read_text())
 
 
+def _per_bank(sid, tmp_path, keys, ref_of) -> dict:
+    """systemd-measure sign once per bank with that bank's policyRef (pcrtool's ref names the bank
+    and the PCRs, so one --policyref cannot serve all banks), merged into one document."""
+    out = {}
+    for bank in BANKS:
+        doc = _systemd_bank(sid, tmp_path, bank, *keys, f"--policyref={ref_of(bank)}")
+        out[bank] = doc[bank]
+    return out
+
+
+def _systemd_bank(sid, tmp_path, bank, *extra):
+    (tmp_path / "linux").write_bytes(b"a kernel image")
+    (tmp_path / "osrel").write_bytes(b"ID=demo\nVERSION_ID=1\n")
+    proc = sid.run("systemd-measure", "sign", f"--linux={tmp_path / 'linux'}", f"--osrel={tmp_path / 'osrel'}",
+                   "--phase=enter-initrd", f"--bank={bank}", "--json=short", *extra)
+    return json.loads(proc.stdout)
+
+
 def test_svn_approvals_equal_systemd_measure_sign_policyref(sid_systemd, tmp_path):
     _keys(tmp_path)
     calc = _systemd(sid_systemd, tmp_path, "calculate")
     predicted = {bank: {"11": calc[bank][0]["hash"]} for bank in BANKS}
     keys = (f"--private-key={tmp_path / 'k.pem'}", f"--public-key={tmp_path / 'pub.pem'}")
     for svn in (0, 1, 4096):
-        theirs = _systemd(sid_systemd, tmp_path, "sign", *keys, f"--policyref=pcrtool-svn={svn}")
+        # the ref grammar (pcrtool.policy.scope): pcrtool-svn=<n>,bank=<bank>,pcrs=<a+b>
+        theirs = _per_bank(sid_systemd, tmp_path, keys, lambda bank: f"pcrtool-svn={svn},bank={bank},pcrs=11")
         ours = _approve(tmp_path, predicted, svn)
         assert ours == theirs, f"systemd {sid_systemd.version}, svn {svn}"
         assert [list(e) for b in BANKS for e in ours[b]] == [list(e) for b in BANKS for e in theirs[b]]
         assert list(theirs["sha256"][0]) == ["pcrs", "pkfp", "ref", "pol", "sig"]
         assert Approvals.parse(json.dumps(theirs)).entries[0].svn == svn
     # the deny side: another svn is another signature
-    other = _systemd(sid_systemd, tmp_path, "sign", *keys, "--policyref=pcrtool-svn=2")
+    other = _per_bank(sid_systemd, tmp_path, keys, lambda bank: f"pcrtool-svn=2,bank={bank},pcrs=11")
     assert _approve(tmp_path, predicted, 1)["sha256"] != other["sha256"]
     # and --no-svn equals systemd without --policyref
     assert _approve(tmp_path, predicted, None, "--no-svn") == _systemd(sid_systemd, tmp_path, "sign", *keys)
