@@ -35,13 +35,15 @@ def _guess_kind(d):
     return None
 
 
-def _dissect(image, path: Path, arch: str, kind):
+def _dissect(image, path: Path, arch: str, kind, *, mismatch: bool = True):
     from pcrtool.ddi.files import extract_release_files
     from pcrtool.ddi.image import dissect
     from pcrtool.errors import FormatError, MismatchError
     try:
         d = dissect(image, arch=arch, kind=kind)
     except FormatError as e:
+        if not mismatch:
+            raise
         raise MismatchError(f"{path.name}: {e.message}", hint=e.hint) from None
     release_files = d.release_files
     if d.release_error and d.data_designator:
@@ -62,7 +64,7 @@ def inspect(
     from pcrtool.ddi.image import describe
 
     with MappedImage(image) as img:
-        d, release_files = _dissect(img, image, host_arch(arch), None)
+        d, release_files = _dissect(img, image, host_arch(arch), None, mismatch=False)
         info = describe(replace(d, release_files=release_files), image_name=image.name)
         if d.sig is not None:
             info["verity"]["signer"] = _signer(d.sig.signature)

@@ -28,3 +28,17 @@ def test_build_refusals(keys, tmp_path):
         code, _, err = cli("ddi", "build", s, "-o", tmp_path / "bad.raw", *k)
         assert code == 2 and "Traceback" not in err
         assert not (tmp_path / "bad.raw").exists()
+
+
+def test_inspect_table_and_non_gpt_input(good, tmp_path):
+    code, out, err = cli("ddi", "inspect", good, "--arch", "x86-64")
+    assert code == 0, err
+    assert "extension-release.good" in out and "ID=debian" in out
+    rows = [line.split() for line in out.splitlines() if line[:1].isdigit()]
+    assert [(r[1], r[2], r[6]) for r in rows] == [("root", "root-x86-64", "signed"),
+                                                 ("root-verity", "root-x86-64-verity", "-"),
+                                                 ("root-verity-sig", "root-x86-64-verity-sig", "-")]
+    junk = tmp_path / "junk.raw"
+    junk.write_bytes(bytes(10000))
+    code, _, err = cli("ddi", "inspect", junk)
+    assert code == 1 and "no GPT header" in err and "Traceback" not in err
