@@ -467,3 +467,40 @@ def test_deep_nesting_and_oversized_files_are_refused_quickly(enrolled):
         f.write(" ")
     p = _pcrtool("tpm", "unlock", "--tcti", sw.tcti, "-e", d / "e.json", "-a", d / "huge.pcrsig", check=1)
     assert "limit" in p.stderr
+
+
+# --- owner password: enrol with it, unlock without it --------------------------------------------------------
+
+def test_owner_password_enrol_with_it_unlock_without_it(swtpm, tmp_path):
+    """Finding 7's natural defence: with an owner password set, unlock needs no owner auth (a
+    persistent SRK, no CreatePrimary), the counter moves only with the password."""
+    need_module("tpm2_pytss")
+    from tpm2_pytss.constants import ESYS_TR
+
+    from pcrtool.model import HashAlg
+    from pcrtool.tpm import policy_session as S
+
+    with S.open_esys(swtpm.tcti) as esys:
+        esys.hierarchy_change_auth(ESYS_TR.OWNER, b"owner-pw")
+    rels = _releases(pcrs=(11,))
+    (tmp_path / "pub.pem").write_bytes(pem_public(KEY))
+    (tmp_path / "owner.txt").write_text("owner-pw\n")
+    (tmp_path / "a.pcrsig").write_text(_approvals(rels, HashAlg.SHA256, (11,)).dumps())
+    t = ("--tcti", swtpm.tcti)
+    lockout = _lockout_counter(swtpm)
+    for mode in ("signed", "allowlist"):
+        args = ("-k", tmp_path / "pub.pem", "--floor", 1) if mode == "signed" else ()
+        if mode == "allowlist":
+            (tmp_path / "rel.json").write_text(json.dumps(releases_doc(svns=(1, 2, 3, 4), pcrs=(11,), tag="atk")))
+            args = ("--allowlist", tmp_path / "rel.json")
+        _pcrtool("tpm", "enroll", *t, *args, "--owner-auth-file", tmp_path / "owner.txt",
+                 "-o", tmp_path / f"{mode}.json", check=0)
+        _boot(swtpm, rels[2])
+        extra = ("-a", tmp_path / "a.pcrsig") if mode == "signed" else ()
+        p = _pcrtool("tpm", "unlock", *t, "-e", tmp_path / f"{mode}.json", *extra, "--json=short", check=0)
+        assert json.loads(p.stdout)["tpm_commands"] <= (14 if mode == "signed" else 11)
+    _pcrtool("tpm", "advance-floor", *t, "-e", tmp_path / "signed.json", "--to", 2, "-a", tmp_path / "a.pcrsig",
+             "--owner-auth-file", tmp_path / "owner.txt", check=0)
+    st = json.loads(_pcrtool("tpm", "status", *t, "-e", tmp_path / "signed.json", "--json=short", check=0).stdout)
+    assert st["floor"] == 2
+    assert _lockout_counter(swtpm) == lockout

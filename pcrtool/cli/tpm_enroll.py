@@ -295,7 +295,7 @@ def register(app) -> None:
         if getattr(e, "mode", "") != "signed":
             data = {"mode": e.mode, "index": f"{e.index:#x}", "epoch": e.epoch, "leaves": len(e.leaves),
                     "policy": e.policy, "srk_name": e.srk_name or None,
-                    "unlock_tpm_commands": 11 + len(e.tree().path(0))}
+                    "unlock_tpm_commands": 8 + len(e.tree().path(0)) + (0 if e.srk and e.srk_name else 2)}
         else:
             from pcrtool.tpm import enroll as E
             data = E.status(tcti, e, _approvals(approvals))

@@ -71,6 +71,7 @@ class Enrollment:
     version: int = ENROLLMENT_VERSION
     srk_name: str = ""   # Name of the storage key sealed under (hex); "" only when explicitly unpinned
     product: str = ""
+    srk: str = ""        # base64 serialized ESYS_TR of the persistent SRK (0x81000001); "" = transient
 
     @property
     def blob_bytes(self) -> bytes:
@@ -130,7 +131,7 @@ class Enrollment:
             raise root.fail(f"version {version}: written before pcrtool bound the PCR selection, bank and "
                             "product in the TPM (such a file can be edited to unlock revoked releases); "
                             "not accepted", "version")
-        root.obj(set(_FIELDS) - {"srk_name", "product"}, set(_FIELDS) | {"mode"})
+        root.obj(set(_FIELDS) - {"srk_name", "product", "srk"}, set(_FIELDS) | {"mode"})
         window = root.int_("window", 0, MAX_WINDOW)
         f0 = root.int_("f0", 0, SVN_MAX - window)
         pcrs = root.int_list("pcrs", 0, 23, 24)
@@ -146,7 +147,10 @@ class Enrollment:
                 public_key_pem=pem, key_name=root.str_("key_name", 68, _NAME_HEX, what="a SHA-256 key Name in hex"),
                 pkfp=root.hex_("pkfp", 32).hex(), policy=root.hex_("policy", 32).hex(),
                 blob=root.str_("blob", 4 * MAX_BLOB_BYTES // 3 + 4), version=version,
-                srk_name=root.str_("srk_name", 68) if root.has("srk_name") else "", product=product)
+                srk_name=root.str_("srk_name", 68) if root.has("srk_name") else "", product=product,
+                srk=root.str_("srk", 2 * MAX_SRK_RECORD) if root.has("srk") else "")
+        if e.srk:
+            root.b64_("srk", MAX_SRK_RECORD)
         blob = root.b64_("blob", MAX_BLOB_BYTES)
         J.checked(lambda: blob_auth_policy(blob), root, "blob", "not a sealed object")
         J.checked(lambda: check_srk_name(e.srk_name, source), root, "srk_name", "bad SRK Name")
@@ -158,7 +162,8 @@ class Enrollment:
 
 
 _FIELDS = ("counter_index", "counter_name", "c0", "f0", "window", "bank", "pcrs", "public_key_pem", "key_name",
-           "pkfp", "policy", "blob", "version", "srk_name", "product")
+           "pkfp", "policy", "blob", "version", "srk_name", "product", "srk")
+MAX_SRK_RECORD = 1024
 
 
 def blob_auth_policy(blob: bytes) -> bytes:
@@ -197,6 +202,37 @@ def check_srk_name(value, source: str) -> None:
 
 def pinned_srk_name(value: str) -> bytes | None:
     return bytes.fromhex(value) if value else None
+
+
+def open_srk(esys, e):
+    """(handle, transient) of the storage key the enrollment pinned: the persistent SRK from its
+    serialized ESYS_TR (no TPM command, no owner authorization), or — for files sealed under a
+    transient primary — TPM2_CreatePrimary with the Name check."""
+    if e.srk and e.srk_name:
+        return S.pinned_persistent_srk(esys, base64.b64decode(e.srk), bytes.fromhex(e.srk_name)), False
+    return S.create_srk(esys, e.pinned_srk), True
+
+
+def close_srk(esys, handle, transient: bool) -> None:
+    if transient:
+        S.flush(esys, handle)
+    else:
+        import contextlib
+        with contextlib.suppress(Exception):
+            esys.tr_close(handle)
+
+
+def load_under_srk(esys, srk, blob: bytes):
+    """TPM2_Load; under a pinned persistent SRK a failure means another key sits at the handle
+    (another TPM, a cleared hierarchy, a substitute): a policy refusal (exit 4)."""
+    try:
+        return S.load_blob(esys, srk, blob)
+    except TpmPolicyFailed:
+        raise
+    except TpmError as err:
+        raise TpmPolicyFailed(f"the TPM's storage root key is not the enrolled one: {err.message}",
+                              hint="another TPM or a cleared owner hierarchy: use the recovery key and enrol again",
+                              rc=err.rc, command=err.command) from None
 
 
 def require_srk_pin(e, allow_unpinned: bool) -> None:
@@ -322,17 +358,15 @@ def enroll(tcti: str | None, public_key, *, floor: int | None, window: int, bank
         if f0 + window > SVN_MAX:
             raise UsageError(f"floor {f0} + window {window} is above svn {SVN_MAX}")
         tree = D.PolicyOrTree.build(branch_digests(key_name, counter_name, c0, f0, window, scope))
-        srk = S.create_srk(esys, reuse.pinned_srk if reuse is not None else None)
-        try:
-            blob = S.seal(esys, srk, secret, tree.root)
-            srk_name = S.srk_name(esys, srk)
-        finally:
-            S.flush(esys, srk)
+        srk = S.ensure_persistent_srk(esys, owner_auth, reuse.pinned_srk if reuse is not None else None)
+        blob = S.seal(esys, srk.handle, secret, tree.root)
+        srk_name = srk.name
     return Enrollment(mode="signed", counter_index=counter_index, counter_name=counter_name.hex(),
                       c0=c0, f0=f0, window=window, bank=bank.bank_name, pcrs=scope.pcrs,
                       public_key_pem=_pem(public_key), key_name=key_name.hex(),
                       pkfp=D.public_key_fingerprint(public_key).hex(), policy=tree.root.hex(),
-                      blob=base64.b64encode(blob).decode(), srk_name=srk_name.hex(), product=product)
+                      blob=base64.b64encode(blob).decode(), srk_name=srk_name.hex(), product=product,
+                      srk=base64.b64encode(srk.serialized).decode())
 
 
 class PendingEnrolment:
@@ -531,7 +565,7 @@ def _unlock_attempt(esys, enrollment, approvals, live, tpmt, key_name, blob, tic
                                 hint="the approvals file was edited or corrupted", tpm_rc=None) from None
     svn = entry.svn if entry.svn is not None else -1
     tree = enrollment.tree()
-    srk = S.create_srk(esys, enrollment.pinned_srk)
+    srk, transient = open_srk(esys, enrollment)
     try:
         return _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn,
                            blob, ticket, bank, pcrs)
@@ -544,7 +578,7 @@ def _unlock_attempt(esys, enrollment, approvals, live, tpmt, key_name, blob, tic
                                   rc=e.rc, command=e.command) from None
         raise
     finally:
-        S.flush(esys, srk)
+        close_srk(esys, srk, transient)
 
 
 def _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn, blob, ticket,
@@ -553,7 +587,7 @@ def _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn
     public_key = enrollment.public_key()
     key = obj = session = None
     try:
-        obj = S.load_blob(esys, srk, blob)
+        obj = load_under_srk(esys, srk, blob)
         if ticket is None:
             key = S.load_external_key(esys, tpmt)
             ticket = S.verify_signature(esys, key, entry.tbs, entry.sig, rsa=_is_rsa(public_key))
@@ -578,12 +612,12 @@ def _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn
 
 def unlock_command_count(e: Enrollment, svn: int | None = None) -> int:
     """TPM commands of one successful signed unlock (no PCR retry): NV_ReadPublic, PCR_Read,
-    CreatePrimary, Load, LoadExternal, VerifySignature, FlushContext(key), StartAuthSession,
-    PolicyPCR, PolicyAuthorize, PolicyNV, PolicyOR × tree depth, Unseal, FlushContext(object),
-    FlushContext(SRK)."""
+    Load, LoadExternal, VerifySignature, FlushContext(key), StartAuthSession, PolicyPCR,
+    PolicyAuthorize, PolicyNV, PolicyOR × tree depth, Unseal, FlushContext(object) — plus
+    CreatePrimary and FlushContext(SRK) for files sealed under a transient SRK."""
     tree = e.tree()
-    depth = len(tree.path((svn if svn is not None else e.max_svn) - e.f0))
-    return 14 + depth
+    depth = len(tree.path((svn if svn is not None else e.f0) - e.f0))
+    return 12 + depth + (0 if e.srk and e.srk_name else 2)
 
 
 def _lock(path: str | os.PathLike | None, index: int):

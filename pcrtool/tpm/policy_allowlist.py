@@ -28,8 +28,9 @@ from pcrtool.policy import strict as J
 from pcrtool.policy.scope import SCOPE_BANKS
 from pcrtool.tpm import policy_session as S
 from pcrtool.tpm.enroll import (_ENROLL_HINT, _NAME_HEX, MAX_BLOB_BYTES, MAX_ENROLLMENT_BYTES, NV_INDEX_RANGE,
-                                ForeignIndex, UnlockResult, blob_auth_policy, check_srk_name, counter_handle,
-                                ensure_counter, pinned_srk_name, require_srk_pin, with_pcr_retries)
+                                ForeignIndex, UnlockResult, blob_auth_policy, check_srk_name, close_srk,
+                                counter_handle, ensure_counter, load_under_srk, open_srk, pinned_srk_name,
+                                require_srk_pin, with_pcr_retries)
 
 DEFAULT_EPOCH_INDEX = 0x01805C10
 MAX_LEAVES = 4096
@@ -50,6 +51,7 @@ class AllowlistEnrollment:
     blob: str
     version: int = 2
     srk_name: str = ""   # Name of the storage key sealed under (hex); "" only when explicitly unpinned
+    srk: str = ""        # base64 serialized ESYS_TR of the persistent SRK; "" = transient primary
 
     @property
     def hash_alg(self) -> HashAlg:
@@ -88,7 +90,7 @@ class AllowlistEnrollment:
         root.check(mode == "allowlist-direct", "must be \"signed\" or \"allowlist-direct\"", "mode")
         version = root.int_("version", 0, 1000) if root.has("version") else 0
         root.check(version == 2, f"version {version} is not supported (enrol again)", "version")
-        root.obj(set(_FIELDS) - {"srk_name"}, set(_FIELDS) | {"mode"})
+        root.obj(set(_FIELDS) - {"srk_name", "srk"}, set(_FIELDS) | {"mode"})
         pcrs = root.int_list("pcrs", 0, 23, 24)
         root.check(bool(pcrs) and list(pcrs) == sorted(set(pcrs)), "must be ascending PCR indices 0…23", "pcrs")
         bank = root.str_("bank", 8)
@@ -105,14 +107,17 @@ class AllowlistEnrollment:
                 index_name=root.str_("index_name", 68, _NAME_HEX, what="a SHA-256 NV Name in hex"),
                 epoch=root.int_("epoch", 0, 2 ** 64 - 1), policy=root.hex_("policy", 32).hex(),
                 blob=root.str_("blob", 4 * MAX_BLOB_BYTES // 3 + 4), version=version,
-                srk_name=root.str_("srk_name", 68) if root.has("srk_name") else "")
+                srk_name=root.str_("srk_name", 68) if root.has("srk_name") else "",
+                srk=root.str_("srk", 2048) if root.has("srk") else "")
+        if e.srk:
+            root.b64_("srk", 1024)
         blob = root.b64_("blob", MAX_BLOB_BYTES)
         J.checked(lambda: blob_auth_policy(blob), root, "blob", "not a sealed object")
         J.checked(lambda: check_srk_name(e.srk_name, source), root, "srk_name", "bad SRK Name")
         return e
 
 
-_FIELDS = ("bank", "pcrs", "leaves", "index", "index_name", "epoch", "policy", "blob", "version", "srk_name")
+_FIELDS = ("bank", "pcrs", "leaves", "index", "index_name", "epoch", "policy", "blob", "version", "srk_name", "srk")
 
 
 # --- enrol / unlock ---------------------------------------------------------------------------------
@@ -134,18 +139,15 @@ def enroll_allowlist(tcti: str | None, tuples: Sequence[tuple[str, PcrValues]], 
     index = DEFAULT_EPOCH_INDEX if index is None else index
     with S.open_esys(tcti) as esys:
         # The storage key first: a refused pin must not have touched the epoch.
-        srk = S.create_srk(esys, pinned_srk, owner_auth)
-        try:
-            handle, value, name, _ = ensure_counter(esys, index, owner_auth)
-            epoch = value + 1
-            auth_policy = AL.direct_policy(policy.root, name, epoch)
-            blob = S.seal(esys, srk, secret, auth_policy)
-            srk_name = S.srk_name(esys, srk)
-        finally:
-            S.flush(esys, srk)
+        srk = S.ensure_persistent_srk(esys, owner_auth, pinned_srk)
+        handle, value, name, _ = ensure_counter(esys, index, owner_auth)
+        epoch = value + 1
+        auth_policy = AL.direct_policy(policy.root, name, epoch)
+        blob = S.seal(esys, srk.handle, secret, auth_policy)
         e = AllowlistEnrollment("allowlist-direct", bank.bank_name, tuple(sorted(pcrs)),
                                 tuple(x.hex() for x in policy.leaves), index, name.hex(), epoch,
-                                auth_policy.hex(), base64.b64encode(blob).decode(), srk_name=srk_name.hex())
+                                auth_policy.hex(), base64.b64encode(blob).decode(), srk_name=srk.name.hex(),
+                                srk=base64.b64encode(srk.serialized).decode())
         if commit is not None:
             commit(e)
         if S.read_counter(esys, handle) < epoch:   # a re-run after a crash may find it done
@@ -181,10 +183,10 @@ def _unlock_attempt(esys, e: AllowlistEnrollment, live, blob: bytes, attempt_any
         if not attempt_anyway or not attrs & D.TPMA_NV.NO_DA:
             raise
         handle = fi.handle
-    srk = S.create_srk(esys, e.pinned_srk)
+    srk, transient = open_srk(esys, e)
     obj = session = None
     try:
-        obj = S.load_blob(esys, srk, blob)
+        obj = load_under_srk(esys, srk, blob)
         session = S.start_policy_session(esys, srk)
         S.policy_pcr(esys, session, bank, pcrs)
         S.policy_or_path(esys, session, tree.path(leaf if leaf is not None else 0))
@@ -197,7 +199,8 @@ def _unlock_attempt(esys, e: AllowlistEnrollment, live, blob: bytes, attempt_any
                             **({"rc": err.rc, "command": err.command} if hasattr(err, "command") else {})) from None
         raise
     finally:
-        S.flush(esys, session, obj, srk)
+        S.flush(esys, session, obj)
+        close_srk(esys, srk, transient)
     return UnlockResult(secret, -1, -1, list(esys.commands))
 
 

@@ -138,6 +138,65 @@ def create_srk(esys, expected_name: bytes | None = None, owner_auth: bytes | Non
     return handle
 
 
+SRK_HANDLE = 0x81000001   # the persistent SRK, as systemd uses it (TCG provisioning guidance)
+_SRK_REQUIRED = ((TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT | TPMA_OBJECT.SENSITIVEDATAORIGIN
+                  | TPMA_OBJECT.RESTRICTED | TPMA_OBJECT.DECRYPT) if ESAPI is not None else 0)
+
+
+class PersistentSrk:
+    """The storage root key at SRK_HANDLE: its ESYS_TR, Name, and serialized ESYS_TR (recorded
+    in the enrollment so unlock needs neither CreatePrimary nor owner authorization)."""
+
+    def __init__(self, handle, name: bytes, serialized: bytes) -> None:
+        self.handle, self.name, self.serialized = handle, name, serialized
+
+
+def ensure_persistent_srk(esys, owner_auth: bytes | None = None,
+                          expected_name: bytes | None = None) -> PersistentSrk:
+    """The SRK at 0x81000001, created once (TPM2_CreatePrimary + TPM2_EvictControl, owner
+    authorization) when absent. An existing key there is used only if it is a restricted
+    decryption key generated inside this TPM (FIXEDTPM, FIXEDPARENT, SENSITIVEDATAORIGIN: nobody
+    holds its private part) — systemd's SRK qualifies — and, for a re-seal, only if it is the
+    pinned one (``expected_name``)."""
+    try:
+        handle = esys.tr_from_tpmpublic(SRK_HANDLE)
+    except TSS2_Exception:
+        handle = None
+    if handle is None:
+        transient = create_srk(esys, None, owner_auth)
+        try:
+            set_owner_auth(esys, owner_auth)
+            handle = tpm_call("TPM2_EvictControl", esys.evict_control, ESYS_TR.OWNER, transient, SRK_HANDLE,
+                              hint="making the SRK persistent needs owner authorization (--owner-auth-file)")
+        finally:
+            flush(esys, transient)
+    pub, _, _ = tpm_call("TPM2_ReadPublic", esys.read_public, handle)
+    attrs = int(pub.publicArea.objectAttributes)
+    name = bytes(esys.tr_get_name(handle))
+    if attrs & int(_SRK_REQUIRED) != int(_SRK_REQUIRED) or D.name_of(pub.publicArea.marshal()) != name:
+        raise PolicyRefused(f"the key at {SRK_HANDLE:#x} is not a storage root key generated in this TPM "
+                            f"(attributes {attrs:#x})", hint="remove it (tpm2_evictcontrol) or ask the owner")
+    if expected_name is not None and name != expected_name:
+        raise PolicyRefused(f"the TPM's storage root key is not the enrolled one (Name {name.hex()[:16]}…, "
+                            f"enrolled {expected_name.hex()[:16]}…); refusing to seal under it",
+                            hint="another TPM or a cleared owner hierarchy: enrol afresh")
+    return PersistentSrk(handle, name, bytes(esys.tr_serialize(handle)))
+
+
+def pinned_persistent_srk(esys, serialized: bytes, expected_name: bytes):
+    """The enrolled SRK from its serialized ESYS_TR (no TPM command): the salt of every session
+    is encrypted to THIS public area, whatever sits at the handle now, so a substituted key (or a
+    device on the bus answering for it) learns nothing; TPM2_Load fails under any other key."""
+    try:
+        handle = esys.tr_deserialize(serialized)
+    except TSS2_Exception:
+        raise PolicyRefused("the enrollment's SRK record is damaged", hint="enrol again") from None
+    if bytes(esys.tr_get_name(handle)) != expected_name:
+        raise PolicyRefused("the storage root key is not the enrolled one: the enrollment's SRK record does "
+                            "not have the pinned Name (the file was edited)", hint="enrol again")
+    return handle
+
+
 def srk_name(esys, handle) -> bytes:
     """The Name of a storage key handle (recorded at enrolment to pin the SRK; no TPM command)."""
     return bytes(esys.tr_get_name(handle))
