@@ -83,14 +83,18 @@ def bench_unlock() -> dict:
         t = time.perf_counter()
         r = E.unlock(sw.tcti, e, apps)
         out["signed (64-svn window)"] = (len(r.commands), time.perf_counter() - t, r.commands)
-        for mode in ("direct", "nv"):
-            a = P.enroll_allowlist(sw.tcti, [(x.label, x.selected(bank, pcrs)) for x in releases], bank=bank,
-                                   pcrs=pcrs, secret=b"s" * 32, mode=mode, update_key=os.urandom(32))
-            _measure(sw, target.measurements, bank)
-            t = time.perf_counter()
-            r = P.unlock_allowlist(sw.tcti, a)
-            out[f"allowlist-{mode} (1000 releases)"] = (len(r.commands), time.perf_counter() - t, r.commands)
+        a = P.enroll_allowlist(sw.tcti, [(x.label, x.selected(bank, pcrs)) for x in releases], bank=bank,
+                               pcrs=pcrs, secret=b"s" * 32)
+        _measure(sw, target.measurements, bank)
+        t = time.perf_counter()
+        r = P.unlock_allowlist(sw.tcti, a)
+        out["allowlist-direct (1000 releases)"] = (len(r.commands), time.perf_counter() - t, r.commands)
     return out
+
+
+# systemd-creds decrypt with a signed PCR policy, counted at a logging proxy on swtpm (issue 13):
+# its SRK is persistent too (no CreatePrimary).
+SYSTEMD_UNLOCK_COMMANDS = 17
 
 
 def main(argv=None) -> int:
@@ -107,7 +111,10 @@ def main(argv=None) -> int:
     ok = b["approvals_build_s"] + b["allowlist_policy_s"] < 1.0
     if not args.no_tpm:
         for mode, (count, secs, cmds) in bench_unlock().items():
-            print(f"unlock {mode}: {count} TPM commands, {secs * 1000:.1f} ms on swtpm: {' '.join(cmds)}")
+            flushes = cmds.count("flush_context")
+            print(f"unlock {mode}: {count} TPM commands ({count - flushes} without FlushContext; systemd "
+                  f"{SYSTEMD_UNLOCK_COMMANDS}, ratio {count / SYSTEMD_UNLOCK_COMMANDS:.2f}), {secs * 1000:.1f} ms "
+                  f"on swtpm: {' '.join(cmds)}")
     return 0 if ok else 1
 
 

@@ -8,7 +8,7 @@ so every "deny" cell records the TPM's return code, not pcrtool's opinion.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 from pcrtool.errors import PcrtoolError, UsageError
@@ -248,6 +248,13 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
             note(Cell("svn beyond the enrolled window", "-", NA, NA,
                       detail="needs the private key (--key) to sign a release above the window"))
 
+        # 4b. attack classes of issue 13, each refused by the TPM
+        if setup.private_key is not None and older:
+            _attack_cells(sw, setup, enrollment, newest, older[0], unlock_cell, note, secret)
+        else:
+            note(Cell("attack classes (scope, re-enrolment, forged approval)", "-", NA, NA,
+                      detail="needs the private key (--key) and two svns"))
+
         # 5. crash during enrolment (fresh counter): still works, revoked still denied
         index2 = setup.counter_index + 1
         with S.open_esys(sw.tcti) as esys:
@@ -277,6 +284,69 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
             for r in older[:1]:
                 unlock_cell("counter replaced by an ordinary index holding 0", r.label, DENY, r.measurements)
     return matrix
+
+
+def _attack_cells(sw, setup: SignedSetup, enrollment: E.Enrollment, newest: PolicyRelease, old: PolicyRelease,
+                  unlock_cell, note, secret: bytes) -> None:
+    """One cell per attack class; every deny is the TPM's (return code recorded)."""
+    bank, pcrs = setup.bank, setup.pcrs
+    sign = _sign_with(setup.private_key)
+
+    def live(b: HashAlg, sel) -> PcrValues:
+        with S.open_esys(sw.tcti) as esys:
+            return S.read_pcrs(esys, b, sel)
+
+    def signed(values: PcrValues, svn: int, product: str = "") -> A.Approvals:
+        return A.Approvals(tuple(A.sign_entries(A.build_entries([A.ApprovalTarget(values, svn)], setup.public_key,
+                                                                product=product), sign)))
+
+    _measure(sw, newest.measurements, bank)
+    other_product = signed(live(bank, pcrs), newest.svn, "pcrtool-validate-other-product")
+    unlock_cell("attack: approval signed for another product", newest.label, DENY, newest.measurements,
+                other_product, entry_override=other_product.entries[0])
+    wider = tuple(sorted(set(pcrs) | {23 if 23 not in pcrs else 22}))
+    _measure(sw, newest.measurements, bank)
+    wide = signed(live(bank, wider), newest.svn)
+    unlock_cell("attack: enrollment PCR selection edited to match another approval", newest.label, DENY,
+                newest.measurements, wide, enrollment_=replace(enrollment, pcrs=wider))
+    other_bank = HashAlg.SHA1 if bank != HashAlg.SHA1 else HashAlg.SHA256
+    _measure(sw, newest.measurements, bank)
+    try:
+        banked = signed(live(other_bank, pcrs), newest.svn)
+    except PcrtoolError:
+        banked = None
+    if banked is not None:
+        unlock_cell("attack: enrollment bank edited to match another bank's approval", newest.label, DENY,
+                    newest.measurements, banked, enrollment_=replace(enrollment, bank=other_bank.bank_name))
+    real = entry_of(setup, old, bank, pcrs)
+    if real is not None:
+        forged = A.ApprovalEntry(real.bank, real.pcrs, real.pkfp, real.pol, real.sig,
+                                 enrollment.scope.ref(newest.svn))
+        unlock_cell("attack: forged approval (svn raised, old signature)", old.label, DENY, old.measurements,
+                    entry_override=forged)
+    # re-enrolment keeps the floor: the revoked release stays revoked under the new object
+    _measure(sw, newest.measurements, bank)
+    again = E.enroll(sw.tcti, setup.public_key, floor=None, window=enrollment.window, bank=bank, pcrs=pcrs,
+                     secret=E.unlock(sw.tcti, enrollment, setup.approvals).secret, reuse=enrollment)
+    unlock_cell("attack: revoked release after a re-enrolment (--previous)", old.label, DENY, old.measurements,
+                enrollment_=again)
+    c = Cell("attack: counter increment with its own empty auth", "-", DENY)
+    with S.open_esys(sw.tcti) as esys:
+        h = S.nv_handle(esys, enrollment.counter_index)
+        try:
+            S.tpm_call("TPM2_NV_Increment", esys.nv_increment, h, h)
+            c.actual, c.detail = ALLOW, "the counter moved"
+        except PcrtoolError as err:
+            c.actual, c.detail = DENY, err.message
+            rc = getattr(err, "rc", None)
+            c.rc = f"{rc:#x} {S.rc_name(rc)}" if rc else ""
+    note(c)
+
+
+def entry_of(setup: SignedSetup, release: PolicyRelease, bank, pcrs) -> A.ApprovalEntry | None:
+    hits = setup.approvals.find(bank, pcrs, D.public_key_fingerprint(setup.public_key),
+                                D.policy_pcr(release.selected(bank, pcrs)))
+    return hits[0] if hits else None
 
 
 def _replay(measurements):
