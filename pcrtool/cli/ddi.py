@@ -243,7 +243,8 @@ def build(
     src: Path = typer.Argument(..., metavar="SRC_DIR", help="The extension's tree (usr/… for a sysext, etc/… for a confext)."),
     output: Path = typer.Option(..., "--output", "-o", metavar="NAME.raw"),
     key: str = typer.Option(..., "--key", "-k", help="file:PATH, a pkcs11: URI, or 'offline' (then use ddi prepare)."),
-    cert: str = typer.Option(..., "--cert", "--certificate", "-c", help="The signer's X.509 certificate (PEM or DER)."),
+    cert: Optional[str] = typer.Option(None, "--cert", "--certificate", "-c",
+                                       help="The signer's X.509 certificate (PEM or DER; default: the token's, for pkcs11: keys)."),
     kind: str = _TYPE_OPT,
     compress: str = _COMPRESS_OPT,
     seed: Optional[str] = _SEED_OPT,
@@ -261,6 +262,9 @@ def build(
         if signer.is_offline:
             raise UsageError("--key offline cannot sign here", hint="use pcrtool ddi prepare, then ddi attach")
         certificate = signer.certificate()
+        if certificate is None:
+            raise UsageError("a DDI signature needs the signer's X.509 certificate",
+                             hint="pass --cert CERT (the verity-sig partition names the signer by it)")
         _check_output(output, force)
         built, the_arch = _build(kind, src, output, compress, seed, arch, epoch)
         der = sign_root_hash(signer, certificate, built.root_hash)
@@ -303,7 +307,8 @@ def prepare(
     with fileio.atomic_writer(output, overwrite=force, what="image") as f:
         built.write(f, bytes(built.layout.sig_size))
     tbs_name = default_tbs_name(req_path, "roothash")
-    request, blobs = new_request(RequestKind.VERITY_ROOTHASH, [("roothash", tbs_name, roothash_tbs(built.root_hash))],
+    item = ("roothash", tbs_name, roothash_tbs(built.root_hash), {"root-hash-algorithm": "sha256"})
+    request, blobs = new_request(RequestKind.VERITY_ROOTHASH, [item],
                                  key=certificate, extra={"rootHash": built.root_hash.hex(), "image": output.name})
     write_request(req_path, request, blobs)
     _summary(built, output, the_arch, {"signed": False, "request": str(req_path),

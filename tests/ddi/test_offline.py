@@ -58,3 +58,33 @@ def test_attach_refuses_another_keys_signature_and_another_image(keys, tmp_path)
     run(openssl, "dgst", "-sha256", "-sign", key, "-out", tmp_path / "a.roothash.sig", tmp_path / "a.roothash")
     code, _, err = cli("ddi", "attach", request, images[1], "-c", cert)
     assert code == 3 and "not the one the request covers" in err
+
+
+def test_signing_host_and_pkcs11_token_give_the_same_image(keys, tmp_path):
+    """The same DDI three ways: a key file, a SoftHSM2 token (Signer API), and `pcrtool sign-request
+    sign` on the signing host for a `ddi prepare` request."""
+    need_tool("softhsm2-util")
+    need_tool("pkcs11-tool")
+    from tests.support.softhsm import SoftHsm
+
+    src = make_tree(tmp_path / "src", "tri", "ID=_any\n", files=4)
+    key, cert = keys["new"]
+    common = ["--seed", SEED, "--source-date-epoch", EPOCH, "--arch", "x86-64"]
+    images = {n: tmp_path / n / "tri.raw" for n in ("file", "token", "host")}
+    for p in images.values():
+        p.parent.mkdir()
+    assert cli("ddi", "build", src, "-o", images["file"], "-k", f"file:{key}", "-c", cert, *common)[0] == 0
+    with SoftHsm.start(label="ddi test") as hsm:
+        hsm.import_key(key, label="ddi", key_id=b"\x09", certificate=cert)
+        code, _, err = cli("ddi", "build", src, "-o", images["token"], "-k", hsm.uri("ddi"), *common)
+    assert code == 0, err
+    assert cli("ddi", "prepare", src, "-o", images["host"], "-c", cert, *common)[0] == 0
+    request = images["host"].with_name("tri.sign-request.json")
+    code, out, err = cli("--json=short", "sign-request", "show", request, "-k", cert)
+    assert code == 0, err
+    digest = json.loads(out)["digest"]
+    code, _, err = cli("sign-request", "sign", request, "-k", f"file:{key}", "--expect", digest,
+                       "--audit-log", tmp_path / "audit.jsonl")
+    assert code == 0, err
+    assert cli("ddi", "attach", request, images["host"], "-c", cert)[0] == 0
+    assert images["token"].read_bytes() == images["file"].read_bytes() == images["host"].read_bytes()
