@@ -385,7 +385,9 @@ def prepare(
     request, blobs = new_request(RequestKind.VERITY_ROOTHASH, [("roothash", tbs_name, roothash_tbs(root),
                                                                 {"root-hash-algorithm": root_alg})],
                                  hash_alg=alg, key=cert, extra={"rootHash": root.hex()})
-    write_request(output, request, blobs)
+    from pcrtool.cli.common import NewFilesOnly
+    with NewFilesOnly([output, Path(output).parent / tbs_name]):  # all or nothing
+        write_request(output, request, blobs)
     _emit_kv({"request": str(output), "tbs": str(output.parent / tbs_name), "rootHash": root.hex(),
               "sign-with": f"openssl dgst -{alg.bank_name} -sign KEY -out {tbs_name}.sig {tbs_name}"})
 

@@ -80,3 +80,10 @@ def test_pe_prepare_removes_the_sattrs_file_when_the_manifest_fails(files):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert _left(files) == ["img.sign-request.json"]
     assert not os.path.exists(files / "out" / "img.sattrs.der")
+
+
+def test_verity_prepare_removes_the_roothash_file_when_the_manifest_fails(files):
+    (files / "out" / "r.sign-request.json").mkdir()
+    r = run("verity", "prepare", "ab" * 32, "-o", files / "out" / "r.sign-request.json")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert _left(files) == ["r.sign-request.json"]
