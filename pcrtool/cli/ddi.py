@@ -25,14 +25,13 @@ def _kind(text: Optional[str]):
         raise UsageError(f"--type takes sysext, confext or portable, not {text!r}") from None
 
 
-def _guess_kind(d):
+def _guess_kind(release_files: dict):
+    """sysext or confext from the extension-release files found (sysext when there are none)."""
     from pcrtool.ddi.release import ExtensionType
-    kinds = {k.split(":", 1)[0] for k in d.release_files}
-    if "sysext" in kinds:
-        return ExtensionType.SYSEXT
-    if "confext" in kinds:
+    kinds = {k.split(":", 1)[0] for k in release_files}
+    if "confext" in kinds and "sysext" not in kinds:
         return ExtensionType.CONFEXT
-    return None
+    return ExtensionType.SYSEXT
 
 
 def _dissect(image, path: Path, arch: str, kind, *, mismatch: bool = True):
@@ -138,7 +137,7 @@ def verify(
     trusted, searched = load_trusted_certs(certs)
     with MappedImage(image) as img:
         d, release_files = _dissect(img, image, the_arch, the_kind)
-        the_kind = the_kind or _guess_kind(d) or (None if release_files else _kind("sysext"))
+        the_kind = the_kind or _guess_kind(release_files)
         host = Host(parse_os_release(read_host_os_release(host_os_release), source="host os-release"),
                     the_arch, scope)
         result = verify_ddi(img, d, policy, certs=trusted, host=host, kind=the_kind,

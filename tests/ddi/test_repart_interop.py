@@ -138,3 +138,57 @@ def test_compressed_images_are_read_by_systemd_and_fsck(compress, mkfs, repart_i
     code, _, err = cli("ddi", "verify", out, "--image-policy", SYSEXT_POLICY, "--certs", certdirs["new"],
                        "--host-os-release", host["fedora"], "--arch", "x86-64")
     assert code == 0, err
+
+
+def test_squashfs_ddi_from_repart_definitions(keys, certdirs, host, sid_systemd, ddi_dir):
+    """A signed DDI whose file system is squashfs (repart.d Format=squashfs): the extension-release
+    file comes out through unsquashfs, and the name check still applies."""
+    need_tool("unsquashfs")
+    base = ddi_dir / "squashfs"
+    defs = base / "defs"
+    defs.mkdir(parents=True)
+    (defs / "10-root.conf").write_text("[Partition]\nType=root\nFormat=squashfs\nCopyFiles=/usr/\nVerity=data\n"
+                                       "VerityMatchKey=root\nMinimize=best\n")
+    (defs / "20-verity.conf").write_text("[Partition]\nType=root-verity\nVerity=hash\nVerityMatchKey=root\n"
+                                         "Minimize=best\n")
+    (defs / "30-sig.conf").write_text("[Partition]\nType=root-verity-sig\nVerity=signature\nVerityMatchKey=root\n")
+    src = make_tree(base / "src", "sq", "ID=debian\nVERSION_ID=13\n", files=5)
+    image = base / "sq.raw"
+    key, cert = keys["new"]
+    sid_systemd.run("systemd-repart", f"--definitions={defs}", "--empty=create", "--size=auto", "--dry-run=no",
+                    f"--copy-source={src}", f"--private-key={key}", f"--certificate={cert}", "--offline=yes",
+                    f"--seed={SEED}", image)
+    theirs = dissect_json(sid_systemd, image)
+    code, out, err = cli("--json=short", "ddi", "inspect", image, "--arch", "x86-64")
+    assert code == 0, err
+    ours = json.loads(out)
+    assert ours["sysextRelease"] == theirs["sysextRelease"] == ["ID=debian", "VERSION_ID=13"]
+    assert [m["fstype"] for m in ours["mounts"]] == [m["fstype"] for m in theirs["mounts"]]
+    args = ["--image-policy", SYSEXT_POLICY, "--certs", certdirs["new"], "--arch", "x86-64"]
+    code, out, err = cli("--json=short", "ddi", "verify", image, *args, "--host-os-release", host["debian"])
+    assert code == 0, err
+    assert json.loads(out)["checks"][-1]["check"] == "extension-release"
+    code, _, err = cli("ddi", "verify", image, *args, "--host-os-release", host["fedora"])
+    assert code == 3 and "ID=debian, the host is ID=fedora" in err
+    renamed = base / "renamed.raw"
+    renamed.write_bytes(image.read_bytes())
+    code, _, err = cli("ddi", "verify", renamed, *args, "--host-os-release", host["debian"])
+    assert code == 3 and "named 'renamed' but carries extension-release.sq" in err
+
+
+def test_confext_is_verified_against_confext_rules(keys, certdirs, ddi_dir):
+    src = make_tree(ddi_dir / "confext-src", "conf", "ID=debian\nCONFEXT_LEVEL=3\n", files=2, kind="confext")
+    image = ddi_dir / "confext" / "conf.raw"
+    image.parent.mkdir()
+    key, cert = keys["new"]
+    assert cli("ddi", "build", src, "-o", image, "-t", "confext", "-k", f"file:{key}", "-c", cert,
+               "--arch", "x86-64")[0] == 0
+    host = ddi_dir / "os-release.confext"
+    args = ["--certs", certdirs["new"], "--arch", "x86-64", "--host-os-release", host]
+    host.write_text("ID=debian\nVERSION_ID=13\nCONFEXT_LEVEL=3\nSYSEXT_LEVEL=9\n")
+    code, out, err = cli("--json=short", "ddi", "verify", image, *args)
+    assert code == 0, err
+    assert json.loads(out)["type"] == "confext"
+    host.write_text("ID=debian\nVERSION_ID=13\nCONFEXT_LEVEL=4\n")
+    code, _, err = cli("ddi", "verify", image, *args)
+    assert code == 3 and "CONFEXT_LEVEL=3, the host has CONFEXT_LEVEL=4" in err
