@@ -19,7 +19,8 @@ CONFIG (JSON): ``public_key`` (PEM text or a file: the release signing key, requ
 /etc/pcrtool/approvals.pcrsig), ``floor`` (0), ``window`` (16), ``pcrs`` ("11" or [11]),
 ``bank`` ("sha256"), ``tcti`` (default: $PCRTOOL_TCTI, else device:/dev/tpmrm0),
 ``counter_index`` (hex), ``enrollment`` (also write the enrollment here, 0600: what
-``pcrtool tpm advance-floor``/``status`` take).
+``pcrtool tpm advance-floor``/``status`` take), and ``product``, ``owner_auth_file`` (passed to
+``tpm enroll`` as ``--product``/``--owner-auth-file``).
 
 Shipped as console scripts (pyproject.toml) and by ``pcrtool clevis install --dir DIR``, which
 writes the two executables calling this interpreter (for venvs and initramfs builders).
@@ -43,7 +44,7 @@ PIN = "pcrtool"
 DEFAULT_APPROVALS = "/etc/pcrtool/approvals.pcrsig"
 SUMMARY = "Encrypts using a TPM2 signed PCR policy with pcrtool's downgrade floor"
 _CONFIG_KEYS = {"public_key", "approvals", "floor", "window", "pcrs", "bank", "tcti", "counter_index",
-                "enrollment"}
+                "enrollment", "product", "owner_auth_file"}
 
 app = new_app("clevis pin (clevis-encrypt-pcrtool / clevis-decrypt-pcrtool) for LUKS2 unlock.")
 
@@ -153,6 +154,9 @@ def encrypt(config_text: str, plaintext: bytes) -> str:
             args += ["--tcti", str(cfg["tcti"])]
         if cfg.get("counter_index"):
             args += ["--counter-index", str(cfg["counter_index"])]
+        for key in ("product", "owner_auth_file"):  # passed on only when given (`tpm enroll --help`)
+            if cfg.get(key):
+                args += [f"--{key.replace('_', '-')}", str(cfg[key])]
         _relay(_pcrtool(*args), "pcrtool tpm enroll")
         enrollment_text = (d / "enrollment.json").read_text()
         if cfg.get("enrollment"):
