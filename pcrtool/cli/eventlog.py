@@ -180,7 +180,8 @@ def verify(
         records = _userspace(userspace_log)
         for rec in records:
             if rec.digest_valid() is False:
-                render.warn(f"userspace record {rec.index} (PCR {rec.pcr}): digest is not the hash of "
+                where = f"PCR {rec.pcr}" if rec.pcr is not None else f"NV index {rec.nv_index:#x}"
+                render.warn(f"userspace record {rec.index} ({where}): digest is not the hash of "
                             f"its string {rec.string!r:.60}")
         extend_with_userspace(result, records)
     warnings = verify_payload_digests(log)

@@ -8,7 +8,8 @@ events, or ``systemd`` with the userspace record's own ``content``. ``event_type
 systemd knows for the type, else the type's decimal number as a string. EV_NO_ACTION events and
 PCR indices above 23 are not records of any PCR and are left out. A userspace record carries
 content_type/content only when it is a ``systemd`` record of an event type systemd knows
-(otherwise systemd writes just pcr, recnum and digests).
+(otherwise systemd writes just pcr, recnum and digests). An NV-index record has ``nv_index``
+where the others have ``pcr``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def to_cel_json(log: EventLog, userspace: list[UserspaceRecord] | None = None) -
             "content": {"event_type": event_type_name(ev.event_type), "event_data": ev.data.hex()},
         })
     for rec in userspace or ():
-        out = {"pcr": rec.pcr, "recnum": len(records) + 1, "digests": _digests(rec.digests)}
+        where = {"pcr": rec.pcr} if rec.pcr is not None else {"nv_index": rec.nv_index}
+        out = {**where, "recnum": len(records) + 1, "digests": _digests(rec.digests)}
         if rec.content_type == "systemd" and rec.content.get("eventType") in USERSPACE_EVENT_TYPES:
             out["content_type"] = "systemd"
             out["content"] = rec.content

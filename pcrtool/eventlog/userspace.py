@@ -5,6 +5,8 @@ Framing is RFC 7464 JSON-SEQ: each record is 0x1E, one JSON object, a newline. R
 ``pcr``, ``digests`` [{hashAlg, digest}], ``content_type`` "systemd" and ``content``
 {string, bootId, timestamp, eventType}; the digest is H(content.string) (systemd-pcrextend).
 Userspace records come after every firmware event, so replay continues from the firmware values.
+A record may name an NV index (``nv_index``, systemd ≥ 259's NvPCRs) instead of a PCR: it is kept
+(CEL export) but extends no PCR.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ RS = b"\x1e"
 @dataclass(frozen=True, slots=True)
 class UserspaceRecord:
     index: int                  # position in the userspace log
-    pcr: int
+    pcr: int | None             # None for an NV-index record
     digests: dict[HashAlg, bytes]
     content_type: str | None
     content: dict = field(default_factory=dict)
+    nv_index: int | None = None
 
     @property
     def string(self) -> str | None:
@@ -70,8 +73,13 @@ def _record(obj, index: int, offset: int, source: str, partial) -> UserspaceReco
 
     if not isinstance(obj, dict):
         raise bad("not an object")
-    pcr = obj.get("pcr")
-    if not isinstance(pcr, int) or not 0 <= pcr < PCR_COUNT:
+    pcr, nv_index = obj.get("pcr"), obj.get("nv_index")
+    if pcr is not None and nv_index is not None:
+        raise bad("both 'pcr' and 'nv_index'")
+    if nv_index is not None:
+        if type(nv_index) is not int or not 0 <= nv_index < 0xFFFFFFFF:
+            raise bad(f"bad nv_index {nv_index!r}")
+    elif type(pcr) is not int or not 0 <= pcr < PCR_COUNT:
         raise bad(f"bad pcr {pcr!r}")
     digests: dict[HashAlg, bytes] = {}
     for d in obj.get("digests") or []:
@@ -87,13 +95,15 @@ def _record(obj, index: int, offset: int, source: str, partial) -> UserspaceReco
         digests[alg] = value
     content = obj.get("content")
     return UserspaceRecord(index, pcr, digests, obj.get("content_type"),
-                           content if isinstance(content, dict) else {})
+                           content if isinstance(content, dict) else {}, nv_index)
 
 
 def extend_with_userspace(result: ReplayResult, records: list[UserspaceRecord]) -> ReplayResult:
     """Continue ``result`` (a firmware replay) with the userspace records, in place."""
     pcr0_start = 4 if result.hcrtm else (result.locality or 0)
     for rec in records:
+        if rec.pcr is None:  # an NV index, not a PCR
+            continue
         for alg in result.banks:
             digest = rec.digests.get(alg)
             if digest is None:

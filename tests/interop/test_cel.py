@@ -53,7 +53,9 @@ def _userspace_log() -> bytes:
         out += b"\x1e" + json.dumps(rec).encode() + b"\n"
     for rec in ({"pcr": 9, "digests": [{"hashAlg": "sha256", "digest": "00" * 32}], "content_type": "other",
                  "content": {"x": 1}},
-                {"pcr": 9, "digests": [{"hashAlg": "sha256", "digest": "11" * 32}], "content": {"eventType": "phase"}}):
+                {"pcr": 9, "digests": [{"hashAlg": "sha256", "digest": "11" * 32}], "content": {"eventType": "phase"}},
+                {"nv_index": 0x01D10200, "digests": [{"hashAlg": "sha256", "digest": "22" * 32}],
+                 "content_type": "systemd", "content": {"string": "nvpcr-init:x", "eventType": "nvpcr-init"}}):
         out += b"\x1e" + json.dumps(rec).encode() + b"\n"
     return out
 
@@ -78,11 +80,12 @@ def test_cel_of_every_event_type_and_userspace_record_equals_systemd_pcrlock(sid
     (tmp_path / "log.bin").write_bytes(_synthetic_log())
     (tmp_path / "us.log").write_bytes(_userspace_log())
     ours, theirs = _both(sid_systemd, tmp_path, tmp_path / "log.bin", tmp_path / "us.log")
-    assert len(ours) == len(theirs) == len(EventType.__members__) - 1 + 3 + len(USERSPACE_TYPES) + 2
+    assert len(ours) == len(theirs) == len(EventType.__members__) - 1 + 3 + len(USERSPACE_TYPES) + 3
     for a, b in zip(ours, theirs):
         assert a == b
     # the deny side: unknown userspace types carry no content, unnamed firmware types are numbers
-    assert list(ours[-3]) == ["pcr", "recnum", "digests"]
+    assert list(ours[-4]) == ["pcr", "recnum", "digests"]
+    assert list(ours[-1])[0] == "nv_index"  # an NV-index record (systemd's NvPCRs)
     assert {"2", str(0xFFFFFFF0)} <= {r["content"]["event_type"] for r in ours if r.get("content_type") == "pcclient_std"}
 
 
