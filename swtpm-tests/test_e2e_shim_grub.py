@@ -145,6 +145,26 @@ def test_release_b_predicted_from_artefacts_alone(chain, workdir):
             assert pred.get(alg, pcr) == measured.get(alg, pcr), (alg.bank_name, pcr)
 
 
+def test_release_b_by_substitution_into_a_real_log(chain, workdir):
+    """Without `config`: A's logged GRUB events with B's command line, initrd and grub.cfg put in."""
+    a_log = workdir / "a-boot-sub.bin"
+    a_log.write_bytes(chain["a"][1].eventlog)
+    d = workdir / "m-b-sub"
+    _manifest(d, chain["b"][0], version="2", svn=2, pcrs=(4, 7, 8, 9, 14), reference_log=a_log)
+    (d / "release.toml").write_text((d / "release.toml").read_text().split("[grub]")[0] + f"""[grub]
+path = "grubx64.efi"
+kernel = "vmlinuz"
+cmdline = "{RELEASES['b'][0]}"
+initrd = "initrd.img"
+files = {{"(hd0)/EFI/debian/grub.cfg" = "grub.cfg"}}
+""")
+    pred = _predict([d / "release.toml"], workdir / "pred-b-sub.json")["2"]
+    measured = _pcrs(chain["b"][1])
+    for alg in BANKS:
+        for pcr in (4, 7, 8, 9, 14):
+            assert pred.get(alg, pcr) == measured.get(alg, pcr), (alg.bank_name, pcr)
+
+
 def test_approval_and_floor_on_real_shim_grub_boots(chain, workdir):
     from pcrtool.swtpm import Swtpm
 
