@@ -395,3 +395,38 @@ def test_manifest_shim_grub_errors(doc, message):
     with pytest.raises(ManifestError) as e:
         predict_release(m, lambda path: b"MZ")
     assert message in e.value.message
+
+
+def test_memdisk_fat12_reader_reads_what_mtools_wrote(tmp_path):
+    """grub-mkimage's memdisk is a FAT12 image: read back files written by mkfs.vfat + mcopy."""
+    import subprocess
+
+    from pcrtool.predict.grub import fat_root_files
+    from pcrtool.testing import need_tool
+
+    for tool in ("mkfs.vfat", "mcopy"):
+        need_tool(tool)
+    img = tmp_path / "memdisk.img"
+    subprocess.run(["mkfs.vfat", "-C", str(img), "64"], check=True, capture_output=True)
+    cfg = b"".join(b"line %d of a config spanning several clusters\n" % i for i in range(120))
+    (tmp_path / "grub.cfg").write_bytes(cfg)
+    (tmp_path / "x.txt").write_bytes(b"x")
+    for name in ("grub.cfg", "x.txt"):
+        subprocess.run(["mcopy", "-i", str(img), str(tmp_path / name), f"::{name}"], check=True,
+                       env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"})
+    files = fat_root_files(img.read_bytes())
+    assert files == {"grub.cfg": cfg, "x.txt": b"x"}
+    assert fat_root_files(b"\0" * 1024) == {}
+
+
+def test_mok_list_layout_vendor_list_then_variable_and_the_empty_placeholder(rel_b):
+    """An enrolled MOK list is appended after the vendor certificate list; empty = SHA-256 zero entry."""
+    from pcrtool.predict.shim import mok_list_data
+
+    esl = (rel_b.dir / "shim-vendor-dbx.esl").read_bytes()[:76]   # any signature list
+    data = mok_list_data(rel_b.shim_info(), "MokList", esl)
+    assert data.endswith(esl) and data.startswith(bytes.fromhex("a159c0a5e494a74a87b5ab155c2bf072"))
+    assert mok_list_data(None, "MokListX") == (bytes.fromhex("2616c4c14c509240aca941f936934328")
+                                               + (28 + 16 + 32).to_bytes(4, "little") + bytes(4)
+                                               + (16 + 32).to_bytes(4, "little")
+                                               + bytes.fromhex("50ab5d6046e00043abb63dd810dd8b23") + bytes(32))
