@@ -38,7 +38,7 @@ PCR_GRUB_FILES = 9
 #: What :func:`run_script` predicts; everything else is kept from the reference log.
 PREDICTED_CONSTRUCTS = (
     "commands with literal, quoted ('…', \"…\") and $var/${var} words; ';' and newlines; # comments",
-    "set NAME=VALUE, NAME=VALUE, unset, export",
+    "set NAME=VALUE, NAME=VALUE, unset, export; insmod of a module built into the image",
     "if/elif/else/fi with [ … ] / test: -z -n -e -f -d = != ! -a -o (files: the release's file list)",
     "source / configfile FILE (measured on PCR 9, then interpreted)",
     "menuentry TITLE … { … } and booting the default entry (by index or title)",
@@ -89,6 +89,7 @@ class GrubImage:
     config: str | None
     prefix: str | None
     memdisk: dict[str, bytes] = field(default_factory=dict)
+    modules: frozenset[str] = frozenset()   # built in: `insmod` of these reads no file
 
 
 def read_grub_image(data: bytes) -> GrubImage:
@@ -106,6 +107,7 @@ def read_grub_image(data: bytes) -> GrubImage:
     pos, end = base + off, min(base + size, base + mods.raw_size, len(data))
     config = prefix = None
     memdisk: dict[str, bytes] = {}
+    modules: set[str] = set()
     while pos + 8 <= end:
         typ, length = struct.unpack_from("<II", data, pos)
         if length < 8 or pos + length > end:
@@ -117,8 +119,32 @@ def read_grub_image(data: bytes) -> GrubImage:
             prefix = body.split(b"\0", 1)[0].decode("utf-8", "replace")
         elif typ == OBJ_TYPE_MEMDISK:
             memdisk = fat_root_files(body)
+        elif typ == OBJ_TYPE_ELF:
+            name = _elf_modname(body)
+            if name:
+                modules.add(name)
         pos += length
-    return GrubImage(config, prefix, memdisk)
+    return GrubImage(config, prefix, memdisk, frozenset(modules))
+
+
+def _elf_modname(elf: bytes) -> str | None:
+    """The ``.modname`` section of a GRUB module (an ELF64 relocatable object)."""
+    if len(elf) < 64 or elf[:4] != b"\x7fELF" or elf[4] != 2:
+        return None
+    shoff, = struct.unpack_from("<Q", elf, 40)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", elf, 58)
+    if shoff + shnum * shentsize > len(elf) or shstrndx >= shnum:
+        return None
+
+    def section(i: int) -> tuple[int, int, int]:
+        name, _type, _flags, _addr, off, size = struct.unpack_from("<IIQQQQ", elf, shoff + i * shentsize)
+        return name, off, size
+    _n, stroff, strsize = section(shstrndx)
+    for i in range(shnum):
+        name, off, size = section(i)
+        if elf[stroff + name:stroff + name + 9] == b".modname\0":
+            return elf[off:off + size].split(b"\0", 1)[0].decode("ascii", "replace")
+    return None
 
 
 def fat_root_files(image: bytes) -> dict[str, bytes]:
@@ -372,8 +398,9 @@ FileSet = Mapping[str, "bytes | Mapping[HashAlg, bytes]"]
 
 
 class _Interp:
-    def __init__(self, files: FileSet, banks: Sequence[HashAlg], env: dict[str, str]) -> None:
-        self.files, self.banks, self.env = files, banks, env
+    def __init__(self, files: FileSet, banks: Sequence[HashAlg], env: dict[str, str],
+                 modules: frozenset[str] | None = None) -> None:
+        self.files, self.banks, self.env, self.modules = files, banks, env, modules
         self.trace = BootTrace()
         self.depth = 0
 
@@ -449,7 +476,13 @@ class _Interp:
                 self._read_file(a, "initrd")
                 self.trace.initrds.append(a)
             return 0
-        if name in ("insmod", "export", "echo", "terminal_output", "terminal_input", "serial",
+        if name == "insmod":
+            missing = [a for a in args if self.modules is None or a not in self.modules]
+            if missing:
+                raise Unpredictable(f"insmod {missing[0]}: not built into the GRUB image, so GRUB reads "
+                                    "(and measures) a module file")
+            return 0
+        if name in ("export", "echo", "terminal_output", "terminal_input", "serial",
                     "set_gfxpayload", "gfxmode", "load_video", "font", "true", "setparams", "timeout"):
             return 0
         if name == "false":
@@ -519,15 +552,17 @@ def parse_script(text: str, *, source: str = "grub.cfg") -> list:
 
 
 def run_script(text: str, files: FileSet, banks: Sequence[HashAlg] = DEFAULT_BANKS, *,
-               env: Mapping[str, str] | None = None, boot: bool = True, source: str = "grub.cfg") -> BootTrace:
+               env: Mapping[str, str] | None = None, boot: bool = True, source: str = "grub.cfg",
+               modules: frozenset[str] | None = None) -> BootTrace:
     """Interpret ``text`` as GRUB would (the predicted subset) and return its measurements.
 
     ``files`` maps a path as the script names it (``(hd0)/EFI/debian/grub.cfg``, ``/boot/vmlinuz``)
     to its content or precomputed digests (:data:`FileSet`).
     With ``boot``, the default menu entry is then booted (``setparams`` + its commands).
+    ``modules``: the modules built into the image (``insmod`` of another one reads a file).
     Raises :class:`Unpredictable` for constructs outside :data:`PREDICTED_CONSTRUCTS`.
     """
-    interp = _Interp(files, banks, dict(env or {}))
+    interp = _Interp(files, banks, dict(env or {}), modules)
     interp.run(parse_script(text, source=source))
     if boot:
         interp.boot_default()
@@ -547,7 +582,8 @@ def debian_signed_trace(grub_image: bytes | GrubImage, files: FileSet, banks: Se
         raise Unpredictable(f"the GRUB image's embedded config is {img.config!r} without a memdisk grub.cfg")
     prefix = f"({device}){img.prefix or ''}"
     env = {"prefix": prefix, "root": device, "cmdpath": prefix}
-    return run_script(cfg.decode("utf-8", "replace"), files, banks, env=env, source="(memdisk)/grub.cfg")
+    return run_script(cfg.decode("utf-8", "replace"), files, banks, env=env, source="(memdisk)/grub.cfg",
+                      modules=img.modules)
 
 
 # --- substitution into a reference log's GRUB events -------------------------------------------

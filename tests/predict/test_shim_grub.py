@@ -430,3 +430,11 @@ def test_mok_list_layout_vendor_list_then_variable_and_the_empty_placeholder(rel
                                                + (28 + 16 + 32).to_bytes(4, "little") + bytes(4)
                                                + (16 + 32).to_bytes(4, "little")
                                                + bytes.fromhex("50ab5d6046e00043abb63dd810dd8b23") + bytes(32))
+
+
+def test_insmod_only_of_built_in_modules():
+    cfg = "insmod part_gpt\nmenuentry a { linux /k }\n"
+    tr = run_script(cfg, {"/k": b"K"}, [HashAlg.SHA256], modules=frozenset({"part_gpt"}))
+    assert tr.events[0].data == b"grub_cmd: insmod part_gpt\0"
+    with pytest.raises(Unpredictable, match="module file"):
+        run_script(cfg, {"/k": b"K"}, [HashAlg.SHA256], modules=frozenset({"fat"}))
