@@ -7,6 +7,7 @@ finds without judging it; ``pcrtool.ddi.verify`` judges. Pure.
 
 from __future__ import annotations
 
+import struct
 import uuid
 from dataclasses import dataclass, field
 
@@ -91,6 +92,7 @@ class Dissected:
     release_files: dict[str, bytes] = field(default_factory=dict)   # name → extension-release bytes
     release_error: str | None = None
     kind: ExtensionType | None = None
+    gpt_warning: str | None = None              # backup GPT damaged (systemd uses the primary)
 
     def data(self, image, designator: str) -> bytes:
         p = self.used[designator]
@@ -127,13 +129,18 @@ def _release_files(fs: bytes, fstype: str | None, kind: ExtensionType | None) ->
         return found, None
     except UnsupportedError as e:
         return {}, e.message
-    except (FormatError, ValueError, IndexError) as e:
+    except (FormatError, ValueError, IndexError, struct.error) as e:
         return {}, f"the erofs file system is corrupt: {getattr(e, 'message', e)}"
 
 
 def dissect(image, *, arch: str, read_release: bool = True, kind: ExtensionType | None = None) -> Dissected:
     """Read the GPT and the DDI structure of ``image`` for a host of architecture ``arch``."""
-    gpt = read_gpt(image)
+    gpt = read_gpt(image, check_backup=False)
+    gpt_warning = None
+    try:
+        read_gpt(image, sector_size=gpt.sector_size)
+    except FormatError as e:
+        gpt_warning = f"{e.message}; systemd (libblkid) uses the primary GPT"
     parts = _partitions(image, gpt)
     used: dict[str, DdiPartition] = {}
     dups: list[str] = []
@@ -168,7 +175,7 @@ def dissect(image, *, arch: str, read_release: bool = True, kind: ExtensionType 
         dp = used[data_designator]
         releases, release_error = _release_files(image[dp.offset:dp.offset + dp.size], dp.fstype, kind)
     return Dissected(len(image), gpt, arch, tuple(parts), used, tuple(dups), verity, verity_error, sig,
-                     sig_error, data_designator, releases, release_error, kind)
+                     sig_error, data_designator, releases, release_error, kind, gpt_warning)
 
 
 def describe(d: Dissected, *, image_name: str) -> dict:

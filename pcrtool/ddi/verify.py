@@ -273,6 +273,8 @@ def verify_ddi(image, d: Dissected, policy: ImagePolicy, *, certs: list[TrustedC
                  release_files: dict[str, bytes] | None = None) -> DdiVerdict:
     """Run every check on a dissected image; the result's ``reason`` is the first failure."""
     run = _Run()
+    if d.gpt_warning:
+        run.result.warnings.append(d.gpt_warning)
     try:
         used, mode = _check_policy(run, d, policy)
         run.result.mode = mode
