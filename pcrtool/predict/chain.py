@@ -124,6 +124,15 @@ def grub_from_log(reference_log, banks: Sequence[HashAlg], *, kernel_path: str |
     if initrd is not None:
         contents[initrd_path or old_initrd] = initrd
     renamed = {old_kernel: kernel_path or old_kernel, old_initrd: initrd_path or old_initrd}
+    logged_files = {t for p, t in texts if p == PCR_GRUB_FILES}
+    for what, given, path in (("kernel", kernel, old_kernel), ("initrd", initrd, old_initrd)):
+        if given is not None and path not in logged_files:
+            raise UsageError(f"the reference log has no PCR 9 event for GRUB's {what} file {path!r}",
+                             hint="is the log from this machine's GRUB boot?")
+    for path in files or {}:
+        if path not in logged_files and path not in (kernel_path, initrd_path):
+            raise UsageError(f"the reference log has no PCR 9 event for {path!r}",
+                             hint="name the file as the log does, e.g. (hd0,gpt1)/EFI/debian/grub.cfg")
     out: list[Measurement] = []
     for e, (pcr, old), (_, new) in zip(events, texts, new_texts):
         if pcr == PCR_GRUB_STRINGS:

@@ -438,3 +438,14 @@ def test_insmod_only_of_built_in_modules():
     assert tr.events[0].data == b"grub_cmd: insmod part_gpt\0"
     with pytest.raises(Unpredictable, match="module file"):
         run_script(cfg, {"/k": b"K"}, [HashAlg.SHA256], modules=frozenset({"fat"}))
+
+
+def test_substitution_refuses_a_file_the_log_never_read(rel_a):
+    from pcrtool.errors import UsageError
+
+    with pytest.raises(UsageError, match="no PCR 9 event"):
+        grub_from_log(rel_a.log, BANKS, files={"(hd0,gpt1)/EFI/debian/grub.cfg": b"x"})
+    with pytest.raises(UsageError, match="no GRUB 'linux' command"):
+        # a UKI boot: no GRUB at all
+        grub_from_log(parse_event_log((CAPTURES / "ovmf-sb-off" / "eventlog.bin").read_bytes()), BANKS,
+                      args="quiet")
