@@ -26,14 +26,11 @@ from pcrtool.errors import FormatError
 from pcrtool.eventlog.decode.variables import (_BOOT_ENTRY, SIGNATURE_DB_NAMES, parse_variable_data,
                                                walk_signature_lists, x509_info)
 from pcrtool.eventlog.model import Event, EventLog, LogFormat
+from pcrtool.eventlog.parse import event_from_record, read_records
 from pcrtool.model import HashAlg
 from pcrtool.tcg.constants import EventType
 from pcrtool.tcg.devicepath import device_path_text_and_nodes
 
-_III = struct.Struct("<III")
-_H = struct.Struct("<H")
-_U32 = struct.Struct("<I")
-_SHA1_HEADER = struct.Struct("<II20sI")
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _EVENT_TYPES = {t.value: t for t in EventType}
 
@@ -61,8 +58,6 @@ class RecordRenderer:
         self.log = log
         self.decode = decode
         self.agile = log.format == LogFormat.CRYPTO_AGILE
-        self.table = ({a.alg_id: (a.alg, a.digest_size) for a in log.spec_id.algorithms}
-                      if self.agile else {})
         self._type_fragments: dict[int, tuple[EventType, str]] = {}
         self._serializers = _serializers()
         self.hot = dict(_hot_paths())
@@ -98,97 +93,35 @@ class RecordRenderer:
         hot = self.hot
         tfrags = self._type_fragments
         dfrag = _DIGEST_KEYS
-        if self.agile:
-            table = self.table
-            unpack_iii = _III.unpack_from
-            unpack_h = _H.unpack_from
-            unpack_u32 = _U32.unpack_from
-            for i in range(lo, hi):
-                pos = starts[i]
-                if i == 0:
-                    end = starts[1]
-                    ev = Event(0, 0, 0, EventType.EV_NO_ACTION, {HashAlg.SHA1: buf[8:28]},
-                               buf[32:end], end)
-                    pcr = 0
-                    if pcrs is not None and pcr not in pcrs:
-                        continue
-                    digests = ev.digests
-                    data = ev.data
-                    unknown = None
-                    t, tfrag = type_of(3)
-                else:
-                    pcr, etype, count = unpack_iii(buf, pos)
-                    if pcrs is not None and pcr not in pcrs:
-                        continue
-                    p = pos + 12
-                    digests = {}
-                    unknown = None
-                    for _ in range(count):
-                        alg, dsize = table[unpack_h(buf, p)[0]]
-                        if alg is not None:
-                            digests[alg] = buf[p + 2:p + 2 + dsize]
-                        else:
-                            if unknown is None:
-                                unknown = {}
-                            unknown[unpack_h(buf, p)[0]] = buf[p + 2:p + 2 + dsize]
-                        p += 2 + dsize
-                    size = unpack_u32(buf, p)[0]
-                    p += 4
-                    entry = tfrags.get(etype)
-                    if entry is None:
-                        entry = type_of(etype)
-                    t, tfrag = entry
-                    data = buf[p:p + size]
-                    ev = None
-                if decode:
-                    fast = hot.get(etype) if i else None
-                    dec = None
-                    if fast is not None:
-                        try:
-                            dec = fast(pcr, data)
-                        except Exception:   # noqa: BLE001 - the decoder's own path reports it
-                            dec = None
-                    if dec is None:
-                        if ev is None:
-                            ev = Event(i, pos, pcr, t, digests, data, p + size - pos)
-                            if unknown is not None:
-                                ev.unknown_digests = unknown
-                        dec = decoded_text(ev)
-                    tail = ',"decoded":' + dec + "}"
-                else:
-                    tail = "}"
-                if unknown:
-                    tail = ',"unknownDigests":' + _dumps({f"0x{a:04x}": d.hex() for a, d in unknown.items()}) + tail
-                dtext = ",".join([f'{dfrag[a]}{d.hex()}"' for a, d in digests.items()])
-                # one copy of the (possibly large) data hex into the record's text
-                append(f'{{"index":{i},"offset":{pos},"pcr":{pcr},{tfrag},"digests":{{{dtext}}},'
-                       f'"size":{len(data)},"data":"{data.hex()}"{tail}')
-        else:
-            unpack = _SHA1_HEADER.unpack_from
-            sha1 = HashAlg.SHA1
-            for i in range(lo, hi):
-                pos = starts[i]
-                pcr, etype, digest, size = unpack(buf, pos)
-                if pcrs is not None and pcr not in pcrs:
-                    continue
-                t, tfrag = type_of(etype)
-                data = buf[pos + 32:pos + 32 + size]
-                text = (f'{{"index":{i},"offset":{pos},"pcr":{pcr},{tfrag},"digests":{{"sha1":"{digest.hex()}"}},'
-                        f'"size":{size},"data":"{data.hex()}"')
-                if decode:
-                    fast = hot.get(etype)
-                    dec = None
-                    if fast is not None:
-                        try:
-                            dec = fast(pcr, data)
-                        except Exception:   # noqa: BLE001 - the decoder's own path reports it
-                            dec = None
-                    if dec is None:
-                        dec = decoded_text(Event(i, pos, pcr, t, {sha1: digest}, data, 32 + size))
-                    text += ',"decoded":' + dec + "}"
-                else:
-                    text += "}"
-                append(text)
+        header = self.agile          # record 0 of a crypto-agile log is the Spec ID header
+        for record in read_records(buf, self.log, starts, lo, hi):
+            i, pos, pcr, etype, digests, unknown, p, size = record
+            if pcrs is not None and pcr not in pcrs:
+                continue
+            entry = tfrags.get(etype)
+            if entry is None:
+                entry = type_of(etype)
+            tfrag = entry[1]
+            data = buf[p:p + size]
+            if decode:
+                fast = hot.get(etype) if (i or not header) else None
+                dec = None
+                if fast is not None:
+                    try:
+                        dec = fast(pcr, data)
+                    except Exception:   # noqa: BLE001 - the decoder's own path reports it
+                        dec = None
+                if dec is None:
+                    dec = decoded_text(event_from_record(buf, record))
+                tail = ',"decoded":' + dec + "}"
+            else:
+                tail = "}"
+            if unknown:
+                tail = ',"unknownDigests":' + _dumps({f"0x{a:04x}": d.hex() for a, d in unknown.items()}) + tail
+            dtext = ",".join([f'{dfrag[a]}{d.hex()}"' for a, d in digests.items()])
+            # one copy of the (possibly large) data hex into the record's text
+            append(f'{{"index":{i},"offset":{pos},"pcr":{pcr},{tfrag},"digests":{{{dtext}}},'
+                   f'"size":{size},"data":"{data.hex()}"{tail}')
         return ",".join(parts)
 
 

@@ -42,9 +42,7 @@ def parse_event_log(data: bytes, *, source: str = "event log") -> EventLog:
     empty, truncated or corrupt log.
     """
     stream = EventLogStream(data, source=source)
-    append = stream.log.events.append
-    for event in stream:
-        append(event)
+    stream.log.events.extend(stream)
     return stream.log
 
 
@@ -61,22 +59,30 @@ class EventLogStream:
         # An mmap (see pcrtool.system.map_event_log) is used in place: large logs are walked
         # without a copy, and the pages already walked are released as the walk goes on.
         buf = data if isinstance(data, (bytes, mmap.mmap)) else bytes(data)
+        self._buf = buf
         self.log, self._walk = _open(buf, source)
 
     def __iter__(self):
-        return self._walk(True)
+        """The events, in order; every record is validated before the first one is built (a
+        corrupt record raises FormatError whose ``partial`` log holds the events before it)."""
+        starts = array("q")
+        try:
+            self._walk(starts)
+        except FormatError as e:
+            if e.partial is self.log:
+                self.log.events.extend(_events(self._buf, self.log, starts, 0, len(starts)))
+            raise
+        return _events(self._buf, self.log, starts, 0, len(starts) - 1)
 
     def validate(self) -> None:
-        for _ in self._walk(False):
-            pass
+        self._walk(None)
 
     def record_starts(self) -> "array":
         """Validate every record (like ``validate``) and return the byte offset of each record,
         in log order, followed by the end of the last one (where padding starts): record ``i``
         is ``buf[starts[i]:starts[i + 1]]`` and has index ``i``."""
         starts = array("q")
-        for _ in self._walk(False, starts):
-            pass
+        self._walk(starts)
         return starts
 
 
@@ -110,12 +116,11 @@ def _open(buf: bytes, source: str):
         if spec_id.signature == SPEC_ID_SIGNATURE:
             banks = [a.alg for a in spec_id.algorithms if a.alg is not None]
             log = EventLog(LogFormat.CRYPTO_AGILE, [], spec_id, banks, len(buf), quirks=quirks)
-            return log, lambda materialize, starts=None: _walk_crypto_agile(buf, log, size, source, materialize,
-                                                                              starts)
+            return log, lambda starts: _validate_crypto_agile(buf, log, size, source, starts)
     elif etype == EventType.EV_NO_ACTION and size == 17 and buf[32:48] == STARTUP_LOCALITY_SIGNATURE:
         quirks.append(SHORT_NO_ACTION_FIRST.name)
     log = EventLog(LogFormat.SHA1, [], spec_id, [HashAlg.SHA1], len(buf), quirks=quirks)
-    return log, lambda materialize, starts=None: _walk_sha1(buf, log, source, materialize, starts)
+    return log, lambda starts: _validate_sha1(buf, log, source, starts)
 
 
 def _spec_id_length(spec_id: SpecIdEvent) -> int:
@@ -159,11 +164,6 @@ def parse_spec_id(data: bytes, *, offset: int = 0, source: str = "event log") ->
                        vendor_info)
 
 
-def _event_type(value: int) -> EventType:
-    t = _EVENT_TYPES.get(value)
-    return t if t is not None else EventType(value)
-
-
 _FILL_HEADERS = (bytes(8), b"\xff" * 8)
 
 
@@ -194,12 +194,12 @@ def _release(buf, upto: int, released: int) -> int:
     return upto
 
 
-def _walk_sha1(buf: bytes, log: EventLog, source: str, materialize: bool, starts: array | None = None):
-    """TCG 1.2 style log: TCG_PCClientPCREvent records (PCR, type, SHA1 digest, size, data)."""
+def _validate_sha1(buf: bytes, log: EventLog, source: str, starts: array | None) -> None:
+    """Check every TCG_PCClientPCREvent record (PCR, type, SHA1 digest, size, data) of a TCG 1.2
+    style log against the buffer; append each record's offset to ``starts``."""
     end = len(buf)
     pos = 0
-    unpack = _SHA1_HEADER.unpack_from
-    sha1 = HashAlg.SHA1
+    unpack_size = _U32.unpack_from
     index = 0
     released, release_at = 0, _RELEASE_STEP
     while pos < end:
@@ -209,17 +209,13 @@ def _walk_sha1(buf: bytes, log: EventLog, source: str, materialize: bool, starts
         if end - pos < 32:
             raise FormatError(f"{source}: truncated record header ({end - pos} of 32 bytes)",
                               offset=pos, partial=log, hint="the log is cut short")
-        pcr, etype, digest, size = unpack(buf, pos)
+        size = unpack_size(buf, pos + 28)[0]
         if size > end - pos - 32:
             raise FormatError(f"{source}: event {index} data size {size} runs past the end of the log",
                               offset=pos, partial=log, hint="the log is truncated or corrupt")
-        data_start = pos + 32
-        if materialize:
-            yield Event(index, pos, pcr, _event_type(etype), {sha1: digest},
-                        buf[data_start:data_start + size], 32 + size)
-        elif starts is not None:
+        if starts is not None:
             starts.append(pos)
-        pos = data_start + size
+        pos += 32 + size
         index += 1
         if pos >= release_at:
             released = _release(buf, pos, released)
@@ -228,13 +224,11 @@ def _walk_sha1(buf: bytes, log: EventLog, source: str, materialize: bool, starts
         starts.append(pos)
 
 
-def _walk_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: str, materialize: bool,
-                       starts: array | None = None):
-    """Spec ID header record, then TCG_PCR_EVENT2 records (PCR, type, digests, size, data)."""
+def _validate_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: str,
+                           starts: array | None) -> None:
+    """Check the Spec ID header record and every TCG_PCR_EVENT2 record (PCR, type, digests,
+    size, data) against the buffer; append each record's offset to ``starts``."""
     spec_id = log.spec_id
-    if materialize:
-        yield Event(0, 0, 0, EventType.EV_NO_ACTION, {HashAlg.SHA1: buf[8:28]},
-                    buf[32:32 + header_size], 32 + header_size)
     if starts is not None:
         starts.append(0)
     # alg id -> (HashAlg or None, digest size), from the Spec ID table only (go-attestation #144).
@@ -246,7 +240,6 @@ def _walk_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: str,
     unpack_iii = _III.unpack_from
     unpack_h = _H.unpack_from
     unpack_u32 = _U32.unpack_from
-    event_types = _EVENT_TYPES
     released, release_at = 0, _RELEASE_STEP
     while pos < end:
         start = pos
@@ -266,8 +259,6 @@ def _walk_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: str,
                               f"{max_count} algorithms", offset=pos, partial=log,
                               hint="the log is corrupt")
         pos += 12
-        digests: dict[HashAlg, bytes] = {}
-        unknown: dict[int, bytes] | None = None
         for _ in range(count):
             if end - pos < 2:
                 raise FormatError(f"{source}: event {index} truncated in its digest list", offset=start,
@@ -278,19 +269,11 @@ def _walk_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: str,
                 raise FormatError(f"{source}: event {index} has a digest of algorithm 0x{alg_id:04x} "
                                   "that the Spec ID does not declare", offset=pos, partial=log,
                                   hint="its size is unknown, so the log cannot be read further")
-            alg, dsize = entry
+            dsize = entry[1]
             pos += 2
             if end - pos < dsize:
                 raise FormatError(f"{source}: event {index} truncated in its digests", offset=start,
                                   partial=log, hint="the log is cut short")
-            if not materialize:
-                pass                       # validation walk: sizes only
-            elif alg is not None:
-                digests[alg] = buf[pos:pos + dsize]
-            else:
-                if unknown is None:
-                    unknown = {}
-                unknown[alg_id] = buf[pos:pos + dsize]
             pos += dsize
         if end - pos < 4:
             raise FormatError(f"{source}: event {index} truncated before its event size", offset=start,
@@ -300,14 +283,7 @@ def _walk_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: str,
         if size > end - pos:
             raise FormatError(f"{source}: event {index} data size {size} runs past the end of the log",
                               offset=start, partial=log, hint="the log is truncated or corrupt")
-        if materialize:
-            t = event_types.get(etype)
-            ev = Event(index, start, pcr, t if t is not None else EventType(etype), digests,
-                       buf[pos:pos + size], pos + size - start)
-            if unknown is not None:
-                ev.unknown_digests = unknown
-            yield ev
-        elif starts is not None:
+        if starts is not None:
             starts.append(start)
         pos += size
         index += 1
@@ -316,3 +292,71 @@ def _walk_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: str,
             release_at = pos + _RELEASE_STEP
     if starts is not None:
         starts.append(pos)
+
+
+def read_records(buf, log: EventLog, starts, lo: int = 0, hi: int | None = None):
+    """The one reader of record headers: for records ``lo <= i < hi`` of a buffer whose offsets
+    ``starts`` the validating walk produced (``EventLogStream.record_starts``), yields
+    ``(index, offset, pcr, event type value, {HashAlg: digest}, {alg id: digest} or None,
+    data start, data size)``. No size is checked again: the offsets must come from validation.
+    Event building, the fast JSON renderer and the buffer replay all read records here."""
+    if hi is None:
+        hi = len(starts) - 1
+    released, release_at = 0, _RELEASE_STEP
+    if log.format == LogFormat.CRYPTO_AGILE:
+        table = {a.alg_id: (a.alg, a.digest_size) for a in log.spec_id.algorithms}
+        unpack_iii = _III.unpack_from
+        unpack_h = _H.unpack_from
+        unpack_u32 = _U32.unpack_from
+        no_action = int(EventType.EV_NO_ACTION)
+        sha1 = HashAlg.SHA1
+        for i in range(lo, hi):
+            pos = starts[i]
+            if i == 0:                     # the Spec ID header record (TCG_PCClientPCREvent)
+                end = starts[1] if len(starts) > 1 else 32 + unpack_u32(buf, 28)[0]
+                yield 0, 0, 0, no_action, {sha1: buf[8:28]}, None, 32, end - 32
+                continue
+            if pos >= release_at:          # a mapped log's pages already read
+                released = _release(buf, pos, released)
+                release_at = pos + _RELEASE_STEP
+            pcr, etype, count = unpack_iii(buf, pos)
+            p = pos + 12
+            digests = {}
+            unknown = None
+            for _ in range(count):
+                alg_id = unpack_h(buf, p)[0]
+                alg, dsize = table[alg_id]
+                if alg is not None:
+                    digests[alg] = buf[p + 2:p + 2 + dsize]
+                else:
+                    if unknown is None:
+                        unknown = {}
+                    unknown[alg_id] = buf[p + 2:p + 2 + dsize]
+                p += 2 + dsize
+            yield i, pos, pcr, etype, digests, unknown, p + 4, unpack_u32(buf, p)[0]
+    else:
+        unpack = _SHA1_HEADER.unpack_from
+        sha1 = HashAlg.SHA1
+        for i in range(lo, hi):
+            pos = starts[i]
+            if pos >= release_at:
+                released = _release(buf, pos, released)
+                release_at = pos + _RELEASE_STEP
+            pcr, etype, digest, size = unpack(buf, pos)
+            yield i, pos, pcr, etype, {sha1: digest}, None, pos + 32, size
+
+
+def event_from_record(buf, record) -> Event:
+    """An ``Event`` from one ``read_records`` tuple."""
+    i, pos, pcr, etype, digests, unknown, data_start, size = record
+    t = _EVENT_TYPES.get(etype)
+    ev = Event(i, pos, pcr, t if t is not None else EventType(etype), digests,
+               buf[data_start:data_start + size], data_start + size - pos)
+    if unknown is not None:
+        ev.unknown_digests = unknown
+    return ev
+
+
+def _events(buf, log: EventLog, starts, lo: int, hi: int):
+    for record in read_records(buf, log, starts, lo, hi):
+        yield event_from_record(buf, record)

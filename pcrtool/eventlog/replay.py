@@ -179,10 +179,7 @@ def replay_records(buf, log: EventLog, starts) -> ReplayResult:
     """``replay(log)`` of a log given as its buffer and validated record offsets
     (``EventLogStream.record_starts()``), without keeping the events: records that only extend
     PCR 1-23 are extended inline, every other record goes through ``Replayer.feed``."""
-    import struct
-
-    from pcrtool.eventlog.model import LogFormat
-    from pcrtool.eventlog.parse import _EVENT_TYPES, _RELEASE_STEP, _event_type, _release
+    from pcrtool.eventlog.parse import event_from_record, read_records
 
     replayer = Replayer(log.banks)
     feed = replayer.feed
@@ -190,55 +187,22 @@ def replay_records(buf, log: EventLog, starts) -> ReplayResult:
     contributors = replayer.contributors
     gaps = replayer.gaps
     no_action = int(EventType.EV_NO_ACTION)
-    count = len(starts) - 1
-    if log.format == LogFormat.CRYPTO_AGILE:
-        if count:
-            end = starts[1]
-            feed(Event(0, 0, 0, EventType.EV_NO_ACTION, {HashAlg.SHA1: buf[8:28]}, buf[32:end], end))
-        table = {a.alg_id: (a.alg, a.digest_size) for a in log.spec_id.algorithms}
-        unpack_iii = struct.Struct("<III").unpack_from
-        unpack_h = struct.Struct("<H").unpack_from
-        unpack_u32 = struct.Struct("<I").unpack_from
-        released, release_at = 0, _RELEASE_STEP
-        for i in range(1, count):
-            pos = starts[i]
-            if pos >= release_at:          # a mapped log's pages already replayed
-                released = _release(buf, pos, released)
-                release_at = pos + _RELEASE_STEP
-            pcr, etype, n = unpack_iii(buf, pos)
-            p = pos + 12
-            digests = {}
-            for _ in range(n):
-                alg, dsize = table[unpack_h(buf, p)[0]]
-                if alg is not None:
-                    digests[alg] = buf[p + 2:p + 2 + dsize]
-                p += 2 + dsize
-            if etype == no_action or not 0 < pcr < PCR_COUNT:
-                size = unpack_u32(buf, p)[0]
-                t = _EVENT_TYPES.get(etype)
-                feed(Event(i, pos, pcr, t if t is not None else _event_type(etype), digests,
-                           buf[p + 4:p + 4 + size], p + 4 + size - pos))
+    for record in read_records(buf, log, starts):
+        i, _pos, pcr, etype, digests, _unknown, _data, _size = record
+        if etype == no_action or not 0 < pcr < PCR_COUNT:
+            feed(event_from_record(buf, record))
+            continue
+        lst = contributors.get(pcr)
+        if lst is None:
+            lst = contributors[pcr] = []
+        lst.append(i)
+        for alg, new, bank in hashers:
+            digest = digests.get(alg)
+            if digest is None:
+                gaps.append(ReplayGap(i, pcr, alg))
                 continue
-            lst = contributors.get(pcr)
-            if lst is None:
-                lst = contributors[pcr] = []
-            lst.append(i)
-            for alg, new, bank in hashers:
-                digest = digests.get(alg)
-                if digest is None:
-                    gaps.append(ReplayGap(i, pcr, alg))
-                    continue
-                old = bank.get(pcr)
-                if old is None:
-                    old = initial_pcr_value(alg, pcr, locality=replayer.pcr0_start)
-                bank[pcr] = new(old + digest).digest()
-    else:
-        unpack = struct.Struct("<II20sI").unpack_from
-        sha1 = HashAlg.SHA1
-        for i in range(count):
-            pos = starts[i]
-            pcr, etype, digest, size = unpack(buf, pos)
-            t = _EVENT_TYPES.get(etype)
-            feed(Event(i, pos, pcr, t if t is not None else _event_type(etype), {sha1: digest},
-                       buf[pos + 32:pos + 32 + size], 32 + size))
+            old = bank.get(pcr)
+            if old is None:
+                old = initial_pcr_value(alg, pcr, locality=replayer.pcr0_start)
+            bank[pcr] = new(old + digest).digest()
     return replayer.result()
