@@ -23,8 +23,7 @@ from pcrtool.errors import FormatError
 from pcrtool.eventlog.model import Event, EventLog, LogFormat, SpecIdAlgorithm, SpecIdEvent
 from pcrtool.model import HashAlg
 from pcrtool.eventlog.quirks import SHORT_NO_ACTION_FIRST, SPECID_VENDORINFO_OUTSIDE_EVENT
-from pcrtool.tcg.constants import (SPEC_ID_SIGNATURE, SPEC_ID_SIGNATURES, STARTUP_LOCALITY_SIGNATURE,
-                                   EventType)
+from pcrtool.tcg.constants import SPEC_ID_SIGNATURE, SPEC_ID_SIGNATURES, EventType
 
 _U32 = struct.Struct("<I")
 _III = struct.Struct("<III")
@@ -102,13 +101,8 @@ def _open(buf: bytes, source: str):
         try:
             spec_id = parse_spec_id(buf[32:32 + size], offset=32, source=source)
         except FormatError as e:
-            # Quirk: vendorInfo outside the record, exactly filling the rest of the log.
-            try:
-                spec_id = parse_spec_id(buf[32:], offset=32, source=source)
-            except FormatError:
-                spec_id = None
-            if spec_id is None or spec_id.signature != SPEC_ID_SIGNATURE or \
-                    _spec_id_length(spec_id) != len(buf) - 32:
+            spec_id = SPECID_VENDORINFO_OUTSIDE_EVENT.apply(buf, source=source)
+            if spec_id is None:
                 e.partial = EventLog(LogFormat.SHA1, [], None, [HashAlg.SHA1], len(buf))
                 raise
             size = len(buf) - 32
@@ -117,14 +111,10 @@ def _open(buf: bytes, source: str):
             banks = [a.alg for a in spec_id.algorithms if a.alg is not None]
             log = EventLog(LogFormat.CRYPTO_AGILE, [], spec_id, banks, len(buf), quirks=quirks)
             return log, lambda starts: _validate_crypto_agile(buf, log, size, source, starts)
-    elif etype == EventType.EV_NO_ACTION and size == 17 and buf[32:48] == STARTUP_LOCALITY_SIGNATURE:
+    elif SHORT_NO_ACTION_FIRST.apply(etype, size, buf[32:48]):
         quirks.append(SHORT_NO_ACTION_FIRST.name)
     log = EventLog(LogFormat.SHA1, [], spec_id, [HashAlg.SHA1], len(buf), quirks=quirks)
     return log, lambda starts: _validate_sha1(buf, log, source, starts)
-
-
-def _spec_id_length(spec_id: SpecIdEvent) -> int:
-    return 28 + 4 * len(spec_id.algorithms) + 1 + len(spec_id.vendor_info)
 
 
 def parse_spec_id(data: bytes, *, offset: int = 0, source: str = "event log") -> SpecIdEvent:

@@ -15,6 +15,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from pcrtool.eventlog.model import Event, EventLog
+from pcrtool.eventlog.quirks import DUPLICATE_STARTUP_LOCALITY
 from pcrtool.model import PCR_COUNT, HashAlg, PcrValues
 from pcrtool.tcg.constants import HCRTM_DATA, STARTUP_LOCALITY_SIGNATURE, EventType
 
@@ -119,11 +120,7 @@ class Replayer:
         pcr = ev.pcr
         if ev.event_type == EventType.EV_NO_ACTION:
             if pcr == 0 and len(ev.data) == 17 and ev.data[:16] == STARTUP_LOCALITY_SIGNATURE:
-                if self.pcr0_started:
-                    self.warnings.append(f"event {ev.index}: StartupLocality after a PCR 0 extend ignored")
-                elif self.locality is not None:
-                    self.warnings.append(f"event {ev.index}: duplicate StartupLocality ignored")
-                else:
+                if not DUPLICATE_STARTUP_LOCALITY.apply(self, ev.index):
                     self.locality = ev.data[16]
             return
         if not 0 <= pcr < PCR_COUNT:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pcrtool.eventlog.model import Event, EventLog
+from pcrtool.eventlog.quirks import SHIM_AUTHORITY_TRAILING_BYTES
 from pcrtool.model import HashAlg
 from pcrtool.tcg.constants import EventType as T
 
@@ -49,9 +50,7 @@ def payload_candidates(event: Event) -> list[bytes] | None:
             _guid, _name, _value, rest = parse_variable_data(data)
         except Exception:  # noqa: BLE001
             return [data]
-        # quirk shim-authority-trailing-bytes: shim's "Shim" vendor-cert record has bytes after
-        # the variable data and hashes something else; not checkable from the log.
-        return None if rest else [data]
+        return None if SHIM_AUTHORITY_TRAILING_BYTES.apply(rest) else [data]
     if t in STRICT:
         return [data]
     if t == T.EV_EFI_VARIABLE_BOOT:
