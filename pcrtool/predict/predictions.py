@@ -79,6 +79,8 @@ def _measurement_from_json(item: Any, where: str) -> Measurement:
         raise ManifestError(f"{where}: a measurement is {{\"pcr\": N, \"type\": …, \"sha256\": hex}}")
     _int(item["pcr"], "pcr", where, 0, PCR_COUNT - 1)
     type_name = item.get("type", "userspace")
+    if not isinstance(type_name, str):
+        raise ManifestError(f"{where}: 'type' must be an event type name like \"EV_IPL\"")
     if type_name == "userspace":
         event_type = None
     else:
