@@ -11,6 +11,10 @@ Rules that real logs need (see ../shared/docs/eventlog-reference.md §3(c)):
 - no size field is trusted beyond the buffer; a truncated record raises ``FormatError`` with the
   byte offset and the events parsed before it (``partial``);
 - trailing all-0x00 / all-0xFF bytes are reported as padding, not parsed.
+
+Everything read here is *untrusted* (named ``untrusted_…``) until a replay is compared with the
+TPM's PCRs. One validating walk per format checks every size against the buffer and records the
+record offsets; ``read_records`` is the one reader of record headers after that.
 """
 
 from __future__ import annotations
@@ -57,9 +61,9 @@ class EventLogStream:
         self.source = source
         # An mmap (see pcrtool.system.map_event_log) is used in place: large logs are walked
         # without a copy, and the pages already walked are released as the walk goes on.
-        buf = data if isinstance(data, (bytes, mmap.mmap)) else bytes(data)
-        self._buf = buf
-        self.log, self._walk = _open(buf, source)
+        untrusted_log = data if isinstance(data, (bytes, mmap.mmap)) else bytes(data)
+        self._buf = untrusted_log
+        self.log, self._walk = _open(untrusted_log, source)
 
     def __iter__(self):
         """The events, in order; every record is validated before the first one is built (a
@@ -79,42 +83,42 @@ class EventLogStream:
     def record_starts(self) -> "array":
         """Validate every record (like ``validate``) and return the byte offset of each record,
         in log order, followed by the end of the last one (where padding starts): record ``i``
-        is ``buf[starts[i]:starts[i + 1]]`` and has index ``i``."""
+        is ``untrusted_log[starts[i]:starts[i + 1]]`` and has index ``i``."""
         starts = array("q")
         self._walk(starts)
         return starts
 
 
-def _open(buf: bytes, source: str):
-    if len(buf) == 0:
+def _open(untrusted_log: bytes, source: str):
+    if len(untrusted_log) == 0:
         raise FormatError(f"{source} is empty", hint="is the TPM event log exposed by the kernel?",
                           offset=0, partial=EventLog(LogFormat.SHA1, [], None, [HashAlg.SHA1], 0))
-    if len(buf) < _SHA1_HEADER.size:
-        raise FormatError(f"{source} is truncated: {len(buf)} bytes, a record header needs "
+    if len(untrusted_log) < _SHA1_HEADER.size:
+        raise FormatError(f"{source} is truncated: {len(untrusted_log)} bytes, a record header needs "
                           f"{_SHA1_HEADER.size}", hint="the file is cut short or not an event log",
-                          offset=0, partial=EventLog(LogFormat.SHA1, [], None, [HashAlg.SHA1], len(buf)))
-    pcr, etype, digest, size = _SHA1_HEADER.unpack_from(buf, 0)
+                          offset=0, partial=EventLog(LogFormat.SHA1, [], None, [HashAlg.SHA1], len(untrusted_log)))
+    pcr, etype, digest, size = _SHA1_HEADER.unpack_from(untrusted_log, 0)
     spec_id = None
     quirks: list[str] = []
     if etype == EventType.EV_NO_ACTION and pcr == 0 and digest == _ZERO20 and \
-            buf[32:48] in SPEC_ID_SIGNATURES and size <= len(buf) - 32:
+            untrusted_log[32:48] in SPEC_ID_SIGNATURES and size <= len(untrusted_log) - 32:
         try:
-            spec_id = parse_spec_id(buf[32:32 + size], offset=32, source=source)
+            spec_id = parse_spec_id(untrusted_log[32:32 + size], offset=32, source=source)
         except FormatError as e:
-            spec_id = SPECID_VENDORINFO_OUTSIDE_EVENT.apply(buf, source=source)
+            spec_id = SPECID_VENDORINFO_OUTSIDE_EVENT.apply(untrusted_log, source=source)
             if spec_id is None:
-                e.partial = EventLog(LogFormat.SHA1, [], None, [HashAlg.SHA1], len(buf))
+                e.partial = EventLog(LogFormat.SHA1, [], None, [HashAlg.SHA1], len(untrusted_log))
                 raise
-            size = len(buf) - 32
+            size = len(untrusted_log) - 32
             quirks.append(SPECID_VENDORINFO_OUTSIDE_EVENT.name)
         if spec_id.signature == SPEC_ID_SIGNATURE:
             banks = [a.alg for a in spec_id.algorithms if a.alg is not None]
-            log = EventLog(LogFormat.CRYPTO_AGILE, [], spec_id, banks, len(buf), quirks=quirks)
-            return log, lambda starts: _validate_crypto_agile(buf, log, size, source, starts)
-    elif SHORT_NO_ACTION_FIRST.apply(etype, size, buf[32:48]):
+            log = EventLog(LogFormat.CRYPTO_AGILE, [], spec_id, banks, len(untrusted_log), quirks=quirks)
+            return log, lambda starts: _validate_crypto_agile(untrusted_log, log, size, source, starts)
+    elif SHORT_NO_ACTION_FIRST.apply(etype, size, untrusted_log[32:48]):
         quirks.append(SHORT_NO_ACTION_FIRST.name)
-    log = EventLog(LogFormat.SHA1, [], spec_id, [HashAlg.SHA1], len(buf), quirks=quirks)
-    return log, lambda starts: _validate_sha1(buf, log, source, starts)
+    log = EventLog(LogFormat.SHA1, [], spec_id, [HashAlg.SHA1], len(untrusted_log), quirks=quirks)
+    return log, lambda starts: _validate_sha1(untrusted_log, log, source, starts)
 
 
 def parse_spec_id(data: bytes, *, offset: int = 0, source: str = "event log") -> SpecIdEvent:
@@ -157,14 +161,14 @@ def parse_spec_id(data: bytes, *, offset: int = 0, source: str = "event log") ->
 _FILL_HEADERS = (bytes(8), b"\xff" * 8)
 
 
-def _is_padding(buf: bytes, pos: int) -> bool:
-    fill = buf[pos]
+def _is_padding(untrusted_log: bytes, pos: int) -> bool:
+    fill = untrusted_log[pos]
     if fill not in (0x00, 0xFF):
         return False
-    end = len(buf)
+    end = len(untrusted_log)
     step = 1 << 20
     for at in range(pos, end, step):       # chunked: an mmap has no count()
-        chunk = buf[at:min(at + step, end)]
+        chunk = untrusted_log[at:min(at + step, end)]
         if chunk.count(fill) != len(chunk):
             return False
     return True
@@ -173,33 +177,33 @@ def _is_padding(buf: bytes, pos: int) -> bool:
 _RELEASE_STEP = 1 << 20
 
 
-def _release(buf, upto: int, released: int) -> int:
+def _release(untrusted_log, upto: int, released: int) -> int:
     """Drop the walked pages of a mapped log from memory (no-op for bytes); returns the new mark."""
-    if isinstance(buf, mmap.mmap):
+    if isinstance(untrusted_log, mmap.mmap):
         start = released - released % mmap.PAGESIZE
         stop = upto - upto % mmap.PAGESIZE
         if stop > start:
-            buf.madvise(mmap.MADV_DONTNEED, start, stop - start)
+            untrusted_log.madvise(mmap.MADV_DONTNEED, start, stop - start)
         return stop
     return upto
 
 
-def _validate_sha1(buf: bytes, log: EventLog, source: str, starts: array | None) -> None:
+def _validate_sha1(untrusted_log: bytes, log: EventLog, source: str, starts: array | None) -> None:
     """Check every TCG_PCClientPCREvent record (PCR, type, SHA1 digest, size, data) of a TCG 1.2
     style log against the buffer; append each record's offset to ``starts``."""
-    end = len(buf)
+    end = len(untrusted_log)
     pos = 0
     unpack_size = _U32.unpack_from
     index = 0
     released, release_at = 0, _RELEASE_STEP
     while pos < end:
-        if pos > 0 and (end - pos < 32 or buf[pos:pos + 8] in _FILL_HEADERS) and _is_padding(buf, pos):
+        if pos > 0 and (end - pos < 32 or untrusted_log[pos:pos + 8] in _FILL_HEADERS) and _is_padding(untrusted_log, pos):
             log.padding = (pos, end - pos)
             break
         if end - pos < 32:
             raise FormatError(f"{source}: truncated record header ({end - pos} of 32 bytes)",
                               offset=pos, partial=log, hint="the log is cut short")
-        size = unpack_size(buf, pos + 28)[0]
+        size = unpack_size(untrusted_log, pos + 28)[0]
         if size > end - pos - 32:
             raise FormatError(f"{source}: event {index} data size {size} runs past the end of the log",
                               offset=pos, partial=log, hint="the log is truncated or corrupt")
@@ -208,13 +212,13 @@ def _validate_sha1(buf: bytes, log: EventLog, source: str, starts: array | None)
         pos += 32 + size
         index += 1
         if pos >= release_at:
-            released = _release(buf, pos, released)
+            released = _release(untrusted_log, pos, released)
             release_at = pos + _RELEASE_STEP
     if starts is not None:
         starts.append(pos)
 
 
-def _validate_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: str,
+def _validate_crypto_agile(untrusted_log: bytes, log: EventLog, header_size: int, source: str,
                            starts: array | None) -> None:
     """Check the Spec ID header record and every TCG_PCR_EVENT2 record (PCR, type, digests,
     size, data) against the buffer; append each record's offset to ``starts``."""
@@ -224,7 +228,7 @@ def _validate_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: 
     # alg id -> (HashAlg or None, digest size), from the Spec ID table only (go-attestation #144).
     table = {a.alg_id: (a.alg, a.digest_size) for a in spec_id.algorithms}
     max_count = len(table)
-    end = len(buf)
+    end = len(untrusted_log)
     pos = 32 + header_size
     index = 1
     unpack_iii = _III.unpack_from
@@ -234,14 +238,14 @@ def _validate_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: 
     while pos < end:
         start = pos
         if end - pos < 12:
-            if _is_padding(buf, pos):
+            if _is_padding(untrusted_log, pos):
                 log.padding = (pos, end - pos)
                 break
             raise FormatError(f"{source}: truncated record header ({end - pos} bytes)", offset=pos,
                               partial=log, hint="the log is cut short")
-        pcr, etype, count = unpack_iii(buf, pos)
+        pcr, etype, count = unpack_iii(untrusted_log, pos)
         if (pcr == 0xFFFFFFFF and etype == 0xFFFFFFFF) or (pcr == 0 and etype == 0 and count == 0):
-            if _is_padding(buf, pos):
+            if _is_padding(untrusted_log, pos):
                 log.padding = (pos, end - pos)
                 break
         if count > max_count:
@@ -253,7 +257,7 @@ def _validate_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: 
             if end - pos < 2:
                 raise FormatError(f"{source}: event {index} truncated in its digest list", offset=start,
                                   partial=log, hint="the log is cut short")
-            alg_id = unpack_h(buf, pos)[0]
+            alg_id = unpack_h(untrusted_log, pos)[0]
             entry = table.get(alg_id)
             if entry is None:
                 raise FormatError(f"{source}: event {index} has a digest of algorithm 0x{alg_id:04x} "
@@ -268,7 +272,7 @@ def _validate_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: 
         if end - pos < 4:
             raise FormatError(f"{source}: event {index} truncated before its event size", offset=start,
                               partial=log, hint="the log is cut short")
-        size = unpack_u32(buf, pos)[0]
+        size = unpack_u32(untrusted_log, pos)[0]
         pos += 4
         if size > end - pos:
             raise FormatError(f"{source}: event {index} data size {size} runs past the end of the log",
@@ -278,13 +282,13 @@ def _validate_crypto_agile(buf: bytes, log: EventLog, header_size: int, source: 
         pos += size
         index += 1
         if pos >= release_at:
-            released = _release(buf, pos, released)
+            released = _release(untrusted_log, pos, released)
             release_at = pos + _RELEASE_STEP
     if starts is not None:
         starts.append(pos)
 
 
-def read_records(buf, log: EventLog, starts, lo: int = 0, hi: int | None = None):
+def read_records(untrusted_log, log: EventLog, starts, lo: int = 0, hi: int | None = None):
     """The one reader of record headers: for records ``lo <= i < hi`` of a buffer whose offsets
     ``starts`` the validating walk produced (``EventLogStream.record_starts``), yields
     ``(index, offset, pcr, event type value, {HashAlg: digest}, {alg id: digest} or None,
@@ -303,50 +307,50 @@ def read_records(buf, log: EventLog, starts, lo: int = 0, hi: int | None = None)
         for i in range(lo, hi):
             pos = starts[i]
             if i == 0:                     # the Spec ID header record (TCG_PCClientPCREvent)
-                end = starts[1] if len(starts) > 1 else 32 + unpack_u32(buf, 28)[0]
-                yield 0, 0, 0, no_action, {sha1: buf[8:28]}, None, 32, end - 32
+                end = starts[1] if len(starts) > 1 else 32 + unpack_u32(untrusted_log, 28)[0]
+                yield 0, 0, 0, no_action, {sha1: untrusted_log[8:28]}, None, 32, end - 32
                 continue
             if pos >= release_at:          # a mapped log's pages already read
-                released = _release(buf, pos, released)
+                released = _release(untrusted_log, pos, released)
                 release_at = pos + _RELEASE_STEP
-            pcr, etype, count = unpack_iii(buf, pos)
+            pcr, etype, count = unpack_iii(untrusted_log, pos)
             p = pos + 12
             digests = {}
             unknown = None
             for _ in range(count):
-                alg_id = unpack_h(buf, p)[0]
+                alg_id = unpack_h(untrusted_log, p)[0]
                 alg, dsize = table[alg_id]
                 if alg is not None:
-                    digests[alg] = buf[p + 2:p + 2 + dsize]
+                    digests[alg] = untrusted_log[p + 2:p + 2 + dsize]
                 else:
                     if unknown is None:
                         unknown = {}
-                    unknown[alg_id] = buf[p + 2:p + 2 + dsize]
+                    unknown[alg_id] = untrusted_log[p + 2:p + 2 + dsize]
                 p += 2 + dsize
-            yield i, pos, pcr, etype, digests, unknown, p + 4, unpack_u32(buf, p)[0]
+            yield i, pos, pcr, etype, digests, unknown, p + 4, unpack_u32(untrusted_log, p)[0]
     else:
         unpack = _SHA1_HEADER.unpack_from
         sha1 = HashAlg.SHA1
         for i in range(lo, hi):
             pos = starts[i]
             if pos >= release_at:
-                released = _release(buf, pos, released)
+                released = _release(untrusted_log, pos, released)
                 release_at = pos + _RELEASE_STEP
-            pcr, etype, digest, size = unpack(buf, pos)
+            pcr, etype, digest, size = unpack(untrusted_log, pos)
             yield i, pos, pcr, etype, {sha1: digest}, None, pos + 32, size
 
 
-def event_from_record(buf, record) -> Event:
+def event_from_record(untrusted_log, record) -> Event:
     """An ``Event`` from one ``read_records`` tuple."""
     i, pos, pcr, etype, digests, unknown, data_start, size = record
     t = _EVENT_TYPES.get(etype)
     ev = Event(i, pos, pcr, t if t is not None else EventType(etype), digests,
-               buf[data_start:data_start + size], data_start + size - pos)
+               untrusted_log[data_start:data_start + size], data_start + size - pos)
     if unknown is not None:
         ev.unknown_digests = unknown
     return ev
 
 
-def _events(buf, log: EventLog, starts, lo: int, hi: int):
-    for record in read_records(buf, log, starts, lo, hi):
-        yield event_from_record(buf, record)
+def _events(untrusted_log, log: EventLog, starts, lo: int, hi: int):
+    for record in read_records(untrusted_log, log, starts, lo, hi):
+        yield event_from_record(untrusted_log, record)

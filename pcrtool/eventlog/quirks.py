@@ -41,7 +41,8 @@ def _specid_vendorinfo_outside_event(untrusted_log: bytes, *, source: str):
 
 def _startup_locality_first(untrusted_event_type: int, untrusted_size: int, untrusted_data: bytes) -> bool:
     """A first record that is a 17-byte StartupLocality EV_NO_ACTION: the log is SHA1 format."""
-    return untrusted_event_type == EventType.EV_NO_ACTION and untrusted_size == 17 and untrusted_data[:16] == STARTUP_LOCALITY_SIGNATURE
+    return (untrusted_event_type == EventType.EV_NO_ACTION and untrusted_size == 17
+            and untrusted_data[:16] == STARTUP_LOCALITY_SIGNATURE)
 
 
 def _late_startup_locality(replayer, index: int) -> bool:
@@ -94,5 +95,6 @@ SHIM_AUTHORITY_TRAILING_BYTES = Quirk(
     (7,), "verify", _shim_authority_trailing_bytes,
 )
 
-QUIRKS = (SHIM_AUTHORITY_TRAILING_BYTES, SPECID_VENDORINFO_OUTSIDE_EVENT, DUPLICATE_STARTUP_LOCALITY, SHORT_NO_ACTION_FIRST)
+QUIRKS = (SHIM_AUTHORITY_TRAILING_BYTES, SPECID_VENDORINFO_OUTSIDE_EVENT, DUPLICATE_STARTUP_LOCALITY,
+          SHORT_NO_ACTION_FIRST)
 BY_NAME = {q.name: q for q in QUIRKS}

@@ -17,11 +17,11 @@ from pcrtool.eventlog.decode import decode_event
 from pcrtool.eventlog.decode.image import ImageLoad
 from pcrtool.eventlog.decode.variables import SignatureEntry, SignatureList, Variable
 from pcrtool.eventlog.model import EventLog
-from pcrtool.tcg.constants import EventType as T
+from pcrtool.tcg.constants import EventType
 
 DATABASES = ("PK", "KEK", "db", "dbx", "dbt", "dbr")
-IMAGE_TYPES = (T.EV_EFI_BOOT_SERVICES_APPLICATION, T.EV_EFI_BOOT_SERVICES_DRIVER,
-               T.EV_EFI_RUNTIME_SERVICES_DRIVER)
+IMAGE_TYPES = (EventType.EV_EFI_BOOT_SERVICES_APPLICATION, EventType.EV_EFI_BOOT_SERVICES_DRIVER,
+               EventType.EV_EFI_RUNTIME_SERVICES_DRIVER)
 #: shim's PCR 7 authority events that record policy, not the certificate that verified an image.
 SHIM_POLICY_VARIABLES = ("SbatLevel", "MokListTrusted", "MokSBState", "MokPolicy")
 
@@ -85,7 +85,7 @@ def secure_boot_report(log: EventLog) -> SecureBootReport:
     pending: Authority | None = None
     for ev in log.events:
         t = ev.event_type
-        if ev.pcr == 7 and t == T.EV_EFI_VARIABLE_DRIVER_CONFIG:
+        if ev.pcr == 7 and t == EventType.EV_EFI_VARIABLE_DRIVER_CONFIG:
             var = decode_event(ev, log)
             if not isinstance(var, Variable):
                 report.warnings.append(f"event {ev.index}: undecodable PCR 7 variable")
@@ -96,7 +96,7 @@ def secure_boot_report(log: EventLog) -> SecureBootReport:
                 report.databases[var.name] = _entries(var.value)
             elif isinstance(var.value, bool):
                 report.modes[var.name] = var.value
-        elif ev.pcr == 7 and t == T.EV_EFI_VARIABLE_AUTHORITY:
+        elif ev.pcr == 7 and t == EventType.EV_EFI_VARIABLE_AUTHORITY:
             var = decode_event(ev, log)
             if not isinstance(var, Variable):
                 report.warnings.append(f"event {ev.index}: undecodable authority")

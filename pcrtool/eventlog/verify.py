@@ -16,19 +16,20 @@ from dataclasses import dataclass
 from pcrtool.eventlog.model import Event, EventLog
 from pcrtool.eventlog.quirks import SHIM_AUTHORITY_TRAILING_BYTES
 from pcrtool.model import HashAlg
-from pcrtool.tcg.constants import EventType as T
+from pcrtool.tcg.constants import EventType
 
 GRUB_PREFIXES = (b"grub_cmd", b"kernel_cmdline", b"grub_kernel_cmdline", b"module_cmdline")
-STRICT = frozenset({T.EV_SEPARATOR, T.EV_S_CRTM_VERSION, T.EV_EFI_VARIABLE_DRIVER_CONFIG,
-                    T.EV_EFI_GPT_EVENT, T.EV_EFI_ACTION, T.EV_EFI_VARIABLE_BOOT2,
-                    T.EV_EFI_VARIABLE_AUTHORITY})
+STRICT = frozenset({EventType.EV_SEPARATOR, EventType.EV_S_CRTM_VERSION,
+                    EventType.EV_EFI_VARIABLE_DRIVER_CONFIG, EventType.EV_EFI_GPT_EVENT,
+                    EventType.EV_EFI_ACTION, EventType.EV_EFI_VARIABLE_BOOT2,
+                    EventType.EV_EFI_VARIABLE_AUTHORITY})
 
 
 @dataclass(frozen=True, slots=True)
 class DigestWarning:
     index: int
     pcr: int
-    event_type: T
+    event_type: EventType
     alg: HashAlg
     message: str
 
@@ -44,7 +45,7 @@ def payload_candidates(event: Event) -> list[bytes] | None:
     """The byte strings one of which the event's digest must be a hash of (None: not checkable)."""
     t = event.event_type
     data = event.data
-    if t == T.EV_EFI_VARIABLE_AUTHORITY:
+    if t == EventType.EV_EFI_VARIABLE_AUTHORITY:
         from pcrtool.eventlog.decode.variables import parse_variable_data
         try:
             _guid, _name, _value, rest = parse_variable_data(data)
@@ -53,14 +54,14 @@ def payload_candidates(event: Event) -> list[bytes] | None:
         return None if SHIM_AUTHORITY_TRAILING_BYTES.apply(rest) else [data]
     if t in STRICT:
         return [data]
-    if t == T.EV_EFI_VARIABLE_BOOT:
+    if t == EventType.EV_EFI_VARIABLE_BOOT:
         from pcrtool.eventlog.decode.variables import parse_variable_data
         try:
             _guid, _name, value, _rest = parse_variable_data(data)
         except Exception:  # noqa: BLE001 - undecodable payload: compare the whole data only
             return [data]
         return [value, data]
-    if t == T.EV_IPL:
+    if t == EventType.EV_IPL:
         if event.pcr == 8:
             text = data[:-1] if data.endswith(b"\0") else data
             head, sep, value = text.partition(b" ")
