@@ -41,6 +41,7 @@ LAYERS = {
     "pcrtool.sign.authenticode": CORE,
     "pcrtool.sign.pkcs7": CORE,
     "pcrtool.sign.keygen": CORE,
+    "pcrtool.sign.request": CORE,       # decode / summary / limits / host_policy of signing requests
     "pcrtool.sign.keyfile": ADAPTER,
     "pcrtool.sign.pkcs11": ADAPTER,
     "pcrtool.sign.offline": ADAPTER,
