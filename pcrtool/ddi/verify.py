@@ -135,9 +135,10 @@ def _check_policy(run: _Run, d: Dissected, policy: ImagePolicy) -> tuple[dict[st
             missing = "signed" if "signed" in rule.use and not sig_used else rule.use_text()
             run.fail("policy", f"{des} is {found}; the policy requires {missing} ({des}={rule.text()})")
         run.ok("policy", f"{des} used as {mode}; partitions: " + ", ".join(sorted(used)))
-    else:
-        run.ok("policy", "no root or usr partition used")
-    return used, mode
+        return used, mode
+    if des is None:
+        run.fail("policy", "the image has no root or usr partition: nothing to merge")
+    run.fail("policy", f"the policy leaves {des} unused ({des}={policy.rule(des).text()}): no suitable partition")
 
 
 def _check_signature(run: _Run, d: Dissected, certs: list[TrustedCert], now: dt.datetime | None,

@@ -274,3 +274,16 @@ def test_usage_errors_are_one_line(good, env, tmp_path):
     junk.write_bytes(bytes(8192))
     code, _, err = verify(junk, **env)
     assert code == 3 and "no GPT header" in err
+
+
+@pytest.mark.parametrize("policy", [
+    "root=verity+signed+absent:root-verity-sig=absent", "root=absent", "usr=verity+signed", "root=encrypted",
+    "root=signed+read-only-off", "root=verity", "*", "root=open:=unused+absent", "root=unprotected",
+    "root=signed+absent:usr=absent", "root=verity+signed+absent:usr=verity+signed+absent", "~", "-",
+])
+def test_policy_verdicts_agree_with_systemd_dissect_validate(policy, good, env, sid_systemd):
+    """systemd-dissect --validate checks the partition arrangement against the policy (not the
+    signature, not the file-system type: that is checked when mounting)."""
+    theirs = sid_systemd.run("systemd-dissect", "--validate", f"--image-policy={policy}", good, check=False)
+    code, result, err = verify(good, policy=policy, **env)
+    assert (theirs.returncode == 0) == (code == 0), (policy, theirs.stderr, err)
