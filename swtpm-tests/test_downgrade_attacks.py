@@ -504,3 +504,74 @@ def test_owner_password_enrol_with_it_unlock_without_it(swtpm, tmp_path):
     st = json.loads(_pcrtool("tpm", "status", *t, "-e", tmp_path / "signed.json", "--json=short", check=0).stdout)
     assert st["floor"] == 2
     assert _lockout_counter(swtpm) == lockout
+
+
+# --- finding 10: an active device on the bus --------------------------------------------------------------
+
+def _interposer_unseal(sw, e, apps, pin_auth: bytes = b""):
+    """What an active bus interposer can do on an approved boot: run the whole policy in an
+    UNSALTED session (it sees every approval and tree path on the bus) and send its own
+    TPM2_Unseal on it. It never learns what the salt or the PIN protect."""
+    from tpm2_pytss import types as T
+    from tpm2_pytss.constants import ESYS_TR, TPM2_ALG, TPM2_SE
+
+    from pcrtool.policy import digests as D
+    from pcrtool.tpm import enroll as E
+    from pcrtool.tpm import policy_session as S
+
+    with S.open_esys(sw.tcti) as esys:
+        srk, _ = E.open_srk(esys, e)
+        obj = S.load_blob(esys, srk, e.blob_bytes)
+        live = S.read_pcrs(esys, e.hash_alg, e.pcrs)
+        entry = E.scoped_entries(apps, e, D.policy_pcr(live))[0]
+        key = S.load_external_key(esys, D.public_key_tpmt(e.public_key()))
+        ticket = S.verify_signature(esys, key, entry.tbs, entry.sig)
+        sess = esys.start_auth_session(ESYS_TR.NONE, ESYS_TR.NONE, TPM2_SE.POLICY,
+                                       T.TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL), TPM2_ALG.SHA256)
+        S.policy_pcr(esys, sess, e.hash_alg, e.pcrs)
+        S.policy_authorize(esys, sess, entry.pol, entry.policy_ref, bytes.fromhex(e.key_name), ticket)
+        counter = S.nv_handle(esys, e.counter_index)
+        S.policy_nv_le(esys, sess, counter, D.counter_bound(e.c0, e.f0, entry.svn))
+        S.policy_or_path(esys, sess, e.tree().path(entry.svn - e.f0))
+        if e.pin_salt:
+            S.policy_auth_value(esys, sess)
+            esys.tr_set_auth(obj, pin_auth)
+        try:
+            return bytes(esys.unseal(obj, session1=sess))
+        finally:
+            S.flush(esys, sess, key, obj)
+
+
+def test_an_active_bus_interposer_needs_the_pin(swtpm, tmp_path):
+    """Without a PIN an unsalted session of the interposer's own unseals on an approved boot
+    (pcrtool cannot stop that: the threat model says so); with --pin-file the TPM refuses it
+    (TPM_RC_AUTH_FAIL), and pcrtool itself needs the right PIN."""
+    need_module("tpm2_pytss")
+    from tpm2_pytss import TSS2_Exception
+
+    from pcrtool.model import HashAlg
+    from pcrtool.tpm import enroll as E
+    sys.path.append(str(Path(__file__).resolve().parent))
+    from tpm_proxy import excuse_lockout
+
+    rels = _releases(pcrs=(11,))
+    apps = _approvals(rels, HashAlg.SHA256, (11,))
+    plain = _enroll(swtpm, pcrs=(11,))
+    _boot(swtpm, rels[2])
+    assert _interposer_unseal(swtpm, plain, apps) == b"S" * 32      # the documented limit without a PIN
+    guarded = E.enroll(swtpm.tcti, KEY.public_key(), floor=1, window=4, bank=HashAlg.SHA256, pcrs=[11],
+                       secret=b"P" * 32, counter_index=0x01805C50, pin=b"2468")
+    excuse_lockout(swtpm)   # wrong PINs below count against dictionary-attack protection, as intended
+    with pytest.raises(TSS2_Exception) as ei:
+        _interposer_unseal(swtpm, guarded, apps)
+    assert int(ei.value.rc) & 0xBF == 0x8E      # TPM_RC_AUTH_FAIL
+    E.write_enrollment(tmp_path / "g.json", guarded)
+    (tmp_path / "a.pcrsig").write_text(apps.dumps())
+    (tmp_path / "pin").write_text("2468\n")
+    (tmp_path / "bad").write_text("1357\n")
+    t = ("--tcti", swtpm.tcti, "-e", tmp_path / "g.json", "-a", tmp_path / "a.pcrsig")
+    p = _pcrtool("tpm", "unlock", *t, "--pin-file", tmp_path / "pin", "--json=short", check=0)
+    assert json.loads(p.stdout)["tpm_commands"] == E.unlock_command_count(guarded, 3)
+    _pcrtool("tpm", "unlock", *t, check=2)
+    p = _pcrtool("tpm", "unlock", *t, "--pin-file", tmp_path / "bad", check=4)
+    assert "wrong PIN" in p.stderr and "TPM_RC" in p.stderr

@@ -63,6 +63,24 @@ def _owner_auth(path: Optional[Path]) -> Optional[bytes]:
     return data
 
 
+def _pin(path: Optional[Path]) -> Optional[bytes]:
+    if path is None:
+        return None
+    from pcrtool import fileio
+    from pcrtool.errors import UsageError
+    data = fileio.read_bytes(path, what="PIN", limit=257)
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    if not data or len(data) > 256:
+        raise UsageError("the PIN file must hold 1…256 bytes")
+    return data
+
+
+_PIN_HELP = ("File holding a PIN: the sealed object also needs it (PolicyAuthValue), so neither a device on "
+             "the TPM bus nor a copy of the disk can unseal without it; wrong PINs count against the TPM's "
+             "dictionary-attack protection.")
+
+
 def register(app) -> None:
     """Add the device-side policy commands to the `pcrtool tpm` group."""
 
@@ -99,6 +117,7 @@ def register(app) -> None:
                                                    "of this enrollment (unlock, re-seal, then bump the epoch)."),
         update_key: Optional[Path] = typer.Option(None, "--update-key", hidden=True),
         owner_auth_file: Optional[Path] = typer.Option(None, "--owner-auth-file", help=_OWNER_HELP),
+        pin_file: Optional[Path] = typer.Option(None, "--pin-file", help=_PIN_HELP),
         tcti: Optional[str] = typer.Option(None, "--tcti", "-T", help=_TCTI_HELP),
     ) -> None:
         """Seal a secret: signed mode (downgrade-protected, floor counter) or allowlist mode.
@@ -116,6 +135,7 @@ def register(app) -> None:
         chosen = _parse_pcrs(pcrs)
         index = _parse_index(counter_index)
         owner = _owner_auth(owner_auth_file)
+        pin = _pin(pin_file)
         revived = parse_revive(revive) if revive else None
         if mode != "direct" or update_key is not None:
             from pcrtool.tpm.policy_allowlist import NV_MODE_REMOVED
@@ -132,7 +152,7 @@ def register(app) -> None:
                 raise UsageError(f"--window {window} does not widen the enrolled window {old.window}")
             if previous is not None and window == 16 and old.window != 16:
                 window = old.window
-            current = E.unlock(tcti, old, _approvals(approvals) or _need("--approvals"))
+            current = E.unlock(tcti, old, _approvals(approvals) or _need("--approvals"), pin=pin)
             if secret_file is not None and fileio.read_bytes(secret_file, what="secret") != current.secret:
                 raise UsageError("--secret differs from the secret the previous enrolment holds",
                                  hint="a re-enrolment keeps the secret; enrol afresh for a new one")
@@ -142,7 +162,7 @@ def register(app) -> None:
                 key = load_public_key_file(public_key)
             new = E.enroll(tcti, key, floor=floor, window=window, bank=old.hash_alg, pcrs=old.pcrs,
                            secret=current.secret, reuse=old, product=old.product, revive=revived,
-                           owner_auth=owner)
+                           owner_auth=owner, pin=pin)
             if recovery_key is not None:
                 fileio.write_private(recovery_key, current.secret.hex() + "\n", what="recovery key")
             E.write_enrollment(output, new)
@@ -162,13 +182,13 @@ def register(app) -> None:
             nxt = _next_path(update_from)
             from pcrtool.errors import PolicyRefused
             try:
-                secret = P.unlock_allowlist(tcti, old).secret
+                secret = P.unlock_allowlist(tcti, old, pin=pin).secret
             except PolicyRefused:
                 if not nxt.exists():
                     raise
                 old = _load_any_enrollment(nxt)   # an interrupted update got past its increment
-                secret = P.unlock_allowlist(tcti, old).secret
-            new = P.update_allowlist(tcti, old, tuples, owner_auth=owner, secret=secret,
+                secret = P.unlock_allowlist(tcti, old, pin=pin).secret
+            new = P.update_allowlist(tcti, old, tuples, owner_auth=owner, secret=secret, pin=pin,
                                      commit=lambda e: P.write_durably(nxt, e.to_json()))
             P.write_durably(output, new.to_json())
             if nxt != output:
@@ -188,7 +208,8 @@ def register(app) -> None:
             pending = E.PendingEnrolment(output.with_name(output.name + ".pending"), secret)
             e = E.enroll(tcti, load_public_key_file(public_key), floor=floor, window=window, bank=alg,
                          pcrs=chosen or [11], secret=secret, product=product, revive=revived, owner_auth=owner,
-                         counter_index=index if index is not None else E.DEFAULT_COUNTER_INDEX, pending=pending)
+                         counter_index=index if index is not None else E.DEFAULT_COUNTER_INDEX, pending=pending,
+                         pin=pin)
             E.write_enrollment(output, e)
             pending.remove()
             summary = {"mode": "signed", "c0": e.c0, "f0": e.f0, "window": [e.f0, e.max_svn],
@@ -201,6 +222,7 @@ def register(app) -> None:
             sel = selected_pcrs(releases, alg, chosen)
             tuples = [(r.label, r.selected(alg, sel)) for r in releases if r.allowed]
             e = P.enroll_allowlist(tcti, tuples, bank=alg, pcrs=sel, secret=secret, index=index, owner_auth=owner,
+                                   pin=pin,
                                    commit=lambda e: P.write_durably(output, e.to_json()))
             summary = {"mode": e.mode, "releases": len(tuples), "leaves": len(e.leaves),
                        "index": f"{e.index:#x}", "epoch": e.epoch, "policy": e.policy, "output": str(output)}
@@ -214,6 +236,7 @@ def register(app) -> None:
                                               "default: print it base64-encoded."),
         allow_unpinned_srk: bool = typer.Option(False, "--allow-unpinned-srk", help="Accept an enrollment "
                                                 "without an SRK pin (a bus interposer could read the secret)."),
+        pin_file: Optional[Path] = typer.Option(None, "--pin-file", help="The PIN, for an enrollment made with one."),
         tcti: Optional[str] = typer.Option(None, "--tcti", "-T", help=_TCTI_HELP),
     ) -> None:
         """Unseal the secret if the live PCRs are an accepted release (exit 4 when refused)."""
@@ -228,18 +251,19 @@ def register(app) -> None:
         if getattr(e, "mode", "") == "signed":
             from pcrtool.tpm import enroll as E
             result = E.unlock(tcti, e, _approvals(approvals) or _need("--approvals"),
-                              allow_unpinned_srk=allow_unpinned_srk)
+                              allow_unpinned_srk=allow_unpinned_srk, pin=_pin(pin_file))
         else:
             from pcrtool.errors import PolicyRefused
             from pcrtool.tpm import policy_allowlist as P
             try:
-                result = P.unlock_allowlist(tcti, e, allow_unpinned_srk=allow_unpinned_srk)
+                result = P.unlock_allowlist(tcti, e, allow_unpinned_srk=allow_unpinned_srk, pin=_pin(pin_file))
             except PolicyRefused:
                 nxt = _next_path(enrollment)
                 if not nxt.exists():
                     raise
                 # an update of this enrollment was interrupted after its epoch increment
-                result = P.unlock_allowlist(tcti, _load_any_enrollment(nxt), allow_unpinned_srk=allow_unpinned_srk)
+                result = P.unlock_allowlist(tcti, _load_any_enrollment(nxt), allow_unpinned_srk=allow_unpinned_srk,
+                                            pin=_pin(pin_file))
                 render.warn(f"unlocked with {nxt} (an interrupted --update): run the update again to finish it")
         render.info(f"pcrtool: unlocked ({len(result.commands)} TPM commands"
                     + (f", svn {result.svn}" if result.svn >= 0 else "") + ")")
@@ -295,7 +319,8 @@ def register(app) -> None:
         if getattr(e, "mode", "") != "signed":
             data = {"mode": e.mode, "index": f"{e.index:#x}", "epoch": e.epoch, "leaves": len(e.leaves),
                     "policy": e.policy, "srk_name": e.srk_name or None,
-                    "unlock_tpm_commands": 8 + len(e.tree().path(0)) + (0 if e.srk and e.srk_name else 2)}
+                    "unlock_tpm_commands": 8 + len(e.tree().path(0)) + (0 if e.srk and e.srk_name else 2)
+                    + (1 if e.pin_salt else 0)}
         else:
             from pcrtool.tpm import enroll as E
             data = E.status(tcti, e, _approvals(approvals))

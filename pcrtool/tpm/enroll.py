@@ -72,6 +72,7 @@ class Enrollment:
     srk_name: str = ""   # Name of the storage key sealed under (hex); "" only when explicitly unpinned
     product: str = ""
     srk: str = ""        # base64 serialized ESYS_TR of the persistent SRK (0x81000001); "" = transient
+    pin_salt: str = ""   # hex; set when a PIN guards the object (PolicyAuthValue)
 
     @property
     def blob_bytes(self) -> bytes:
@@ -107,7 +108,7 @@ class Enrollment:
     def binding_problem(self) -> str:
         """"" when the fields give exactly the sealed object's authPolicy, else why not (an
         edited file: the TPM will refuse it; pcrtool says so first)."""
-        root = self.tree().root
+        root = sealed_policy(self.tree().root, self.pin_salt)
         if root.hex() != self.policy:
             return "enrollment fields do not give its recorded policy (the file was edited)"
         if blob_auth_policy(self.blob_bytes) != root:
@@ -131,7 +132,7 @@ class Enrollment:
             raise root.fail(f"version {version}: written before pcrtool bound the PCR selection, bank and "
                             "product in the TPM (such a file can be edited to unlock revoked releases); "
                             "not accepted", "version")
-        root.obj(set(_FIELDS) - {"srk_name", "product", "srk"}, set(_FIELDS) | {"mode"})
+        root.obj(set(_FIELDS) - {"srk_name", "product", "srk", "pin_salt"}, set(_FIELDS) | {"mode"})
         window = root.int_("window", 0, MAX_WINDOW)
         f0 = root.int_("f0", 0, SVN_MAX - window)
         pcrs = root.int_list("pcrs", 0, 23, 24)
@@ -148,7 +149,8 @@ class Enrollment:
                 pkfp=root.hex_("pkfp", 32).hex(), policy=root.hex_("policy", 32).hex(),
                 blob=root.str_("blob", 4 * MAX_BLOB_BYTES // 3 + 4), version=version,
                 srk_name=root.str_("srk_name", 68) if root.has("srk_name") else "", product=product,
-                srk=root.str_("srk", 2 * MAX_SRK_RECORD) if root.has("srk") else "")
+                srk=root.str_("srk", 2 * MAX_SRK_RECORD) if root.has("srk") else "",
+                pin_salt=root.hex_("pin_salt", (0, 32)).hex() if root.has("pin_salt") else "")
         if e.srk:
             root.b64_("srk", MAX_SRK_RECORD)
         blob = root.b64_("blob", MAX_BLOB_BYTES)
@@ -162,8 +164,32 @@ class Enrollment:
 
 
 _FIELDS = ("counter_index", "counter_name", "c0", "f0", "window", "bank", "pcrs", "public_key_pem", "key_name",
-           "pkfp", "policy", "blob", "version", "srk_name", "product", "srk")
+           "pkfp", "policy", "blob", "version", "srk_name", "product", "srk", "pin_salt")
 MAX_SRK_RECORD = 1024
+
+
+PIN_ITERATIONS = 10_000
+
+
+def pin_auth_value(pin: bytes, salt_hex: str) -> bytes:
+    """The sealed object's authValue for a PIN: PBKDF2-HMAC-SHA256(pin, salt, 10,000, 32 bytes)
+    (the salt is in the enrollment; the PIN is not, so a file reader cannot derive it)."""
+    import hashlib
+    return hashlib.pbkdf2_hmac("sha256", pin, bytes.fromhex(salt_hex), PIN_ITERATIONS, 32)
+
+
+def sealed_policy(root: bytes, pin_salt: str) -> bytes:
+    """The object's authPolicy: the tree root, then PolicyAuthValue when a PIN guards it."""
+    return D.policy_auth_value(root) if pin_salt else root
+
+
+def need_pin(e, pin: bytes | None) -> bytes:
+    """The authValue for a PIN-guarded enrollment (b"" for one without a PIN)."""
+    if not e.pin_salt:
+        return b""
+    if not pin:
+        raise UsageError("this enrollment is guarded by a PIN", hint="pass --pin-file FILE")
+    return pin_auth_value(pin, e.pin_salt)
 
 
 def blob_auth_policy(blob: bytes) -> bytes:
@@ -307,7 +333,8 @@ def ensure_counter(esys, index: int, owner_auth: bytes | None = None) -> tuple[o
 def enroll(tcti: str | None, public_key, *, floor: int | None, window: int, bank: HashAlg,
            pcrs: Sequence[int], secret: bytes, counter_index: int = DEFAULT_COUNTER_INDEX,
            reuse: Enrollment | None = None, product: str = "", revive: tuple[int, int] | None = None,
-           owner_auth: bytes | None = None, pending: "PendingEnrolment | None" = None) -> Enrollment:
+           owner_auth: bytes | None = None, pending: "PendingEnrolment | None" = None,
+           pin: bytes | None = None) -> Enrollment:
     """Seal ``secret`` under the downgrade-protected signed policy; returns the enrollment.
 
     ``reuse``: the enrolment being replaced, which the caller has just unlocked (so the TPM has
@@ -359,14 +386,16 @@ def enroll(tcti: str | None, public_key, *, floor: int | None, window: int, bank
             raise UsageError(f"floor {f0} + window {window} is above svn {SVN_MAX}")
         tree = D.PolicyOrTree.build(branch_digests(key_name, counter_name, c0, f0, window, scope))
         srk = S.ensure_persistent_srk(esys, owner_auth, reuse.pinned_srk if reuse is not None else None)
-        blob = S.seal(esys, srk.handle, secret, tree.root)
+        pin_salt = os.urandom(32).hex() if pin else ""
+        sealed = sealed_policy(tree.root, pin_salt)
+        blob = S.seal(esys, srk.handle, secret, sealed, pin_auth_value(pin, pin_salt) if pin else b"")
         srk_name = srk.name
     return Enrollment(mode="signed", counter_index=counter_index, counter_name=counter_name.hex(),
                       c0=c0, f0=f0, window=window, bank=bank.bank_name, pcrs=scope.pcrs,
                       public_key_pem=_pem(public_key), key_name=key_name.hex(),
-                      pkfp=D.public_key_fingerprint(public_key).hex(), policy=tree.root.hex(),
+                      pkfp=D.public_key_fingerprint(public_key).hex(), policy=sealed.hex(),
                       blob=base64.b64encode(blob).decode(), srk_name=srk_name.hex(), product=product,
-                      srk=base64.b64encode(srk.serialized).decode())
+                      srk=base64.b64encode(srk.serialized).decode(), pin_salt=pin_salt)
 
 
 class PendingEnrolment:
@@ -484,7 +513,8 @@ def check_key_matches(approvals: Approvals, e: Enrollment) -> None:
 
 def unlock(tcti: str | None, enrollment: Enrollment, approvals: Approvals, *,
            attempt_anyway: bool = False, blob: bytes | None = None, ticket=None,
-           entry_override: ApprovalEntry | None = None, allow_unpinned_srk: bool = False) -> UnlockResult:
+           entry_override: ApprovalEntry | None = None, allow_unpinned_srk: bool = False,
+           pin: bytes | None = None) -> UnlockResult:
     """Replay the live PCRs through the matching approval and the tree path, then unseal.
 
     pcrtool refuses early (PolicyRefused, no TPM round trips) when it can see the TPM would
@@ -495,6 +525,7 @@ def unlock(tcti: str | None, enrollment: Enrollment, approvals: Approvals, *,
     (``with_pcr_retries``).
     """
     require_srk_pin(enrollment, allow_unpinned_srk or attempt_anyway)
+    auth = need_pin(enrollment, pin)
     if not attempt_anyway and entry_override is None:
         check_key_matches(approvals, enrollment)
     public_key = enrollment.public_key()
@@ -505,7 +536,7 @@ def unlock(tcti: str | None, enrollment: Enrollment, approvals: Approvals, *,
     with S.open_esys(tcti) as esys:
         return with_pcr_retries(esys, bank, pcrs, lambda live: _unlock_attempt(
             esys, enrollment, approvals, live, tpmt, key_name, blob, ticket, entry_override,
-            attempt_anyway or bool(edited), edited))
+            attempt_anyway or bool(edited), edited, auth))
 
 
 PCR_RETRIES = 3
@@ -531,7 +562,7 @@ def with_pcr_retries(esys, bank: HashAlg, pcrs: Sequence[int], attempt):
 
 
 def _unlock_attempt(esys, enrollment, approvals, live, tpmt, key_name, blob, ticket, entry_override,
-                    attempt_anyway, edited="") -> UnlockResult:
+                    attempt_anyway, edited="", auth=b"") -> UnlockResult:
     bank, pcrs = enrollment.hash_alg, enrollment.pcrs
     pol = D.policy_pcr(live)
     try:
@@ -568,8 +599,11 @@ def _unlock_attempt(esys, enrollment, approvals, live, tpmt, key_name, blob, tic
     srk, transient = open_srk(esys, enrollment)
     try:
         return _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn,
-                           blob, ticket, bank, pcrs)
+                           blob, ticket, bank, pcrs, auth)
     except TpmPolicyFailed as e:
+        if enrollment.pin_salt and e.command == "TPM2_Unseal" and e.rc and e.rc & 0xBF == 0x8E:
+            raise TpmPolicyFailed(f"wrong PIN: {e.message}", "the TPM counts wrong PINs against its "
+                                  "dictionary-attack protection", rc=e.rc, command=e.command) from None
         if not reason and e.command == "TPM2_PolicyNV":
             floor = enrollment.floor(S.read_counter(esys, counter))
             reason = f"release svn {svn} is below the device floor {floor} (revoked)"
@@ -582,7 +616,7 @@ def _unlock_attempt(esys, enrollment, approvals, live, tpmt, key_name, blob, tic
 
 
 def _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn, blob, ticket,
-                bank, pcrs) -> UnlockResult:
+                bank, pcrs, auth=b"") -> UnlockResult:
     """The TPM part of unlock (see module docstring for the command sequence)."""
     public_key = enrollment.public_key()
     key = obj = session = None
@@ -603,6 +637,9 @@ def _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn
         else:  # no branch exists: present the first group; the TPM must refuse
             path = tree.path(0) or [(tree.root, tree.root)]
         S.policy_or_path(esys, session, path)
+        if enrollment.pin_salt:
+            S.policy_auth_value(esys, session)
+            esys.tr_set_auth(obj, auth)
         secret = S.unseal(esys, obj, session)
         session = None  # the session ends with the Unseal (continueSession clear)
     finally:
@@ -617,7 +654,7 @@ def unlock_command_count(e: Enrollment, svn: int | None = None) -> int:
     CreatePrimary and FlushContext(SRK) for files sealed under a transient SRK."""
     tree = e.tree()
     depth = len(tree.path((svn if svn is not None else e.f0) - e.f0))
-    return 12 + depth + (0 if e.srk and e.srk_name else 2)
+    return 12 + depth + (0 if e.srk and e.srk_name else 2) + (1 if e.pin_salt else 0)
 
 
 def _lock(path: str | os.PathLike | None, index: int):

@@ -29,8 +29,9 @@ from pcrtool.policy.scope import SCOPE_BANKS
 from pcrtool.tpm import policy_session as S
 from pcrtool.tpm.enroll import (_ENROLL_HINT, _NAME_HEX, MAX_BLOB_BYTES, MAX_ENROLLMENT_BYTES, NV_INDEX_RANGE,
                                 ForeignIndex, UnlockResult, blob_auth_policy, check_srk_name, close_srk,
-                                counter_handle, ensure_counter, load_under_srk, open_srk, pinned_srk_name,
-                                require_srk_pin, with_pcr_retries)
+                                counter_handle, ensure_counter, load_under_srk, need_pin, open_srk,
+                                pin_auth_value, pinned_srk_name, require_srk_pin, sealed_policy,
+                                with_pcr_retries)
 
 DEFAULT_EPOCH_INDEX = 0x01805C10
 MAX_LEAVES = 4096
@@ -52,6 +53,7 @@ class AllowlistEnrollment:
     version: int = 2
     srk_name: str = ""   # Name of the storage key sealed under (hex); "" only when explicitly unpinned
     srk: str = ""        # base64 serialized ESYS_TR of the persistent SRK; "" = transient primary
+    pin_salt: str = ""   # hex; set when a PIN guards the object (PolicyAuthValue)
 
     @property
     def hash_alg(self) -> HashAlg:
@@ -69,7 +71,8 @@ class AllowlistEnrollment:
         return D.PolicyOrTree.build([bytes.fromhex(x) for x in self.leaves])
 
     def binding_problem(self) -> str:
-        root = AL.direct_policy(self.tree().root, bytes.fromhex(self.index_name), self.epoch)
+        root = sealed_policy(AL.direct_policy(self.tree().root, bytes.fromhex(self.index_name), self.epoch),
+                             self.pin_salt)
         if root.hex() != self.policy or blob_auth_policy(self.blob_bytes) != root:
             return "enrollment fields do not give the sealed object's policy (the file was edited)"
         return ""
@@ -90,7 +93,7 @@ class AllowlistEnrollment:
         root.check(mode == "allowlist-direct", "must be \"signed\" or \"allowlist-direct\"", "mode")
         version = root.int_("version", 0, 1000) if root.has("version") else 0
         root.check(version == 2, f"version {version} is not supported (enrol again)", "version")
-        root.obj(set(_FIELDS) - {"srk_name", "srk"}, set(_FIELDS) | {"mode"})
+        root.obj(set(_FIELDS) - {"srk_name", "srk", "pin_salt"}, set(_FIELDS) | {"mode"})
         pcrs = root.int_list("pcrs", 0, 23, 24)
         root.check(bool(pcrs) and list(pcrs) == sorted(set(pcrs)), "must be ascending PCR indices 0…23", "pcrs")
         bank = root.str_("bank", 8)
@@ -108,7 +111,8 @@ class AllowlistEnrollment:
                 epoch=root.int_("epoch", 0, 2 ** 64 - 1), policy=root.hex_("policy", 32).hex(),
                 blob=root.str_("blob", 4 * MAX_BLOB_BYTES // 3 + 4), version=version,
                 srk_name=root.str_("srk_name", 68) if root.has("srk_name") else "",
-                srk=root.str_("srk", 2048) if root.has("srk") else "")
+                srk=root.str_("srk", 2048) if root.has("srk") else "",
+                pin_salt=root.hex_("pin_salt", (0, 32)).hex() if root.has("pin_salt") else "")
         if e.srk:
             root.b64_("srk", 1024)
         blob = root.b64_("blob", MAX_BLOB_BYTES)
@@ -117,7 +121,8 @@ class AllowlistEnrollment:
         return e
 
 
-_FIELDS = ("bank", "pcrs", "leaves", "index", "index_name", "epoch", "policy", "blob", "version", "srk_name", "srk")
+_FIELDS = ("bank", "pcrs", "leaves", "index", "index_name", "epoch", "policy", "blob", "version", "srk_name", "srk",
+           "pin_salt")
 
 
 # --- enrol / unlock ---------------------------------------------------------------------------------
@@ -125,7 +130,7 @@ _FIELDS = ("bank", "pcrs", "leaves", "index", "index_name", "epoch", "policy", "
 def enroll_allowlist(tcti: str | None, tuples: Sequence[tuple[str, PcrValues]], *, bank: HashAlg,
                      pcrs: Sequence[int], secret: bytes, mode: str = "direct",
                      index: int | None = None, pinned_srk: bytes | None = None,
-                     owner_auth: bytes | None = None, commit=None) -> AllowlistEnrollment:
+                     owner_auth: bytes | None = None, commit=None, pin: bytes | None = None) -> AllowlistEnrollment:
     """Seal ``secret`` to the allowlist under the NEXT epoch, call ``commit(enrollment)`` (which
     must store it durably), then increment the epoch counter: every older blob dies only once the
     new one is safe. ``pinned_srk``: a re-seal must happen under the storage key the old
@@ -142,12 +147,13 @@ def enroll_allowlist(tcti: str | None, tuples: Sequence[tuple[str, PcrValues]], 
         srk = S.ensure_persistent_srk(esys, owner_auth, pinned_srk)
         handle, value, name, _ = ensure_counter(esys, index, owner_auth)
         epoch = value + 1
-        auth_policy = AL.direct_policy(policy.root, name, epoch)
-        blob = S.seal(esys, srk.handle, secret, auth_policy)
+        pin_salt = os.urandom(32).hex() if pin else ""
+        auth_policy = sealed_policy(AL.direct_policy(policy.root, name, epoch), pin_salt)
+        blob = S.seal(esys, srk.handle, secret, auth_policy, pin_auth_value(pin, pin_salt) if pin else b"")
         e = AllowlistEnrollment("allowlist-direct", bank.bank_name, tuple(sorted(pcrs)),
                                 tuple(x.hex() for x in policy.leaves), index, name.hex(), epoch,
                                 auth_policy.hex(), base64.b64encode(blob).decode(), srk_name=srk.name.hex(),
-                                srk=base64.b64encode(srk.serialized).decode())
+                                srk=base64.b64encode(srk.serialized).decode(), pin_salt=pin_salt)
         if commit is not None:
             commit(e)
         if S.read_counter(esys, handle) < epoch:   # a re-run after a crash may find it done
@@ -156,20 +162,22 @@ def enroll_allowlist(tcti: str | None, tuples: Sequence[tuple[str, PcrValues]], 
 
 
 def unlock_allowlist(tcti: str | None, e: AllowlistEnrollment, *, attempt_anyway: bool = False,
-                     blob: bytes | None = None, allow_unpinned_srk: bool = False) -> UnlockResult:
+                     blob: bytes | None = None, allow_unpinned_srk: bool = False,
+                     pin: bytes | None = None) -> UnlockResult:
     """Replay the live PCRs through the allowlist tree and unseal (a PCR that moves during an
     attempt starts it again, as in signed mode: ``pcrtool.tpm.enroll.with_pcr_retries``)."""
     require_srk_pin(e, allow_unpinned_srk or attempt_anyway)
+    auth = need_pin(e, pin)
     bank, pcrs = e.hash_alg, e.pcrs
     blob = e.blob_bytes if blob is None else blob
     edited = e.binding_problem()
     with S.open_esys(tcti) as esys:
         return with_pcr_retries(esys, bank, pcrs, lambda live: _unlock_attempt(
-            esys, e, live, blob, attempt_anyway or bool(edited), edited))
+            esys, e, live, blob, attempt_anyway or bool(edited), edited, auth))
 
 
 def _unlock_attempt(esys, e: AllowlistEnrollment, live, blob: bytes, attempt_anyway: bool,
-                    edited: str = "") -> UnlockResult:
+                    edited: str = "", auth: bytes = b"") -> UnlockResult:
     bank, pcrs = e.hash_alg, e.pcrs
     tree = e.tree()
     leaf = tree.leaves.index(D.policy_pcr(live)) if D.policy_pcr(live) in tree.leaves else None
@@ -191,6 +199,9 @@ def _unlock_attempt(esys, e: AllowlistEnrollment, live, blob: bytes, attempt_any
         S.policy_pcr(esys, session, bank, pcrs)
         S.policy_or_path(esys, session, tree.path(leaf if leaf is not None else 0))
         S.policy_nv_le(esys, session, handle, e.epoch)
+        if e.pin_salt:
+            S.policy_auth_value(esys, session)
+            esys.tr_set_auth(obj, auth)
         secret = S.unseal(esys, obj, session)
         session = None
     except PolicyRefused as err:
@@ -205,15 +216,17 @@ def _unlock_attempt(esys, e: AllowlistEnrollment, live, blob: bytes, attempt_any
 
 
 def update_allowlist(tcti: str | None, e: AllowlistEnrollment, tuples: Sequence[tuple[str, PcrValues]], *,
-                     commit, owner_auth: bytes | None = None, secret: bytes | None = None) -> AllowlistEnrollment:
+                     commit, owner_auth: bytes | None = None, secret: bytes | None = None,
+                     pin: bytes | None = None) -> AllowlistEnrollment:
     """Change the allowlist (e.g. revoke a release): unlock now (an allowlisted release must be
     booted), re-seal under epoch + 1, ``commit`` the new enrollment durably, then increment the
     epoch counter (kills every older blob, including copies). Crash-safe at every step; re-running
     after a crash completes it."""
     if secret is None:
-        secret = unlock_allowlist(tcti, e).secret
+        secret = unlock_allowlist(tcti, e, pin=pin).secret
     return enroll_allowlist(tcti, tuples, bank=e.hash_alg, pcrs=e.pcrs, secret=secret, mode="direct",
-                            index=e.index, pinned_srk=e.pinned_srk, owner_auth=owner_auth, commit=commit)
+                            index=e.index, pinned_srk=e.pinned_srk, owner_auth=owner_auth, commit=commit,
+                            pin=pin if e.pin_salt else None)
 
 
 def write_durably(path, text: str) -> None:

@@ -207,15 +207,21 @@ def srk_name(esys, handle) -> bytes:
 SEAL_ATTRIBUTES = (TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT | TPMA_OBJECT.NODA) if ESAPI is not None else 0
 
 
-def seal(esys, srk, secret: bytes, auth_policy: bytes) -> bytes:
+def seal(esys, srk, secret: bytes, auth_policy: bytes, auth_value: bytes = b"") -> bytes:
     """TPM2_Create (Part 3 §12.1) of a keyed-hash data object, unsealable only through
-    ``auth_policy`` (no USERWITHAUTH). Returns TPM2B_PRIVATE || TPM2B_PUBLIC (systemd's blob)."""
+    ``auth_policy`` (no USERWITHAUTH). Returns TPM2B_PRIVATE || TPM2B_PUBLIC (systemd's blob).
+
+    ``auth_value`` (from a PIN): the object gets it as its authValue and loses NODA, as systemd
+    does, so wrong PINs count against dictionary-attack protection; the policy then ends in
+    PolicyAuthValue and TPM2_Unseal needs an HMAC keyed with it."""
+    attrs = SEAL_ATTRIBUTES & ~TPMA_OBJECT.NODA if auth_value else SEAL_ATTRIBUTES
     pub = T.TPM2B_PUBLIC(T.TPMT_PUBLIC(
-        type=TPM2_ALG.KEYEDHASH, nameAlg=TPM2_ALG.SHA256, objectAttributes=SEAL_ATTRIBUTES,
+        type=TPM2_ALG.KEYEDHASH, nameAlg=TPM2_ALG.SHA256, objectAttributes=attrs,
         authPolicy=auth_policy,
         parameters=T.TPMU_PUBLIC_PARMS(keyedHashDetail=T.TPMS_KEYEDHASH_PARMS(
             scheme=T.TPMT_KEYEDHASH_SCHEME(scheme=TPM2_ALG.NULL)))))
-    sens = T.TPM2B_SENSITIVE_CREATE(T.TPMS_SENSITIVE_CREATE(data=T.TPM2B_SENSITIVE_DATA(secret)))
+    sens = T.TPM2B_SENSITIVE_CREATE(T.TPMS_SENSITIVE_CREATE(userAuth=T.TPM2B_AUTH(auth_value),
+                                                            data=T.TPM2B_SENSITIVE_DATA(secret)))
     # The secret is the command's first parameter: a session salted to the SRK with DECRYPT set
     # sends it AES-CFB encrypted, as unseal's response is (an HMAC session on the empty-auth SRK).
     session = tpm_call("TPM2_StartAuthSession", esys.start_auth_session, srk, ESYS_TR.NONE,
@@ -301,6 +307,12 @@ def read_pcrs(esys, bank: HashAlg, pcrs: Sequence[int]) -> PcrValues:
 def policy_pcr(esys, session, bank: HashAlg, pcrs: Sequence[int]) -> None:
     """TPM2_PolicyPCR (Part 3 §23.7) over live PCR values (empty pcrDigest)."""
     tpm_call("TPM2_PolicyPCR", esys.policy_pcr, session, b"", pcr_selection(bank, pcrs), policy=True)
+
+
+def policy_auth_value(esys, session) -> None:
+    """TPM2_PolicyAuthValue (Part 3 §23.17): the object's authValue (the PIN) keys the HMAC of the
+    command the session authorizes; ESAPI adds it once the object's auth is set."""
+    tpm_call("TPM2_PolicyAuthValue", esys.policy_auth_value, session, policy=True)
 
 
 def policy_digest(esys, session) -> bytes:
