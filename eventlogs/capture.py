@@ -119,11 +119,11 @@ def kernel_package() -> str:
     return m.group(1)
 
 
-def fetch_debs(build: Path, cache: Path | None) -> dict[str, Path]:
+def fetch_debs(build: Path, cache: Path | None, *, kernel: str | None = None) -> dict[str, Path]:
     """apt-get download the kernel and busybox-static into build/debs (or reuse cache)."""
     debs = build / "debs"
     debs.mkdir(parents=True, exist_ok=True)
-    kpkg = kernel_package()
+    kpkg = kernel or kernel_package()
     wanted = {"kernel": kpkg, "busybox": "busybox-static"}
     found: dict[str, Path] = {}
     for key, pkg in wanted.items():
@@ -331,9 +331,9 @@ def grub_cfg(cmdline: str, *, title: str = "pcrtool e2e") -> str:
             f"}}\n")
 
 
-def fetch_chain_debs(build: Path, cache: Path | None) -> dict[str, Path]:
+def fetch_chain_debs(build: Path, cache: Path | None, *, kernel: str | None = None) -> dict[str, Path]:
     """The UKI inputs plus shim-signed and grub-efi-amd64-signed (downloaded, never installed)."""
-    found = fetch_debs(build, cache)
+    found = fetch_debs(build, cache, kernel=kernel)
     debs = build / "debs"
     for key, pkg in (("shim", "shim-signed"), ("grub", "grub-efi-amd64-signed")):
         hits = sorted(cache.glob(f"{pkg}_*.deb")) if cache else []
@@ -366,14 +366,15 @@ class ChainRelease:
 
 
 def build_chain_release(build: Path, *, cmdline: str = DEFAULT_CMDLINE, initrd_variant: str = "",
-                        cache: Path | None = None, name: str = "chain", memdump: bool = False) -> ChainRelease:
+                        cache: Path | None = None, name: str = "chain", memdump: bool = False,
+                        kernel: str | None = None) -> ChainRelease:
     """ESP: EFI/BOOT/BOOTX64.EFI (shim), EFI/BOOT/grubx64.efi, EFI/debian/grub.cfg, /boot kernel+initrd.
 
     ``initrd_variant`` (non-empty) adds ``/etc/pcrtool-variant`` to the initramfs, so two releases
     differ in their initrd.
     """
     build.mkdir(parents=True, exist_ok=True)
-    debs = fetch_chain_debs(build, cache)
+    debs = fetch_chain_debs(build, cache, kernel=kernel)
     vmlinuz, busybox, uname = extract_debs(build, debs)
     roots = {}
     for key in ("shim", "grub"):
@@ -792,6 +793,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path, help="directory for eventlog.bin, pcrs.*")
     ap.add_argument("--chain", choices=["uki", "shim-grub"], default="uki",
                     help="uki: a UKI as BOOTX64.EFI; shim-grub: Debian's signed shim → GRUB → kernel")
+    ap.add_argument("--kernel-package", metavar="PKG",
+                    help="shim-grub: this signed linux-image-* package instead of linux-image-amd64's")
     ap.add_argument("--initrd-variant", default="", metavar="TEXT",
                     help="shim-grub: put TEXT into /etc/pcrtool-variant of the initramfs")
     ap.add_argument("--secure-boot", choices=["off", "own", "ms"], default="off",
@@ -880,7 +883,7 @@ def main_chain(args, build: Path) -> int:
     t0 = time.monotonic()
     ms = args.secure_boot == "ms"
     rel = build_chain_release(build, cmdline=args.cmdline, initrd_variant=args.initrd_variant,
-                              cache=args.cache, memdump=not ms)
+                              cache=args.cache, memdump=not ms, kernel=args.kernel_package)
     log(f"built the shim+GRUB ESP in {time.monotonic() - t0:.1f} s")
     if args.secure_boot == "own":
         raise RuntimeError("--chain shim-grub boots with --secure-boot off or ms")
