@@ -454,3 +454,19 @@ def test_substitution_refuses_a_file_the_log_never_read(rel_a):
         # a UKI boot: no GRUB at all
         grub_from_log(parse_event_log((CAPTURES / "ovmf-sb-off" / "eventlog.bin").read_bytes()), BANKS,
                       args="quiet")
+
+
+def test_sbat_level_policy(rel_a):
+    from pcrtool.predict.shim import SBAT_ORIGINAL, default_sbat_level
+
+    shim = rel_a.shim_info()
+    assert default_sbat_level(shim) == shim.sbat_previous == "sbat,1,2025021800\nshim,4\ngrub,5\n"
+    assert default_sbat_level(shim, policy="latest") == shim.sbat_latest
+    newer = "sbat,1,2099010100\nshim,9\n"
+    assert default_sbat_level(shim, newer) == newer                  # a newer machine level stays
+    assert default_sbat_level(shim, SBAT_ORIGINAL) == shim.sbat_previous
+    assert default_sbat_level(shim, newer, secure_boot=False) == SBAT_ORIGINAL == "sbat,1,2021030218\n"
+    # the applied level is what the real boot measured
+    logged = [Variable.from_variable_data(e.data).data for e in rel_a.log.events
+              if e.event_type == EventType.EV_EFI_VARIABLE_AUTHORITY and e.data[32:50] == "SbatLevel".encode("utf-16-le")]
+    assert logged == [default_sbat_level(shim).encode()]
