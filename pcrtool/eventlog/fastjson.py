@@ -157,10 +157,14 @@ def _x509(c) -> str:
 
 
 def _signature_entry(e) -> str:
-    head = f'{{"owner":{_esc(e.owner)},"type":{_esc(e.type)}'
-    if e.certificate is not None:
-        return head + ',"x509":' + _x509(e.certificate) + "}"
-    return head + f',"data":"{e.data.hex()}"}}'
+    return _entry_text(e.owner, ',"type":' + _esc(e.type), e.certificate, e.data)
+
+
+def _entry_text(owner: str, type_fragment: str, certificate, data: bytes) -> str:
+    """``SignatureEntry.to_json`` as text (``type_fragment`` is ``,"type":"…"``)."""
+    if certificate is not None:
+        return f'{{"owner":{_esc(owner)}{type_fragment},"x509":{_x509(certificate)}}}'
+    return f'{{"owner":{_esc(owner)}{type_fragment},"data":"{data.hex()}"}}'
 
 
 def _signature_list(sl) -> str:
@@ -260,13 +264,8 @@ def _signature_lists_fast(data: bytes) -> str | None:
             type_name = _SIGNATURE_TYPE_NAMES.get(sig_type, sig_type)
             entry_head = ',"type":' + _esc(type_name)
             is_x509 = sig_type == _X509_TEXT
-            entries = []
-            for owner, payload in raw_entries:
-                cert = x509_info(payload) if is_x509 else None
-                if cert is not None:
-                    entries.append(f'{{"owner":{_esc(owner)}{entry_head},"x509":{_x509(cert)}}}')
-                else:
-                    entries.append(f'{{"owner":{_esc(owner)}{entry_head},"data":"{payload.hex()}"}}')
+            entries = [_entry_text(owner, entry_head, x509_info(payload) if is_x509 else None, payload)
+                       for owner, payload in raw_entries]
             lists.append(f'{{"signatureType":"{sig_type}","type":{_esc(type_name)},'
                          f'"header":"{header.hex()}","entries":[{",".join(entries)}]}}')
     except FormatError:
