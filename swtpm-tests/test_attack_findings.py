@@ -19,8 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 sys.path.append(str(Path(__file__).resolve().parent))
-sys.path.append(str(Path(__file__).resolve().parents[1] / "tests" / "policy"))
-from helpers_policy import need_module, need_tool, pem_private, pem_public, rsa_key  # noqa: E402
+from tests.policy.helpers_policy import need_module, need_tool, pem_private, pem_public, rsa_key  # noqa: E402
 from tpm_proxy import boot, excuse_lockout, lockout_counter, pcrtool, tpm2_tools  # noqa: E402
 
 KEY = rsa_key()

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pcrtool.testing import need_tool
+from tests.support import need_tool
 
 PCRTOOL = [sys.executable, "-m", "pcrtool"]
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "tests" / "policy"))
-from helpers_policy import need_module, pem_private, pem_public, pkcs1_sha256, releases_doc, rsa_key  # noqa: E402
+from tests.policy.helpers_policy import need_module, pem_private, pem_public, pkcs1_sha256, releases_doc, rsa_key  # noqa: E402
 
 KEY = rsa_key()
 TPM_RC_VALUE, TPM_RC_POLICY_FAIL = 0x004, 0x01D   # format-1 error numbers (Part 2 §6.6.3)

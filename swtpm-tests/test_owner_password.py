@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.append(str(Path(__file__).resolve().parent))
-sys.path.append(str(Path(__file__).resolve().parents[1] / "tests" / "policy"))
-from helpers_policy import need_module, need_tool, pem_private, pem_public, releases_doc, rsa_key  # noqa: E402
+from tests.policy.helpers_policy import need_module, need_tool, pem_private, pem_public, releases_doc, rsa_key  # noqa: E402
 from tpm_proxy import boot, pcrtool, tpm2_tools  # noqa: E402
 
 OWNER_PASSWORD = "owner-secret-13"

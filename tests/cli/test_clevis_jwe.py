@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from pcrtool.cli.clevis import PinError, decrypt, jwe_decrypt, jwe_encrypt, jwe_header
-from pcrtool.testing import need_tool
+from tests.support import need_tool
 
 
 def jwk(key: bytes) -> str:

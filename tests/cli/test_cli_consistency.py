@@ -179,7 +179,7 @@ def test_eventlog_verify_ends_with_a_one_line_verdict():
 
 def test_predict_uki_text_prints_phase_labels_as_systemd_measure(tmp_path):
     measure = "/usr/lib/systemd/systemd-measure"
-    from pcrtool.testing import need_tool
+    from tests.support import need_tool
     need_tool(measure)
     (tmp_path / "linux").write_bytes(b"kernel" * 10)
     (tmp_path / "osrel").write_bytes(b"ID=x\n")

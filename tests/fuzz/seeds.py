@@ -53,9 +53,7 @@ def _pe_image() -> list[bytes]:
     if vec.is_file():
         out.append(gzip.decompress(vec.read_bytes())[:SEED_MAX])
     try:
-        import sys
-        sys.path.insert(0, str(ROOT / "tests" / "pe"))
-        from helpers_pe import STUB
+        from tests.pe.helpers_pe import STUB
         out += _files([STUB])
     except Exception:  # noqa: BLE001 - a seed source is optional
         pass

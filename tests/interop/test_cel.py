@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,7 @@ import pytest
 from helpers_interop import run_pcrtool
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "eventlog"))
-
-from helpers_build import agile_log, event2  # noqa: E402
+from tests.eventlog.helpers_build import agile_log, event2  # noqa: E402
 
 from pcrtool.model import HashAlg  # noqa: E402
 from pcrtool.tcg.constants import EventType  # noqa: E402

@@ -52,9 +52,7 @@ def test_lock_pe_and_lock_uki(sid_systemd, tmp_path):
     assert len(boot.read_bytes()) % 8, "pick an unaligned image"
     for src in (boot, _signed(tmp_path, boot)):  # unaligned unsigned (systemd pads virtually) and signed
         _same(sid_systemd, tmp_path, "lock-pe", [src], [src])
-    import sys
-    sys.path.insert(0, str(ROOT / "tests" / "predict"))
-    from helpers_uki import build_uki
+    from tests.predict.helpers_uki import build_uki
     uki = tmp_path / "uki.efi"
     uki.write_bytes(build_uki(tmp_path, [(".linux", BOOT.read_bytes()), (".osrel", b"ID=x\n"), (".cmdline", b"rw"),
                                          (".uname", b"6.1.0"), (".initrd", b"initrd" * 100)], drop=()))

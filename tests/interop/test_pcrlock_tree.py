@@ -6,7 +6,6 @@ firmware measures."""
 
 from __future__ import annotations
 
-import sys
 import uuid
 from pathlib import Path
 
@@ -28,8 +27,7 @@ def _systemd(sid, tmp, verb, *args, wrap=None):
 def test_tree_components_equal_systemd_lock_verbs(sid_systemd, tmp_path):
     if not BOOT.is_file():
         need_tool(str(BOOT))
-    sys.path.insert(0, str(ROOT / "tests" / "predict"))
-    from helpers_uki import build_uki
+    from tests.predict.helpers_uki import build_uki
 
     d = tmp_path / "rel"
     d.mkdir()

@@ -11,7 +11,7 @@ import pytest
 
 from pcrtool.predict import manifest as M
 from pcrtool.predict.templates import TEMPLATES
-from pcrtool.testing import need_tool
+from tests.support import need_tool
 
 PCRTOOL = [sys.executable, "-m", "pcrtool"]
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -35,7 +35,7 @@ from pcrtool.predict.shim import (
 )
 from pcrtool.predict.substitute import substitute_log
 from pcrtool.tcg.constants import EventType
-from pcrtool.testing import corpus_log_names, corpus_root
+from tests.support import corpus_log_names, corpus_root
 
 CAPTURES = Path(__file__).resolve().parents[2] / "eventlogs"
 BANKS = list(DEFAULT_BANKS)
@@ -123,7 +123,7 @@ def test_tpm2_eventlog_agrees_on_the_non_pcr0_values(name):
 
     import yaml
 
-    from pcrtool.testing import need_tool
+    from tests.support import need_tool
     need_tool("tpm2_eventlog")
     r = Release(name)
     out = subprocess.run(["tpm2_eventlog", str(r.dir / "eventlog.bin")], capture_output=True, check=True).stdout
@@ -407,7 +407,7 @@ def test_memdisk_fat12_reader_reads_what_mtools_wrote(tmp_path):
     import subprocess
 
     from pcrtool.predict.grub import fat_root_files
-    from pcrtool.testing import need_tool
+    from tests.support import need_tool
 
     for tool in ("mkfs.vfat", "mcopy"):
         need_tool(tool)
