@@ -12,11 +12,8 @@ import base64
 import hashlib
 import json
 import os
-import sys
-from pathlib import Path
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "tests" / "policy"))
-from helpers_policy import need_module, pem_private, pem_public, pkcs1_sha256, rsa_key  # noqa: E402
+from tests.policy.helpers_policy import need_module, pem_private, pem_public, pkcs1_sha256, rsa_key  # noqa: E402
 
 KEY = rsa_key()
 REF = "pcrtool-svn=3,product=acme-os,bank=sha256,pcrs=11"
