@@ -378,10 +378,12 @@ def from_log(
 
     banks = _banks(bank, ("sha256",))
     release = []
+    log_bytes = _read(log_file, "event log")
+    if boot:
+        _check_boot_count(log_bytes, len(boot), chain=shim is not None or grub is not None)
     for img in boot or []:
         release.append(application_measurement(_read(img, "boot image"), banks, name=str(img)))
     optional = []
-    log_bytes = _read(log_file, "event log")
     if uki_file is not None:
         from pcrtool.predict.cmdline import (
             LINUX_LOAD_OPTIONS_TAG, kernel_load_options, linux_stub_measurements, tag_of,
@@ -503,3 +505,21 @@ def _chain_from_log(log_bytes: bytes, banks, *, shim, grub, kernel, grub_config,
             initrd_path=initrd_path, initrd=_read(initrd, "initrd") if initrd is not None else None, files=files))
     parts.kernel = kernel_bytes
     return chain_measurements(parts, banks)
+
+
+def _check_boot_count(log_bytes: bytes, given: int, *, chain: bool) -> None:
+    """--boot replaces every PCR 4 application event: say so when the counts differ (a shim → GRUB
+    boot with Secure Boot on measures the kernel twice; use --shim/--grub/--kernel for it)."""
+    from pcrtool import render
+    from pcrtool.errors import UsageError
+    from pcrtool.eventlog import parse_event_log
+    from pcrtool.tcg.constants import EventType
+
+    if chain:
+        raise UsageError("give the boot chain with --boot or with --shim/--grub/--kernel, not both")
+    logged = sum(1 for e in parse_event_log(log_bytes).events
+                 if e.pcr == 4 and e.event_type == EventType.EV_EFI_BOOT_SERVICES_APPLICATION)
+    if logged != given:
+        grub = " (a shim → GRUB boot: use --shim, --grub and --kernel)" if logged == given + 1 else ""
+        render.warn(f"the reference log has {logged} PCR 4 application event(s), --boot gives {given}: "
+                    f"PCR 4 will not match a boot like the reference{grub}")

@@ -470,3 +470,17 @@ def test_sbat_level_policy(rel_a):
     logged = [Variable.from_variable_data(e.data).data for e in rel_a.log.events
               if e.event_type == EventType.EV_EFI_VARIABLE_AUTHORITY and e.data[32:50] == "SbatLevel".encode("utf-16-le")]
     assert logged == [default_sbat_level(shim).encode()]
+
+
+def test_cli_from_log_warns_when_boot_misses_the_second_kernel_event(rel_a, tmp_path):
+    img = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")   # any PE (systemd-boot-efi, a CI package)
+    if not img.is_file():
+        pytest.fail(f"{img} missing (apt-get install systemd-boot-efi)")
+    p = _cli("predict", "from-log", rel_a.dir / "eventlog.bin", "--boot", img, "--boot", img, "--boot", img)
+    assert p.returncode == 0 and "4 PCR 4 application event(s), --boot gives 3" in p.stderr
+    assert "use --shim, --grub and --kernel" in p.stderr
+    p = _cli("predict", "from-log", rel_a.dir / "eventlog.bin", "--boot", img, "--boot", img, "--boot", img,
+             "--boot", img)
+    assert p.returncode == 0 and "application event(s)" not in p.stderr
+    p = _cli("predict", "from-log", rel_a.dir / "eventlog.bin", "--boot", img, "--shim", img)
+    assert p.returncode == 2 and "not both" in p.stderr
