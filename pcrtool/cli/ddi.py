@@ -199,8 +199,8 @@ def _check_output(output: Path, force: bool) -> None:
 
 
 def _build(kind: str, src: Path, output: Path, compress: str, seed: Optional[str], arch: Optional[str],
-           epoch: Optional[int]):
-    from pcrtool.ddi.build import build_image, check_release
+           epoch: Optional[int], release_flags: Optional[List[str]] = None):
+    from pcrtool.ddi.build import build_image, check_release, release_text
     from pcrtool.ddi.files import host_arch
     from pcrtool.ddi.release import image_name
     from pcrtool.errors import UsageError
@@ -209,13 +209,16 @@ def _build(kind: str, src: Path, output: Path, compress: str, seed: Optional[str
     if not output.name.endswith(".raw"):
         raise UsageError(f"output {output} does not end in .raw",
                          hint="systemd-sysext only picks up NAME.raw; NAME must match extension-release.NAME")
-    release = check_release(src, the_kind, image_name(output.name))
+    name = image_name(output.name)
+    written = release_text(release_flags) if release_flags else None
+    release = check_release(src, the_kind, name, written)
+    extra = {the_kind.release_path(name): written} if written else {}
     the_arch = host_arch(arch)
     if release.get("ARCHITECTURE") not in (None, "_any", the_arch):
         raise UsageError(f"extension-release says ARCHITECTURE={release['ARCHITECTURE']}, building for {the_arch}",
                          hint="pass --arch or fix the extension-release file")
     return build_image(src, the_kind, seed=_seed(seed), arch=the_arch, compress=compress,
-                       epoch=_epoch(epoch)), the_arch
+                       epoch=_epoch(epoch), extra=extra), the_arch
 
 
 def _summary(built, output: Path, arch: str, extra: dict) -> None:
@@ -235,6 +238,9 @@ _COMPRESS_OPT = typer.Option("none", "--compress", help="none (as repart), lz4, 
 _SEED_OPT = typer.Option(None, "--seed", help="UUID the partition/file-system UUIDs and the salt derive from "
                                               "(as systemd-repart --seed; default: random).")
 _EPOCH_OPT = typer.Option(None, "--source-date-epoch", help="Clamp timestamps (default: $SOURCE_DATE_EPOCH, else 0).")
+_RELEASE_OPT = typer.Option(None, "--release", metavar="KEY=VALUE",
+                            help="Write extension-release.NAME from these fields (repeatable; the tree must not "
+                                 "have one), e.g. --release ID=_any --release SYSEXT_LEVEL=1.0.")
 
 
 @app.command()
@@ -249,6 +255,7 @@ def build(
     seed: Optional[str] = _SEED_OPT,
     arch: Optional[str] = typer.Option(None, "--arch", help="Architecture of the partition types (default: this machine's)."),
     epoch: Optional[int] = _EPOCH_OPT,
+    release: Optional[List[str]] = _RELEASE_OPT,
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
 ) -> None:
     """Build a signed sysext/confext/portable DDI: erofs + dm-verity + verity-sig, GPT as systemd-repart --make-ddi."""
@@ -265,7 +272,7 @@ def build(
             raise UsageError("a DDI signature needs the signer's X.509 certificate",
                              hint="pass --cert CERT (the verity-sig partition names the signer by it)")
         _check_output(output, force)
-        built, the_arch = _build(kind, src, output, compress, seed, arch, epoch)
+        built, the_arch = _build(kind, src, output, compress, seed, arch, epoch, release)
         der = sign_root_hash(signer, certificate, built.root_hash)
     sig = built.sig_partition(der, certificate)
     with fileio.atomic_writer(output, overwrite=force, what="image") as f:
@@ -284,6 +291,7 @@ def prepare(
     seed: Optional[str] = _SEED_OPT,
     arch: Optional[str] = typer.Option(None, "--arch"),
     epoch: Optional[int] = _EPOCH_OPT,
+    release: Optional[List[str]] = _RELEASE_OPT,
     force: bool = typer.Option(False, "--force", help="Replace existing output files."),
 ) -> None:
     """Build the image unsigned and write a verity-roothash signing request for the offline host."""
@@ -298,7 +306,7 @@ def prepare(
     if certificate is not None:
         require_key(certificate.public_key(), consumer=CONSUMER)
     _check_output(output, force)
-    built, the_arch = _build(kind, src, output, compress, seed, arch, epoch)
+    built, the_arch = _build(kind, src, output, compress, seed, arch, epoch, release)
     req_path = output.with_name(output.name[:-4] + ".sign-request.json")
     if not force and req_path.exists():
         raise fileio.InputFileError(f"request {req_path} exists already; refusing to overwrite it",

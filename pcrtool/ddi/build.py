@@ -62,22 +62,41 @@ class BuiltImage:
         f.write(self.tail)
 
 
-def check_release(src: Path, kind: ExtensionType, name: str) -> dict[str, str]:
-    """The source tree must carry the extension-release file systemd will look for."""
+def release_text(pairs: list[str]) -> str:
+    """An extension-release file from ``KEY=VALUE`` flags (values quoted when they need it)."""
+    import shlex
+    lines = []
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key or not key.replace("_", "").isalnum() or key != key.upper():
+            raise UsageError(f"--release {pair!r} is not KEY=VALUE", hint="e.g. --release ID=_any --release SYSEXT_LEVEL=1.0")
+        lines.append(f"{key}={value if value and shlex.quote(value) == value else shlex.quote(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def check_release(src: Path, kind: ExtensionType, name: str, written: str | None = None) -> dict[str, str]:
+    """The extension-release file systemd will look for: in the tree, or written from flags."""
     if kind is ExtensionType.PORTABLE:
         return {}
     rel = src / kind.release_path(name)
-    if not rel.is_file():
+    if written is not None:
+        if rel.exists():
+            raise UsageError(f"{src} has {kind.release_path(name)} already; --release would replace it",
+                             hint="drop --release or the file")
+        text, where = written, "--release"
+    elif not rel.is_file():
         raise UsageError(f"{src} has no {kind.release_path(name)}",
                          hint="systemd only merges an image whose extension-release file has its name; "
-                              "write one or pass --release ID=… (see pcrtool ddi build --help)")
-    fields = parse_os_release(rel.read_text(errors="replace"), source=str(rel))
+                              "write one or pass --release ID=… (repeatable)")
+    else:
+        text, where = rel.read_text(errors="replace"), str(rel)
+    fields = parse_os_release(text, source=where)
     if "ID" not in fields:
-        raise UsageError(f"{rel} has no ID=", hint="use ID=_any to match every host")
+        raise UsageError(f"{where} has no ID=", hint="use ID=_any to match every host")
     return fields
 
 
-def _stage(src: Path, dest: Path, kind: ExtensionType, epoch: int) -> None:
+def _stage(src: Path, dest: Path, kind: ExtensionType, epoch: int, extra: dict[str, str]) -> None:
     dirs = COPY_DIRS[kind]
     dest.chmod(0o755)
     names = dirs if dirs is not None else sorted(os.listdir(src))
@@ -89,6 +108,12 @@ def _stage(src: Path, dest: Path, kind: ExtensionType, epoch: int) -> None:
             shutil.copytree(s, dest / name, symlinks=True)
         else:
             shutil.copy2(s, dest / name, follow_symlinks=False)
+    for rel, text in extra.items():        # files written from flags (the extension-release)
+        target = dest / rel
+        for parent in reversed(target.relative_to(dest).parents[:-1]):
+            (dest / parent).mkdir(mode=0o755, exist_ok=True)
+        target.write_text(text)
+        target.chmod(0o644)
     for root, dirnames, filenames in os.walk(dest, topdown=False):
         for n in dirnames + filenames:
             p = os.path.join(root, n)
@@ -104,10 +129,10 @@ def mkfs_command() -> list[str]:
 
 
 def make_erofs(src: Path, kind: ExtensionType, *, fs_uuid: uuid.UUID, epoch: int, arch: str,
-               compress: str, workdir: Path) -> bytes:
+               compress: str, workdir: Path, extra: dict[str, str] | None = None) -> bytes:
     stage = workdir / "tree"
     stage.mkdir()
-    _stage(src, stage, kind, epoch)
+    _stage(src, stage, kind, epoch, extra or {})
     for key, value in layout.validatefs_xattrs(arch).items():
         try:
             os.setxattr(stage, key, value)
@@ -124,7 +149,7 @@ def make_erofs(src: Path, kind: ExtensionType, *, fs_uuid: uuid.UUID, epoch: int
 
 
 def build_image(src: Path, kind: ExtensionType, *, seed: uuid.UUID, arch: str, compress: str = "none",
-                epoch: int = 0) -> BuiltImage:
+                epoch: int = 0, extra: dict[str, str] | None = None) -> BuiltImage:
     """Everything but the signature: file system, hash tree, GPT."""
     if compress not in COMPRESSORS:
         raise UsageError(f"--compress takes {', '.join(COMPRESSORS)}, not {compress!r}")
@@ -134,7 +159,7 @@ def build_image(src: Path, kind: ExtensionType, *, seed: uuid.UUID, arch: str, c
     fs_uuid = layout.filesystem_uuid(seed.bytes, data_type)
     with tempfile.TemporaryDirectory(prefix="pcrtool-ddi-") as tmp:
         fs = make_erofs(src, kind, fs_uuid=fs_uuid, epoch=epoch, arch=arch, compress=compress,
-                        workdir=Path(tmp))
+                        workdir=Path(tmp), extra=extra)
     lay = layout.plan_layout(len(fs))
     padded = fs + bytes(lay.verity_size - len(fs))
     params = layout.verity_params(seed.bytes, lay.verity_size)

@@ -42,3 +42,24 @@ def test_inspect_table_and_non_gpt_input(good, tmp_path):
     junk.write_bytes(bytes(10000))
     code, _, err = cli("ddi", "inspect", junk)
     assert code == 1 and "no GPT header" in err and "Traceback" not in err
+
+
+def test_release_written_from_flags_equals_the_file_in_the_tree(keys, tmp_path):
+    from helpers_ddi import EPOCH, SEED
+    key, cert = keys["new"]
+    k = ["-k", f"file:{key}", "-c", cert, "--arch", "x86-64", "--seed", SEED, "--source-date-epoch", EPOCH]
+    with_file = make_tree(tmp_path / "a", "rel", "ID=debian\nSYSEXT_LEVEL=1.0\n", files=2)
+    bare = make_tree(tmp_path / "b", "rel", "", files=2)
+    (bare / "usr/lib/extension-release.d/extension-release.rel").unlink()
+    (bare / "usr/lib/extension-release.d").rmdir()
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    assert cli("ddi", "build", with_file, "-o", tmp_path / "x/rel.raw", *k)[0] == 0
+    code, _, err = cli("ddi", "build", bare, "-o", tmp_path / "y/rel.raw", "--release", "ID=debian",
+                       "--release", "SYSEXT_LEVEL=1.0", *k)
+    assert code == 0, err
+    assert (tmp_path / "x/rel.raw").read_bytes() == (tmp_path / "y/rel.raw").read_bytes()
+    code, _, err = cli("ddi", "build", with_file, "-o", tmp_path / "rel.raw", "--release", "ID=_any", *k)
+    assert code == 2 and "--release would replace it" in err
+    code, _, err = cli("ddi", "build", bare, "-o", tmp_path / "rel.raw", "--release", "id", *k)
+    assert code == 2 and "is not KEY=VALUE" in err
