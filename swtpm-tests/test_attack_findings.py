@@ -395,3 +395,31 @@ def test_f9_malformed_device_file_is_a_one_line_format_error(enrolled, kind, nam
     lines = [x for x in p.stderr.strip().splitlines() if "warning" not in x]
     assert p.returncode == 1 and len(lines) == 1, p.stderr[-2000:]
     assert "internal error" not in p.stderr and "Traceback" not in p.stderr and p.stdout == ""
+
+
+def test_f3_reenrolment_from_the_previous_file_keeps_the_floor_and_a_lower_one_is_named(dev):
+    """The routine re-enrolment (--previous) keeps floor 3; going lower needs --revive naming the
+    svns that unlock again, and only those do."""
+    doc = release_doc((1, 2, 3))
+    apps = dev.approve(dev.releases("rel", doc), "a.pcrsig")
+    pub = dev.d / "pub.pem"
+    dev.enroll("e.json", "-k", pub, "--floor", 1, "--window", 4)
+    boot(dev.sw, doc, 2)
+    pcrtool("tpm", "advance-floor", *dev.t, "-e", dev.d / "e.json", "--to", 3, "-a", apps, check=0)
+    dev.enroll("kept.json", "-k", pub, "--previous", dev.d / "e.json", "-a", apps)
+    assert unlocked(dev.unlock("kept.json", "-a", apps))
+    boot(dev.sw, doc, 1)   # svn 2: below the kept floor
+    p = dev.unlock("kept.json", "-a", apps)
+    assert not unlocked(p) and p.returncode == 4, p.stderr
+    boot(dev.sw, doc, 2)
+    p = dev.enroll("lower.json", "-k", pub, "--previous", dev.d / "e.json", "-a", apps, "--floor", 2, check=None)
+    assert p.returncode != 0 and not (dev.d / "lower.json").exists(), "a lower floor without --revive"
+    p = dev.enroll("wrong.json", "-k", pub, "--previous", dev.d / "e.json", "-a", apps, "--floor", 2,
+                   "--revive", "1-2", check=None)
+    assert p.returncode != 0 and not (dev.d / "wrong.json").exists(), "--revive naming other svns"
+    dev.enroll("lower.json", "-k", pub, "--previous", dev.d / "e.json", "-a", apps, "--floor", 2, "--revive", "2-2")
+    boot(dev.sw, doc, 1)
+    assert unlocked(dev.unlock("lower.json", "-a", apps))     # revived by name
+    boot(dev.sw, doc, 0)
+    p = dev.unlock("lower.json", "-a", apps)
+    assert not unlocked(p) and p.returncode == 4, p.stderr
