@@ -154,9 +154,9 @@ def encrypt(config_text: str, plaintext: bytes) -> str:
             args += ["--tcti", str(cfg["tcti"])]
         if cfg.get("counter_index"):
             args += ["--counter-index", str(cfg["counter_index"])]
-        for key in ("product", "owner_auth_file"):  # passed on only when given (`tpm enroll --help`)
-            if cfg.get(key):
-                args += [f"--{key.replace('_', '-')}", str(cfg[key])]
+        for opt in ("product", "owner_auth_file"):  # passed on only when given (`tpm enroll --help`)
+            if cfg.get(opt):
+                args += [f"--{opt.replace('_', '-')}", str(cfg[opt])]
         _relay(_pcrtool(*args), "pcrtool tpm enroll")
         enrollment_text = (d / "enrollment.json").read_text()
         if cfg.get("enrollment"):
@@ -198,6 +198,10 @@ def _run(fn) -> int:
     except PinError as e:
         print(f"clevis-pcrtool: {e}", file=sys.stderr)
         return e.code
+    except Exception as e:  # noqa: BLE001 - a pin reports one line, never a traceback
+        print(f"clevis-pcrtool: internal error: {type(e).__name__}: {e} (a bug in pcrtool; please report it)",
+              file=sys.stderr)
+        return 1
     return 0
 
 
