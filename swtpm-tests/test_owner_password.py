@@ -63,7 +63,8 @@ def test_enrol_with_owner_password_unlock_without(swtpm, tmp_path, mode):
     assert pcrtool("tpm", "unlock", *t, "-e", d / "e.json", *apps).returncode == 4
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 finding 7: no enrolment with an owner password yet")
+@pytest.mark.xfail(strict=True, reason="issue 13 finding 7: the owner password (it authorizes every counter "
+                                       "increment) goes to the TPM in a cleartext password session")
 def test_the_owner_password_never_crosses_the_bus(swtpm, tmp_path):
     """Enrol and advance-floor with the owner password, through the logging proxy: the password
     (which authorizes every later counter increment) never appears on the bus in clear."""
