@@ -38,7 +38,8 @@ def test_clevis_luks_bind_and_pass_allow_and_deny_after_advance_floor(tmp_path, 
                                       '[secureboot]\nSecureBoot = 1\n')
     pcrtool("predict", "release", d / "m1.toml", d / "m2.toml", "-o", d / "p.json")
     pcrtool("key", "generate", d / "k.pem", "--public-output", d / "pub.pem")
-    pcrtool("policy", "approve", "-r", d / "p.json", "-k", d / "k.pem", "--pcrs", "11", "-o", d / "a.pcrsig")
+    pcrtool("policy", "approve", "-r", d / "p.json", "-k", d / "k.pem", "--pcrs", "11", "--product", "fooos",
+            "-o", d / "a.pcrsig")
     pcrtool("clevis", "install", "--dir", d / "bin")
     env = {**os.environ, "PATH": f"{d / 'bin'}:{os.environ['PATH']}"}
     disk, password = d / "disk.img", d / "pass.txt"
@@ -57,7 +58,7 @@ def test_clevis_luks_bind_and_pass_allow_and_deny_after_advance_floor(tmp_path, 
 
     boot(2)
     cfg = {"public_key": (d / "pub.pem").read_text(), "floor": 1, "window": 4, "pcrs": [11],
-           "approvals": str(d / "a.pcrsig"), "tcti": swtpm.tcti, "enrollment": str(d / "e.json")}
+           "approvals": str(d / "a.pcrsig"), "tcti": swtpm.tcti, "enrollment": str(d / "e.json"), "product": "fooos"}
     run("clevis", "luks", "bind", "-y", "-d", disk, "-k", password, "-s", "1", "pcrtool", json.dumps(cfg), env=env)
     assert (d / "e.json").stat().st_mode & 0o777 == 0o600
     p = luks_pass()

@@ -20,7 +20,8 @@ CONFIG (JSON): ``public_key`` (PEM text or a file: the release signing key, requ
 ``bank`` ("sha256"), ``tcti`` (default: $PCRTOOL_TCTI, else device:/dev/tpmrm0),
 ``counter_index`` (hex), ``enrollment`` (also write the enrollment here, 0600: what
 ``pcrtool tpm advance-floor``/``status`` take), and ``product``, ``owner_auth_file`` (passed to
-``tpm enroll`` as ``--product``/``--owner-auth-file``).
+``tpm enroll`` as ``--product``/``--owner-auth-file``), ``pin_file`` (``--pin-file`` at enrol
+and unlock: the file must be there at unlock time).
 
 Shipped as console scripts (pyproject.toml) and by ``pcrtool clevis install --dir DIR``, which
 writes the two executables calling this interpreter (for venvs and initramfs builders).
@@ -44,7 +45,7 @@ PIN = "pcrtool"
 DEFAULT_APPROVALS = "/etc/pcrtool/approvals.pcrsig"
 SUMMARY = "Encrypts using a TPM2 signed PCR policy with pcrtool's downgrade floor"
 _CONFIG_KEYS = {"public_key", "approvals", "floor", "window", "pcrs", "bank", "tcti", "counter_index",
-                "enrollment", "product", "owner_auth_file"}
+                "enrollment", "product", "owner_auth_file", "pin_file"}
 
 app = new_app("clevis pin (clevis-encrypt-pcrtool / clevis-decrypt-pcrtool) for LUKS2 unlock.")
 
@@ -154,7 +155,7 @@ def encrypt(config_text: str, plaintext: bytes) -> str:
             args += ["--tcti", str(cfg["tcti"])]
         if cfg.get("counter_index"):
             args += ["--counter-index", str(cfg["counter_index"])]
-        for opt in ("product", "owner_auth_file"):  # passed on only when given (`tpm enroll --help`)
+        for opt in ("product", "owner_auth_file", "pin_file"):  # only when given (`tpm enroll --help`)
             if cfg.get(opt):
                 args += [f"--{opt.replace('_', '-')}", str(cfg[opt])]
         _relay(_pcrtool(*args), "pcrtool tpm enroll")
@@ -163,8 +164,9 @@ def encrypt(config_text: str, plaintext: bytes) -> str:
             from pcrtool import fileio
             fileio.write_atomic(cfg["enrollment"], enrollment_text, mode=0o600, what="enrollment copy")
     node = {"enrollment": json.loads(enrollment_text), "approvals": str(cfg.get("approvals", DEFAULT_APPROVALS))}
-    if cfg.get("tcti"):
-        node["tcti"] = str(cfg["tcti"])
+    for opt in ("tcti", "pin_file"):
+        if cfg.get(opt):
+            node[opt] = str(cfg[opt])
     return jwe_encrypt({"clevis": {"pin": PIN, PIN: node}}, key, plaintext)
 
 
@@ -185,6 +187,8 @@ def decrypt(compact: str) -> bytes:
         args = ["tpm", "unlock", "-e", str(e), "-a", str(approvals), "-o", "-"]
         if node.get("tcti"):
             args += ["--tcti", str(node["tcti"])]
+        if node.get("pin_file"):  # the PIN file must be readable at unlock time (e.g. a keyring export)
+            args += ["--pin-file", str(node["pin_file"])]
         proc = _pcrtool(*args)
         _relay(proc, "pcrtool tpm unlock")
     if len(proc.stdout) != 32:
