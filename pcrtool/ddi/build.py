@@ -161,7 +161,8 @@ def build_image(src: Path, kind: ExtensionType, *, seed: uuid.UUID, arch: str, c
         fs = make_erofs(src, kind, fs_uuid=fs_uuid, epoch=epoch, arch=arch, compress=compress,
                         workdir=Path(tmp), extra=extra)
     lay = layout.plan_layout(len(fs))
-    padded = fs + bytes(lay.verity_size - len(fs))
+    # erofs images are whole blocks already: no copy unless the size needs rounding
+    padded = fs if len(fs) == lay.verity_size else fs + bytes(lay.verity_size - len(fs))
     params = layout.verity_params(seed.bytes, lay.verity_size)
     tree = build_tree(params, padded)
     head, tail = layout.assemble_gpt(lay, seed=seed.bytes, arch=arch, root_hash=tree.root_hash)
