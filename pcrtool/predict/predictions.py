@@ -112,6 +112,12 @@ def dump_predictions(releases: Sequence[Release]) -> dict:
     return {"format": FORMAT, "releases": [r.to_json() for r in sort_releases(releases)]}
 
 
+def _list(value: Any, key: str, where: str) -> list:
+    if not isinstance(value, list):
+        raise ManifestError(f"{where}: {key!r} must be a list")
+    return value
+
+
 def load_predictions(text: str | bytes, *, source: str = "predictions") -> list[Release]:
     """Read a predictions file back into :class:`Release` objects (validated)."""
     if isinstance(text, bytes):
@@ -123,7 +129,7 @@ def load_predictions(text: str | bytes, *, source: str = "predictions") -> list[
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ManifestError(f"{source}: not a {FORMAT} file", hint="write it with `pcrtool predict release`")
     out = []
-    for i, r in enumerate(_req(doc, "releases", source)):
+    for i, r in enumerate(_list(_req(doc, "releases", source), "releases", source)):
         where = f"{source} releases[{i}]"
         if not isinstance(r, dict):
             raise ManifestError(f"{where} must be an object")
@@ -137,7 +143,7 @@ def load_predictions(text: str | bytes, *, source: str = "predictions") -> list[
             raise ManifestError(f"{where}: 'allowed' must be true or false")
         predictions = {}
         measurements: dict[str, tuple[Measurement, ...]] = {}
-        for j, p in enumerate(_req(r, "phases", where)):
+        for j, p in enumerate(_list(_req(r, "phases", where), "phases", where)):
             if not isinstance(p, dict) or not isinstance(p.get("phase"), str):
                 raise ManifestError(f"{where} phases[{j}] needs 'phase' and 'values'")
             try:
@@ -157,5 +163,5 @@ def load_predictions(text: str | bytes, *, source: str = "predictions") -> list[
         if not predictions:
             raise ManifestError(f"{where}: no phases")
         out.append(Release(name, version, svn, pcrs, banks, predictions, allowed,
-                           tuple(str(n) for n in r.get("notes", [])), measurements))
+                           tuple(str(n) for n in _list(r.get("notes", []), "notes", where)), measurements))
     return out
