@@ -200,6 +200,11 @@ class PcrValues:
         except json.JSONDecodeError as e:
             raise FormatError(f"{source}: bad JSON at line {e.lineno} column {e.colno}: {e.msg}",
                               hint="expected {\"sha256\": {\"0\": \"hex\", …}}") from None
+        return cls.from_json(data, source=source)
+
+    @classmethod
+    def from_json(cls, data: object, *, source: str = "PCR values") -> "PcrValues":
+        """PCR values from already-decoded JSON (any of the shapes ``parse`` reads as JSON)."""
         out = cls()
         if isinstance(data, dict) and "banks" in data and isinstance(data["banks"], dict):
             data = data["banks"]

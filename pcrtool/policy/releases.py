@@ -120,7 +120,7 @@ def parse_releases(text: str, *, source: str = "releases") -> tuple[list[PolicyR
         if item.get("predicted") and not isinstance(item["predicted"], dict):
             raise FormatError(f"{where}: predicted must be an object {{bank: {{pcr: hex}}}}")
         if item.get("predicted"):
-            predicted = PcrValues.parse(json.dumps(item["predicted"]), source=f"{where}.predicted")
+            predicted = PcrValues.from_json(item["predicted"], source=f"{where}.predicted")
             if meas:
                 for v in predicted:
                     got = replayed.get(v.alg, v.pcr)

@@ -147,7 +147,7 @@ def load_predictions(text: str | bytes, *, source: str = "predictions") -> list[
             if not isinstance(p, dict) or not isinstance(p.get("phase"), str):
                 raise ManifestError(f"{where} phases[{j}] needs 'phase' and 'values'")
             try:
-                values = PcrValues.parse(json.dumps(_req(p, "values", where)), source=f"{where} phases[{j}]")
+                values = PcrValues.from_json(_req(p, "values", where), source=f"{where} phases[{j}]")
             except PcrtoolError as e:
                 raise ManifestError(e.message) from None
             for alg in banks:
