@@ -67,3 +67,11 @@ def test_contract_sees_a_second_definition():
     where = public_definitions()
     where["parse_signature_lists"] = where["parse_signature_lists"] + ["predict/secureboot.py"]
     assert duplicates(where) == {"parse_signature_lists": ["eventlog/decode/variables.py", "predict/secureboot.py"]}
+
+
+def test_known_list_only_shrinks():
+    """A duplicate that was removed leaves KNOWN too, so it cannot come back unnoticed (e.g. a
+    second public_key_fingerprint once issue 18 has unified it)."""
+    where = public_definitions()
+    stale = sorted(name for name in KNOWN if len(where.get(name, [])) < 2)
+    assert stale == [], f"defined once now: remove {stale} from KNOWN in {__file__}"
