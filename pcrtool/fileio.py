@@ -76,7 +76,7 @@ def atomic_writer(path: str | os.PathLike, *, mode: int = 0o644, overwrite: bool
         try:
             yield buf
             buf.seek(0)
-            _copy_to_stream(buf, p, stream_fd, what)
+            _copy_to_stream(buf, p, stream_fd, what, private=not mode & 0o077)
         finally:
             buf.close()
         return
@@ -156,8 +156,9 @@ def _existing_kind(p: Path, what: str) -> str:
                          "devices and FIFOs only", hint="write to a file and copy it (e.g. with dd)")
 
 
-def _copy_to_stream(buf, p: Path, fd: int, what: str) -> None:
-    """Write the buffered output to a stream (fd >= 0) or a char device/FIFO opened in place."""
+def _copy_to_stream(buf, p: Path, fd: int, what: str, *, private: bool = False) -> None:
+    """Write the buffered output to a stream (fd >= 0) or a char device/FIFO opened in place.
+    Private material (mode 0600 outputs: keys, secrets) never goes to a terminal."""
     own = fd < 0
     if own:
         try:
@@ -172,6 +173,9 @@ def _copy_to_stream(buf, p: Path, fd: int, what: str) -> None:
         with contextlib.suppress(AttributeError, ValueError):
             sys.stdout.flush()
     try:
+        if private and os.isatty(fd):
+            raise InputFileError(f"refusing to write {what} to a terminal ({str(p)!r})",
+                                 hint="redirect it to a file or a pipe, or give a file path")
         while chunk := buf.read(1 << 20):
             view = memoryview(chunk)
             while view:

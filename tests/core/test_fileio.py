@@ -139,3 +139,18 @@ def test_cli_dash_output_goes_to_stdout(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("-----BEGIN PUBLIC KEY-----")
     assert not (tmp_path / "-").exists() and not os.path.exists("-")
+
+
+def test_private_material_never_goes_to_a_terminal_public_output_does(tmp_path):
+    import pty
+    master, slave = pty.openpty()
+    try:
+        tty_path = os.ttyname(slave)
+        with pytest.raises(InputFileError, match="refusing to write secret to a terminal"):
+            write_private(tty_path, b"secret bytes", what="secret")
+        write_atomic(tty_path, b"public\n")
+        assert os.read(master, 100).replace(b"\r", b"") == b"public\n"
+        assert stat.S_ISCHR(os.lstat(tty_path).st_mode)
+    finally:
+        os.close(master)
+        os.close(slave)
