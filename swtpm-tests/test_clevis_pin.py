@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tests.support import need_tool
+from tests.support.releases import two_uki_releases
 
 PCRTOOL = [sys.executable, "-m", "pcrtool"]
 
@@ -30,13 +31,7 @@ def test_clevis_luks_bind_and_pass_allow_and_deny_after_advance_floor(tmp_path, 
     for tool in ("clevis", "clevis-luks-bind", "clevis-luks-pass", "cryptsetup"):
         need_tool(tool)
     d, t = tmp_path, ("--tcti", swtpm.tcti)
-    (d / "os-release").write_text("ID=fooos\n")
-    for v in (1, 2):
-        (d / f"vmlinuz-{v}").write_text(f"kernel {v}\n")
-        (d / f"m{v}.toml").write_text(f'name = "fooos"\nversion = "{v}"\nsvn = {v}\npcrs = [7, 11]\n'
-                                      f'[uki.sections]\nlinux = "vmlinuz-{v}"\nosrel = "os-release"\n'
-                                      '[secureboot]\nSecureBoot = 1\n')
-    pcrtool("predict", "release", d / "m1.toml", d / "m2.toml", "-o", d / "p.json")
+    two_uki_releases(d)
     pcrtool("key", "generate", d / "k.pem", "--public-output", d / "pub.pem")
     pcrtool("policy", "approve", "-r", d / "p.json", "-k", d / "k.pem", "--pcrs", "11", "--product", "fooos",
             "-o", d / "a.pcrsig")

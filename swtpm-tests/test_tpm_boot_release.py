@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+from tests.support.releases import two_uki_releases
+
 PCRTOOL = [sys.executable, "-m", "pcrtool"]
 
 
@@ -12,20 +14,8 @@ def run(*args):
     return subprocess.run([*PCRTOOL, *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
-def predictions(d):
-    (d / "os-release").write_text("ID=fooos\n")
-    for v in (1, 2):
-        (d / f"vmlinuz-{v}").write_text(f"kernel {v}\n")
-        (d / f"m{v}.toml").write_text(f'name = "fooos"\nversion = "{v}"\nsvn = {v}\npcrs = [7, 11]\n'
-                                      f'[uki.sections]\nlinux = "vmlinuz-{v}"\nosrel = "os-release"\n'
-                                      '[secureboot]\nSecureBoot = 1\n')
-    p = run("predict", "release", d / "m1.toml", d / "m2.toml", "-o", d / "p.json")
-    assert p.returncode == 0, p.stderr
-    return {r["version"]: r["phases"][0]["values"]["sha256"] for r in json.loads((d / "p.json").read_text())["releases"]}
-
-
 def test_boot_release_reaches_the_predicted_pcrs_and_refuses_a_dirty_tpm(tmp_path, swtpm):
-    want = predictions(tmp_path)
+    want = two_uki_releases(tmp_path)
     assert want["1"]["11"] != want["2"]["11"] and want["1"]["7"] == want["2"]["7"]
     p = run("tpm", "boot-release", tmp_path / "p.json", "fooos-2", "--tcti", swtpm.tcti, "--json=short")
     assert p.returncode == 0, p.stderr
