@@ -26,8 +26,6 @@ def _owner_option() -> str:
     return found[0]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 finding 7: with an owner password every enrol/unlock fails "
-                                       "(CreatePrimary needs owner auth)")
 @pytest.mark.parametrize("mode", ["signed", "allowlist-direct"])
 def test_enrol_with_owner_password_unlock_without(swtpm, tmp_path, mode):
     need_module("tpm2_pytss")
@@ -63,8 +61,6 @@ def test_enrol_with_owner_password_unlock_without(swtpm, tmp_path, mode):
     assert pcrtool("tpm", "unlock", *t, "-e", d / "e.json", *apps).returncode == 4
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 finding 7: the owner password (it authorizes every counter "
-                                       "increment) goes to the TPM in a cleartext password session")
 def test_the_owner_password_never_crosses_the_bus(swtpm, tmp_path):
     """Enrol and advance-floor with the owner password, through the logging proxy: the password
     (which authorizes every later counter increment) never appears on the bus in clear."""

@@ -365,7 +365,13 @@ def enroll(tcti: str | None, public_key, *, floor: int | None, window: int, bank
             want = 0 if floor is None else floor
             pending.save(counter_index, want, None)        # durable before the counter is written
             resumed = (None, want)
-        handle, value, counter_name, existed = ensure_counter(esys, counter_index, owner_auth)
+        # the SRK first: it salts the session that carries the owner's authorization
+        srk = S.ensure_persistent_srk(esys, owner_auth, reuse.pinned_srk if reuse is not None else None)
+        opened = S.open_owner_session(esys, owner_auth, srk.handle)
+        try:
+            handle, value, counter_name, existed = ensure_counter(esys, counter_index, owner_auth)
+        finally:
+            S.close_owner_session(esys, opened)
         previous = None
         if resumed is not None and reuse is None:
             c0_seen, f0_pending = resumed
@@ -385,7 +391,6 @@ def enroll(tcti: str | None, public_key, *, floor: int | None, window: int, bank
         if f0 + window > SVN_MAX:
             raise UsageError(f"floor {f0} + window {window} is above svn {SVN_MAX}")
         tree = D.PolicyOrTree.build(branch_digests(key_name, counter_name, c0, f0, window, scope))
-        srk = S.ensure_persistent_srk(esys, owner_auth, reuse.pinned_srk if reuse is not None else None)
         pin_salt = os.urandom(32).hex() if pin else ""
         sealed = sealed_policy(tree.root, pin_salt)
         blob = S.seal(esys, srk.handle, secret, sealed, pin_auth_value(pin, pin_salt) if pin else b"")
@@ -724,9 +729,17 @@ def advance_floor(tcti: str | None, enrollment: Enrollment, to_svn: int, *, lock
     with _lock(lock_path, enrollment.counter_index), S.open_esys(tcti) as esys:
         counter = counter_handle(esys, enrollment.counter_index, bytes.fromhex(enrollment.counter_name))
         old = current = enrollment.floor(S.read_counter(esys, counter))
-        while current < to_svn:
-            S.nv_increment(esys, counter, owner_auth)
-            current = enrollment.floor(S.read_counter(esys, counter))
+        opened = ()
+        if owner_auth and current < to_svn:
+            salt = (S.pinned_persistent_srk(esys, base64.b64decode(enrollment.srk), bytes.fromhex(enrollment.srk_name))
+                    if enrollment.srk and enrollment.srk_name else None)
+            opened = S.open_owner_session(esys, owner_auth, salt)
+        try:
+            while current < to_svn:
+                S.nv_increment(esys, counter, owner_auth)
+                current = enrollment.floor(S.read_counter(esys, counter))
+        finally:
+            S.close_owner_session(esys, opened)
     return old, max(old, current)
 
 

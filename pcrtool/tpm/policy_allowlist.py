@@ -145,19 +145,28 @@ def enroll_allowlist(tcti: str | None, tuples: Sequence[tuple[str, PcrValues]], 
     with S.open_esys(tcti) as esys:
         # The storage key first: a refused pin must not have touched the epoch.
         srk = S.ensure_persistent_srk(esys, owner_auth, pinned_srk)
-        handle, value, name, _ = ensure_counter(esys, index, owner_auth)
-        epoch = value + 1
-        pin_salt = os.urandom(32).hex() if pin else ""
-        auth_policy = sealed_policy(AL.direct_policy(policy.root, name, epoch), pin_salt)
-        blob = S.seal(esys, srk.handle, secret, auth_policy, pin_auth_value(pin, pin_salt) if pin else b"")
-        e = AllowlistEnrollment("allowlist-direct", bank.bank_name, tuple(sorted(pcrs)),
-                                tuple(x.hex() for x in policy.leaves), index, name.hex(), epoch,
-                                auth_policy.hex(), base64.b64encode(blob).decode(), srk_name=srk.name.hex(),
-                                srk=base64.b64encode(srk.serialized).decode(), pin_salt=pin_salt)
-        if commit is not None:
-            commit(e)
-        if S.read_counter(esys, handle) < epoch:   # a re-run after a crash may find it done
-            S.nv_increment(esys, handle, owner_auth)
+        opened = S.open_owner_session(esys, owner_auth, srk.handle)
+        try:
+            return _seal_and_commit(esys, srk, policy, tuples, bank, pcrs, secret, index, owner_auth, commit, pin)
+        finally:
+            S.close_owner_session(esys, opened)
+
+
+def _seal_and_commit(esys, srk, policy, tuples, bank, pcrs, secret, index, owner_auth, commit, pin):
+    """Seal under epoch + 1, ``commit`` (durable), then increment the epoch counter."""
+    handle, value, name, _ = ensure_counter(esys, index, owner_auth)
+    epoch = value + 1
+    pin_salt = os.urandom(32).hex() if pin else ""
+    auth_policy = sealed_policy(AL.direct_policy(policy.root, name, epoch), pin_salt)
+    blob = S.seal(esys, srk.handle, secret, auth_policy, pin_auth_value(pin, pin_salt) if pin else b"")
+    e = AllowlistEnrollment("allowlist-direct", bank.bank_name, tuple(sorted(pcrs)),
+                            tuple(x.hex() for x in policy.leaves), index, name.hex(), epoch,
+                            auth_policy.hex(), base64.b64encode(blob).decode(), srk_name=srk.name.hex(),
+                            srk=base64.b64encode(srk.serialized).decode(), pin_salt=pin_salt)
+    if commit is not None:
+        commit(e)
+    if S.read_counter(esys, handle) < epoch:   # a re-run after a crash may find it done
+        S.nv_increment(esys, handle, owner_auth)
     return e
 
 

@@ -124,7 +124,8 @@ def create_srk(esys, expected_name: bytes | None = None, owner_auth: bytes | Non
     """
     pub = T.TPM2B_PUBLIC.parse("ecc256:aes128cfb", objectAttributes=SRK_ATTRIBUTES, nameAlg="sha256")
     set_owner_auth(esys, owner_auth)
-    handle, out_public, *_ = tpm_call("TPM2_CreatePrimary", esys.create_primary, None, pub, ESYS_TR.OWNER)
+    handle, out_public, *_ = tpm_call("TPM2_CreatePrimary", esys.create_primary, None, pub, ESYS_TR.OWNER,
+                                      session1=_owner_session1(esys))
     if expected_name is not None:
         computed = D.name_of(out_public.publicArea.marshal())
         kept = bytes(esys.tr_get_name(handle))
@@ -163,13 +164,18 @@ def ensure_persistent_srk(esys, owner_auth: bytes | None = None,
     except TSS2_Exception:
         handle = None
     if handle is None:
-        transient = create_srk(esys, None, owner_auth)
+        opened = open_owner_session(esys, owner_auth) if not getattr(esys, "owner_session", None) else ()
         try:
-            set_owner_auth(esys, owner_auth)
-            handle = tpm_call("TPM2_EvictControl", esys.evict_control, ESYS_TR.OWNER, transient, SRK_HANDLE,
-                              hint="making the SRK persistent needs owner authorization (--owner-auth-file)")
+            transient = create_srk(esys, None, owner_auth)
+            try:
+                set_owner_auth(esys, owner_auth)
+                handle = tpm_call("TPM2_EvictControl", esys.evict_control, ESYS_TR.OWNER, transient, SRK_HANDLE,
+                                  session1=_owner_session1(esys),
+                                  hint="making the SRK persistent needs owner authorization (--owner-auth-file)")
+            finally:
+                flush(esys, transient)
         finally:
-            flush(esys, transient)
+            close_owner_session(esys, opened)
     pub, _, _ = tpm_call("TPM2_ReadPublic", esys.read_public, handle)
     attrs = int(pub.publicArea.objectAttributes)
     name = bytes(esys.tr_get_name(handle))
@@ -381,8 +387,39 @@ def nv_public(esys, handle) -> tuple[int, int, bytes]:
 
 def set_owner_auth(esys, owner_auth: bytes | None) -> None:
     """The owner hierarchy's authorization value for the next owner-authorized command (no TPM
-    command; sent inside ESAPI's password/HMAC session, never logged)."""
+    command; never logged). With an owner password, ``open_owner_session`` makes those commands
+    use a salted HMAC session: the password itself never crosses the bus."""
     esys.tr_set_auth(ESYS_TR.OWNER, owner_auth or b"")
+
+
+def _owner_session1(esys):
+    return getattr(esys, "owner_session", None) or ESYS_TR.PASSWORD
+
+
+def open_owner_session(esys, owner_auth: bytes | None, salt_key=None):
+    """With an owner password: a salted HMAC session (TPM2_StartAuthSession) that every later
+    owner-authorized command of ``esys`` uses, so the bus carries an HMAC keyed with a secret
+    salt, never the password (nor anything to guess it offline). ``salt_key``: the pinned SRK;
+    None: an ephemeral NULL-hierarchy primary (no authorization needed) salts it. Returns the
+    handles to pass to ``close_owner_session``; nothing without a password."""
+    if not owner_auth:
+        return ()
+    temp = None
+    if salt_key is None:
+        pub = T.TPM2B_PUBLIC.parse("ecc256:aes128cfb", objectAttributes=SRK_ATTRIBUTES, nameAlg="sha256")
+        temp, *_ = tpm_call("TPM2_CreatePrimary", esys.create_primary, None, pub, ESYS_TR.NULL)
+        salt_key = temp
+    session = tpm_call("TPM2_StartAuthSession", esys.start_auth_session, salt_key, ESYS_TR.NONE,
+                       TPM2_SE.HMAC, _aes128_cfb(), TPM2_ALG.SHA256)
+    esys.trsess_set_attributes(session, TPMA_SESSION.CONTINUESESSION)
+    esys.owner_session = session
+    return (session, temp)
+
+
+def close_owner_session(esys, handles) -> None:
+    if handles:
+        esys.owner_session = None
+        flush(esys, *handles)
 
 
 def define_counter(esys, index: int, owner_auth: bytes | None = None):
@@ -392,6 +429,7 @@ def define_counter(esys, index: int, owner_auth: bytes | None = None):
                                              attributes=int(D.COUNTER_ATTRIBUTES),
                                              dataSize=D.COUNTER_SIZE))
     return tpm_call("TPM2_NV_DefineSpace", esys.nv_define_space, None, pub, ESYS_TR.OWNER,
+                    session1=_owner_session1(esys),
                     hint="an index with this handle may exist already; pick another with --counter-index")
 
 
@@ -399,7 +437,7 @@ def nv_increment(esys, handle, owner_auth: bytes | None = None) -> None:
     """TPM2_NV_Increment (Part 3 §31.8) with owner authorization (the counter has OWNERWRITE
     only: with an owner password set, nobody else can move the floor)."""
     set_owner_auth(esys, owner_auth)
-    tpm_call("TPM2_NV_Increment", esys.nv_increment, handle, ESYS_TR.OWNER,
+    tpm_call("TPM2_NV_Increment", esys.nv_increment, handle, ESYS_TR.OWNER, session1=_owner_session1(esys),
              hint="the owner hierarchy has a password: pass it with --owner-auth-file")
 
 
