@@ -351,7 +351,10 @@ def show(
     from pcrtool.policy.approvals import Approvals, verify_entry
     from pcrtool.render import Table
 
-    doc = Approvals.parse(fileio.read_text(approvals, what="approvals"), source=str(approvals))
+    from pcrtool.policy.approvals import MAX_APPROVALS_BYTES
+    # bounded read: a huge file is refused by its size, never loaded whole
+    doc = Approvals.parse(fileio.read_bytes(approvals, what="approvals", limit=MAX_APPROVALS_BYTES + 1),
+                          source=str(approvals))
     key = None
     if public_key:
         from pcrtool.sign.keyfile import load_public_key_file

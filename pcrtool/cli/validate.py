@@ -100,7 +100,9 @@ def validate(
     if "signed" in modes:
         if approvals is None:
             raise UsageError("signed mode needs --approvals")
-        apps = Approvals.parse(fileio.read_text(approvals, what="approvals"), source=str(approvals))
+        from pcrtool.policy.approvals import MAX_APPROVALS_BYTES
+        apps = Approvals.parse(fileio.read_bytes(approvals, what="approvals", limit=MAX_APPROVALS_BYTES + 1),
+                               source=str(approvals))
         if key:
             public, private = load_key_any(key)
         elif doc.get("public_key"):
