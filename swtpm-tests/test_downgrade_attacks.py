@@ -574,3 +574,23 @@ def test_an_active_bus_interposer_needs_the_pin(swtpm, tmp_path):
     _pcrtool("tpm", "unlock", *t, check=2)
     p = _pcrtool("tpm", "unlock", *t, "--pin-file", tmp_path / "bad", check=4)
     assert "wrong PIN" in p.stderr and "TPM_RC" in p.stderr
+
+
+def test_allowlist_mode_with_a_pin(swtpm, tmp_path):
+    need_module("tpm2_pytss")
+    sys.path.append(str(Path(__file__).resolve().parent))
+    from tpm_proxy import excuse_lockout
+
+    rels = _releases(pcrs=(11,))
+    (tmp_path / "rel.json").write_text(json.dumps(releases_doc(svns=(1, 2, 3, 4), pcrs=(11,), tag="atk")))
+    (tmp_path / "pin").write_text("2468\n")
+    (tmp_path / "bad").write_text("1111\n")
+    t = ("--tcti", swtpm.tcti)
+    _pcrtool("tpm", "enroll", *t, "--allowlist", tmp_path / "rel.json", "--pin-file", tmp_path / "pin",
+             "-o", tmp_path / "e.json", check=0)
+    _boot(swtpm, rels[1])
+    _pcrtool("tpm", "unlock", *t, "-e", tmp_path / "e.json", "--pin-file", tmp_path / "pin", check=0)
+    _pcrtool("tpm", "unlock", *t, "-e", tmp_path / "e.json", check=2)
+    excuse_lockout(swtpm)   # the wrong PIN counts against dictionary-attack protection, as intended
+    p = _pcrtool("tpm", "unlock", *t, "-e", tmp_path / "e.json", "--pin-file", tmp_path / "bad", check=4)
+    assert "TPM_RC" in p.stderr

@@ -32,6 +32,8 @@ SIGNED_CELLS = [
     ("attack: forged approval (svn raised, old signature)", "deny"),
     ("attack: revoked release after a re-enrolment (--previous)", "deny"),
     ("attack: counter increment with its own empty auth", "deny"),
+    ("owner password set: unlock without it", "allow"),
+    ("owner password set: counter increment without it", "deny"),
     ("revoked release against the re-sealed object", "deny"),
     ("unclean reset during enrolment, re-run", "allow"),
     ("unclean reset during enrolment: revoked release", "deny"),

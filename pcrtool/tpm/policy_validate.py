@@ -283,6 +283,27 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
                 _define_fake_counter(esys, setup.counter_index)
             for r in older[:1]:
                 unlock_cell("counter replaced by an ordinary index holding 0", r.label, DENY, r.measurements)
+
+        # 7. an owner password is set: enrolment takes it, unlock does not need it, and the counter
+        # no longer moves without it
+        owner = os.urandom(16).hex().encode()
+        with S.open_esys(sw.tcti) as esys:
+            from tpm2_pytss.constants import ESYS_TR
+            esys.hierarchy_change_auth(ESYS_TR.OWNER, owner)
+        _measure(sw, newest.measurements, bank)
+        owned = E.enroll(sw.tcti, setup.public_key, floor=hi, window=0, bank=bank, pcrs=pcrs, secret=secret,
+                         counter_index=setup.counter_index + 2, owner_auth=owner)
+        unlock_cell("owner password set: unlock without it", newest.label, ALLOW, newest.measurements,
+                    enrollment_=owned)
+        c = Cell("owner password set: counter increment without it", "-", DENY)
+        with S.open_esys(sw.tcti) as esys:
+            try:
+                S.nv_increment(esys, S.nv_handle(esys, owned.counter_index))
+                c.actual, c.detail = ALLOW, "the counter moved"
+            except PcrtoolError as err:
+                rc = getattr(err, "rc", None)
+                c.actual, c.detail, c.rc = DENY, err.message, f"{rc:#x} {S.rc_name(rc)}" if rc else ""
+        note(c)
     return matrix
 
 
