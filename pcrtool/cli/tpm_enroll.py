@@ -319,7 +319,7 @@ def register(app) -> None:
         if getattr(e, "mode", "") != "signed":
             data = {"mode": e.mode, "index": f"{e.index:#x}", "epoch": e.epoch, "leaves": len(e.leaves),
                     "policy": e.policy, "srk_name": e.srk_name or None,
-                    "unlock_tpm_commands": 8 + len(e.tree().path(0)) + (0 if e.srk and e.srk_name else 2)
+                    "unlock_tpm_commands": 9 + len(e.tree().path(0)) + (0 if e.srk and e.srk_name else 1)
                     + (1 if e.pin_salt else 0)}
         else:
             from pcrtool.tpm import enroll as E

@@ -653,13 +653,14 @@ def _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn
 
 
 def unlock_command_count(e: Enrollment, svn: int | None = None) -> int:
-    """TPM commands of one successful signed unlock (no PCR retry): NV_ReadPublic, PCR_Read,
-    Load, LoadExternal, VerifySignature, FlushContext(key), StartAuthSession, PolicyPCR,
-    PolicyAuthorize, PolicyNV, PolicyOR × tree depth, Unseal, FlushContext(object) — plus
-    CreatePrimary and FlushContext(SRK) for files sealed under a transient SRK."""
+    """TPM commands of one successful signed unlock (no PCR retry): NV_ReadPublic (counter),
+    PCR_Read, ReadPublic (SRK), Load, LoadExternal, VerifySignature, FlushContext(key),
+    StartAuthSession, PolicyPCR, PolicyAuthorize, PolicyNV, PolicyOR × tree depth, [PolicyAuthValue
+    with a PIN], Unseal, FlushContext(object) — for files sealed under a transient SRK,
+    CreatePrimary and FlushContext(SRK) instead of ReadPublic."""
     tree = e.tree()
     depth = len(tree.path((svn if svn is not None else e.f0) - e.f0))
-    return 12 + depth + (0 if e.srk and e.srk_name else 2) + (1 if e.pin_salt else 0)
+    return 13 + depth + (0 if e.srk and e.srk_name else 1) + (1 if e.pin_salt else 0)
 
 
 def _lock(path: str | os.PathLike | None, index: int):

@@ -190,16 +190,33 @@ def ensure_persistent_srk(esys, owner_auth: bytes | None = None,
 
 
 def pinned_persistent_srk(esys, serialized: bytes, expected_name: bytes):
-    """The enrolled SRK from its serialized ESYS_TR (no TPM command): the salt of every session
-    is encrypted to THIS public area, whatever sits at the handle now, so a substituted key (or a
-    device on the bus answering for it) learns nothing; TPM2_Load fails under any other key."""
+    """The enrolled SRK, checked BEFORE anything authorizes to it: the serialized ESYS_TR of the
+    enrollment must carry the pinned Name (the file is consistent), and TPM2_ReadPublic of the
+    handle must return that Name — a key substituted at 0x81000001 (with a password, without
+    NODA) never sees a failed authorization, so the dictionary-attack counter never moves. The
+    salt of every session is encrypted to the pinned public area."""
     try:
-        handle = esys.tr_deserialize(serialized)
+        recorded = esys.tr_deserialize(serialized)
     except TSS2_Exception:
         raise PolicyRefused("the enrollment's SRK record is damaged", hint="enrol again") from None
-    if bytes(esys.tr_get_name(handle)) != expected_name:
-        raise PolicyRefused("the storage root key is not the enrolled one: the enrollment's SRK record does "
-                            "not have the pinned Name (the file was edited)", hint="enrol again")
+    try:
+        if bytes(esys.tr_get_name(recorded)) != expected_name:
+            raise PolicyRefused("the storage root key is not the enrolled one: the enrollment's SRK record does "
+                                "not have the pinned Name (the file was edited)", hint="enrol again")
+        tpm_handle = int(esys.tr_get_tpm_handle(recorded))
+    finally:
+        with contextlib.suppress(Exception):
+            esys.tr_close(recorded)
+    try:
+        handle = esys.tr_from_tpmpublic(tpm_handle)
+    except TSS2_Exception:
+        handle = None
+    name = bytes(esys.tr_get_name(handle)) if handle is not None else b""
+    if name != expected_name:
+        raise PolicyRefused(f"the TPM's storage root key is not the enrolled one (Name {name.hex()[:16] or 'none'}…, "
+                            f"enrolled {expected_name.hex()[:16]}…); refusing to unseal through it",
+                            hint="another TPM, a cleared owner hierarchy, or someone between pcrtool and the TPM: "
+                                 "use the recovery key and enrol again on this TPM")
     return handle
 
 
