@@ -49,19 +49,19 @@ def test_counter_starts_uninitialized_then_counts_and_refuses_writes(tpm):
     tpm.nv_define(COUNTER, 8, COUNTER_ATTRIBUTES)
     with pytest.raises(TpmError, match="NV_UNINITIALIZED"):
         tpm.nv_read_counter(COUNTER)
-    first = tpm.nv_increment(COUNTER)
-    assert tpm.nv_increment(COUNTER) == first + 1
+    first = tpm.nv_increment(COUNTER, auth="owner")
+    assert tpm.nv_increment(COUNTER, auth="owner") == first + 1
     assert tpm.nv_read(COUNTER) == struct.pack(">Q", first + 1)  # big-endian 8 bytes
     with pytest.raises(TpmError, match="TPM_RC_ATTRIBUTES"):
-        tpm.nv_write(COUNTER, bytes(8))
+        tpm.nv_write(COUNTER, bytes(8), auth="owner")
     assert tpm.nv_read_public(COUNTER).name == nv_name(COUNTER, COUNTER_ATTRIBUTES, 8, written=True)
 
 
 def test_counter_survives_reboot_and_power_loss_and_never_goes_down(swtpm, open_tpm_on):
     tpm = open_tpm_on(swtpm)
     tpm.nv_define(COUNTER, 8, COUNTER_ATTRIBUTES)
-    value = tpm.nv_increment(COUNTER)
-    value = tpm.nv_increment(COUNTER)
+    value = tpm.nv_increment(COUNTER, auth="owner")
+    value = tpm.nv_increment(COUNTER, auth="owner")
     tpm.extend_data(16, b"boot 1")
     swtpm.reboot()
     assert tpm.read_pcrs("sha256:16").get(HashAlg.SHA256, 16) == bytes(32)  # PCRs reset
@@ -72,19 +72,19 @@ def test_counter_survives_reboot_and_power_loss_and_never_goes_down(swtpm, open_
     # counter ever had (TPM 2.0 Part 1 §37.2.3.4 / Part 3 §31.3).
     tpm.nv_undefine(COUNTER)
     tpm.nv_define(COUNTER, 8, COUNTER_ATTRIBUTES)
-    assert tpm.nv_increment(COUNTER) > value
+    assert tpm.nv_increment(COUNTER, auth="owner") > value
 
 
 def test_orderly_counter_jumps_forward_after_power_loss(swtpm, open_tpm_on):
     """Why the floor counter is not ORDERLY: after a power loss it jumps ahead (Part 1 §37.2.3.4)."""
     tpm = open_tpm_on(swtpm)
     tpm.nv_define(COUNTER, 8, COUNTER_ATTRIBUTES | TPMA_NV.ORDERLY)
-    value = tpm.nv_increment(COUNTER)
-    tpm.nv_increment(COUNTER)
+    value = tpm.nv_increment(COUNTER, auth="owner")
+    tpm.nv_increment(COUNTER, auth="owner")
     value += 1
     swtpm.reboot()
     assert tpm.nv_read_counter(COUNTER) == value  # clean shutdown saved it
-    tpm.nv_increment(COUNTER)
+    tpm.nv_increment(COUNTER, auth="owner")
     swtpm.reset_unclean()
     assert tpm.nv_read_counter(COUNTER) > value + 1
 
@@ -119,9 +119,9 @@ def counter_tpm(swtpm_module):
 
     with open_tpm(swtpm_module.tcti) as tpm:
         tpm.nv_define(COUNTER, 8, COUNTER_ATTRIBUTES)
-        tpm.nv_increment(COUNTER)
-        tpm.nv_increment(COUNTER)
-        value = tpm.nv_increment(COUNTER)
+        tpm.nv_increment(COUNTER, auth="owner")
+        tpm.nv_increment(COUNTER, auth="owner")
+        value = tpm.nv_increment(COUNTER, auth="owner")
         yield tpm, value
 
 
