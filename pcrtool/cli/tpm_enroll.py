@@ -164,7 +164,7 @@ def register(app) -> None:
                            secret=current.secret, reuse=old, product=old.product, revive=revived,
                            owner_auth=owner, pin=pin)
             if recovery_key is not None:
-                fileio.write_private(recovery_key, current.secret.hex() + "\n", what="recovery key")
+                _write_recovery_key(recovery_key, current.secret)
             E.write_enrollment(output, new)
             render.info(f"pcrtool: re-sealed with window {new.f0}…{new.max_svn}, floor kept → {output}")
             return
@@ -201,7 +201,7 @@ def register(app) -> None:
             raise UsageError("give --public-key (signed mode) or --allowlist (allowlist mode)")
         secret = fileio.read_bytes(secret_file, what="secret") if secret_file else os.urandom(32)
         if recovery_key is not None:
-            fileio.write_private(recovery_key, secret.hex() + "\n", what="recovery key")
+            _write_recovery_key(recovery_key, secret)
         if public_key:
             from pcrtool.sign.keyfile import load_public_key_file
             from pcrtool.tpm import enroll as E
@@ -325,6 +325,18 @@ def register(app) -> None:
             from pcrtool.tpm import enroll as E
             data = E.status(tcti, e, _approvals(approvals))
         render.emit(data, text="\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+def _write_recovery_key(path: Path, secret: bytes) -> None:
+    """0600, never overwritten — except that a re-run after a crash finds the same key there."""
+    from pcrtool import fileio
+    text = secret.hex() + "\n"
+    try:
+        if path.is_file() and not path.is_symlink() and path.read_text() == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    fileio.write_private(path, text, what="recovery key")
 
 
 def _next_path(path: Path) -> Path:
