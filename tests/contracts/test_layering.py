@@ -25,7 +25,6 @@ LAYERS = {
     "pcrtool.tcg": CORE,
     "pcrtool.eventlog": CORE,
     "pcrtool.eventlog.parallel": ADAPTER,   # forks workers, maps files
-    "pcrtool.testing": ADAPTER,             # old place of tests/support, a thin re-export
     "pcrtool.predict": CORE,
     "pcrtool.pcrlock": CORE,
     "pcrtool.policy": CORE,

@@ -19,11 +19,7 @@ def test_no_suite_reaches_into_another_with_sys_path():
 
 
 def test_package_ships_no_test_helpers():
-    shims = {"testing.py", "softhsm.py"}   # thin re-exports of tests.support until old branches land
     offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "pcrtool").rglob("*.py")
-                 if "tests.support" in p.read_text() and p.name not in shims]
+                 if "tests.support" in p.read_text() or "import pytest" in p.read_text()]
     assert offenders == []
-    for name in ("testing.py", "sign/softhsm.py"):
-        path = ROOT / "pcrtool" / name
-        if path.exists():
-            assert len(path.read_text().splitlines()) < 12, f"pcrtool/{name} must stay a thin re-export"
+    assert not (ROOT / "pcrtool" / "testing.py").exists() and not (ROOT / "pcrtool" / "sign" / "softhsm.py").exists()
