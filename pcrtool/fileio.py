@@ -199,6 +199,14 @@ def check_new_output(path: str | os.PathLike, *, what: str = "output") -> None:
                              hint="remove it first or choose another path")
 
 
+def is_stream_output(path: str | os.PathLike, *, what: str = "output") -> bool:
+    """True when ``path`` is written in place (``-``, /dev/fd/N, an existing character device or
+    FIFO), False for a regular file (new or existing); symlinks, directories, block devices and
+    sockets are refused as ``atomic_writer`` refuses them."""
+    p = Path(path)
+    return _stream_fd(p) is not None or _existing_kind(p, what) == "in-place"
+
+
 def require_file_output(path: str | os.PathLike, *, what: str = "output", why: str = "") -> None:
     """Refuse ``-``, streams and devices for an output that must be a real file (e.g. read back)."""
     p = Path(path)

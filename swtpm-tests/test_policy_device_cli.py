@@ -13,9 +13,9 @@ from tests.policy.helpers_policy import need_module, pem_private, pem_public, re
 KEY = rsa_key()
 
 
-def _pcrtool(*args, check=None):
+def _pcrtool(*args, check=None, cwd=None):
     p = subprocess.run([sys.executable, "-m", "pcrtool", *map(str, args)], capture_output=True, text=True,
-                       timeout=120)
+                       timeout=120, cwd=cwd)
     if check is not None:
         assert p.returncode == check, f"exit {p.returncode}: {p.stderr}"
     return p
@@ -152,3 +152,38 @@ def test_allowlist_update_revokes_a_release(env):
     _pcrtool("tpm", "unlock", *t, "-e", d / "e.json", check=4)  # the old enrollment file is dead too
     _boot(sw, rel, 1)
     _pcrtool("tpm", "unlock", *t, "-e", d / "e2.json", check=0)
+
+
+def test_enroll_output_follows_the_one_output_rule(env):
+    """-o /dev/null stays a character device, -o - prints the enrollment (which then unlocks),
+    a symlink is refused, and --recovery-key cannot share stdout with the enrollment."""
+    import os
+    import stat
+    d, rel, sw = env
+    t = ("--tcti", sw.tcti)
+    _pcrtool("tpm", "enroll", *t, "-k", d / "pub.pem", "--floor", 1, "-o", "/dev/null",
+             "--recovery-key", d / "rk.txt", check=0, cwd=d)
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert (d / "rk.txt").stat().st_mode & 0o777 == 0o600
+    assert not (d / ".pcrtool-enroll.pending").exists()   # the cwd pending record is removed
+    # a second first-enrolment would find the counter in use: the floor counter index differs
+    p = _pcrtool("tpm", "enroll", *t, "-k", d / "pub.pem", "--floor", 1, "--counter-index", "0x1805C01",
+                 "-o", "-", "--recovery-key", d / "rk2.txt", check=0, cwd=d)
+    e = json.loads(p.stdout)
+    assert e["f0"] == 1 and "window: [1, 17]" in p.stderr
+    (d / "e.json").write_text(p.stdout)
+    _boot(sw, rel, 0)
+    out = _pcrtool("tpm", "unlock", *t, "-e", d / "e.json", "-a", d / "a.pcrsig", check=0).stdout
+    assert base64.b64decode(out) == bytes.fromhex((d / "rk2.txt").read_text())
+    # the recovery key is never overwritten, even by a stream-output enrolment
+    p = _pcrtool("tpm", "enroll", *t, "-k", d / "pub.pem", "--counter-index", "0x1805C02", "-o", "/dev/null",
+                 "--recovery-key", d / "rk.txt", check=1, cwd=d)
+    assert "refusing to overwrite" in p.stderr
+    os.symlink(d / "target.json", d / "link.json")
+    p = _pcrtool("tpm", "enroll", *t, "-k", d / "pub.pem", "-o", d / "link.json", check=1, cwd=d)
+    assert "symlink" in p.stderr and not (d / "target.json").exists()
+    p = _pcrtool("tpm", "enroll", *t, "-k", d / "pub.pem", "-o", "-", "--recovery-key", "-", check=2, cwd=d)
+    assert "standard output" in p.stderr and p.stdout == ""
+    # allowlist mode: the enrollment goes to stdout as well
+    p = _pcrtool("tpm", "enroll", *t, "--allowlist", d / "rel.json", "-o", "-", check=0, cwd=d)
+    assert json.loads(p.stdout)["mode"] != "signed"

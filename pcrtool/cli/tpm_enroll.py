@@ -143,7 +143,17 @@ def register(app) -> None:
                              f"unknown --mode {mode!r}", hint="use --mode direct (the default)")
         if previous is not None and widen_from is not None:
             raise UsageError("give --previous or --widen, not both")
-        if output.exists() and previous is None and widen_from is None and update_from is None:
+        # One output rule (fileio): '-' is stdout, character devices/FIFOs are written in place,
+        # symlinks are refused; only an existing regular file counts as "exists already".
+        streamed = fileio.is_stream_output(output, what="enrollment")
+        to_stdout = fileio.is_stdout(output)
+        if recovery_key is not None:
+            fileio.is_stream_output(recovery_key, what="recovery key")   # refuse a symlink up front
+            if to_stdout and fileio.is_stdout(recovery_key):
+                raise UsageError("--output and --recovery-key cannot both go to standard output",
+                                 hint="write the recovery key to a file (0600) or a pipe of its own")
+        if not streamed and output.exists() and previous is None and widen_from is None \
+                and update_from is None:
             raise UsageError(f"{output} exists already", hint="remove it or choose another --output")
         if previous is not None or widen_from is not None:
             from pcrtool.tpm import enroll as E
@@ -205,7 +215,7 @@ def register(app) -> None:
         if public_key:
             from pcrtool.sign.keyfile import load_public_key_file
             from pcrtool.tpm import enroll as E
-            pending = E.PendingEnrolment(output.with_name(output.name + ".pending"), secret)
+            pending = E.PendingEnrolment(_pending_path(output, streamed), secret)
             e = E.enroll(tcti, load_public_key_file(public_key), floor=floor, window=window, bank=alg,
                          pcrs=chosen or [11], secret=secret, product=product, revive=revived, owner_auth=owner,
                          counter_index=index if index is not None else E.DEFAULT_COUNTER_INDEX, pending=pending,
@@ -226,7 +236,10 @@ def register(app) -> None:
                                    commit=lambda e: P.write_durably(output, e.to_json()))
             summary = {"mode": e.mode, "releases": len(tuples), "leaves": len(e.leaves),
                        "index": f"{e.index:#x}", "epoch": e.epoch, "policy": e.policy, "output": str(output)}
-        render.emit(summary, text="\n".join(f"{k}: {v}" for k, v in summary.items()))
+        if to_stdout:   # standard output carries the enrollment itself: the summary goes to stderr
+            render.info("\n".join(f"{k}: {v}" for k, v in summary.items()))
+        else:
+            render.emit(summary, text="\n".join(f"{k}: {v}" for k, v in summary.items()))
 
     @app.command()
     def unlock(
@@ -337,6 +350,15 @@ def _write_recovery_key(path: Path, secret: bytes) -> None:
     except (OSError, UnicodeDecodeError):
         pass
     fileio.write_private(path, text, what="recovery key")
+
+
+def _pending_path(output: Path, streamed: bool) -> Path:
+    """``OUT.pending`` next to a regular enrollment file; for an output written in place
+    (``-``, /dev/null, a FIFO) the record cannot live next to it, so it goes to the current
+    directory as ``.pcrtool-enroll.pending`` (same crash-resume semantics, removed on success)."""
+    if streamed:
+        return Path.cwd() / ".pcrtool-enroll.pending"
+    return output.with_name(output.name + ".pending")
 
 
 def _next_path(path: Path) -> Path:
