@@ -389,7 +389,7 @@ def prepare(
     with NewFilesOnly([output, Path(output).parent / tbs_name]):  # all or nothing
         write_request(output, request, blobs)
     _emit_kv({"request": str(output), "tbs": str(output.parent / tbs_name), "rootHash": root.hex(),
-              "sign-with": f"openssl dgst -{alg.bank_name} -sign KEY -out {tbs_name}.sig {tbs_name}"})
+              "signWith": f"openssl dgst -{alg.bank_name} -sign KEY -out {tbs_name}.sig {tbs_name}"})
 
 
 @app.command()

@@ -204,3 +204,76 @@ def test_shell_completion_is_offered_and_completes_sub_command_options(tmp_path)
     assert p.returncode == 0, p.stderr
     assert "pcrtool" in (tmp_path / ".bashrc").read_text() + "".join(
         f.read_text() for f in tmp_path.rglob("*") if f.is_file())
+
+
+#: One JSON key style per document family (README "JSON key style"). pcrtool's own documents use
+#: snake_case; the event-log and dm-verity families use camelCase (the TCG structures' field names,
+#: systemd's verity-sig ``rootHash``/``certificateFingerprint``); offline-signing documents are
+#: kebab-case (their keys are bound by the request digest). systemd-defined formats (.pcrsig,
+#: pcrlock, CEL-JSON, systemd-dissect-like ``ddi inspect``) keep systemd's keys and are not checked.
+STYLES = {"snake": r"[a-z0-9]+(_[a-z0-9]+)*", "camel": r"[a-z][a-zA-Z0-9]*", "kebab": r"[a-z0-9]+(-[a-z0-9]+)*"}
+FAMILY_STYLE = {"eventlog": "camel", "verity": "camel", "predict": "snake", "policy": "snake", "key": "snake",
+                "clevis": "snake", "pe": "snake", "tpm": "snake", "validate": "snake", "swtpm": "snake",
+                "demo": "snake"}
+#: Containers whose keys are data (bank names, PCR indexes, UEFI variable names), not field names.
+DATA_KEYED = {"databases", "pcrs", "digests", "values", "banks", "pcr_values", "selection"}
+
+
+def key_style_violations(doc, style: str, where: str = "") -> list[str]:
+    import re
+    bad = []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if not re.fullmatch(STYLES[style], str(k)):
+                bad.append(f"{where}.{k}")
+            if str(k) not in DATA_KEYED:
+                bad += key_style_violations(v, style, f"{where}.{k}")
+    elif isinstance(doc, list):
+        for v in doc:
+            bad += key_style_violations(v, style, f"{where}[]")
+    return bad
+
+
+def test_key_style_checker_catches_each_foreign_style():
+    assert key_style_violations({"rootHash": 1, "a": [{"created-by": 2}], "pcrs": {"KEK": 1}}, "snake") == \
+        [".rootHash", ".a[].created-by"]
+    assert key_style_violations({"table_ok": 1, "signWith": 2}, "camel") == [".table_ok"]
+
+
+def test_json_key_style_per_family(tmp_path):
+    d = tmp_path
+    log = ROOT / "eventlogs/ovmf-sb-off/eventlog.bin"
+    stub = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+    (d / "linux").write_bytes(b"kernel")
+    (d / "data.img").write_bytes(bytes(range(256)) * 64)
+    (d / "m.toml").write_text('name = "x"\nversion = "1"\nsvn = 1\n[values]\n"11" = {sha256 = "' + "ab" * 32 + '"}\n')
+    run("key", "generate", d / "k.pem", "--public-output", d / "pub.pem")
+    run("predict", "release", d / "m.toml", "-o", d / "p.json")
+    run("policy", "approve", "-r", d / "p.json", "-k", d / "k.pem", "-o", d / "a.pcrsig")
+    root = "cd" * 32
+    commands = [
+        ["eventlog", "show", log], ["eventlog", "replay", log], ["eventlog", "secureboot", log],
+        ["eventlog", "verify", log, "--pcrs", log.parent / "pcrs.json"],
+        ["predict", "uki", "--linux", d / "linux"], ["predict", "pe", stub], ["predict", "secureboot"],
+        ["predict", "cmdline", "quiet"], ["predict", "release", d / "m.toml"],
+        ["policy", "digest", "-k", d / "pub.pem", "--pcr-values", "11:sha256=" + "00" * 32],
+        ["policy", "approve", "-r", d / "p.json", "-k", d / "k.pem"], ["policy", "show", d / "a.pcrsig"],
+        ["key", "show", d / "k.pem"], ["key", "fingerprint", d / "k.pem"], ["key", "public", d / "k.pem"],
+        ["pe", "hash", stub], ["pe", "inspect", stub], ["pe", "verify", stub],
+        ["verity", "format", d / "data.img", d / "data.hash", "--seed", "0" * 8 + "-0000-0000-0000-" + "0" * 12],
+        ["verity", "prepare", root, "-o", d / "v.sign-request.json"],
+    ]
+    checked = 0
+    for args in commands:
+        p = run(*args, "--json=short")
+        assert p.returncode in (0, 3), (args, p.stderr)
+        assert key_style_violations(json.loads(p.stdout), FAMILY_STYLE[args[0]]) == [], args
+        checked += 1
+    # pcrtool's own files read back: predictions (snake_case, like the CLI's documents)
+    assert key_style_violations(json.loads((d / "p.json").read_text()), "snake") == []
+    # offline-signing request manifests: kebab-case; the kind-specific "extra" object is left as it
+    # is (verity's rootHash, as in systemd's verity-sig JSON), since the request digest binds it
+    request = json.loads((d / "v.sign-request.json").read_text())
+    assert request.pop("extra") == {"rootHash": root}
+    assert key_style_violations(request, "kebab") == []
+    assert checked == len(commands)
