@@ -3,6 +3,7 @@ PolicyNV comparisons on a counter (TPM 2.0 Part 3 §23.9, operations Part 2 §6.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 
 import pytest
@@ -114,41 +115,76 @@ def _expected(op: TPM_EO, a: int, b: int) -> bool:
 
 @pytest.fixture(scope="module")
 def counter_tpm(swtpm_module):
-    """One swtpm with a counter at value c (first increment + 2), shared by the PolicyNV cases."""
+    """One swtpm with a counter at value c (first increment + 2), shared by the PolicyNV cases;
+    PolicyNV runs in the production session (policy_session: salted to the SRK)."""
     from pcrtool.tpm import open_tpm
+    from pcrtool.tpm import policy_session as S
 
     with open_tpm(swtpm_module.tcti) as tpm:
         tpm.nv_define(COUNTER, 8, COUNTER_ATTRIBUTES)
         tpm.nv_increment(COUNTER, auth="owner")
         tpm.nv_increment(COUNTER, auth="owner")
         value = tpm.nv_increment(COUNTER, auth="owner")
-        yield tpm, value
+        srk = S.create_srk(tpm.esys)
+        yield tpm, value, srk
+        S.flush(tpm.esys, srk)
+
+
+def _policy_nv(esys, session, handle, operand: bytes, op: TPM_EO) -> None:
+    """TPM2_PolicyNV with any operation, read with the index's own auth, as policy_session's
+    policy_nv_le issues it (which covers UNSIGNED_LE only)."""
+    from tpm2_pytss.constants import ESYS_TR, TPM2_EO
+    from tpm2_pytss.types import TPM2B_OPERAND
+
+    from pcrtool.tpm import policy_session as S
+
+    if op == TPM_EO.UNSIGNED_LE:
+        S.policy_nv_le(esys, session, handle, struct.unpack(">Q", operand)[0])
+        return
+    S.tpm_call("TPM2_PolicyNV", esys.policy_nv, handle, handle, session, TPM2B_OPERAND(operand),
+               TPM2_EO(int(op)), 0, session1=ESYS_TR.PASSWORD, policy=True)
+
+
+@contextlib.contextmanager
+def _session(esys, srk):
+    """A production policy session (salted to the SRK) and an ESYS_TR of the counter."""
+    from pcrtool.tpm import policy_session as S
+
+    handle = S.nv_handle(esys, COUNTER)
+    session = S.start_policy_session(esys, srk)
+    try:
+        yield session, handle
+    finally:
+        S.flush(esys, session)
+        esys.tr_close(handle)
 
 
 @pytest.mark.parametrize("op", list(TPM_EO))
 @pytest.mark.parametrize("delta", [-1, 0, 1])
 def test_policy_nv_on_a_counter_compares_as_specified(counter_tpm, op, delta):
-    tpm, c = counter_tpm
+    from pcrtool.tpm import policy_session as S
+
+    tpm, c, srk = counter_tpm
     operand = c + delta
     if op in (TPM_EO.BITSET, TPM_EO.BITCLEAR):
         operand = {-1: 0b1, 0: c, 1: 1 << 40}[delta]
     b = struct.pack(">Q", operand)
-    with tpm.start_policy_session() as s:
+    with _session(tpm.esys, srk) as (s, h):
         if _expected(op, c, operand):
-            tpm.policy_nv(s, COUNTER, b, op)
+            _policy_nv(tpm.esys, s, h, b, op)
             # The digest the TPM computed equals the pure maths over the written-state Name.
-            name = tpm.nv_read_public(COUNTER).name
-            assert s.digest() == policy_nv(name, b, op)
+            name = S.nv_public(tpm.esys, h)[2]
+            assert S.policy_digest(tpm.esys, s) == policy_nv(name, b, op)
         else:
             with pytest.raises(TpmPolicyFailed, match="TPM_RC_POLICY") as e:
-                tpm.policy_nv(s, COUNTER, b, op)
+                _policy_nv(tpm.esys, s, h, b, op)
             assert e.value.exit_code == 4
 
 
 def test_policy_nv_signed_comparison_differs_from_unsigned(counter_tpm):
-    tpm, c = counter_tpm
+    tpm, c, srk = counter_tpm
     huge = struct.pack(">Q", 1 << 63)  # negative when signed
-    with tpm.start_policy_session() as s:
-        tpm.policy_nv(s, COUNTER, huge, TPM_EO.SIGNED_GT)  # c > -2^63
-    with tpm.start_policy_session() as s, pytest.raises(TpmPolicyFailed):
-        tpm.policy_nv(s, COUNTER, huge, TPM_EO.UNSIGNED_GT)  # c > 2^63 is false
+    with _session(tpm.esys, srk) as (s, h):
+        _policy_nv(tpm.esys, s, h, huge, TPM_EO.SIGNED_GT)  # c > -2^63
+    with _session(tpm.esys, srk) as (s, h), pytest.raises(TpmPolicyFailed):
+        _policy_nv(tpm.esys, s, h, huge, TPM_EO.UNSIGNED_GT)  # c > 2^63 is false

@@ -1,8 +1,8 @@
 """``Tpm``: an open ESAPI context with capabilities and PCR access (TPM 2.0 Part 3 §22, §30).
 
-NV indices (``nv.py``), keys and sealing (``objects.py``) and policy sessions (``session.py``) are
-mixed in; every method names the TPM command it issues. ``tpm.esys`` is the raw tpm2-pytss ESAPI
-for anything not covered here.
+NV indices (``nv.py``) are mixed in; every method names the TPM command it issues. ``tpm.esys`` is
+the raw tpm2-pytss ESAPI for anything not covered here. Sealing, the SRK, signature verification
+and policy sessions have one implementation: ``policy_session.py`` (salted session, pinned SRK).
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ from pcrtool.tpm import INSTALL_HINT
 from pcrtool.tpm.marshal import (chunk_selection, marshal_digest_values, marshal_pcr_selection,
                                  unmarshal_pcr_selection)
 from pcrtool.tpm.nv import NvMixin
-from pcrtool.tpm.objects import ObjectsMixin
 from pcrtool.tpm.rc import decode_rc, error_for_rc
-from pcrtool.tpm.session import SessionMixin
 
 # TPM_PT values (Part 2 §6.13): PT_FIXED = 0x100
 PT_FAMILY_INDICATOR = 0x100
@@ -44,7 +42,7 @@ def _plain(field: str, item):
     return int(item)  # command (TPMA_CC) or handle
 
 
-class Tpm(NvMixin, ObjectsMixin, SessionMixin):
+class Tpm(NvMixin):
     """An open TPM (ESAPI over a TCTI). Close it, or use it as a context manager."""
 
     def __init__(self, esys: ESAPI, tcti: str) -> None:

@@ -1,7 +1,9 @@
 """Pure marshalling of the TPM 2.0 structures pcrtool sends (Part 2), independent of tpm2-pytss.
 
-The device adapter builds every structure here as bytes and lets tpm2-pytss ``unmarshal`` it, so
-the layout is testable without a TPM and does not depend on tpm2-pytss' union helpers.
+Policy and Name maths (TPM2B, TPMS_NV_PUBLIC, TPMT_PUBLIC) live in the pure core,
+``pcrtool.policy.digests``; this module adds only what the device adapter sends (PCR selections,
+digest lists) and parses (NV public areas). The device adapter builds every structure as bytes
+and lets tpm2-pytss ``unmarshal`` it, so the layout is testable without a TPM and does not depend on tpm2-pytss' union helpers.
 """
 
 from __future__ import annotations
@@ -16,32 +18,6 @@ from pcrtool.model import PCR_COUNT, HashAlg, PcrSelection
 PCR_READ_MAX_DIGESTS = 8
 PCR_SELECT_MIN = 3  # sizeofSelect for 24 PCRs (PCR_SELECT_MIN, Part 2 §10.6.1)
 
-TPM_ALG_RSA = 0x0001
-TPM_ALG_KEYEDHASH = 0x0008
-TPM_ALG_NULL = 0x0010
-TPM_ALG_AES = 0x0006
-TPM_ALG_CFB = 0x0043
-TPM_ALG_RSASSA = 0x0014
-TPM_ALG_RSAPSS = 0x0016
-TPM_ALG_ECDSA = 0x0018
-TPM_ALG_ECC = 0x0023
-TPM_ECC_NIST_P256 = 0x0003
-
-# TPMA_OBJECT bits (Part 2 §8.3.2)
-FIXED_TPM = 0x00000002
-FIXED_PARENT = 0x00000010
-SENSITIVE_DATA_ORIGIN = 0x00000020
-USER_WITH_AUTH = 0x00000040
-ADMIN_WITH_POLICY = 0x00000080
-NO_DA = 0x00000400
-RESTRICTED = 0x00010000
-DECRYPT = 0x00020000
-
-SRK_ATTRIBUTES = (FIXED_TPM | FIXED_PARENT | SENSITIVE_DATA_ORIGIN | USER_WITH_AUTH | RESTRICTED
-                  | DECRYPT)
-SRK_PERSISTENT_HANDLE = 0x81000001  # TCG Provisioning Guidance §7.8 (systemd uses it too)
-MAX_SEALED_SIZE = 128  # MAX_SYM_DATA (Part 2 §10.4.6, TPM2B_SENSITIVE_DATA for keyedhash)
-
 
 def u16(v: int) -> bytes:
     return struct.pack(">H", v)
@@ -49,10 +25,6 @@ def u16(v: int) -> bytes:
 
 def u32(v: int) -> bytes:
     return struct.pack(">I", v)
-
-
-def tpm2b(data: bytes) -> bytes:
-    return u16(len(data)) + data
 
 
 def marshal_pcr_selection(banks: Mapping[HashAlg, Iterable[int]]) -> bytes:
@@ -111,55 +83,6 @@ def marshal_digest_values(digests: Mapping[HashAlg, bytes]) -> bytes:
             raise UsageError(f"{alg.bank_name} digest has {len(digest)} bytes, expected {alg.digest_size}")
         out.append(u16(int(alg)) + digest)
     return b"".join(out)
-
-
-def srk_template(alg: str = "ecc", *, noda: bool = True) -> bytes:
-    """TPMT_PUBLIC of the SRK (TCG TPM v2.0 Provisioning Guidance §7.5.1, EK profile templates
-    L-1/L-2 with userWithAuth): ECC NIST P-256 or RSA-2048, AES-128-CFB, restricted decrypt,
-    unique zero-filled to the key size."""
-    attrs = SRK_ATTRIBUTES | (NO_DA if noda else 0)
-    head = u16(TPM_ALG_ECC if alg == "ecc" else TPM_ALG_RSA) + u16(HashAlg.SHA256) + u32(attrs) + tpm2b(b"")
-    sym = u16(TPM_ALG_AES) + u16(128) + u16(TPM_ALG_CFB)
-    if alg == "ecc":
-        params = sym + u16(TPM_ALG_NULL) + u16(TPM_ECC_NIST_P256) + u16(TPM_ALG_NULL)
-        return head + params + tpm2b(bytes(32)) + tpm2b(bytes(32))
-    if alg == "rsa":
-        params = sym + u16(TPM_ALG_NULL) + u16(2048) + u32(0)
-        return head + params + tpm2b(bytes(256))
-    raise UsageError(f"unknown SRK algorithm {alg!r}", hint="use ecc or rsa")
-
-
-def sealed_object_template(policy_digest: bytes, *, user_with_auth: bool = False,
-                           noda: bool = True, name_alg: HashAlg = HashAlg.SHA256) -> bytes:
-    """TPMT_PUBLIC of a sealed data object (keyedhash, scheme NULL; Part 2 §12.2.3.6):
-    fixedTPM|fixedParent, authPolicy = ``policy_digest``, no userWithAuth unless asked."""
-    if len(policy_digest) not in (0, name_alg.digest_size):
-        raise UsageError(f"policy digest has {len(policy_digest)} bytes, expected {name_alg.digest_size}")
-    attrs = FIXED_TPM | FIXED_PARENT | (USER_WITH_AUTH if user_with_auth else 0) | (NO_DA if noda else 0)
-    return (u16(TPM_ALG_KEYEDHASH) + u16(int(name_alg)) + u32(attrs) + tpm2b(policy_digest)
-            + u16(TPM_ALG_NULL) + tpm2b(b""))
-
-
-def sensitive_create(data: bytes = b"", auth: bytes = b"") -> bytes:
-    """TPMS_SENSITIVE_CREATE (Part 2 §11.1.15): userAuth, data."""
-    return tpm2b(auth) + tpm2b(data)
-
-
-def marshal_signature(sig_alg: int, hash_alg: HashAlg, signature: bytes | tuple[bytes, bytes]) -> bytes:
-    """TPMT_SIGNATURE (Part 2 §11.3.4): RSASSA/RSAPSS carry one TPM2B, ECDSA carries r and s."""
-    if sig_alg in (TPM_ALG_RSASSA, TPM_ALG_RSAPSS):
-        assert isinstance(signature, bytes)
-        return u16(sig_alg) + u16(int(hash_alg)) + tpm2b(signature)
-    if sig_alg == TPM_ALG_ECDSA:
-        r, s = signature  # type: ignore[misc]
-        return u16(sig_alg) + u16(int(hash_alg)) + tpm2b(r) + tpm2b(s)
-    raise UsageError(f"unsupported signature algorithm 0x{sig_alg:04x}", hint="use RSASSA or ECDSA")
-
-
-def marshal_nv_public(index: int, attributes: int, size: int, *, auth_policy: bytes = b"",
-                      name_alg: HashAlg = HashAlg.SHA256) -> bytes:
-    """TPMS_NV_PUBLIC (Part 2 §13.5)."""
-    return u32(index) + u16(int(name_alg)) + u32(int(attributes)) + tpm2b(auth_policy) + u16(size)
 
 
 def unmarshal_nv_public(data: bytes) -> tuple[int, int, int, bytes, int]:

@@ -14,7 +14,8 @@ from tpm2_pytss.types import TPM2B_NV_PUBLIC, TPMS_NV_PUBLIC
 
 from pcrtool.errors import UsageError
 from pcrtool.model import HashAlg
-from pcrtool.tpm.marshal import marshal_nv_public, unmarshal_nv_public
+from pcrtool.policy.digests import tpms_nv_public
+from pcrtool.tpm.marshal import unmarshal_nv_public
 
 NV_INDEX_FIRST = 0x01000000
 NV_INDEX_LAST = 0x01FFFFFF
@@ -84,7 +85,7 @@ class NvMixin:
                   name_alg: HashAlg = HashAlg.SHA256, hierarchy: str = "owner") -> NvPublic:
         """TPM2_NV_DefineSpace (Part 3 §31.3) under the owner (or platform) hierarchy."""
         public = TPM2B_NV_PUBLIC(nvPublic=TPMS_NV_PUBLIC.unmarshal(
-            marshal_nv_public(_check_index(index), attrs, size, auth_policy=policy, name_alg=name_alg))[0])
+            tpms_nv_public(_check_index(index), attrs, size, auth_policy=policy, name_alg=name_alg))[0])
         handle = self._call("TPM2_NV_DefineSpace", self.esys.nv_define_space, auth or None, public,
                             _HIERARCHIES[hierarchy], context=f"NV index 0x{index:08x}")
         self.esys.tr_close(handle)
@@ -175,12 +176,4 @@ class NvMixin:
             "TPM2_NV_SetBits", self.esys.nv_set_bits, h, bits, auth_handle=self._nv_auth(auth, h),
             context=f"NV index 0x{index:08x}"))
         return self.nv_read_counter(index, auth=auth, password=password)
-
-
-def nv_name_from_public(public: NvPublic) -> bytes:
-    """Recompute an index's Name from its public area (Part 1 §16: nameAlg || H(TPMS_NV_PUBLIC))."""
-    alg = HashAlg(public.name_alg)
-    marshalled = marshal_nv_public(public.index, public.attributes, public.size,
-                                   auth_policy=public.auth_policy, name_alg=alg)
-    return struct.pack(">H", int(alg)) + alg.digest(marshalled)
 

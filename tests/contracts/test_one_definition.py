@@ -17,8 +17,6 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pcrtool"
 # name -> why it is still defined twice (and who removes it)
 KNOWN = {
     "public_key_fingerprint": "sign/api vs policy/digests: systemd's pkfp, unified in issue 18",
-    "null_ticket": "tpm/objects vs tpm/policy_session: one TPM API, issue 13",
-    "tpm2b": "tpm/marshal vs policy/digests: one marshalling module, issue 13",
     "verify_signature": "sign/api vs tpm/policy_session (TPM2_VerifySignature), issue 13",
     "ReleaseManifest": "predict/manifest vs predict/release (a Protocol; predict/ is issue 15's)",
     "Cell": "tpm/policy_validate vs validate_systemd: two validation matrices (issues 13 and 14)",
