@@ -109,6 +109,12 @@ _ECC_CURVES = {"secp256r1": (TPM_ECC_NIST_P256, 32), "secp384r1": (0x0004, 48), 
 
 # systemd's attributes for an external PCR-signing key (tpm2_tpm2b_public_from_openssl_pkey)
 SIGNING_KEY_ATTRIBUTES = TPMA_OBJECT.DECRYPT | TPMA_OBJECT.SIGN_ENCRYPT | TPMA_OBJECT.USERWITHAUTH
+# The storage root key: TCG Provisioning Guidance §7.5.1 template L-2 with userWithAuth, plus noDA
+# (an unclean reset must not count as a dictionary-attack failure) = 0x00030472. tpm/policy_session
+# creates and pins it with these attributes.
+SRK_ATTRIBUTES = (TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT | TPMA_OBJECT.SENSITIVEDATAORIGIN
+                  | TPMA_OBJECT.USERWITHAUTH | TPMA_OBJECT.NODA | TPMA_OBJECT.RESTRICTED
+                  | TPMA_OBJECT.DECRYPT)
 
 
 def _h(*parts: bytes) -> bytes:

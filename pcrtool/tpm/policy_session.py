@@ -103,9 +103,8 @@ def tpm_call(what: str, fn, *args, policy: bool = False, hint: str | None = None
 
 # --- SRK ------------------------------------------------------------------------------------------
 
-SRK_ATTRIBUTES = (TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT | TPMA_OBJECT.SENSITIVEDATAORIGIN
-                  | TPMA_OBJECT.USERWITHAUTH | TPMA_OBJECT.NODA | TPMA_OBJECT.RESTRICTED
-                  | TPMA_OBJECT.DECRYPT) if ESAPI is not None else 0
+# The one definition is the core's (policy/digests); here as tpm2-pytss' TPMA_OBJECT.
+SRK_ATTRIBUTES = TPMA_OBJECT(int(D.SRK_ATTRIBUTES)) if ESAPI is not None else 0
 
 
 def create_srk(esys, expected_name: bytes | None = None, owner_auth: bytes | None = None):

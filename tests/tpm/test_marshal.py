@@ -51,13 +51,16 @@ def test_digest_values():
 
 
 def test_srk_attributes_are_the_tcg_provisioning_template():
-    """The one SRK definition (tpm/policy_session, the salted pinned path): fixedTPM|fixedParent|
+    """The one SRK definition (policy/digests; tpm/policy_session, the salted pinned path, uses it
+    as tpm2-pytss' TPMA_OBJECT): fixedTPM|fixedParent|
     sensitiveDataOrigin|userWithAuth|noDA|restricted|decrypt = 0x00030472 (TCG Provisioning
     Guidance §7.5.1, template L-2 with userWithAuth; tpm2_createprimary agrees in
     swtpm-tests/test_srk_pinning.py)."""
+    from pcrtool.policy.digests import SRK_ATTRIBUTES
     from pcrtool.tpm import policy_session as S
 
-    assert int(S.SRK_ATTRIBUTES) == 0x00030472
+    assert int(SRK_ATTRIBUTES) == 0x00030472
+    assert int(S.SRK_ATTRIBUTES) == 0x00030472 and type(S.SRK_ATTRIBUTES).__module__.startswith("tpm2_pytss")
 
 
 def test_nv_public_round_trip():
