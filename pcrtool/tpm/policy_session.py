@@ -96,6 +96,11 @@ def tpm_call(what: str, fn, *args, policy: bool = False, hint: str | None = None
     except TSS2_Exception as e:
         rc = int(e.rc)
         msg = f"{what} failed: TPM_RC {rc:#x} ({rc_name(rc)})"
+        from pcrtool.tpm.rc import decode_rc
+
+        if decode_rc(rc).layer == "TCTI":
+            # the TPM went away mid-command: unavailable (exit 5), never a policy refusal (exit 4)
+            raise TpmUnavailable(msg, hint or "check the TCTI (--tcti / PCRTOOL_TCTI)") from None
         if policy:
             raise TpmPolicyFailed(msg, hint, rc=rc, command=what) from None
         raise TpmError(msg, hint, rc=rc, command=what) from None

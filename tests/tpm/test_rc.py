@@ -61,3 +61,23 @@ def test_errors_map_to_exit_codes():
     assert other.message == "TPM2_NV_DefineSpace (NV index 0x01800000) failed: TPM_RC_SIZE (0x2d5, parameter 2)"
     gone = error_for_rc("TPM2_GetCapability", 0xA000A)
     assert isinstance(gone, TpmUnavailable) and gone.exit_code == 5
+
+
+@pytest.mark.parametrize("rc, error, policy", [
+    (0xA000A, TpmUnavailable, True),    # TSS2_TCTI_RC_IO_ERROR during a policy step: the TPM went away
+    (0xA000A, TpmUnavailable, False),
+    (0x99D, TpmPolicyFailed, True),     # TPM_RC_POLICY_FAIL on a policy step: refused (exit 4)
+    (0x99D, TpmError, False),
+])
+def test_policy_session_calls_map_a_lost_tpm_to_unavailable_not_refused(rc, error, policy):
+    from tests.support import need_module
+
+    tss = need_module("tpm2_pytss")
+    from pcrtool.tpm.policy_session import tpm_call
+
+    def fails():
+        raise tss.TSS2_Exception(rc)
+
+    with pytest.raises(error) as e:
+        tpm_call("TPM2_PolicyPCR", fails, policy=policy)
+    assert type(e.value) is error
