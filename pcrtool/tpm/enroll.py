@@ -473,7 +473,7 @@ def check_key_supported(esys, public_key) -> None:
 class UnlockResult:
     secret: bytes
     svn: int
-    floor: int
+    floor: int  # -1: not read (unlock issues no counter read; the TPM's PolicyNV decides)
     commands: list[str] = field(default_factory=list)
 
 

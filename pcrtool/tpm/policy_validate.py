@@ -98,7 +98,9 @@ def _attempt(cell: Cell, expect_secret: bytes, fn: Callable[[], E.UnlockResult])
         return cell
     if result.secret == expect_secret:
         cell.actual, cell.commands = ALLOW, len(result.commands)
-        cell.detail = (f"unsealed with svn {result.svn} (floor {result.floor})" if result.svn >= 0
+        # unlock does not read the counter (one TPM command less): floor is -1 then, not shown
+        floor = f" (floor {result.floor})" if result.floor >= 0 else ""
+        cell.detail = (f"unsealed with svn {result.svn}{floor}" if result.svn >= 0
                        else "unsealed") + f"; {len(result.commands)} TPM commands"
     else:
         cell.actual, cell.detail = "wrong-secret", "unsealed data differs from the enrolled secret"
