@@ -50,30 +50,26 @@ def _approvals(path: Optional[Path]):
     return Approvals.parse(data, source=str(path))
 
 
-def _owner_auth(path: Optional[Path]) -> Optional[bytes]:
-    if path is None:
-        return None
-    from pcrtool import fileio
-    data = fileio.read_bytes(path, what="owner password", limit=65)
-    if data.endswith(b"\n"):
-        data = data[:-1]
-    if len(data) > 64:
-        from pcrtool.errors import UsageError
-        raise UsageError("the owner password file holds more than 64 bytes")
-    return data
-
-
-def _pin(path: Optional[Path]) -> Optional[bytes]:
+def _secret_file(path: Optional[Path], what: str, max_len: int, *, allow_empty: bool) -> Optional[bytes]:
+    """A password or PIN file: its bytes without one trailing newline, at most ``max_len``."""
     if path is None:
         return None
     from pcrtool import fileio
     from pcrtool.errors import UsageError
-    data = fileio.read_bytes(path, what="PIN", limit=257)
+    data = fileio.read_bytes(path, what=what, limit=max_len + 1)
     if data.endswith(b"\n"):
         data = data[:-1]
-    if not data or len(data) > 256:
-        raise UsageError("the PIN file must hold 1…256 bytes")
+    if len(data) > max_len or (not data and not allow_empty):
+        raise UsageError(f"the {what} file must hold {0 if allow_empty else 1}…{max_len} bytes")
     return data
+
+
+def _owner_auth(path: Optional[Path]) -> Optional[bytes]:
+    return _secret_file(path, "owner password", 64, allow_empty=True)
+
+
+def _pin(path: Optional[Path]) -> Optional[bytes]:
+    return _secret_file(path, "PIN", 256, allow_empty=False)
 
 
 _PIN_HELP = ("File holding a PIN: the sealed object also needs it (PolicyAuthValue), so neither a device on "
