@@ -15,7 +15,7 @@ import time
 
 def _releases(n: int):
     from pcrtool.model import HashAlg
-    from pcrtool.policy.releases import Measurement, PolicyRelease, replay_measurements
+    from pcrtool.policy.releases_file import Measurement, PolicyRelease, replay_measurements
 
     out = []
     for i in range(n):

@@ -76,7 +76,7 @@ class SignatureError(PcrtoolError):
     exit_code = EXIT_MISMATCH
 
 
-class KeyError_(PcrtoolError):
+class KeyReferenceError(PcrtoolError):
     """A key reference cannot be used: missing file, wrong passphrase or PIN, unsupported type."""
 
 

@@ -33,7 +33,7 @@ def _pcrtool(*args, check=None, timeout=120):
 
 
 def _releases(svns=(1, 2, 3, 4), pcrs=(7, 11), tag="atk"):
-    from pcrtool.policy.releases import parse_releases
+    from pcrtool.policy.releases_file import parse_releases
     releases, _ = parse_releases(json.dumps(releases_doc(svns=svns, pcrs=pcrs, tag=tag)))
     return [r for r in releases if r.allowed]
 
@@ -47,7 +47,7 @@ def _approvals(releases, bank, pcrs, product="", key=KEY):
 
 def _boot(sw, release, banks=None):
     from pcrtool.model import HashAlg
-    from pcrtool.policy.releases import Measurement
+    from pcrtool.policy.releases_file import Measurement
     from pcrtool.tpm.policy_validate import _measure
     meas = release.measurements
     if banks:  # also extend the same events into other banks (digest of the sha256 digest)

@@ -26,7 +26,7 @@ def matrix():
     need_module("tpm2_pytss")
     need_tool("swtpm")
     from pcrtool.model import HashAlg
-    from pcrtool.policy.releases import parse_releases
+    from pcrtool.policy.releases_file import parse_releases
     from pcrtool.tpm.policy_allowlist_validate import run_allowlist_matrix
 
     releases, _ = parse_releases(releases_json(svns=(1, 2, 3), pcrs=(7, 11)))
@@ -51,7 +51,7 @@ def test_allowlist_matrix_has_no_unexpected_cells(matrix):
 def _release_values(n: int, tag: str):
     """n releases whose PCR 7 and 11 each got one distinct measurement."""
     from pcrtool.model import HashAlg
-    from pcrtool.policy.releases import Measurement, PolicyRelease, replay_measurements
+    from pcrtool.policy.releases_file import Measurement, PolicyRelease, replay_measurements
 
     out = []
     for i in range(n):

@@ -23,7 +23,7 @@ def _pcrtool(*args, check=None, cwd=None):
 
 def _boot(swtpm, rel_json: str, index: int):
     from pcrtool.model import HashAlg
-    from pcrtool.policy.releases import parse_releases
+    from pcrtool.policy.releases_file import parse_releases
     from pcrtool.tpm.policy_validate import _measure
 
     releases, _ = parse_releases(rel_json)
@@ -114,7 +114,7 @@ def test_ecdsa_p256_signing_key_works_in_signed_mode(swtpm):
 
     from pcrtool.model import HashAlg
     from pcrtool.policy import approvals as A
-    from pcrtool.policy.releases import parse_releases
+    from pcrtool.policy.releases_file import parse_releases
     from pcrtool.tpm import enroll as E
     from pcrtool.tpm.policy_validate import _measure, _sign_with
 

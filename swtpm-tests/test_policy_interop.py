@@ -99,7 +99,7 @@ def _unseal_systemd_style(swtpm, blob, entry):
 
 def _boot_uki(swtpm, sections, phase):
     from pcrtool.model import HashAlg
-    from pcrtool.policy.releases import Measurement
+    from pcrtool.policy.releases_file import Measurement
     from pcrtool.predict.uki import phase_measurements, section_measurements
     from pcrtool.tpm.policy_validate import _measure as boot
 

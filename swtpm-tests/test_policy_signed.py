@@ -45,7 +45,7 @@ SIGNED_CELLS = [
 def _setup(svns=(1, 2, 3)):
     from pcrtool.model import HashAlg
     from pcrtool.policy import approvals as A
-    from pcrtool.policy.releases import parse_releases
+    from pcrtool.policy.releases_file import parse_releases
 
     releases, _ = parse_releases(releases_json(svns=svns))
     targets = [A.ApprovalTarget(r.selected(HashAlg.SHA256, [11]), r.svn) for r in releases if r.allowed]

@@ -35,7 +35,7 @@ def test_trial_sessions_reproduce_enrolment_digests(swtpm, tmp_path):
     need_tool("tpm2_startauthsession")
     from pcrtool.model import HashAlg
     from pcrtool.policy import digests as D
-    from pcrtool.policy.releases import Measurement
+    from pcrtool.policy.releases_file import Measurement
     from pcrtool.tpm import enroll as E
     from pcrtool.tpm import policy_session as S
     from pcrtool.tpm.policy_validate import _measure

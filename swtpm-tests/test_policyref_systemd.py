@@ -49,7 +49,7 @@ def test_systemd_cryptenroll_policyref_slot_unseals_with_pcrtools_approval(sid_s
     from pcrtool.model import HashAlg
     from pcrtool.policy import approvals as A
     from pcrtool.policy import digests as D
-    from pcrtool.policy.releases import Measurement
+    from pcrtool.policy.releases_file import Measurement
     from pcrtool.tpm import policy_session as S
     from pcrtool.tpm.policy_validate import _measure
 

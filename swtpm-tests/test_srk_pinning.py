@@ -25,7 +25,7 @@ SRK_ATTRIBUTES = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|res
 def _setup(svns=(1, 2)):
     from pcrtool.model import HashAlg
     from pcrtool.policy import approvals as A
-    from pcrtool.policy.releases import parse_releases
+    from pcrtool.policy.releases_file import parse_releases
 
     releases, _ = parse_releases(releases_json(svns=svns))
     targets = [A.ApprovalTarget(r.selected(HashAlg.SHA256, [11]), r.svn) for r in releases if r.allowed]
@@ -212,7 +212,7 @@ sys.path.insert(0, sys.argv[1])
 from tests.policy.helpers_policy import pkcs1_sha256, releases_json, rsa_key
 from pcrtool.model import HashAlg
 from pcrtool.policy import approvals as A
-from pcrtool.policy.releases import parse_releases
+from pcrtool.policy.releases_file import parse_releases
 from pcrtool.swtpm import Swtpm
 from pcrtool.tpm import enroll as E
 from pcrtool.tpm import policy_session as S

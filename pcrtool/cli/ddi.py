@@ -262,7 +262,7 @@ def build(
     from pcrtool import fileio
     from pcrtool.errors import UsageError
     from pcrtool.sign import load_signer
-    from pcrtool.verity.signature import sign_root_hash
+    from pcrtool.verity.roothash_pkcs7 import sign_root_hash
 
     with load_signer(key, certificate=cert) as signer:
         if signer.is_offline:
@@ -299,8 +299,8 @@ def prepare(
     from pcrtool.sign.api import require_key
     from pcrtool.sign.keyfile import load_certificate
     from pcrtool.sign.offline import RequestKind, default_tbs_name, new_request, write_request
-    from pcrtool.verity.sig import roothash_tbs
-    from pcrtool.verity.signature import CONSUMER
+    from pcrtool.verity.sig_partition import roothash_tbs
+    from pcrtool.verity.roothash_pkcs7 import CONSUMER
 
     certificate = load_certificate(cert) if cert else None
     if certificate is not None:
@@ -340,8 +340,8 @@ def attach(
     from pcrtool.sign.api import certificate_fingerprint, public_key_fingerprint
     from pcrtool.sign.keyfile import load_certificate
     from pcrtool.sign.offline import RequestKind, read_request, read_signatures
-    from pcrtool.verity.sig import VeritySig, build_sig_partition, parse_root_hash
-    from pcrtool.verity.signature import attach_signature
+    from pcrtool.verity.sig_partition import VeritySig, build_sig_partition, parse_root_hash
+    from pcrtool.verity.roothash_pkcs7 import attach_signature
 
     req, blobs = read_request(request)
     if req.kind is not RequestKind.VERITY_ROOTHASH:

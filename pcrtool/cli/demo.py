@@ -27,7 +27,7 @@ def build_demo_releases(log_bytes: bytes, spec: dict):
     """(PolicyRelease list, policy PCRs, parsed log, replay) from the log and the release spec."""
     from pcrtool.eventlog import parse_event_log, replay
     from pcrtool.model import HashAlg
-    from pcrtool.policy.releases import Measurement, PolicyRelease, replay_measurements
+    from pcrtool.policy.releases_file import Measurement, PolicyRelease, replay_measurements
     from pcrtool.predict.uki import phase_measurements, predict_pcr11, section_measurements
 
     bank = HashAlg.SHA256

@@ -19,7 +19,7 @@ def _targets(releases_path: Path, bank_names: str, pcrs: Optional[str], *, svn: 
     from pcrtool import fileio
     from pcrtool.model import HashAlg
     from pcrtool.policy.approvals import ApprovalTarget
-    from pcrtool.policy.releases import parse_releases, selected_pcrs
+    from pcrtool.policy.releases_file import parse_releases, selected_pcrs
 
     releases, doc = parse_releases(fileio.read_text(releases_path, what="releases"), source=str(releases_path))
     banks = [HashAlg.from_name(b) for b in bank_names.split(",") if b.strip()]

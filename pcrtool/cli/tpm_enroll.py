@@ -175,7 +175,7 @@ def register(app) -> None:
             render.info(f"pcrtool: re-sealed with window {new.f0}…{new.max_svn}, floor kept → {output}")
             return
         if update_from is not None:
-            from pcrtool.policy.releases import parse_releases
+            from pcrtool.policy.releases_file import parse_releases
             from pcrtool.tpm import policy_allowlist as P
             old = _load_any_enrollment(update_from)
             if getattr(old, "mode", "") == "signed" or allowlist is None:
@@ -222,7 +222,7 @@ def register(app) -> None:
                        "product": e.product or None, "counter_index": f"{e.counter_index:#x}",
                        "policy": e.policy, "output": str(output)}
         else:
-            from pcrtool.policy.releases import parse_releases, selected_pcrs
+            from pcrtool.policy.releases_file import parse_releases, selected_pcrs
             from pcrtool.tpm import policy_allowlist as P
             releases, _ = parse_releases(fileio.read_text(allowlist, what="allowlist"), source=str(allowlist))
             sel = selected_pcrs(releases, alg, chosen)

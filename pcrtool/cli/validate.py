@@ -87,7 +87,7 @@ def validate(
     from pcrtool.errors import UsageError
     from pcrtool.model import HashAlg
     from pcrtool.policy.approvals import Approvals
-    from pcrtool.policy.releases import parse_releases, selected_pcrs
+    from pcrtool.policy.releases_file import parse_releases, selected_pcrs
 
     releases, doc = parse_releases(fileio.read_text(allowlist, what="allowlist"), source=str(allowlist))
     alg = HashAlg.from_name(bank)

@@ -83,7 +83,7 @@ def _progress(label: str, enabled: Optional[bool]):
 def _root_hash_arg(root_hash: Optional[str], root_hash_file: Optional[Path]) -> bytes:
     from pcrtool import fileio
     from pcrtool.errors import UsageError
-    from pcrtool.verity.sig import parse_root_hash
+    from pcrtool.verity.sig_partition import parse_root_hash
     if (root_hash is None) == (root_hash_file is None):
         raise UsageError("give the root hash either as an argument/--root-hash or with --root-hash-file")
     if root_hash_file is not None:
@@ -104,7 +104,7 @@ def _write_outputs(der: bytes, root: bytes, certificate, output: Optional[Path],
     from pcrtool import fileio
     from pcrtool.errors import UsageError
     from pcrtool.sign.api import certificate_fingerprint
-    from pcrtool.verity.sig import VeritySig, build_sig_partition
+    from pcrtool.verity.sig_partition import VeritySig, build_sig_partition
     if output is None and sig_partition is None:
         raise UsageError("nothing to write", hint="give --output FILE.p7s and/or --sig-partition FILE")
     out: dict = {"rootHash": root.hex()}
@@ -344,7 +344,7 @@ def sign(
     from pcrtool.errors import UsageError
     from pcrtool.model import HashAlg
     from pcrtool.sign import load_signer
-    from pcrtool.verity.signature import sign_root_hash
+    from pcrtool.verity.roothash_pkcs7 import sign_root_hash
 
     root = _root_hash_arg(root_hash, root_hash_file)
     with load_signer(key, certificate=certificate) as signer:
@@ -370,8 +370,8 @@ def prepare(
     """Write the exact bytes to sign (lowercase hex root hash, no newline) and a signing request."""
     from pcrtool.model import HashAlg
     from pcrtool.sign.offline import RequestKind, default_tbs_name, new_request, write_request
-    from pcrtool.verity.sig import roothash_tbs
-    from pcrtool.verity.signature import CONSUMER, check_hash
+    from pcrtool.verity.sig_partition import roothash_tbs
+    from pcrtool.verity.roothash_pkcs7 import CONSUMER, check_hash
 
     from pcrtool.sign.api import require_key
     root = _root_hash_arg(root_hash, root_hash_file)
@@ -408,8 +408,8 @@ def attach(
     from pcrtool.errors import FormatError, SignatureError
     from pcrtool.sign.api import public_key_fingerprint
     from pcrtool.sign.offline import RequestKind, read_request, read_signatures
-    from pcrtool.verity.sig import parse_root_hash
-    from pcrtool.verity.signature import attach_signature
+    from pcrtool.verity.sig_partition import parse_root_hash
+    from pcrtool.verity.roothash_pkcs7 import attach_signature
 
     req, blobs = read_request(request)
     if req.kind is not RequestKind.VERITY_ROOTHASH:
@@ -440,7 +440,7 @@ def sig_partition_(
     """Build a systemd verity-sig partition image from a root-hash signature (checked first)."""
     from pcrtool import fileio
     from pcrtool.sign.pkcs7 import pem_to_der
-    from pcrtool.verity.signature import check_signature_file
+    from pcrtool.verity.roothash_pkcs7 import check_signature_file
 
     root = _root_hash_arg(root_hash, root_hash_file)
     cert = _load_certificate(certificate)
@@ -462,8 +462,8 @@ def show_sig(
     from pcrtool.errors import MismatchError, UsageError
     from pcrtool.sign.pkcs7 import parse_detached
     from pcrtool.sign.api import certificate_fingerprint
-    from pcrtool.verity.sig import parse_sig_partition
-    from pcrtool.verity.signature import check_signature_file
+    from pcrtool.verity.sig_partition import parse_sig_partition
+    from pcrtool.verity.roothash_pkcs7 import check_signature_file
 
     data = fileio.read_bytes(path, what="signature")
     out: dict = {"file": str(path)}

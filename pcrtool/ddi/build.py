@@ -24,7 +24,7 @@ from pcrtool.ddi import dps, layout
 from pcrtool.ddi.release import ExtensionType, parse_os_release
 from pcrtool.errors import InputFileError, UsageError
 from pcrtool.sign.api import certificate_fingerprint
-from pcrtool.verity.sig import VeritySig, build_sig_partition
+from pcrtool.verity.sig_partition import VeritySig, build_sig_partition
 from pcrtool.verity.tree import build_tree
 
 COMPRESSORS = ("none", "lz4", "lz4hc", "lzma", "zstd", "deflate")

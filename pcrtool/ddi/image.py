@@ -17,7 +17,7 @@ from pcrtool.ddi.release import ExtensionType, parse_os_release
 from pcrtool.errors import FormatError, PcrtoolError, UnsupportedError
 from pcrtool.gpt import ATTR_GROWFS, ATTR_READ_ONLY, GptTable, GptEntry, read_gpt
 from pcrtool.verity.params import VerityParams
-from pcrtool.verity.sig import VeritySig, parse_sig_partition
+from pcrtool.verity.sig_partition import VeritySig, parse_sig_partition
 from pcrtool.verity.superblock import is_superblock, parse_superblock
 
 SQUASHFS_MAGIC = b"hsqs"

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pcrtool.ddi import dps
 from pcrtool.gpt import ATTR_READ_ONLY, GptEntry, build_gpt
 from pcrtool.verity.params import VerityParams, compute_layout, derive_salt, derive_uuid
-from pcrtool.verity.sig import VERITY_SIG_SIZE
+from pcrtool.verity.sig_partition import VERITY_SIG_SIZE
 
 GRAIN = 4096
 SECTOR = 512

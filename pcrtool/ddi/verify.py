@@ -22,7 +22,7 @@ from pcrtool.ddi.policy import ImagePolicy
 from pcrtool.ddi.release import ExtensionType, Host, image_name, match_extension
 from pcrtool.errors import PcrtoolError
 from pcrtool.verity.params import compute_layout
-from pcrtool.verity.sig import roothash_tbs
+from pcrtool.verity.sig_partition import roothash_tbs
 from pcrtool.verity.tree import build_tree, digest_entries
 
 PROTECTION = frozenset({"verity", "signed", "encrypted", "encryptedwithintegrity", "unprotected"})

@@ -80,7 +80,7 @@ def manifest_components(m, reader: Reader, *, reference_log: bytes | None = None
     import dataclasses
 
     from pcrtool.predict.cmdline import LINUX_INITRD_TAG, LINUX_LOAD_OPTIONS_TAG, tag_of
-    from pcrtool.predict.release import (_boot_measurements, _secureboot_measurements, _uki_sections,
+    from pcrtool.predict.from_manifest import (_boot_measurements, _secureboot_measurements, _uki_sections,
                                          predict_release)
     from pcrtool.tcg.constants import EventType
 

@@ -256,4 +256,4 @@ def check_release_set(releases: list[tuple[str, str, int]], allowlist: Allowlist
 from pcrtool.predict.predictions import (  # noqa: E402,F401
     FORMAT, Release, dump_predictions, load_predictions, sort_releases,
 )
-from pcrtool.predict.release import Reader, predict_release  # noqa: E402,F401
+from pcrtool.predict.from_manifest import Reader, predict_release  # noqa: E402,F401

@@ -52,7 +52,7 @@ def load_key_material(ref: "str | KeyRef", *, certificate: str | None = None) ->
     """Like ``load_signer``, but a file may also be a PEM/DER public key or certificate (for
     checking signatures, fingerprints, ``--public-key`` options); then ``signer`` is None."""
     from pcrtool import fileio
-    from pcrtool.errors import KeyError_
+    from pcrtool.errors import KeyReferenceError
     from pcrtool.sign.keyfile import load_certificate_bytes, load_public_key_file, split_file_target
 
     kref = ref if isinstance(ref, KeyRef) else KeyRef.parse(ref)
@@ -69,11 +69,11 @@ def load_key_material(ref: "str | KeyRef", *, certificate: str | None = None) ->
             try:  # a DER certificate or SubjectPublicKeyInfo?
                 cert = load_certificate_bytes(data, name=path)
                 return KeyMaterial(None, cert.public_key(), cert, f"certificate:{path}")
-            except KeyError_:
+            except KeyReferenceError:
                 pass
             try:
                 return KeyMaterial(None, load_public_key_file(path), None, f"public:{path}")
-            except KeyError_:
+            except KeyReferenceError:
                 pass  # a DER private key
     signer = load_signer(kref, certificate=certificate)
     try:

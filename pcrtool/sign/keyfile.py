@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding as asym_padding, rsa
 
 from pcrtool import fileio
-from pcrtool.errors import KeyError_, UnsupportedError, UsageError
+from pcrtool.errors import KeyReferenceError, UnsupportedError, UsageError
 from pcrtool.model import HashAlg
 from pcrtool.sign.api import (KeyType, Padding, SignerBase, crypto_hash, describe_public_key,
                               public_key_fingerprint, pss_padding)
@@ -69,15 +69,15 @@ def load_private_key_bytes(data: bytes, *, name: str, passphrase: bytes | None,
     except TypeError:
         # cryptography: "Password was not given but private key is encrypted" (or the reverse)
         if passphrase is None:
-            raise KeyError_(f"key file {name!r} is encrypted and no passphrase was given",
+            raise KeyReferenceError(f"key file {name!r} is encrypted and no passphrase was given",
                             hint=f"set {ENV_PASSPHRASE_FILE}=FILE, {ENV_PASSPHRASE}, or "
                                  "add ?passphrase-file=FILE to the key reference") from None
         key = loader(data, password=None, **skip)  # not encrypted: ignore the passphrase
     except ValueError:
         if passphrase is not None and (encrypted or not is_pem):
-            raise KeyError_(f"cannot decrypt key file {name!r}: wrong passphrase or not a private key",
+            raise KeyReferenceError(f"cannot decrypt key file {name!r}: wrong passphrase or not a private key",
                             hint="check the passphrase file (a trailing newline is ignored)") from None
-        raise KeyError_(f"key file {name!r} is not a PEM or DER private key",
+        raise KeyReferenceError(f"key file {name!r} is not a PEM or DER private key",
                         hint="expected PKCS#8, PKCS#1 (RSA) or SEC1 (EC) private key") from None
     except UnsupportedAlgorithm:
         raise UnsupportedError(f"key file {name!r} uses an algorithm pcrtool does not support",
@@ -97,7 +97,7 @@ def load_certificate_bytes(data: bytes, *, name: str):
             return x509.load_pem_x509_certificates(data)[0]
         return x509.load_der_x509_certificate(data)
     except ValueError:
-        raise KeyError_(f"{name!r} is not a PEM or DER X.509 certificate") from None
+        raise KeyReferenceError(f"{name!r} is not a PEM or DER X.509 certificate") from None
 
 
 def load_certificate(path: str):
@@ -121,9 +121,9 @@ def load_public_key_file(path: str):
     if b"CERTIFICATE" in data or not data.startswith(b"-----"):
         try:
             return load_certificate_bytes(data, name=path).public_key()
-        except KeyError_:
+        except KeyReferenceError:
             pass
-    raise KeyError_(f"{path!r} is not a public key or certificate (PEM or DER)")
+    raise KeyReferenceError(f"{path!r} is not a public key or certificate (PEM or DER)")
 
 
 class FileSigner(SignerBase):
@@ -166,5 +166,5 @@ class FileSigner(SignerBase):
 
 def check_certificate_matches(certificate, public_key, name: str) -> None:
     if public_key_fingerprint(certificate.public_key()) != public_key_fingerprint(public_key):
-        raise KeyError_(f"the certificate does not belong to key {name!r}",
+        raise KeyReferenceError(f"the certificate does not belong to key {name!r}",
                         hint="give the certificate issued for this key")

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from pcrtool import fileio
-from pcrtool.errors import FormatError, KeyError_, MismatchError, SignatureError, UsageError
+from pcrtool.errors import FormatError, KeyReferenceError, MismatchError, SignatureError, UsageError
 from pcrtool.model import HashAlg
 from pcrtool.sign.api import (KeyType, Padding, SignerBase, describe_public_key,
                               ecdsa_signature_to_der, key_label, public_key_fingerprint, require_key,
@@ -425,7 +425,7 @@ def sign_request(request: SignRequest, tbs_blobs: Sequence[bytes], signer: Signe
     public_key = signer.public_key()
     fp = public_key_fingerprint(public_key)
     if request.key is not None and request.key.fingerprint != fp:
-        raise KeyError_(f"the request asks for key {request.key.fingerprint}, "
+        raise KeyReferenceError(f"the request asks for key {request.key.fingerprint}, "
                         f"{signer.description} is key {fp}",
                         hint="use the key the request names (pcrtool key fingerprint KEY)")
     request.consumer_check(public_key)
@@ -574,13 +574,13 @@ class OfflineSigner(SignerBase):
         if b"CERTIFICATE" in data or not data.startswith(b"-----"):
             try:
                 return cls(certificate=load_certificate_bytes(data, name=path))
-            except KeyError_:
+            except KeyReferenceError:
                 pass
         return cls(public_key=load_public_key_file(path))
 
     def public_key(self):
         if self._public_key is None:
-            raise KeyError_("offline signing needs the public key or certificate of the signing key",
+            raise KeyReferenceError("offline signing needs the public key or certificate of the signing key",
                             hint="pass --certificate CERT (or a public key PEM)")
         return self._public_key
 
@@ -602,7 +602,7 @@ def summarize_request(request: SignRequest, tbs_blobs: Sequence[bytes], key_fing
     from pcrtool.sign.request.summary import ItemView, Summary
 
     if request.key is not None and key_fingerprint is not None and request.key.fingerprint != key_fingerprint:
-        raise KeyError_(f"the request asks for key {request.key.fingerprint}, the key given is {key_fingerprint}",
+        raise KeyReferenceError(f"the request asks for key {request.key.fingerprint}, the key given is {key_fingerprint}",
                         hint="use the key the request names (pcrtool key fingerprint KEY)")
     if key_fingerprint is None and request.key is not None:
         key_fingerprint = request.key.fingerprint

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from pcrtool import fileio
-from pcrtool.errors import KeyError_, UnsupportedError, UsageError
+from pcrtool.errors import KeyReferenceError, UnsupportedError, UsageError
 from pcrtool.model import HashAlg
 from pcrtool.sign.api import KeyType, Padding, SignerBase, digest_info, redact_uri
 
@@ -87,7 +87,7 @@ def resolve_module(uri: Pkcs11Uri) -> str:
     path = uri.query.get("module-path")
     if path:
         if not os.path.exists(path):
-            raise KeyError_(f"PKCS#11 module {path!r} does not exist",
+            raise KeyReferenceError(f"PKCS#11 module {path!r} does not exist",
                             hint="fix module-path= in the URI")
         return path
     name = uri.query.get("module-name")
@@ -96,18 +96,18 @@ def resolve_module(uri: Pkcs11Uri) -> str:
             for cand in (f"{d}/{name}.so", f"{d}/{name}", f"{d}/lib{name}.so"):
                 if os.path.exists(cand):
                     return cand
-        raise KeyError_(f"PKCS#11 module named {name!r} not found",
+        raise KeyReferenceError(f"PKCS#11 module named {name!r} not found",
                         hint="use module-path=/full/path/to/module.so")
     env = os.environ.get(ENV_MODULE)
     if env:
         if not os.path.exists(env):
-            raise KeyError_(f"PKCS#11 module {env!r} (from ${ENV_MODULE}) does not exist",
+            raise KeyReferenceError(f"PKCS#11 module {env!r} (from ${ENV_MODULE}) does not exist",
                             hint=f"fix ${ENV_MODULE}")
         return env
     for cand in DEFAULT_MODULES:
         if os.path.exists(cand):
             return cand
-    raise KeyError_("no PKCS#11 module found (SoftHSM2 is the default)",
+    raise KeyReferenceError("no PKCS#11 module found (SoftHSM2 is the default)",
                     hint=f"set module-path= in the URI or ${ENV_MODULE}, or apt-get install softhsm2")
 
 
@@ -178,11 +178,11 @@ class Pkcs11Signer(SignerBase):
         objs = list(self._session.get_objects({p11.Attribute.CLASS: p11.ObjectClass.PRIVATE_KEY,
                                                **self._object_filter()}))
         if not objs:
-            raise KeyError_(f"no private key {self._object_desc()} on PKCS#11 token "
+            raise KeyReferenceError(f"no private key {self._object_desc()} on PKCS#11 token "
                             f"{self._session.token.label!r}",
                             hint="list objects with: pkcs11-tool --module MODULE --login -O")
         if len(objs) > 1:
-            raise KeyError_(f"{len(objs)} private keys match {self._object_desc()} on PKCS#11 token "
+            raise KeyReferenceError(f"{len(objs)} private keys match {self._object_desc()} on PKCS#11 token "
                             f"{self._session.token.label!r}", hint="add object=LABEL or id=… to the URI")
         return objs[0]
 
@@ -243,7 +243,7 @@ class Pkcs11Signer(SignerBase):
             return public
         if self._certificate is not None:
             return self._certificate.public_key()
-        raise KeyError_(f"the public half of PKCS#11 key {self._object_desc()} is not on the token",
+        raise KeyReferenceError(f"the public half of PKCS#11 key {self._object_desc()} is not on the token",
                         hint="store the public key or certificate with the same id, or pass --certificate")
 
     def _check_cert(self, public) -> None:
@@ -297,7 +297,7 @@ class Pkcs11Signer(SignerBase):
                 return self._key.sign(data, mechanism=getattr(M, f"{h}_RSA_PKCS"))
             return self._key.sign(digest_info(hash_alg, digest), mechanism=M.RSA_PKCS)
         except p11.exceptions.PKCS11Error as e:
-            raise KeyError_(f"PKCS#11 token refused to sign with key {self._object_desc()}: "
+            raise KeyReferenceError(f"PKCS#11 token refused to sign with key {self._object_desc()}: "
                             f"{type(e).__name__}",
                             hint="the key may lack CKA_SIGN or the token the mechanism; "
                                  "try ?x-prehashed=yes") from None
@@ -320,20 +320,20 @@ def open_session(uri: Pkcs11Uri):
         import pkcs11
         from pkcs11 import exceptions as p11e
     except ImportError:
-        raise KeyError_("PKCS#11 keys need the python-pkcs11 package",
+        raise KeyReferenceError("PKCS#11 keys need the python-pkcs11 package",
                         hint="pip install 'pcrtool[pkcs11]'") from None
     module = resolve_module(uri)
     try:
         lib = pkcs11.lib(module)
     except p11e.PKCS11Error:
-        raise KeyError_(f"cannot load PKCS#11 module {module!r}",
+        raise KeyReferenceError(f"cannot load PKCS#11 module {module!r}",
                         hint="is it a PKCS#11 shared library?") from None
     token = _find_token(lib, uri, p11e)
     pin = resolve_pin(uri)
     name = token.label
     if pin is None and token.flags & pkcs11.TokenFlag.LOGIN_REQUIRED \
             and not token.flags & pkcs11.TokenFlag.PROTECTED_AUTHENTICATION_PATH:
-        raise KeyError_(f"PKCS#11 token {name!r} needs a PIN",
+        raise KeyReferenceError(f"PKCS#11 token {name!r} needs a PIN",
                         hint=f"add ?pin-source=file:PATH to the URI or set ${ENV_PIN}")
     try:
         try:
@@ -343,13 +343,13 @@ def open_session(uri: Pkcs11Uri):
             # process is logged in already, so this session shares that login.
             session = token.open()
     except (p11e.PinIncorrect, p11e.PinInvalid, p11e.PinLenRange):
-        raise KeyError_(f"PKCS#11 login to token {name!r} failed: wrong PIN",
+        raise KeyReferenceError(f"PKCS#11 login to token {name!r} failed: wrong PIN",
                         hint="check the PIN source (repeated failures may lock the token)") from None
     except p11e.PinLocked:
-        raise KeyError_(f"PKCS#11 token {name!r} is locked (too many wrong PINs)",
+        raise KeyReferenceError(f"PKCS#11 token {name!r} is locked (too many wrong PINs)",
                         hint="unlock it with the SO PIN") from None
     except p11e.PKCS11Error as e:
-        raise KeyError_(f"cannot open a session on PKCS#11 token {name!r}: {type(e).__name__}") from None
+        raise KeyReferenceError(f"cannot open a session on PKCS#11 token {name!r}: {type(e).__name__}") from None
     return pkcs11, token, session
 
 
@@ -365,14 +365,14 @@ def _find_token(lib, uri: Pkcs11Uri, p11e):
                   if ("manufacturer" not in path or t.manufacturer_id == path["manufacturer"])
                   and ("model" not in path or t.model == path["model"])]
     except p11e.PKCS11Error as e:
-        raise KeyError_(f"cannot list PKCS#11 tokens: {type(e).__name__}") from None
+        raise KeyReferenceError(f"cannot list PKCS#11 tokens: {type(e).__name__}") from None
     what = ", ".join(f"{k}={v}" for k, v in path.items()
                      if k in ("token", "serial", "manufacturer", "model")) or "any"
     if not tokens:
-        raise KeyError_(f"no PKCS#11 token matches {what}",
+        raise KeyReferenceError(f"no PKCS#11 token matches {what}",
                         hint="list tokens with: pkcs11-tool --module MODULE -L")
     if len(tokens) > 1:
-        raise KeyError_(f"{len(tokens)} PKCS#11 tokens match {what}",
+        raise KeyReferenceError(f"{len(tokens)} PKCS#11 tokens match {what}",
                         hint="add token=LABEL or serial=… to the URI")
     return tokens[0]
 

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from pcrtool.errors import UsageError
 from pcrtool.model import HashAlg
-from pcrtool.policy.releases import PolicyRelease
+from pcrtool.policy.releases_file import PolicyRelease
 from pcrtool.tpm import policy_allowlist as P
 from pcrtool.tpm import policy_session as S
 from pcrtool.tpm.policy_validate import (ALLOW, DENY, NA, Cell, Matrix, _attempt, _measure,

@@ -15,7 +15,7 @@ from pcrtool.errors import PcrtoolError, UsageError
 from pcrtool.model import HashAlg, PcrValues
 from pcrtool.policy import approvals as A
 from pcrtool.policy import digests as D
-from pcrtool.policy.releases import Measurement, PolicyRelease
+from pcrtool.policy.releases_file import Measurement, PolicyRelease
 from pcrtool.tpm import enroll as E
 from pcrtool.tpm import policy_session as S
 
@@ -373,7 +373,7 @@ def entry_of(setup: SignedSetup, release: PolicyRelease, bank, pcrs) -> A.Approv
 
 
 def _replay(measurements):
-    from pcrtool.policy.releases import replay_measurements
+    from pcrtool.policy.releases_file import replay_measurements
     return replay_measurements(measurements)
 
 

@@ -1,7 +1,7 @@
 """dm-verity: hash tree and superblock as veritysetup builds them, root-hash signatures, verity-sig.
 
 Pure core: ``params`` (parameters, layout, repart salt/UUID derivation), ``superblock``, ``tree``
-(hash maths), ``sig`` (signed bytes, verity-sig JSON), ``signature`` (sign with a Signer, or
+(hash maths), ``sig_partition`` (signed bytes, verity-sig JSON), ``roothash_pkcs7`` (sign with a Signer, or
 check and wrap a signature made elsewhere; DER from ``pcrtool.sign.pkcs7``). ``io`` is the
 streaming file adapter (mmap, parallel level 0, atomic or in-place writes).
 """

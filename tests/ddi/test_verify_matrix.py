@@ -10,7 +10,7 @@ import pytest
 from helpers_ddi import SYSEXT_POLICY, cli, make_tree, run
 
 from pcrtool.gpt import GptEntry, build_gpt, read_gpt
-from pcrtool.verity.sig import VeritySig, build_sig_partition, parse_sig_partition
+from pcrtool.verity.sig_partition import VeritySig, build_sig_partition, parse_sig_partition
 from tests.support import need_tool
 
 

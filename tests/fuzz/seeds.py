@@ -70,7 +70,7 @@ def _verity_superblock() -> list[bytes]:
 
 
 def _verity_sig() -> list[bytes]:
-    from pcrtool.verity.sig import VeritySig, build_sig_partition
+    from pcrtool.verity.sig_partition import VeritySig, build_sig_partition
     sig = VeritySig(bytes(range(32)), bytes(32), b"\x30\x03\x02\x01\x01")
     return [build_sig_partition(sig, 4096)[:1024], sig.to_json(), b"ab" * 32 + b"\n"]
 

@@ -95,7 +95,7 @@ def verity_superblock(data: bytes) -> None:
 
 def verity_sig(data: bytes) -> None:
     """systemd's verity-sig partition JSON, and the root-hash text files next to it."""
-    from pcrtool.verity.sig import parse_root_hash, parse_sig_partition
+    from pcrtool.verity.sig_partition import parse_root_hash, parse_sig_partition
     try:
         parse_sig_partition(data, source="fuzz")
     finally:
@@ -120,7 +120,7 @@ def pcrsig(data: bytes) -> None:
 
 def predictions(data: bytes) -> None:
     """pcrtool's predictions file, read by predict and by the policy side (releases)."""
-    from pcrtool.policy.releases import parse_releases
+    from pcrtool.policy.releases_file import parse_releases
     from pcrtool.predict.predictions import load_predictions
     try:
         load_predictions(data, source="fuzz")

@@ -386,7 +386,7 @@ def test_inconsistent_rsa_key_never_yields_a_signed_file(pe_tmp, stub, uki, rsa2
     from asn1crypto import keys, pem
     from cryptography.hazmat.primitives import serialization
 
-    from pcrtool.errors import KeyError_
+    from pcrtool.errors import KeyReferenceError
     from pcrtool.sign.keyfile import load_private_key_bytes
     key, cert = rsa2048
     n = serialization.load_pem_private_key(key.read_bytes(), None).private_numbers()
@@ -395,7 +395,7 @@ def test_inconsistent_rsa_key_never_yields_a_signed_file(pe_tmp, stub, uki, rsa2
                               "exponent2": n.dmq1 + 2, "coefficient": n.iqmp}).dump()
     bad = pe_tmp / "inconsistent.pem"
     bad.write_bytes(pem.armor("RSA PRIVATE KEY", der))
-    with pytest.raises(KeyError_):                      # the default loader still refuses it
+    with pytest.raises(KeyReferenceError):                      # the default loader still refuses it
         load_private_key_bytes(bad.read_bytes(), name="inconsistent.pem", passphrase=None)
     big = make_uki_16(pe_tmp)
     for src in (stub, uki, big):

@@ -13,7 +13,7 @@ from pcrtool.model import HashAlg, PcrValues
 from pcrtool.policy import approvals as A
 from pcrtool.policy import digests as D
 from pcrtool.policy import scope as SC
-from pcrtool.policy.releases import parse_releases
+from pcrtool.policy.releases_file import parse_releases
 
 KEY = rsa_key()
 OTHER = rsa_key()

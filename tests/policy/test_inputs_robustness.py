@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pcrtool.errors import PcrtoolError
 from pcrtool.model import HashAlg, PcrValues
 from pcrtool.policy import approvals as A
-from pcrtool.policy.releases import parse_releases
+from pcrtool.policy.releases_file import parse_releases
 from pcrtool.predict.manifest import Release, dump_predictions
 
 KEY = rsa_key()

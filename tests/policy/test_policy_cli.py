@@ -9,7 +9,7 @@ from helpers_policy import need_tool, pem_private, pem_public, releases_json, rs
 from pcrtool.model import HashAlg
 from pcrtool.policy import approvals as A
 from pcrtool.policy import digests as D
-from pcrtool.policy.releases import parse_releases
+from pcrtool.policy.releases_file import parse_releases
 
 from tests.support.cli import run_pcrtool
 KEY = rsa_key()

@@ -7,8 +7,8 @@ import sys
 CODE = """
 import sys
 import pcrtool.policy.digests, pcrtool.policy.approvals, pcrtool.policy.allowlist
-import pcrtool.policy.releases, pcrtool.policy.downgrade
-from pcrtool.policy.releases import parse_releases
+import pcrtool.policy.releases_file, pcrtool.policy.downgrade
+from pcrtool.policy.releases_file import parse_releases
 from pcrtool.policy.allowlist import build_allowlist_policy
 rels, _ = parse_releases('{"releases": [{"svn": 1, "measurements": [{"pcr": 11, "sha256": "%s"}]}]}')
 build_allowlist_policy([(r.label, r.predicted) for r in rels])

@@ -8,7 +8,7 @@ import json
 
 from pcrtool.eventlog.replay import initial_pcr_value
 from pcrtool.model import HashAlg
-from pcrtool.policy.releases import parse_releases
+from pcrtool.policy.releases_file import parse_releases
 from pcrtool.predict.manifest import dump_predictions, parse_manifest, predict_release
 
 D = hashlib.sha256(b"measured").digest()

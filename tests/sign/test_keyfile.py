@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from helpers_sign import need_tool, openssl
-from pcrtool.errors import KeyError_, SignatureError, UnsupportedError, UsageError
+from pcrtool.errors import KeyReferenceError, SignatureError, UnsupportedError, UsageError
 from pcrtool.model import HashAlg
 from pcrtool.sign import KeyRef, KeyScheme, KeyType, Padding, load_signer
 from pcrtool.sign.api import redact_uri
@@ -93,11 +93,11 @@ def test_encrypted_key_without_or_with_wrong_passphrase_is_one_line_key_error(en
     enc, _ = encrypted
     monkeypatch.delenv("PCRTOOL_KEY_PASSPHRASE_FILE", raising=False)
     monkeypatch.delenv("PCRTOOL_KEY_PASSPHRASE", raising=False)
-    with pytest.raises(KeyError_, match="encrypted and no passphrase") as e:
+    with pytest.raises(KeyReferenceError, match="encrypted and no passphrase") as e:
         load_signer(str(enc))
     assert "PCRTOOL_KEY_PASSPHRASE" in e.value.hint
     monkeypatch.setenv("PCRTOOL_KEY_PASSPHRASE", "wrong-secret-value")
-    with pytest.raises(KeyError_, match="wrong passphrase") as e:
+    with pytest.raises(KeyReferenceError, match="wrong passphrase") as e:
         load_signer(str(enc))
     assert "\n" not in str(e.value) and "wrong-secret-value" not in f"{e.value} {e.value.hint}"
 
@@ -113,7 +113,7 @@ def test_unsupported_keys_and_garbage_are_refused(tmp_path):
         load_signer(str(p521))
     junk = tmp_path / "junk.pem"
     junk.write_bytes(b"not a key")
-    with pytest.raises(KeyError_, match="not a PEM or DER private key"):
+    with pytest.raises(KeyReferenceError, match="not a PEM or DER private key"):
         load_signer(str(junk))
     with pytest.raises(Exception, match="does not exist"):
         load_signer(str(tmp_path / "missing.pem"))
@@ -122,7 +122,7 @@ def test_unsupported_keys_and_garbage_are_refused(tmp_path):
 def test_certificate_pairing(keys, tmp_path):
     signer = load_signer(str(keys.rsa), certificate=str(keys.crt("rsa")))
     assert signer.certificate().subject.rfc4514_string() == "CN=pcrtool test rsa"
-    with pytest.raises(KeyError_, match="does not belong"):
+    with pytest.raises(KeyReferenceError, match="does not belong"):
         load_signer(str(keys.rsa_b), certificate=str(keys.crt("rsa")))
     bundle = tmp_path / "bundle.pem"
     bundle.write_bytes(keys.rsa.read_bytes() + keys.crt("rsa").read_bytes())
@@ -174,7 +174,7 @@ def test_offline_signer_knows_public_key_but_refuses_to_sign(keys):
     assert load_signer("offline", certificate=str(keys.pub("ec256"))).fingerprint() == keys.fingerprint("ec256")
     with pytest.raises(SignatureRequired):
         signer.sign(DATA, HashAlg.SHA256)
-    with pytest.raises(KeyError_, match="public key or certificate"):
+    with pytest.raises(KeyReferenceError, match="public key or certificate"):
         load_signer("offline").public_key()
 
 

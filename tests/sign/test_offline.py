@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from helpers_sign import PIN, need_tool, openssl, run_cli, sign_cli
-from pcrtool.errors import FormatError, KeyError_, MismatchError, SignatureError, UnsupportedError, UsageError
+from pcrtool.errors import FormatError, KeyReferenceError, MismatchError, SignatureError, UnsupportedError, UsageError
 from pcrtool.model import HashAlg
 from pcrtool.sign import load_signer
 from pcrtool.sign.offline import (RequestKind, check_signature, check_signatures, new_request,
@@ -170,7 +170,7 @@ def test_signature_from_another_key_or_over_other_bytes_is_refused(tmp_path, key
 def test_signing_side_refuses_wrong_key_and_keys_the_consumer_cannot_verify(tmp_path, keys):
     path = make(tmp_path, keys)
     req, blobs = read_request(path)
-    with pytest.raises(KeyError_, match="asks for key"):
+    with pytest.raises(KeyReferenceError, match="asks for key"):
         sign_request(req, blobs, load_signer(str(keys.rsa_b)))
     path2 = make(subdir(tmp_path, "x"), keys, key=None)
     req2, blobs2 = read_request(path2)

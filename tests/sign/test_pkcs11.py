@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from helpers_sign import PIN, need_tool, openssl, run_cli
-from pcrtool.errors import KeyError_, UsageError
+from pcrtool.errors import KeyReferenceError, UsageError
 from pcrtool.model import HashAlg
 from pcrtool.sign import Padding, load_signer
 from pcrtool.sign.pkcs11 import Pkcs11Uri
@@ -69,7 +69,7 @@ def test_private_only_rsa_object_gives_its_public_key_and_refuses_a_foreign_cert
     with load_signer(hsm.uri("rsa_nopub")) as token:  # CKA_MODULUS/CKA_PUBLIC_EXPONENT of the private key
         assert token.fingerprint() == keys.fingerprint("rsa_b")
         assert token.sign(DATA, HashAlg.SHA256) == load_signer(str(keys.rsa_b)).sign(DATA, HashAlg.SHA256)
-    with pytest.raises(KeyError_, match="does not belong"):
+    with pytest.raises(KeyReferenceError, match="does not belong"):
         load_signer(hsm.uri("rsa_nopub"), certificate=str(keys.crt("rsa")))
 
 
@@ -88,11 +88,11 @@ def test_errors_are_one_line_key_errors_without_the_pin(hsm, tmp_path):
         "does not exist": "pkcs11:token=x?pin-value=999999&module-path=/nonexistent/p11.so",
     }
     for expected, uri in cases.items():
-        with pytest.raises(KeyError_) as e:
+        with pytest.raises(KeyReferenceError) as e:
             load_signer(uri)
         text = f"{e.value} {e.value.hint}"
         assert expected in str(e.value) and "\n" not in text and "999999" not in text and PIN not in text
-    with pytest.raises(KeyError_, match="wrong PIN"):
+    with pytest.raises(KeyReferenceError, match="wrong PIN"):
         load_signer(_wrong_pin_uri(hsm, tmp_path))
 
 
@@ -135,7 +135,7 @@ def test_uri_pin_sources_and_module_name(hsm, tmp_path):
     for source in (f"file:{pinfile}", f"file://{pinfile}", str(pinfile)):
         assert resolve_pin(Pkcs11Uri.parse(f"pkcs11:token=t?pin-source={source}")) == PIN
     assert resolve_module(Pkcs11Uri.parse("pkcs11:token=t?module-name=libsofthsm2")).endswith("libsofthsm2.so")
-    with pytest.raises(KeyError_, match="module named"):
+    with pytest.raises(KeyReferenceError, match="module named"):
         resolve_module(Pkcs11Uri.parse("pkcs11:token=t?module-name=no-such-module"))
 
 

@@ -54,8 +54,8 @@ def test_superblock_roundtrip(p, uuid):
 
 def test_pure_core_imports_no_adapters():
     """verity/ (except the io adapter) and sign/pkcs7 never import subprocess, typer, rich."""
-    code = ("import sys; import pcrtool.verity, pcrtool.verity.tree, pcrtool.verity.sig, "
-            "pcrtool.verity.signature, pcrtool.verity.superblock, pcrtool.sign.pkcs7; "
+    code = ("import sys; import pcrtool.verity, pcrtool.verity.tree, pcrtool.verity.sig_partition, "
+            "pcrtool.verity.roothash_pkcs7, pcrtool.verity.superblock, pcrtool.sign.pkcs7; "
             "bad = [m for m in ('subprocess', 'typer', 'rich', 'tpm2_pytss', 'pkcs11') if m in sys.modules]; "
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -13,7 +13,7 @@ from helpers_verity import cli, need_tool, run
 from pcrtool.errors import SignatureError
 from pcrtool.sign import load_signer
 from pcrtool.sign.pkcs7 import build_detached, parse_detached, verify_detached
-from pcrtool.verity.signature import attach_signature, sign_root_hash
+from pcrtool.verity.roothash_pkcs7 import attach_signature, sign_root_hash
 
 ROOT = "3b47d92f441ec6b09c94322fc99153f2c5878c0194564deadc8292216993aacf"
 

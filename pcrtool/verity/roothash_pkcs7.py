@@ -13,7 +13,7 @@ from pcrtool.errors import FormatError, SignatureError, UnsupportedError, UsageE
 from pcrtool.model import HashAlg
 from pcrtool.sign.api import KeyType, Padding, describe_public_key, require_key, verify_signature
 from pcrtool.sign.pkcs7 import ParsedSignature, build_detached, parse_detached, pem_to_der, verify_detached
-from pcrtool.verity.sig import roothash_tbs
+from pcrtool.verity.sig_partition import roothash_tbs
 
 CONSUMER = "dm-verity root-hash signature (kernel PKCS#7)"
 SIGNATURE_HASHES = (HashAlg.SHA256, HashAlg.SHA384, HashAlg.SHA512)
