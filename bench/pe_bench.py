@@ -111,7 +111,7 @@ def _floor(uki: Path, runs: int, env: dict) -> tuple[float, float, float]:
     import hashlib
     import mmap
 
-    from pcrtool.pe.authenticode import word_sum
+    from pcrtool.pe.digest import word_sum
 
     timed([sys.executable, "-c", _LIBRARIES], 1, env)  # warm-up: byte-code cache
     start = timed([sys.executable, "-c", _LIBRARIES], runs, env)[0]

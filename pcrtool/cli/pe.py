@@ -123,7 +123,7 @@ def _write_hashing(f, chunks) -> bytes | None:
     import threading
 
     from pcrtool.model import HashAlg
-    from pcrtool.pe.authenticode import image_digest
+    from pcrtool.pe.digest import image_digest
     from pcrtool.pe.image import PeImage
 
     total = sum(len(c) for c in chunks)
@@ -269,7 +269,7 @@ def sign(files: List[str] = typer.Argument(..., metavar="FILE...",
     input is read and checked before the first output is written."""
     from pcrtool import fileio, render
     from pcrtool.errors import UsageError
-    from pcrtool.pe.authenticode import signing_digest
+    from pcrtool.pe.digest import signing_digest
 
     if key.strip() == "offline":
         raise UsageError("--key offline: use 'pcrtool pe prepare' to write a signing request")
@@ -298,7 +298,7 @@ def sign(files: List[str] = typer.Argument(..., metavar="FILE...",
         for file, out, prep in jobs:
             signed = sign_prepared(prep, signer, certificate_der=cert_der, chain=chain_der)
             if detached:
-                from pcrtool.sign.authenticode import der_length
+                from pcrtool.sign.authenticode_pkcs7 import der_length
                 der = signed[-1][8:]
                 fileio.write_atomic(out, der[:der_length(der)], what="PKCS#7")
                 render.info(f"wrote PKCS#7 for {file} to {out}")
@@ -384,7 +384,7 @@ def _forked_body_sum(data):
     if len(data) < (16 << 20) or not hasattr(os, "fork"):
         return None
     from pcrtool.errors import PcrtoolError
-    from pcrtool.pe.authenticode import body_start, word_sum
+    from pcrtool.pe.digest import body_start, word_sum
     from pcrtool.pe.image import PeImage
     try:
         start = body_start(PeImage.parse(data))
@@ -502,7 +502,7 @@ def prepare(file: str = typer.Argument(..., help="PE/EFI binary to sign offline.
         prepared = prepare_sig(data, when, alg)
     else:  # systemd-sbsign's blob: kept byte for byte; refused unless it covers this image
         from pcrtool.pe.sign import prepare_with_attributes
-        from pcrtool.sign.authenticode import parse_signed_attributes
+        from pcrtool.sign.authenticode_pkcs7 import parse_signed_attributes
         prepared = prepare_with_attributes(data, _read(signed_data, "signed data"), alg)
         when = parse_signed_attributes(prepared.signed_attrs).signing_time
         if when is None:
@@ -590,7 +590,7 @@ def attach(file: str = typer.Argument(..., help="The same PE binary that was pre
     public_key = x509.load_der_x509_certificate(cert_der).public_key()
     raw = _read(signature, "signature") if signature else None
     if raw is not None and _looks_like_pkcs7(raw):
-        from pcrtool.sign.authenticode import load_pkcs7_file
+        from pcrtool.sign.authenticode_pkcs7 import load_pkcs7_file
         signed = attach_chunks(prepared, load_pkcs7_file(raw))
         cert_der = _signer_cert(signed)
     else:
@@ -613,7 +613,7 @@ def _attrs_hash_alg(blob: bytes, name: str):
     """The hash of a prepared blob, from the length of its messageDigest (the blob names no algorithm)."""
     from pcrtool.errors import FormatError
     from pcrtool.model import HashAlg
-    from pcrtool.sign.authenticode import parse_signed_attributes
+    from pcrtool.sign.authenticode_pkcs7 import parse_signed_attributes
 
     md = parse_signed_attributes(blob).message_digest
     for alg in (HashAlg.SHA256, HashAlg.SHA384, HashAlg.SHA512):
@@ -630,7 +630,7 @@ def _looks_like_pkcs7(raw: bytes) -> bool:
 
 def _signer_cert(chunks: list) -> bytes:
     """The signer certificate of the WIN_CERTIFICATE that ends ``chunks``."""
-    from pcrtool.sign.authenticode import parse_pkcs7
+    from pcrtool.sign.authenticode_pkcs7 import parse_pkcs7
     return parse_pkcs7(chunks[-1][8:]).signer_certificate()
 
 
@@ -642,7 +642,7 @@ def export_pkcs7(file: str = typer.Argument(..., help="Signed PE binary."),
     from pcrtool import fileio, render
     from pcrtool.errors import UsageError
     from pcrtool.pe import PeImage
-    from pcrtool.sign.authenticode import parse_pkcs7
+    from pcrtool.sign.authenticode_pkcs7 import parse_pkcs7
 
     certs = PeImage.parse(_read(file)).certificates()
     if not 0 <= index < len(certs):
@@ -660,7 +660,7 @@ def import_pkcs7(file: str = typer.Argument(..., help="PE binary (unsigned or si
     """Attach a complete PKCS#7 after checking it signs this image's digest and verifies."""
     from pcrtool import render
     from pcrtool.pe.sign import attach_chunks, prepare_for_pkcs7
-    from pcrtool.sign.authenticode import load_pkcs7_file
+    from pcrtool.sign.authenticode_pkcs7 import load_pkcs7_file
 
     signed = attach_chunks(prepare_for_pkcs7(_read_pe(file), _hash_alg(hash_name)),
                           load_pkcs7_file(_read(pkcs7, "PKCS#7")))

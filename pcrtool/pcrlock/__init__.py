@@ -127,7 +127,7 @@ def pe_hash(image: bytes, alg: HashAlg) -> bytes:
     """systemd's pe_hash: the Authenticode digest, an unsigned image's tail zero-padded to 8 bytes
     (the signing view; firmware measures an unaligned unsigned file without that padding)."""
     from pcrtool.pe import PeImage
-    from pcrtool.pe.authenticode import image_digest
+    from pcrtool.pe.digest import image_digest
 
     parsed = PeImage.parse(image)
     pad = 0 if parsed.is_signed else -len(image) % 8

@@ -5,7 +5,7 @@ Contract used by prediction: ``PeImage.parse(data).sections`` (``.name``, ``.vir
 ``authenticode_digest(data, HashAlg)``.
 """
 
-from pcrtool.pe.authenticode import (append_certificate, authenticode_digest, hash_ranges, image_digest,
+from pcrtool.pe.digest import (append_certificate, authenticode_digest, hash_ranges, image_digest,
                                      pe_checksum, signing_digest, signing_image)
 from pcrtool.pe.image import PeImage, Section, WinCertificate
 

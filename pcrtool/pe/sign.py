@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from pcrtool.errors import MismatchError, SignatureError, UnsupportedError
 from pcrtool.model import HashAlg
-from pcrtool.pe.authenticode import (body_start, digest_and_body_sum, image_digest, pad_length, signed_chunks,
+from pcrtool.pe.digest import (body_start, digest_and_body_sum, image_digest, pad_length, signed_chunks,
                                      word_sum)
 from pcrtool.pe.image import PeImage
-from pcrtool.sign import authenticode as ac
+from pcrtool.sign import authenticode_pkcs7 as ac
 from pcrtool.sign.api import KeyType, Padding, require_key
 
 CONSUMER = "UEFI Authenticode verification"

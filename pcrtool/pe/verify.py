@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 from pcrtool.errors import FormatError
 from pcrtool.model import HashAlg
-from pcrtool.pe.authenticode import image_digest
+from pcrtool.pe.digest import image_digest
 from pcrtool.pe.image import WIN_CERT_TYPE_EFI_GUID, WIN_CERT_TYPE_PKCS_SIGNED_DATA, PeImage
 from pcrtool.pe.sigdb import SignatureDb, tbs_hash
-from pcrtool.sign import authenticode as ac
+from pcrtool.sign import authenticode_pkcs7 as ac
 
 EFI_CERT_TYPE_PKCS7_GUID = bytes.fromhex("9dd2af4adf68ee498aa9347d375665a7")  # 4aafd29d-68df-49ee-…, LE
 

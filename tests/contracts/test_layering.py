@@ -37,7 +37,7 @@ LAYERS = {
     "pcrtool.verity.io": ADAPTER,       # files, worker processes
     "pcrtool.sign": ADAPTER,            # load_signer(): picks a key backend
     "pcrtool.sign.api": CORE,
-    "pcrtool.sign.authenticode": CORE,
+    "pcrtool.sign.authenticode_pkcs7": CORE,
     "pcrtool.sign.pkcs7": CORE,
     "pcrtool.sign.keygen": CORE,
     "pcrtool.sign.request": CORE,       # decode / summary / limits / host_policy of signing requests

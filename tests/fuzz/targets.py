@@ -104,7 +104,7 @@ def verity_sig(data: bytes) -> None:
 
 def pkcs7(data: bytes) -> None:
     """Detached PKCS#7 signatures (.p7s, roothash signatures) and Authenticode SignedData."""
-    from pcrtool.sign.authenticode import parse_pkcs7
+    from pcrtool.sign.authenticode_pkcs7 import parse_pkcs7
     from pcrtool.sign.pkcs7 import parse_detached
     try:
         parse_detached(data, source="fuzz")

@@ -162,7 +162,7 @@ def test_word_sum_matches_plain_definition():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from pcrtool.pe.authenticode import word_sum
+    from pcrtool.pe.digest import word_sum
 
     @settings(deadline=None, max_examples=200)
     @given(st.binary(max_size=5000), st.integers(0, 3))
@@ -178,7 +178,7 @@ def test_word_sum_matches_plain_definition():
 def test_ready_callback_sees_increasing_ends_and_changes_nothing(uki, monkeypatch):
     """``image_digest(ready=…)`` (the CLI hashes its output while writing it) asks for every byte
     before reading it, in increasing order, and gives the same digest as pesign."""
-    from pcrtool.pe import authenticode
+    from pcrtool.pe import digest as authenticode
 
     monkeypatch.setattr(authenticode, "_READY_STEP", 1 << 20)
     data = uki.read_bytes()

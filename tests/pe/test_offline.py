@@ -13,7 +13,7 @@ from helpers_pe import pcrtool, sign_with_pcrtool, tool
 from pcrtool.errors import MismatchError, UnsupportedError
 from pcrtool.pe import PeImage, signing_digest
 from pcrtool.pe.sign import prepare, prepare_with_attributes
-from pcrtool.sign import authenticode as ac
+from pcrtool.sign import authenticode_pkcs7 as ac
 
 EPOCH = "1700000000"
 

@@ -14,7 +14,7 @@ from pcrtool.model import HashAlg
 from pcrtool.pe import PeImage, authenticode_digest, signing_digest
 from pcrtool.pe.sigdb import load_sigdb
 from pcrtool.pe.verify import verify_image
-from pcrtool.sign import authenticode as ac
+from pcrtool.sign import authenticode_pkcs7 as ac
 
 
 def _db(cert):

@@ -68,7 +68,7 @@ def test_lock_pe_pads_unaligned_unsigned_images_to_8_bytes():
     """systemd's pe_hash hashes an unsigned image as if zero-padded to 8 bytes (the signing view);
     EDK2 measures the file as loaded (pcrtool's PCR 4 default, confirmed on OVMF by pesign/e2e)."""
     from pcrtool.pe import PeImage
-    from pcrtool.pe.authenticode import image_digest
+    from pcrtool.pe.digest import image_digest
 
     image = SD_BOOT.read_bytes()
     pad = -len(image) % 8

@@ -11,7 +11,7 @@ import hashlib
 from pcrtool.model import HashAlg, PcrValues
 from pcrtool.policy.approvals import policy_ref_bytes
 from pcrtool.policy.digests import authorize_tbs, policy_pcr
-from pcrtool.sign import authenticode as ac
+from pcrtool.sign import authenticode_pkcs7 as ac
 
 WHEN = _dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=_dt.timezone.utc)
 

@@ -123,7 +123,7 @@ def _authenticode(tbs: bytes, context: dict, hash_alg: HashAlg, image_digest: by
                   where: str) -> DecodedItem:
     from asn1crypto import cms
 
-    from pcrtool.sign import authenticode as ac
+    from pcrtool.sign import authenticode_pkcs7 as ac
 
     _keys(context, {"spc-indirect-data"}, set(), where)
     raw = context["spc-indirect-data"]
