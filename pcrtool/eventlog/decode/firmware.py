@@ -24,9 +24,6 @@ class Separator(Decoded):
     data: bytes
     kind = "separator"
 
-    def to_json(self) -> dict:
-        return {"kind": "separator", "value": self.value, "data": self.data.hex()}
-
     @property
     def is_error(self) -> bool:
         return self.value == 1
@@ -44,9 +41,6 @@ class Text(Decoded):
     text: str
     encoding: str
     kind = "text"
-
-    def to_json(self) -> dict:
-        return {"kind": "text", "text": self.text, "encoding": self.encoding}
 
     def describe(self) -> str:
         return self.text
@@ -137,8 +131,9 @@ def decode_text(event: Event, log: EventLog | None):
     return Bytes(event.data)
 
 
-def decode_post_code(event: Event, log: EventLog | None):
-    """EV_POST_CODE: a 16-byte UEFI_PLATFORM_FIRMWARE_BLOB or an ASCII string (tpm2-tools #2017)."""
+def decode_text_or_blob(event: Event, log: EventLog | None):
+    """EV_POST_CODE(2), EV_S_CRTM_CONTENTS: an ASCII string, or a 16-byte
+    UEFI_PLATFORM_FIRMWARE_BLOB (tpm2-tools #2017)."""
     text = decode_ascii(event.data)
     if text is not None:
         return Text(text, "ascii")
@@ -189,15 +184,6 @@ def decode_scrtm_version(event: Event, log: EventLog | None):
     return Bytes(event.data)
 
 
-def decode_scrtm_contents(event: Event, log: EventLog | None):
-    text = decode_ascii(event.data)
-    if text is not None:
-        return Text(text, "ascii")
-    if len(event.data) == 16:
-        return decode_blob(event, log)
-    return Bytes(event.data)
-
-
 def decode_nonhost_info(event: Event, log: EventLog | None):
     head, sep, rest = event.data.partition(b"\0")
     sig = decode_ascii(head) if sep else None
@@ -205,6 +191,3 @@ def decode_nonhost_info(event: Event, log: EventLog | None):
         return NonHostInfo(sig, rest)
     return Bytes(event.data)
 
-
-def decode_hcrtm(event: Event, log: EventLog | None):
-    return decode_text(event, log)
