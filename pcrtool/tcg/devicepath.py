@@ -145,9 +145,19 @@ def _acpi_adr(d: bytes) -> str:
     return f"AcpiAdr({','.join(adrs)})"
 
 
-def _memmap(d: bytes) -> str:
-    mtype, start, end = _u(d, "IQQ")
-    return f"MemoryMapped(0x{mtype:x},0x{start:x},0x{end:x})"
+def _hex_fields(name: str, fmt: str, skip: int = 0):
+    """A node whose text is ``name(0x…,…)``: its little-endian ``fmt`` fields in hex, the first
+    ``skip`` left out (UEFI 2.10 §10.6.1: Ctrl, Scsi, USB, Sata, Unit, MemoryMapped, CDROM, Offset)."""
+    def render(d: bytes) -> str:
+        return f"{name}({','.join(f'0x{v:x}' for v in _u(d, fmt)[skip:])})"
+    return render
+
+
+def _guid_node(name: str):
+    """A node whose text is ``name(GUID)`` (Media, FvFile, Fv)."""
+    def render(d: bytes) -> str:
+        return f"{name}({_guid(d)})"
+    return render
 
 
 def _vendor(prefix: str):
@@ -157,27 +167,9 @@ def _vendor(prefix: str):
     return render
 
 
-def _controller(d: bytes) -> str:
-    return f"Ctrl(0x{_u(d, 'I')[0]:x})"
-
-
 def _atapi(d: bytes) -> str:
     primary, slave, lun = d[0], d[1], _u(d, "H", 2)[0]
     return f"Ata({'Secondary' if primary else 'Primary'},{'Slave' if slave else 'Master'},0x{lun:x})"
-
-
-def _scsi(d: bytes) -> str:
-    pun, lun = _u(d, "HH")
-    return f"Scsi(0x{pun:x},0x{lun:x})"
-
-
-def _usb(d: bytes) -> str:
-    return f"USB(0x{d[0]:x},0x{d[1]:x})"
-
-
-def _sata(d: bytes) -> str:
-    hba, pmp, lun = _u(d, "HHH")
-    return f"Sata(0x{hba:x},0x{pmp:x},0x{lun:x})"
 
 
 def _nvme(d: bytes) -> str:
@@ -219,10 +211,6 @@ def _uri(d: bytes) -> str:
     return f"Uri({bytes(d).decode('ascii', 'replace')})"
 
 
-def _lun(d: bytes) -> str:
-    return f"Unit(0x{d[0]:x})"
-
-
 def _hd(d: bytes) -> str:
     number, start, size = _u(d, "IQQ")
     signature = d[20:36]
@@ -237,28 +225,6 @@ def _hd(d: bytes) -> str:
     return f"HD({number},{sig},0x{start:x},0x{size:x})"
 
 
-def _cdrom(d: bytes) -> str:
-    entry, start, size = _u(d, "IQQ")
-    return f"CDROM(0x{entry:x},0x{start:x},0x{size:x})"
-
-
-def _media_protocol(d: bytes) -> str:
-    return f"Media({_guid(d)})"
-
-
-def _fv_file(d: bytes) -> str:
-    return f"FvFile({_guid(d)})"
-
-
-def _fv(d: bytes) -> str:
-    return f"Fv({_guid(d)})"
-
-
-def _offset(d: bytes) -> str:
-    _reserved, start, end = _u(d, "IQQ")
-    return f"Offset(0x{start:x},0x{end:x})"
-
-
 def _ramdisk(d: bytes) -> str:
     start, end = _u(d, "QQ")
     return f"RamDisk(0x{start:x},0x{end:x},{_u(d, 'H', 32)[0]},{_guid(d, 16)})"
@@ -271,12 +237,15 @@ def _bbs(d: bytes) -> str:
 
 
 _RENDER = {
-    (1, 1): _pci, (1, 3): _memmap, (1, 4): _vendor("VenHw"), (1, 5): _controller,
+    (1, 1): _pci, (1, 3): _hex_fields("MemoryMapped", "IQQ"), (1, 4): _vendor("VenHw"),
+    (1, 5): _hex_fields("Ctrl", "I"),
     (2, 1): _acpi, (2, 3): _acpi_adr,
-    (3, 1): _atapi, (3, 2): _scsi, (3, 5): _usb, (3, 10): _vendor("VenMsg"), (3, 11): _mac,
-    (3, 12): _ipv4, (3, 13): _ipv6, (3, 17): _lun, (3, 18): _sata, (3, 23): _nvme, (3, 24): _uri,
-    (4, 1): _hd, (4, 2): _cdrom, (4, 3): _vendor("VenMedia"), (4, 4): _file_path,
-    (4, 5): _media_protocol, (4, 6): _fv_file, (4, 7): _fv, (4, 8): _offset, (4, 9): _ramdisk,
+    (3, 1): _atapi, (3, 2): _hex_fields("Scsi", "HH"), (3, 5): _hex_fields("USB", "BB"),
+    (3, 10): _vendor("VenMsg"), (3, 11): _mac, (3, 12): _ipv4, (3, 13): _ipv6,
+    (3, 17): _hex_fields("Unit", "B"), (3, 18): _hex_fields("Sata", "HHH"), (3, 23): _nvme, (3, 24): _uri,
+    (4, 1): _hd, (4, 2): _hex_fields("CDROM", "IQQ"), (4, 3): _vendor("VenMedia"), (4, 4): _file_path,
+    (4, 5): _guid_node("Media"), (4, 6): _guid_node("FvFile"), (4, 7): _guid_node("Fv"),
+    (4, 8): _hex_fields("Offset", "IQQ", 1), (4, 9): _ramdisk,
     (5, 1): _bbs,
 }
 

@@ -65,6 +65,13 @@ def test_eisa_id_decompression():
     (node(4, 6, ESP.bytes_le), f"FvFile({ESP})"),
     (node(4, 7, ESP.bytes_le), f"Fv({ESP})"),
     (node(4, 8, struct.pack("<IQQ", 0, 0x12200, 0x2A7FF)), "Offset(0x12200,0x2a7ff)"),
+    # EDK2 DevicePathToText: Ctrl(0x%x), Unit(0x%x), CDROM(0x%x,0x%lx,0x%lx), MemoryMapped(0x%x,0x%lx,0x%lx)
+    (node(1, 5, struct.pack("<I", 0x1F)), "Ctrl(0x1f)"),
+    (node(3, 17, bytes([2])), "Unit(0x2)"),
+    (node(4, 2, struct.pack("<IQQ", 1, 0x2A0, 0x1000)), "CDROM(0x1,0x2a0,0x1000)"),
+    (node(1, 3, struct.pack("<IQQ", 11, 0xFF000000, 0xFFFFFFFF)), "MemoryMapped(0xb,0xff000000,0xffffffff)"),
+    (node(4, 5, ESP.bytes_le), f"Media({ESP})"),
+    (node(3, 18, struct.pack("<HH", 1, 2)), "Path(3,18,01000200)"),   # short Sata node: generic form
     (node(1, 4, ESP.bytes_le), f"VenHw({ESP})"),
     (node(4, 3, ESP.bytes_le + b"\x01\x02"), f"VenMedia({ESP},0102)"),
     (node(9, 9, b"\xab\xcd"), "Path(9,9,ABCD)"),
