@@ -53,12 +53,12 @@ class Boot:
         return self.kind == "allowlisted"
 
     def pcr_values(self, pcrs: Sequence[int], bank: HashAlg = HashAlg.SHA256) -> dict[int, bytes]:
-        from pcrtool.predict.events import extend, initial_value
-        out = {p: initial_value(bank, p) for p in pcrs}
-        for pcr, digests in self.events:
-            if pcr in out and bank in digests:
-                out[pcr] = extend(bank, out[pcr], digests[bank])
-        return out
+        from pcrtool.eventlog.replay import Replayer, initial_pcr_value
+        replayer = Replayer([bank])
+        for i, (pcr, digests) in enumerate(self.events):
+            if pcr in pcrs and bank in digests:
+                replayer.extend(i, pcr, digests)
+        return {p: replayer.values[bank].get(p) or initial_pcr_value(bank, p) for p in pcrs}
 
 
 @dataclass

@@ -260,7 +260,7 @@ def test_predict_release_equals_the_load_options_boot(tmp_path, kernel, linux_st
     LoadOptions (systemd-stub 252 passed them instead of .cmdline), UTF-16LE + NUL; an explicit
     `[cmdline] kernel` replaces the UKI-derived event (never a second one). With `kernel` = the
     .cmdline text, only PCR 9 differs from the boot."""
-    from pcrtool.predict.events import extend
+    from pcrtool.eventlog.replay import extend
 
     d, log, guest = _files("loadopts")
     meta = json.loads((d / "capture.json").read_text())

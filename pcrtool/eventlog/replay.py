@@ -98,23 +98,40 @@ def _hash_factory(alg: HashAlg):
 class Replayer:
     """Replay events one at a time (a 100,000-event log need not be kept in memory).
 
+    The one PCR replay: log events go through ``feed`` (which knows EV_NO_ACTION, locality and
+    H-CRTM), predicted measurements and userspace records straight through ``extend``.
     PCR 0's start value is fixed at its first extend: the locality of a StartupLocality event
     seen before it, or 4 when that first extend is the EV_EFI_HCRTM_EVENT (H-CRTM measurements
     precede everything, TPM 2.0 Part 1 §34.3). StartupLocality after a PCR 0 extend, a duplicate
     one, or an H-CRTM event that is not first are ignored with a warning.
     """
 
-    def __init__(self, banks: list[HashAlg]) -> None:
+    def __init__(self, banks: list[HashAlg], *, locality: int | None = None, hcrtm: bool = False) -> None:
         self.banks = list(banks)
         self.values: dict[HashAlg, dict[int, bytes]] = {alg: {} for alg in self.banks}
-        self._hashers = [(alg, _hash_factory(alg), self.values[alg]) for alg in self.banks]
-        self.locality: int | None = None
-        self.hcrtm = False
-        self.pcr0_started = False
+        self.locality = locality
+        self.hcrtm = hcrtm
+        self.pcr0_started = hcrtm
         self.warnings: list[str] = []
         self.gaps: list[ReplayGap] = []
         self.not_extended: list[NotExtended] = []
         self.contributors: dict[int, list[int]] = {}
+        self._bind()
+
+    def _bind(self) -> None:
+        self._hashers = [(alg, _hash_factory(alg), self.values.setdefault(alg, {})) for alg in self.banks]
+
+    @classmethod
+    def resume(cls, result: "ReplayResult") -> "Replayer":
+        """A replayer that goes on from ``result`` and updates it in place (e.g. userspace records
+        after the firmware log)."""
+        replayer = cls(result.banks, locality=result.locality, hcrtm=result.hcrtm)
+        replayer.pcr0_started = True
+        replayer.values = result.pcrs.values
+        replayer.gaps, replayer.contributors = result.gaps, result.contributors
+        replayer.not_extended, replayer.warnings = result.not_extended, result.warnings
+        replayer._bind()
+        return replayer
 
     def feed(self, ev: Event) -> None:
         pcr = ev.pcr
@@ -134,15 +151,20 @@ class Replayer:
                 self.hcrtm = is_hcrtm
             elif is_hcrtm:
                 self.warnings.append(f"event {ev.index}: H-CRTM event after other PCR 0 extends")
+        self.extend(ev.index, pcr, ev.digests)
+
+    def extend(self, index: int, pcr: int, digests) -> None:
+        """TPM2_PCR_Extend of ``digests[alg]`` into ``pcr`` of every bank (TPM 2.0 Part 1 §17),
+        from the reset value on first use; a bank without a digest is a gap. ``index`` names the
+        event in ``contributors`` and gaps."""
         lst = self.contributors.get(pcr)
         if lst is None:
             lst = self.contributors[pcr] = []
-        lst.append(ev.index)
-        digests = ev.digests
+        lst.append(index)
         for alg, new, bank in self._hashers:
             digest = digests.get(alg)
             if digest is None:
-                self.gaps.append(ReplayGap(ev.index, pcr, alg))
+                self.gaps.append(ReplayGap(index, pcr, alg))
                 continue
             old = bank.get(pcr)
             if old is None:
@@ -175,31 +197,21 @@ def replay(log: EventLog, *, banks: list[HashAlg] | None = None) -> ReplayResult
 def replay_records(buf, log: EventLog, starts) -> ReplayResult:
     """``replay(log)`` of a log given as its buffer and validated record offsets
     (``EventLogStream.record_starts()``), without keeping the events: records that only extend
-    PCR 1-23 are extended inline, every other record goes through ``Replayer.feed``."""
+    PCR 1-23 go straight to ``Replayer.extend``, every other record through ``Replayer.feed``."""
     from pcrtool.eventlog.parse import event_from_record, read_records
 
     replayer = Replayer(log.banks)
-    feed = replayer.feed
-    hashers = replayer._hashers
-    contributors = replayer.contributors
-    gaps = replayer.gaps
+    feed, extend = replayer.feed, replayer.extend
     no_action = int(EventType.EV_NO_ACTION)
     for record in read_records(buf, log, starts):
-        i, _pos, pcr, etype, digests, _unknown, _data, _size = record
+        pcr, etype = record[2], record[3]
         if etype == no_action or not 0 < pcr < PCR_COUNT:
             feed(event_from_record(buf, record))
-            continue
-        lst = contributors.get(pcr)
-        if lst is None:
-            lst = contributors[pcr] = []
-        lst.append(i)
-        for alg, new, bank in hashers:
-            digest = digests.get(alg)
-            if digest is None:
-                gaps.append(ReplayGap(i, pcr, alg))
-                continue
-            old = bank.get(pcr)
-            if old is None:
-                old = initial_pcr_value(alg, pcr, locality=replayer.pcr0_start)
-            bank[pcr] = new(old + digest).digest()
+        else:
+            extend(record[0], pcr, record[4])
     return replayer.result()
+
+
+def extend(alg: HashAlg, value: bytes, digest: bytes) -> bytes:
+    """TPM2_PCR_Extend in software: H(value || digest)."""
+    return alg.digest(value + digest)

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 
 from pcrtool.errors import FormatError, UsageError
-from pcrtool.eventlog.replay import ReplayGap, ReplayResult, _hash_factory, initial_pcr_value
+from pcrtool.eventlog.replay import Replayer, ReplayResult
 from pcrtool.model import PCR_COUNT, HashAlg
 
 RS = b"\x1e"
@@ -99,18 +99,10 @@ def _record(obj, index: int, offset: int, source: str, partial) -> UserspaceReco
 
 
 def extend_with_userspace(result: ReplayResult, records: list[UserspaceRecord]) -> ReplayResult:
-    """Continue ``result`` (a firmware replay) with the userspace records, in place."""
-    pcr0_start = 4 if result.hcrtm else (result.locality or 0)
+    """Continue ``result`` (a firmware replay) with the userspace records, in place (a record's
+    index in ``contributors`` and gaps is ``-1 - record index``)."""
+    replayer = Replayer.resume(result)
     for rec in records:
-        if rec.pcr is None:  # an NV index, not a PCR
-            continue
-        for alg in result.banks:
-            digest = rec.digests.get(alg)
-            if digest is None:
-                result.gaps.append(ReplayGap(-1 - rec.index, rec.pcr, alg))
-                continue
-            bank = result.pcrs.values.setdefault(alg, {})
-            old = bank.get(rec.pcr) or initial_pcr_value(alg, rec.pcr, locality=pcr0_start)
-            bank[rec.pcr] = _hash_factory(alg)(old + digest).digest()
-        result.contributors.setdefault(rec.pcr, []).append(-1 - rec.index)
+        if rec.pcr is not None:  # None: an NV index, not a PCR
+            replayer.extend(-1 - rec.index, rec.pcr, rec.digests)
     return result

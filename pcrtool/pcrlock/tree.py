@@ -225,12 +225,12 @@ def predict_tree(components: Sequence[Component], pcrs: Sequence[int], bank: Has
     """systemd-pcrlock's prediction from components alone (every combination of variants, PCRs from
     their reset values; no log): the set of values each PCR may hold at the location window
     [start, end]."""
-    from pcrtool.predict.events import extend, initial_value
+    from pcrtool.eventlog.replay import extend, initial_pcr_value
 
     out: dict[int, set[bytes]] = {}
     for pcr in pcrs:
         results: set[bytes] = set()
-        states = {initial_value(bank, pcr)}
+        states = {initial_pcr_value(bank, pcr)}
         for comp in components:
             if end is not None and comp.id > end:
                 break

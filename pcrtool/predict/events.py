@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
-from pcrtool.eventlog.replay import initial_pcr_value
-from pcrtool.model import HashAlg, PcrValues
+from pcrtool.errors import FormatError
+from pcrtool.eventlog.replay import Replayer
+from pcrtool.model import PCR_COUNT, HashAlg, PcrValues
 from pcrtool.tcg.constants import EventType
 
 DEFAULT_BANKS: tuple[HashAlg, ...] = (HashAlg.SHA1, HashAlg.SHA256, HashAlg.SHA384, HashAlg.SHA512)
@@ -44,60 +45,20 @@ class Measurement:
         return cls(pcr, {alg: digest_of(alg) for alg in banks}, event_type, description, data)
 
 
-def extend(alg: HashAlg, value: bytes, digest: bytes) -> bytes:
-    """TPM2_PCR_Extend in software: H(value || digest)."""
-    return alg.digest(value + digest)
-
-
-# PCR reset values are the event-log replay's (PC Client PTP: 17–22 all 0xFF, PCR 0 the locality).
-initial_value = initial_pcr_value
-
-
-@dataclass(slots=True)
-class Replay:
-    """Running PCR values; ``extend`` measurements into it, read ``values``."""
-
-    banks: Sequence[HashAlg]
-    start: PcrValues | None = None
-    values: PcrValues = field(default_factory=PcrValues)
-
-    def __post_init__(self) -> None:
-        if self.start is not None:
-            for v in self.start:
-                self.values.set(v.alg, v.pcr, v.value)
-
-    def current(self, alg: HashAlg, pcr: int) -> bytes:
-        value = self.values.get(alg, pcr)
-        return initial_value(alg, pcr) if value is None else value
-
-    def extend(self, m: Measurement) -> None:
-        for alg in self.banks:
-            digest = m.digests.get(alg)
-            if digest is None:
-                from pcrtool.errors import FormatError
-                raise FormatError(f"measurement {m.description!r} on PCR {m.pcr} has no {alg.bank_name} digest",
-                                  hint="predict only the banks every measurement covers")
-            self.values.set(alg, m.pcr, extend(alg, self.current(alg, m.pcr), digest))
-
-    def extend_all(self, measurements: Iterable[Measurement]) -> "Replay":
-        for m in measurements:
-            self.extend(m)
-        return self
-
-
-def replay_measurements(measurements: Iterable[Measurement], banks: Sequence[HashAlg] | None = None,
-                        *, start: PcrValues | None = None) -> PcrValues:
-    """The PCR values after extending ``measurements`` from reset (or from ``start``); without
-    ``banks``, every bank all the measurements carry a digest for."""
+def replay_measurements(measurements: Iterable[Measurement],
+                        banks: Sequence[HashAlg] | None = None) -> PcrValues:
+    """The PCR values after extending ``measurements`` from reset (the event-log replay's
+    ``Replayer.extend``); without ``banks``, every bank all the measurements carry a digest for."""
+    measurements = list(measurements)
     if banks is None:
-        measurements = list(measurements)
-        common = [alg for alg in HashAlg if all(alg in m.digests for m in measurements)]
-        banks = common if measurements else []
-    return Replay(banks, start).extend_all(measurements).values
-
-
-def copy_values(values: PcrValues) -> PcrValues:
-    out = PcrValues()
-    for v in values:
-        out.set(v.alg, v.pcr, v.value)
-    return out
+        banks = [alg for alg in HashAlg if all(alg in m.digests for m in measurements)] if measurements else []
+    replayer = Replayer(list(banks))
+    for i, m in enumerate(measurements):
+        if not 0 <= m.pcr < PCR_COUNT:
+            raise FormatError(f"measurement {m.description!r} is on PCR {m.pcr}", hint="PCRs are 0-23")
+        missing = [alg for alg in replayer.banks if alg not in m.digests]
+        if missing:
+            raise FormatError(f"measurement {m.description!r} on PCR {m.pcr} has no {missing[0].bank_name} digest",
+                              hint="predict only the banks every measurement covers")
+        replayer.extend(i, m.pcr, m.digests)
+    return replayer.result().pcrs

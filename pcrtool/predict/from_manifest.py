@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from pcrtool.errors import FormatError
 from pcrtool.model import PCR_COUNT, HashAlg, PcrValues
+from pcrtool.eventlog.replay import initial_pcr_value
 from pcrtool.predict.events import Measurement, replay_measurements
 from pcrtool.predict.fields import ManifestError, _banks, _hex, _int, _req, _str
 from pcrtool.predict.predictions import Release
@@ -481,8 +482,7 @@ def predict_release(m: ReleaseManifest, reader: Reader, *, reference_log: bytes 
                     if reference_log is None and pcr not in predicted_pcrs:
                         raise ManifestError(f"{m.source}: PCR {pcr} is selected but nothing predicts it",
                                             hint="add its source, a reference_log or a [values] entry")
-                    from pcrtool.predict.events import initial_value
-                    v = initial_value(alg, pcr)
+                    v = initial_pcr_value(alg, pcr)
                 out.set(alg, pcr, v)
         predictions[phase] = out
         try:
@@ -497,7 +497,5 @@ def predict_release(m: ReleaseManifest, reader: Reader, *, reference_log: bytes 
 
 
 def _same(replayed: PcrValues, predicted: PcrValues, pcrs: Sequence[int], banks: Sequence[HashAlg]) -> bool:
-    from pcrtool.predict.events import initial_value
-
-    return all((replayed.get(alg, pcr) or initial_value(alg, pcr)) == predicted.get(alg, pcr)
+    return all((replayed.get(alg, pcr) or initial_pcr_value(alg, pcr)) == predicted.get(alg, pcr)
                for alg in banks for pcr in pcrs)

@@ -18,7 +18,7 @@ from typing import Sequence
 
 from pcrtool.errors import FormatError, UsageError
 from pcrtool.model import HashAlg, PcrValues
-from pcrtool.predict.events import Measurement, extend
+from pcrtool.predict.events import Measurement
 from pcrtool.tcg.constants import EventType
 
 #: Event types whose family pcrtool can recompute from an artefact.
@@ -129,7 +129,7 @@ def substitute_log(reference_log: bytes | object, release: Sequence[Measurement]
     dropped (e.g. the Linux EFI stub's PCR 9 events: older kernels do not measure).
     """
     from pcrtool.eventlog import parse_event_log
-    from pcrtool.eventlog.replay import HCRTM_LOCALITY, find_startup_locality, initial_pcr_value
+    from pcrtool.eventlog.replay import Replayer, find_startup_locality
 
     log = parse_event_log(reference_log) if isinstance(reference_log, (bytes, bytearray)) else reference_log
     missing = [b for b in banks if b not in log.banks]
@@ -179,20 +179,13 @@ def substitute_log(reference_log: bytes | object, release: Sequence[Measurement]
                                 f"the release's {len(ms)} event(s) were appended")
 
     locality, hcrtm, _warnings = find_startup_locality(log)
-    for alg in banks:
-        current: dict[int, bytes] = {}
-        for e in planned:
-            digest = e.digests.get(alg)
-            if digest is None or (alg, e.pcr) in result.gaps:
-                result.gaps.add((alg, e.pcr))  # e.g. Windows' SHA-256-only events: no value here
-                continue
-            if e.pcr not in current:
-                current[e.pcr] = initial_pcr_value(alg, e.pcr, locality=HCRTM_LOCALITY if hcrtm
-                                                   else (locality or 0))
-            current[e.pcr] = extend(alg, current[e.pcr], digest)
-        for pcr, v in current.items():
-            if (alg, pcr) not in result.gaps:
-                result.values.set(alg, pcr, v)
+    replayer = Replayer(list(banks), locality=locality, hcrtm=hcrtm)
+    for i, e in enumerate(planned):
+        replayer.extend(i, e.pcr, e.digests)
+    result.gaps = {(g.alg, g.pcr) for g in replayer.gaps}  # e.g. Windows' SHA-256-only events: no value
+    for v in replayer.result().pcrs:
+        if (v.alg, v.pcr) not in result.gaps:
+            result.values.set(v.alg, v.pcr, v.value)
     for alg, pcr in sorted(result.gaps):
         result.notes.append(f"PCR {pcr} has events without a {alg.bank_name} digest: no {alg.bank_name} value")
     if result.unknown:
