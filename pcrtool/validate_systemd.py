@@ -388,7 +388,7 @@ def _components(b: Boot):
 def approve_with_pcrtool(private_key, pcrs: Sequence[int]) -> Callable[[list[Boot], bool, Path], Path]:
     """``approve(boots, svn, out)``: pcrtool's approvals (sha256 bank) for the allowlisted boots."""
     from pcrtool.model import PcrValues
-    from pcrtool.policy import approvals as A
+    from pcrtool.policy.approvals import Approvals, ApprovalTarget, build_entries, sign_entries
 
     def approve(boots: list[Boot], svn: bool, out: Path) -> Path:
         targets = []
@@ -398,12 +398,12 @@ def approve_with_pcrtool(private_key, pcrs: Sequence[int]) -> Callable[[list[Boo
             v = PcrValues()
             for pcr, value in b.pcr_values(pcrs).items():
                 v.set(HashAlg.SHA256, pcr, value)
-            targets.append(A.ApprovalTarget(v, b.svn if svn else None))
+            targets.append(ApprovalTarget(v, b.svn if svn else None))
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import padding
-        entries = A.sign_entries(A.build_entries(targets, private_key.public_key(), [HashAlg.SHA256]),
+        entries = sign_entries(build_entries(targets, private_key.public_key(), [HashAlg.SHA256]),
                                  lambda tbs: private_key.sign(tbs, padding.PKCS1v15(), hashes.SHA256()))
-        out.write_text(A.Approvals(tuple(entries)).dumps())
+        out.write_text(Approvals(tuple(entries)).dumps())
         return out
     return approve
 

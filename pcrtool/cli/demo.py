@@ -86,8 +86,8 @@ def demo(
     from pcrtool.cli.validate import emit_matrices
     from pcrtool.errors import InputFileError
     from pcrtool.model import HashAlg
-    from pcrtool.policy import approvals as A
-    from pcrtool.policy import digests as D
+    from pcrtool.policy.approvals import Approvals, ApprovalTarget, build_entries, sign_entries, verify_entry
+    from pcrtool.policy import digests
     from pcrtool.tpm.policy_allowlist_validate import run_allowlist_matrix
     from pcrtool.tpm.policy_validate import SignedSetup, _sign_with, run_signed_matrix
 
@@ -110,13 +110,13 @@ def demo(
             + ", ".join(f"PCR {p}={r.predicted.get(bank, p).hex()[:12]}…" for p in pcrs))
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = key.public_key()
-    entries = A.sign_entries(A.build_entries(
-        [A.ApprovalTarget(r.selected(bank, pcrs), r.svn, r.label) for r in releases if r.allowed],
+    entries = sign_entries(build_entries(
+        [ApprovalTarget(r.selected(bank, pcrs), r.svn, r.label) for r in releases if r.allowed],
         public, [bank]), _sign_with(key))
-    approvals = A.Approvals(tuple(entries))
+    approvals = Approvals(tuple(entries))
     for e in entries:
-        A.verify_entry(e, public)
-    say(f"[3/4] ephemeral RSA-2048 key {D.public_key_fingerprint(public).hex()[:16]}…; "
+        verify_entry(e, public)
+    say(f"[3/4] ephemeral RSA-2048 key {digests.public_key_fingerprint(public).hex()[:16]}…; "
         f"{len(entries)} approvals signed over pol || SHA256(\"pcrtool-svn=N\")")
     if keep is not None:
         if keep.exists():

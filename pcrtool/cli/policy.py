@@ -169,14 +169,14 @@ def digest(
     from pcrtool import fileio, render
     from pcrtool.errors import UsageError
     from pcrtool.model import PcrValues
-    from pcrtool.policy import digests as D
+    from pcrtool.policy import digests
 
     out: dict = {}
     if pcr_values:
         text = fileio.read_text(pcr_values, what="PCR values") if Path(pcr_values).is_file() \
             else pcr_values.replace(",", "\n")
         values = PcrValues.parse(text, source="--pcr-values")
-        out["policy_pcr"] = {alg.bank_name: D.policy_pcr(PcrValues({alg: dict(v)})).hex()
+        out["policy_pcr"] = {alg.bank_name: digests.policy_pcr(PcrValues({alg: dict(v)})).hex()
                              for alg, v in values.values.items()}
     if releases:
         from pcrtool.policy.allowlist import build_allowlist_policy
@@ -189,9 +189,9 @@ def digest(
     if public_key:
         from pcrtool.sign.keyfile import load_public_key_file
         key = load_public_key_file(public_key)
-        out["key_name"] = D.public_key_name(key).hex()
-        out["pkfp"] = D.public_key_fingerprint(key).hex()
-        out["policy_authorize"] = D.policy_authorize(D.public_key_name(key)).hex()
+        out["key_name"] = digests.public_key_name(key).hex()
+        out["pkfp"] = digests.public_key_fingerprint(key).hex()
+        out["policy_authorize"] = digests.policy_authorize(digests.public_key_name(key)).hex()
     if not out:
         raise UsageError("nothing to compute", hint="give --pcr-values, --releases or --public-key")
     lines = []

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from pcrtool.errors import UsageError
 from pcrtool.model import PcrValues
-from pcrtool.policy import digests as D
+from pcrtool.policy import digests
 
 
 
@@ -26,7 +26,7 @@ class AllowlistPolicy:
     """Leaves (one per distinct release tuple), the OR tree and each release's leaf index."""
 
     leaves: tuple[bytes, ...]
-    tree: D.PolicyOrTree
+    tree: digests.PolicyOrTree
     leaf_of: dict  # release label -> leaf index
 
     @property
@@ -48,14 +48,14 @@ def build_allowlist_policy(tuples: Sequence[tuple[str, PcrValues]]) -> Allowlist
     index: dict[bytes, int] = {}
     leaf_of: dict[str, int] = {}
     for label, values in tuples:
-        leaf = D.policy_pcr(values)
+        leaf = digests.policy_pcr(values)
         if leaf not in index:
             index[leaf] = len(leaves)
             leaves.append(leaf)
         leaf_of[label] = index[leaf]
-    return AllowlistPolicy(tuple(leaves), D.PolicyOrTree.build(leaves), leaf_of)
+    return AllowlistPolicy(tuple(leaves), digests.PolicyOrTree.build(leaves), leaf_of)
 
 
 def direct_policy(root: bytes, counter_name: bytes, epoch_bound: int) -> bytes:
     """Sealed authPolicy of the direct mode: root → PolicyNV(counter ≤ epoch_bound)."""
-    return D.policy_nv(counter_name, struct.pack(">Q", epoch_bound), D.TPM_EO.UNSIGNED_LE, prev=root)
+    return digests.policy_nv(counter_name, struct.pack(">Q", epoch_bound), digests.TPM_EO.UNSIGNED_LE, prev=root)

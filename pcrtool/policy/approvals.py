@@ -21,11 +21,11 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from pcrtool.errors import PcrtoolError, SignatureError, UsageError
 from pcrtool.model import HashAlg, PcrValues
-from pcrtool.policy import scope as SC
-from pcrtool.policy import strict as J
+from pcrtool.policy import scope as policy_scope
+from pcrtool.policy import strict
 from pcrtool.policy.digests import authorize_tbs, policy_pcr, public_key_fingerprint
 
-SVN_MAX = SC.SVN_MAX
+SVN_MAX = policy_scope.SVN_MAX
 PCRSIG_BANKS = (HashAlg.SHA1, HashAlg.SHA256, HashAlg.SHA384, HashAlg.SHA512)
 MAX_APPROVALS_BYTES = 4 * 1024 * 1024   # a .pcrsig file
 MAX_ENTRIES = 4096                      # entries over all banks
@@ -38,7 +38,7 @@ def svn_from_ref(ref: str | None) -> int | None:
     A ``pcrtool-`` ref that is not canonical raises FormatError."""
     if not ref:
         return None
-    parsed = SC.parse_ref(ref)
+    parsed = policy_scope.parse_ref(ref)
     return parsed.svn if parsed else None
 
 
@@ -72,9 +72,9 @@ class ApprovalEntry:
         return svn_from_ref(self.ref)
 
     @property
-    def scope(self) -> SC.Scope | None:
+    def scope(self) -> policy_scope.Scope | None:
         """The product/bank/PCR scope the ref carries (None for systemd-style entries)."""
-        parsed = SC.parse_ref(self.ref) if self.ref else None
+        parsed = policy_scope.parse_ref(self.ref) if self.ref else None
         return parsed.scope if parsed else None
 
     @property
@@ -121,7 +121,7 @@ def build_entries(targets: Iterable[ApprovalTarget], public_key,
             if not pcrs:
                 continue
             single = PcrValues({bank: dict(pcrs)})
-            scope = SC.Scope(bank, tuple(sorted(pcrs)), target.product if product is None else product)
+            scope = policy_scope.Scope(bank, tuple(sorted(pcrs)), target.product if product is None else product)
             ref = scope.ref(target.svn) if target.svn is not None else None
             out.append(ApprovalEntry(bank, tuple(sorted(pcrs)), pkfp, policy_pcr(single), None, ref))
     if not out:
@@ -206,12 +206,12 @@ class Approvals:
         """Strict: every entry checked field by field, errors name the JSON path (limits:
         MAX_APPROVALS_BYTES, MAX_ENTRIES, pcrtool.policy.strict)."""
         hint = "expected systemd .pcrsig JSON: {\"sha256\": [{\"pcrs\": [11], \"pkfp\": …, \"pol\": …, \"sig\": …}]}"
-        root = J.Node(J.load_device_json(text, source, max_bytes=MAX_APPROVALS_BYTES, hint=hint), source, hint=hint)
+        root = strict.Node(strict.load_device_json(text, source, max_bytes=MAX_APPROVALS_BYTES, hint=hint), source, hint=hint)
         if not isinstance(root.value, dict):
             raise root.fail("top level must be an object keyed by bank")
         entries: list[ApprovalEntry] = []
         for bank_name in root.value:
-            if bank_name not in SC.SCOPE_BANKS:
+            if bank_name not in policy_scope.SCOPE_BANKS:
                 raise root.fail(f"unknown bank {bank_name[:20]!r}", )
             bank = HashAlg.from_name(bank_name)
             for item in root.child(bank_name).items(MAX_ENTRIES):
@@ -225,7 +225,7 @@ _ENTRY_KEYS = frozenset({"pcrs", "pol"})
 _ENTRY_OPTIONAL = frozenset({"pkfp", "sig", "ref", "tbs"})
 
 
-def _parse_entry(node: J.Node, bank: HashAlg) -> ApprovalEntry:
+def _parse_entry(node: strict.Node, bank: HashAlg) -> ApprovalEntry:
     node.obj(_ENTRY_KEYS, _ENTRY_OPTIONAL)
     pcrs = node.int_list("pcrs", 0, 23, 24)
     node.check(bool(pcrs) and list(pcrs) == sorted(set(pcrs)), "must be ascending PCR indices 0…23", "pcrs")
@@ -235,7 +235,7 @@ def _parse_entry(node: J.Node, bank: HashAlg) -> ApprovalEntry:
     ref = None
     if node.has("ref") and node.value["ref"] != "":
         ref = node.str_("ref", MAX_FOREIGN_REF)
-        parsed = J.checked(lambda: SC.parse_ref(ref), node, "ref", "bad ref")
+        parsed = strict.checked(lambda: policy_scope.parse_ref(ref), node, "ref", "bad ref")
         if parsed is not None:
             node.check(parsed.scope.bank == bank and parsed.scope.pcrs == pcrs,
                        f"names bank {parsed.scope.bank.bank_name} PCRs {list(parsed.scope.pcrs)}, the entry "

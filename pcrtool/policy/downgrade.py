@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pcrtool.errors import PolicyRefused, UsageError
-from pcrtool.policy import digests as D
+from pcrtool.policy import digests
 from pcrtool.policy.approvals import policy_ref_bytes
 from pcrtool.policy.scope import Scope
 
@@ -27,13 +27,13 @@ def floor_of(c0: int, f0: int, counter: int) -> int:
 def branch_digests(key_name: bytes, counter_name: bytes, c0: int, f0: int, window: int,
                    scope: Scope) -> list[bytes]:
     """Leaves of the enrolment tree: one per svn f0…f0+window, each for exactly ``scope``."""
-    return [D.svn_branch(key_name, policy_ref_bytes(scope.ref(s)), counter_name, D.counter_bound(c0, f0, s))
+    return [digests.svn_branch(key_name, policy_ref_bytes(scope.ref(s)), counter_name, digests.counter_bound(c0, f0, s))
             for s in range(f0, f0 + window + 1)]
 
 
 def enrolment_tree(key_name: bytes, counter_name: bytes, c0: int, f0: int, window: int,
-                   scope: Scope) -> D.PolicyOrTree:
-    return D.PolicyOrTree.build(branch_digests(key_name, counter_name, c0, f0, window, scope))
+                   scope: Scope) -> digests.PolicyOrTree:
+    return digests.PolicyOrTree.build(branch_digests(key_name, counter_name, c0, f0, window, scope))
 
 
 @dataclass(frozen=True, slots=True)

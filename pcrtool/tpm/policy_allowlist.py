@@ -22,11 +22,11 @@ from typing import Sequence
 
 from pcrtool.errors import PolicyRefused, UsageError
 from pcrtool.model import HashAlg, PcrValues
-from pcrtool.policy import allowlist as AL
-from pcrtool.policy import digests as D
-from pcrtool.policy import strict as J
+from pcrtool.policy import allowlist
+from pcrtool.policy import digests
+from pcrtool.policy import strict
 from pcrtool.policy.scope import SCOPE_BANKS
-from pcrtool.tpm import policy_session as S
+from pcrtool.tpm import policy_session
 from pcrtool.tpm.enroll import (_ENROLL_HINT, _NAME_HEX, MAX_BLOB_BYTES, MAX_ENROLLMENT_BYTES, NV_INDEX_RANGE,
                                 ForeignIndex, UnlockResult, blob_auth_policy, check_srk_name, close_srk,
                                 counter_handle, ensure_counter, load_under_srk, need_pin, open_srk,
@@ -67,11 +67,11 @@ class AllowlistEnrollment:
     def blob_bytes(self) -> bytes:
         return base64.b64decode(self.blob)
 
-    def tree(self) -> D.PolicyOrTree:
-        return D.PolicyOrTree.build([bytes.fromhex(x) for x in self.leaves])
+    def tree(self) -> digests.PolicyOrTree:
+        return digests.PolicyOrTree.build([bytes.fromhex(x) for x in self.leaves])
 
     def binding_problem(self) -> str:
-        root = sealed_policy(AL.direct_policy(self.tree().root, bytes.fromhex(self.index_name), self.epoch),
+        root = sealed_policy(allowlist.direct_policy(self.tree().root, bytes.fromhex(self.index_name), self.epoch),
                              self.pin_salt)
         if root.hex() != self.policy or blob_auth_policy(self.blob_bytes) != root:
             return "enrollment fields do not give the sealed object's policy (the file was edited)"
@@ -84,7 +84,7 @@ class AllowlistEnrollment:
 
     @classmethod
     def parse(cls, text: str | bytes, source: str = "enrollment") -> "AllowlistEnrollment":
-        root = J.Node(J.load_device_json(text, source, max_bytes=MAX_ENROLLMENT_BYTES, hint=_ENROLL_HINT),
+        root = strict.Node(strict.load_device_json(text, source, max_bytes=MAX_ENROLLMENT_BYTES, hint=_ENROLL_HINT),
                       source, hint=_ENROLL_HINT)
         root.obj({"mode"}, set(_FIELDS) | {"mode"})
         mode = root.value.get("mode")
@@ -116,8 +116,8 @@ class AllowlistEnrollment:
         if e.srk:
             root.b64_("srk", 1024)
         blob = root.b64_("blob", MAX_BLOB_BYTES)
-        J.checked(lambda: blob_auth_policy(blob), root, "blob", "not a sealed object")
-        J.checked(lambda: check_srk_name(e.srk_name, source), root, "srk_name", "bad SRK Name")
+        strict.checked(lambda: blob_auth_policy(blob), root, "blob", "not a sealed object")
+        strict.checked(lambda: check_srk_name(e.srk_name, source), root, "srk_name", "bad SRK Name")
         return e
 
 
@@ -138,18 +138,18 @@ def enroll_allowlist(tcti: str | None, tuples: Sequence[tuple[str, PcrValues]], 
     if mode != "direct":
         raise UsageError(NV_MODE_REMOVED if mode == "nv" else f"unknown allowlist mode {mode!r}",
                          hint="use --mode direct (the epoch counter kills every older blob on update)")
-    policy = AL.build_allowlist_policy(tuples)
+    policy = allowlist.build_allowlist_policy(tuples)
     if len(policy.leaves) > MAX_LEAVES:
         raise UsageError(f"{len(policy.leaves)} release tuples, more than the limit of {MAX_LEAVES}")
     index = DEFAULT_EPOCH_INDEX if index is None else index
-    with S.open_esys(tcti) as esys:
+    with policy_session.open_esys(tcti) as esys:
         # The storage key first: a refused pin must not have touched the epoch.
-        srk = S.ensure_persistent_srk(esys, owner_auth, pinned_srk)
-        opened = S.open_owner_session(esys, owner_auth, srk.handle)
+        srk = policy_session.ensure_persistent_srk(esys, owner_auth, pinned_srk)
+        opened = policy_session.open_owner_session(esys, owner_auth, srk.handle)
         try:
             return _seal_and_commit(esys, srk, policy, tuples, bank, pcrs, secret, index, owner_auth, commit, pin)
         finally:
-            S.close_owner_session(esys, opened)
+            policy_session.close_owner_session(esys, opened)
 
 
 def _seal_and_commit(esys, srk, policy, tuples, bank, pcrs, secret, index, owner_auth, commit, pin):
@@ -157,16 +157,16 @@ def _seal_and_commit(esys, srk, policy, tuples, bank, pcrs, secret, index, owner
     handle, value, name, _ = ensure_counter(esys, index, owner_auth)
     epoch = value + 1
     pin_salt = os.urandom(32).hex() if pin else ""
-    auth_policy = sealed_policy(AL.direct_policy(policy.root, name, epoch), pin_salt)
-    blob = S.seal(esys, srk.handle, secret, auth_policy, pin_auth_value(pin, pin_salt) if pin else b"")
+    auth_policy = sealed_policy(allowlist.direct_policy(policy.root, name, epoch), pin_salt)
+    blob = policy_session.seal(esys, srk.handle, secret, auth_policy, pin_auth_value(pin, pin_salt) if pin else b"")
     e = AllowlistEnrollment("allowlist-direct", bank.bank_name, tuple(sorted(pcrs)),
                             tuple(x.hex() for x in policy.leaves), index, name.hex(), epoch,
                             auth_policy.hex(), base64.b64encode(blob).decode(), srk_name=srk.name.hex(),
                             srk=base64.b64encode(srk.serialized).decode(), pin_salt=pin_salt)
     if commit is not None:
         commit(e)
-    if S.read_counter(esys, handle) < epoch:   # a re-run after a crash may find it done
-        S.nv_increment(esys, handle, owner_auth)
+    if policy_session.read_counter(esys, handle) < epoch:   # a re-run after a crash may find it done
+        policy_session.nv_increment(esys, handle, owner_auth)
     return e
 
 
@@ -180,7 +180,7 @@ def unlock_allowlist(tcti: str | None, e: AllowlistEnrollment, *, attempt_anyway
     bank, pcrs = e.hash_alg, e.pcrs
     blob = e.blob_bytes if blob is None else blob
     edited = e.binding_problem()
-    with S.open_esys(tcti) as esys:
+    with policy_session.open_esys(tcti) as esys:
         return with_pcr_retries(esys, bank, pcrs, lambda live: _unlock_attempt(
             esys, e, live, blob, attempt_anyway or bool(edited), edited, auth))
 
@@ -189,29 +189,29 @@ def _unlock_attempt(esys, e: AllowlistEnrollment, live, blob: bytes, attempt_any
                     edited: str = "", auth: bytes = b"") -> UnlockResult:
     bank, pcrs = e.hash_alg, e.pcrs
     tree = e.tree()
-    leaf = tree.leaves.index(D.policy_pcr(live)) if D.policy_pcr(live) in tree.leaves else None
+    leaf = tree.leaves.index(digests.policy_pcr(live)) if digests.policy_pcr(live) in tree.leaves else None
     if leaf is None and not attempt_anyway:
         raise PolicyRefused("the live PCRs match no allowlisted release (unknown, tampered or revoked)",
                             hint="boot an allowlisted release or use the recovery key")
     try:
         handle = counter_handle(esys, e.index, bytes.fromhex(e.index_name))
     except ForeignIndex as fi:
-        attrs, _, _ = S.nv_public(esys, fi.handle)
-        if not attempt_anyway or not attrs & D.TPMA_NV.NO_DA:
+        attrs, _, _ = policy_session.nv_public(esys, fi.handle)
+        if not attempt_anyway or not attrs & digests.TPMA_NV.NO_DA:
             raise
         handle = fi.handle
     srk, transient = open_srk(esys, e)
     obj = session = None
     try:
         obj = load_under_srk(esys, srk, blob)
-        session = S.start_policy_session(esys, srk)
-        S.policy_pcr(esys, session, bank, pcrs)
-        S.policy_or_path(esys, session, tree.path(leaf if leaf is not None else 0))
-        S.policy_nv_le(esys, session, handle, e.epoch)
+        session = policy_session.start_policy_session(esys, srk)
+        policy_session.policy_pcr(esys, session, bank, pcrs)
+        policy_session.policy_or_path(esys, session, tree.path(leaf if leaf is not None else 0))
+        policy_session.policy_nv_le(esys, session, handle, e.epoch)
         if e.pin_salt:
-            S.policy_auth_value(esys, session)
+            policy_session.policy_auth_value(esys, session)
             esys.tr_set_auth(obj, auth)
-        secret = S.unseal(esys, obj, session)
+        secret = policy_session.unseal(esys, obj, session)
         session = None
     except PolicyRefused as err:
         if edited:
@@ -219,7 +219,7 @@ def _unlock_attempt(esys, e: AllowlistEnrollment, live, blob: bytes, attempt_any
                             **({"rc": err.rc, "command": err.command} if hasattr(err, "command") else {})) from None
         raise
     finally:
-        S.flush(esys, session, obj)
+        policy_session.flush(esys, session, obj)
         close_srk(esys, srk, transient)
     return UnlockResult(secret, -1, -1, list(esys.commands))
 

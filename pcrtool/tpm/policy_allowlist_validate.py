@@ -8,8 +8,8 @@ from typing import Sequence
 from pcrtool.errors import UsageError
 from pcrtool.model import HashAlg
 from pcrtool.policy.releases_file import PolicyRelease
-from pcrtool.tpm import policy_allowlist as P
-from pcrtool.tpm import policy_session as S
+from pcrtool.tpm import policy_allowlist
+from pcrtool.tpm import policy_session
 from pcrtool.tpm.policy_validate import (ALLOW, DENY, NA, Cell, Matrix, _attempt, _measure,
                                          tampered, unknown_boot)
 
@@ -41,10 +41,10 @@ def run_allowlist_matrix(releases: Sequence[PolicyRelease], bank: HashAlg, pcrs:
         def cell(mode, scenario, rel_label, expected, measurements, enrollment, **kw):
             _measure(sw, measurements, bank)
             c = Cell(f"[{mode}] {scenario}", rel_label, expected)
-            note(_attempt(c, secret, lambda: P.unlock_allowlist(sw.tcti, enrollment, attempt_anyway=True, **kw)))
+            note(_attempt(c, secret, lambda: policy_allowlist.unlock_allowlist(sw.tcti, enrollment, attempt_anyway=True, **kw)))
 
         mode = "direct"
-        e = P.enroll_allowlist(sw.tcti, tuples, bank=bank, pcrs=pcrs, secret=secret)
+        e = policy_allowlist.enroll_allowlist(sw.tcti, tuples, bank=bank, pcrs=pcrs, secret=secret)
         for r in allowed:
             cell(mode, "allowlisted release", r.label, ALLOW, r.measurements, e)
         cell(mode, "unknown release", "unknown", DENY, unknown_boot(pcrs, [bank]), e)
@@ -58,25 +58,25 @@ def run_allowlist_matrix(releases: Sequence[PolicyRelease], bank: HashAlg, pcrs:
         # crash after the new object is sealed and stored, before the epoch increment
         saved = []
         _measure(sw, newest.measurements, bank)
-        secret_now = P.unlock_allowlist(sw.tcti, e).secret
+        secret_now = policy_allowlist.unlock_allowlist(sw.tcti, e).secret
         try:
-            P.enroll_allowlist(sw.tcti, revoked, bank=bank, pcrs=pcrs, secret=secret_now,
+            policy_allowlist.enroll_allowlist(sw.tcti, revoked, bank=bank, pcrs=pcrs, secret=secret_now,
                                index=e.index, pinned_srk=e.pinned_srk, commit=_crash(saved))
         except _Crash:
             pass
         sw.reset_unclean()
         cell(mode, "crash before the epoch increment: new object unlocks", newest.label, ALLOW,
              newest.measurements, saved[0])
-        e2 = P.enroll_allowlist(sw.tcti, revoked, bank=bank, pcrs=pcrs, secret=secret, index=e.index,
+        e2 = policy_allowlist.enroll_allowlist(sw.tcti, revoked, bank=bank, pcrs=pcrs, secret=secret, index=e.index,
                                 pinned_srk=e.pinned_srk)
         cell(mode, "revoked release after re-seal", oldest.label, DENY, oldest.measurements, e2)
         cell(mode, "newest release after re-seal", newest.label, ALLOW, newest.measurements, e2)
         cell(mode, "copied old sealed object (old allowlist)", oldest.label, DENY,
              oldest.measurements, e, blob=old_blob)
-        with S.open_esys(sw.tcti) as esys:
-            S.undefine_nv(esys, S.nv_handle(esys, e.index))
-            h = S.define_counter(esys, e.index)
-            S.nv_increment(esys, h)
+        with policy_session.open_esys(sw.tcti) as esys:
+            policy_session.undefine_nv(esys, policy_session.nv_handle(esys, e.index))
+            h = policy_session.define_counter(esys, e.index)
+            policy_session.nv_increment(esys, h)
         cell(mode, "epoch counter deleted and re-defined (no revival)", oldest.label, DENY,
              oldest.measurements, e, blob=old_blob)
     return matrix
