@@ -142,7 +142,7 @@ def _policy_nv(esys, session, handle, operand: bytes, op: TPM_EO) -> None:
         S.policy_nv_le(esys, session, handle, struct.unpack(">Q", operand)[0])
         return
     S.tpm_call("TPM2_PolicyNV", esys.policy_nv, handle, handle, session, TPM2B_OPERAND(operand),
-               TPM2_EO(int(op)), 0, session1=ESYS_TR.PASSWORD, policy=True)
+               TPM2_EO(int(op)), 0, session1=ESYS_TR.PASSWORD)
 
 
 @contextlib.contextmanager

@@ -19,11 +19,11 @@ _OWNER_HELP = ("File holding the owner hierarchy's password (only when one is se
 
 def _load_any_enrollment(path: Path):
     from pcrtool import fileio
-    from pcrtool.policy import strict as J
+    from pcrtool.policy import strict
     from pcrtool.tpm.enroll import _ENROLL_HINT, MAX_ENROLLMENT_BYTES
 
     data = fileio.read_bytes(path, what="enrollment", limit=MAX_ENROLLMENT_BYTES + 1)
-    doc = J.load_device_json(data, str(path), max_bytes=MAX_ENROLLMENT_BYTES, hint=_ENROLL_HINT)
+    doc = strict.load_device_json(data, str(path), max_bytes=MAX_ENROLLMENT_BYTES, hint=_ENROLL_HINT)
     mode = doc.get("mode") if isinstance(doc, dict) else None
     if mode == "signed":
         from pcrtool.tpm.enroll import Enrollment
@@ -152,13 +152,13 @@ def register(app) -> None:
                 and update_from is None:
             raise UsageError(f"{output} exists already", hint="remove it or choose another --output")
         if previous is not None or widen_from is not None:
-            from pcrtool.tpm import enroll as E
+            from pcrtool.tpm import enroll as signed_mode
             old = _signed_enrollment(previous or widen_from)
             if widen_from is not None and window <= old.window:
                 raise UsageError(f"--window {window} does not widen the enrolled window {old.window}")
             if previous is not None and window == 16 and old.window != 16:
                 window = old.window
-            current = E.unlock(tcti, old, _approvals(approvals) or _need("--approvals"), pin=pin)
+            current = signed_mode.unlock(tcti, old, _approvals(approvals) or _need("--approvals"), pin=pin)
             if secret_file is not None and fileio.read_bytes(secret_file, what="secret") != current.secret:
                 raise UsageError("--secret differs from the secret the previous enrolment holds",
                                  hint="a re-enrolment keeps the secret; enrol afresh for a new one")
@@ -166,17 +166,17 @@ def register(app) -> None:
             if public_key:
                 from pcrtool.sign.keyfile import load_public_key_file
                 key = load_public_key_file(public_key)
-            new = E.enroll(tcti, key, floor=floor, window=window, bank=old.hash_alg, pcrs=old.pcrs,
+            new = signed_mode.enroll(tcti, key, floor=floor, window=window, bank=old.hash_alg, pcrs=old.pcrs,
                            secret=current.secret, reuse=old, product=old.product, revive=revived,
                            owner_auth=owner, pin=pin)
             if recovery_key is not None:
                 _write_recovery_key(recovery_key, current.secret)
-            E.write_enrollment(output, new)
+            signed_mode.write_enrollment(output, new)
             render.info(f"pcrtool: re-sealed with window {new.f0}…{new.max_svn}, floor kept → {output}")
             return
         if update_from is not None:
             from pcrtool.policy.releases_file import parse_releases
-            from pcrtool.tpm import policy_allowlist as P
+            from pcrtool.tpm import policy_allowlist
             old = _load_any_enrollment(update_from)
             if getattr(old, "mode", "") == "signed" or allowlist is None:
                 raise UsageError("--update takes an allowlist-mode enrollment and --allowlist NEW.json")
@@ -188,15 +188,15 @@ def register(app) -> None:
             nxt = _next_path(update_from)
             from pcrtool.errors import PolicyRefused
             try:
-                secret = P.unlock_allowlist(tcti, old, pin=pin).secret
+                secret = policy_allowlist.unlock_allowlist(tcti, old, pin=pin).secret
             except PolicyRefused:
                 if not nxt.exists():
                     raise
                 old = _load_any_enrollment(nxt)   # an interrupted update got past its increment
-                secret = P.unlock_allowlist(tcti, old, pin=pin).secret
-            new = P.update_allowlist(tcti, old, tuples, owner_auth=owner, secret=secret, pin=pin,
-                                     commit=lambda e: P.write_durably(nxt, e.to_json()))
-            P.write_durably(output, new.to_json())
+                secret = policy_allowlist.unlock_allowlist(tcti, old, pin=pin).secret
+            new = policy_allowlist.update_allowlist(tcti, old, tuples, owner_auth=owner, secret=secret, pin=pin,
+                                     commit=lambda e: policy_allowlist.write_durably(nxt, e.to_json()))
+            policy_allowlist.write_durably(output, new.to_json())
             if nxt != output:
                 nxt.unlink(missing_ok=True)
             render.info(f"pcrtool: allowlist now {len(new.leaves)} release tuple(s), epoch {new.epoch} → {output}")
@@ -210,26 +210,26 @@ def register(app) -> None:
             _write_recovery_key(recovery_key, secret)
         if public_key:
             from pcrtool.sign.keyfile import load_public_key_file
-            from pcrtool.tpm import enroll as E
-            pending = E.PendingEnrolment(_pending_path(output, streamed), secret)
-            e = E.enroll(tcti, load_public_key_file(public_key), floor=floor, window=window, bank=alg,
-                         pcrs=chosen or [11], secret=secret, product=product, revive=revived, owner_auth=owner,
-                         counter_index=index if index is not None else E.DEFAULT_COUNTER_INDEX, pending=pending,
-                         pin=pin)
-            E.write_enrollment(output, e)
+            from pcrtool.tpm import enroll as signed_mode
+            counter = index if index is not None else signed_mode.DEFAULT_COUNTER_INDEX
+            pending = signed_mode.PendingEnrolment.for_output(output, secret, counter, streamed=streamed)
+            e = signed_mode.enroll(tcti, load_public_key_file(public_key), floor=floor, window=window, bank=alg,
+                                   pcrs=chosen or [11], secret=secret, product=product, revive=revived,
+                                   owner_auth=owner, counter_index=counter, pending=pending, pin=pin)
+            signed_mode.write_enrollment(output, e)
             pending.remove()
             summary = {"mode": "signed", "c0": e.c0, "f0": e.f0, "window": [e.f0, e.max_svn],
                        "product": e.product or None, "counter_index": f"{e.counter_index:#x}",
                        "policy": e.policy, "output": str(output)}
         else:
             from pcrtool.policy.releases_file import parse_releases, selected_pcrs
-            from pcrtool.tpm import policy_allowlist as P
+            from pcrtool.tpm import policy_allowlist
             releases, _ = parse_releases(fileio.read_text(allowlist, what="allowlist"), source=str(allowlist))
             sel = selected_pcrs(releases, alg, chosen)
             tuples = [(r.label, r.selected(alg, sel)) for r in releases if r.allowed]
-            e = P.enroll_allowlist(tcti, tuples, bank=alg, pcrs=sel, secret=secret, index=index, owner_auth=owner,
+            e = policy_allowlist.enroll_allowlist(tcti, tuples, bank=alg, pcrs=sel, secret=secret, index=index, owner_auth=owner,
                                    pin=pin,
-                                   commit=lambda e: P.write_durably(output, e.to_json()))
+                                   commit=lambda e: policy_allowlist.write_durably(output, e.to_json()))
             summary = {"mode": e.mode, "releases": len(tuples), "leaves": len(e.leaves),
                        "index": f"{e.index:#x}", "epoch": e.epoch, "policy": e.policy, "output": str(output)}
         if to_stdout:   # standard output carries the enrollment itself: the summary goes to stderr
@@ -258,20 +258,20 @@ def register(app) -> None:
             render.warn("the enrollment pins no storage root key (--allow-unpinned-srk): the session carrying "
                         "the secret trusts whatever key the TPM presents; enrol again to pin it")
         if getattr(e, "mode", "") == "signed":
-            from pcrtool.tpm import enroll as E
-            result = E.unlock(tcti, e, _approvals(approvals) or _need("--approvals"),
+            from pcrtool.tpm import enroll as signed_mode
+            result = signed_mode.unlock(tcti, e, _approvals(approvals) or _need("--approvals"),
                               allow_unpinned_srk=allow_unpinned_srk, pin=_pin(pin_file))
         else:
             from pcrtool.errors import PolicyRefused
-            from pcrtool.tpm import policy_allowlist as P
+            from pcrtool.tpm import policy_allowlist
             try:
-                result = P.unlock_allowlist(tcti, e, allow_unpinned_srk=allow_unpinned_srk, pin=_pin(pin_file))
+                result = policy_allowlist.unlock_allowlist(tcti, e, allow_unpinned_srk=allow_unpinned_srk, pin=_pin(pin_file))
             except PolicyRefused:
                 nxt = _next_path(enrollment)
                 if not nxt.exists():
                     raise
                 # an update of this enrollment was interrupted after its epoch increment
-                result = P.unlock_allowlist(tcti, _load_any_enrollment(nxt), allow_unpinned_srk=allow_unpinned_srk,
+                result = policy_allowlist.unlock_allowlist(tcti, _load_any_enrollment(nxt), allow_unpinned_srk=allow_unpinned_srk,
                                             pin=_pin(pin_file))
                 render.warn(f"unlocked with {nxt} (an interrupted --update): run the update again to finish it")
         render.info(f"pcrtool: unlocked ({len(result.commands)} TPM commands"
@@ -301,18 +301,18 @@ def register(app) -> None:
         """  # noqa: E501
         from pcrtool import render
         from pcrtool.errors import PolicyRefused, UsageError
-        from pcrtool.tpm import enroll as E
+        from pcrtool.tpm import enroll as signed_mode
 
         e = _signed_enrollment(enrollment)
         if to > e.max_svn:
             raise UsageError(f"--to {to} is above the enrolled window (max svn {e.max_svn})",
                              hint="widen the window first (pcrtool tpm enroll --widen)")
         if not force:
-            booted = E.verified_booted_svn(tcti, e, _approvals(approvals) or _need("--approvals (or --force)"))
+            booted = signed_mode.verified_booted_svn(tcti, e, _approvals(approvals) or _need("--approvals (or --force)"))
             if booted < to:
                 raise PolicyRefused(f"the booted release is approved with svn {booted}, below --to {to}",
                                     hint="boot and confirm the new release first, or pass --force")
-        old, new = E.advance_floor(tcti, e, to, lock_path=enrollment, owner_auth=_owner_auth(owner_auth_file))
+        old, new = signed_mode.advance_floor(tcti, e, to, lock_path=enrollment, owner_auth=_owner_auth(owner_auth_file))
         render.emit({"old_floor": old, "floor": new}, text=f"floor {old} → {new}")
 
     @app.command()
@@ -331,8 +331,8 @@ def register(app) -> None:
                     "unlock_tpm_commands": 9 + len(e.tree().path(0)) + (0 if e.srk and e.srk_name else 1)
                     + (1 if e.pin_salt else 0)}
         else:
-            from pcrtool.tpm import enroll as E
-            data = E.status(tcti, e, _approvals(approvals))
+            from pcrtool.tpm import enroll as signed_mode
+            data = signed_mode.status(tcti, e, _approvals(approvals))
         render.emit(data, text="\n".join(f"{k}: {v}" for k, v in data.items()))
 
 
@@ -346,15 +346,6 @@ def _write_recovery_key(path: Path, secret: bytes) -> None:
     except (OSError, UnicodeDecodeError):
         pass
     fileio.write_private(path, text, what="recovery key")
-
-
-def _pending_path(output: Path, streamed: bool) -> Path:
-    """``OUT.pending`` next to a regular enrollment file; for an output written in place
-    (``-``, /dev/null, a FIFO) the record cannot live next to it, so it goes to the current
-    directory as ``.pcrtool-enroll.pending`` (same crash-resume semantics, removed on success)."""
-    if streamed:
-        return Path.cwd() / ".pcrtool-enroll.pending"
-    return output.with_name(output.name + ".pending")
 
 
 def _next_path(path: Path) -> Path:

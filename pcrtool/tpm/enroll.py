@@ -24,15 +24,15 @@ import struct
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-from pcrtool.errors import (FormatError, PolicyRefused, SignatureError, TpmError, TpmPolicyFailed,
+from pcrtool.errors import (FormatError, InputFileError, PolicyRefused, SignatureError, TpmError, TpmPolicyFailed,
                             UsageError)
 from pcrtool.model import HashAlg
-from pcrtool.policy import digests as D
-from pcrtool.policy import strict as J
+from pcrtool.policy import digests
+from pcrtool.policy import strict
 from pcrtool.policy.approvals import ApprovalEntry, Approvals, verify_entry
 from pcrtool.policy.downgrade import FloorDecision, branch_digests, floor_decision
 from pcrtool.policy.scope import SCOPE_BANKS, SVN_MAX, Scope, check_product
-from pcrtool.tpm import policy_session as S
+from pcrtool.tpm import policy_session
 
 DEFAULT_COUNTER_INDEX = 0x01805C00
 ENROLLMENT_VERSION = 2
@@ -101,8 +101,8 @@ class Enrollment:
         from cryptography.hazmat.primitives.serialization import load_pem_public_key
         return load_pem_public_key(self.public_key_pem.encode())
 
-    def tree(self) -> D.PolicyOrTree:
-        return D.PolicyOrTree.build(branch_digests(bytes.fromhex(self.key_name), bytes.fromhex(self.counter_name),
+    def tree(self) -> digests.PolicyOrTree:
+        return digests.PolicyOrTree.build(branch_digests(bytes.fromhex(self.key_name), bytes.fromhex(self.counter_name),
                                                    self.c0, self.f0, self.window, self.scope))
 
     def binding_problem(self) -> str:
@@ -123,7 +123,7 @@ class Enrollment:
     @classmethod
     def parse(cls, text: str | bytes, source: str = "enrollment") -> "Enrollment":
         """Strict, field by field (errors carry the JSON path; limits in README.md)."""
-        root = J.Node(J.load_device_json(text, source, max_bytes=MAX_ENROLLMENT_BYTES, hint=_ENROLL_HINT),
+        root = strict.Node(strict.load_device_json(text, source, max_bytes=MAX_ENROLLMENT_BYTES, hint=_ENROLL_HINT),
                       source, hint=_ENROLL_HINT)
         root.obj({"mode"}, set(_FIELDS) | {"mode"})
         root.check(root.value.get("mode") == "signed", "must be \"signed\"", "mode")
@@ -140,7 +140,7 @@ class Enrollment:
         bank = root.str_("bank", 8)
         root.check(bank in SCOPE_BANKS, "is not sha1, sha256, sha384 or sha512", "bank")
         product = root.str_("product", 64) if root.has("product") else ""
-        J.checked(lambda: check_product(product), root, "product", "bad product id")
+        strict.checked(lambda: check_product(product), root, "product", "bad product id")
         pem = root.str_("public_key_pem", MAX_PEM_CHARS)
         e = cls(mode="signed", counter_index=root.int_("counter_index", *NV_INDEX_RANGE),
                 counter_name=root.str_("counter_name", 68, _NAME_HEX, what="a SHA-256 NV Name in hex"),
@@ -154,12 +154,12 @@ class Enrollment:
         if e.srk:
             root.b64_("srk", MAX_SRK_RECORD)
         blob = root.b64_("blob", MAX_BLOB_BYTES)
-        J.checked(lambda: blob_auth_policy(blob), root, "blob", "not a sealed object")
-        J.checked(lambda: check_srk_name(e.srk_name, source), root, "srk_name", "bad SRK Name")
-        key = J.checked(e.public_key, root, "public_key_pem", "not a PEM public key")
-        tpmt, name = J.checked(lambda: _key_material(key), root, "public_key_pem", "unusable key")
+        strict.checked(lambda: blob_auth_policy(blob), root, "blob", "not a sealed object")
+        strict.checked(lambda: check_srk_name(e.srk_name, source), root, "srk_name", "bad SRK Name")
+        key = strict.checked(e.public_key, root, "public_key_pem", "not a PEM public key")
+        tpmt, name = strict.checked(lambda: _key_material(key), root, "public_key_pem", "unusable key")
         root.check(name.hex() == e.key_name, "is not the Name of public_key_pem", "key_name")
-        root.check(D.public_key_fingerprint(key).hex() == e.pkfp, "is not the fingerprint of public_key_pem", "pkfp")
+        root.check(digests.public_key_fingerprint(key).hex() == e.pkfp, "is not the fingerprint of public_key_pem", "pkfp")
         return e
 
 
@@ -180,7 +180,7 @@ def pin_auth_value(pin: bytes, salt_hex: str) -> bytes:
 
 def sealed_policy(root: bytes, pin_salt: str) -> bytes:
     """The object's authPolicy: the tree root, then PolicyAuthValue when a PIN guards it."""
-    return D.policy_auth_value(root) if pin_salt else root
+    return digests.policy_auth_value(root) if pin_salt else root
 
 
 def need_pin(e, pin: bytes | None) -> bytes:
@@ -235,13 +235,13 @@ def open_srk(esys, e):
     serialized ESYS_TR (no TPM command, no owner authorization), or — for files sealed under a
     transient primary — TPM2_CreatePrimary with the Name check."""
     if e.srk and e.srk_name:
-        return S.pinned_persistent_srk(esys, base64.b64decode(e.srk), bytes.fromhex(e.srk_name)), False
-    return S.create_srk(esys, e.pinned_srk), True
+        return policy_session.pinned_persistent_srk(esys, base64.b64decode(e.srk), bytes.fromhex(e.srk_name)), False
+    return policy_session.create_srk(esys, e.pinned_srk), True
 
 
 def close_srk(esys, handle, transient: bool) -> None:
     if transient:
-        S.flush(esys, handle)
+        policy_session.flush(esys, handle)
     else:
         import contextlib
         with contextlib.suppress(Exception):
@@ -252,7 +252,7 @@ def load_under_srk(esys, srk, blob: bytes):
     """TPM2_Load; under a pinned persistent SRK a failure means another key sits at the handle
     (another TPM, a cleared hierarchy, a substitute): a policy refusal (exit 4)."""
     try:
-        return S.load_blob(esys, srk, blob)
+        return policy_session.load_blob(esys, srk, blob)
     except TpmPolicyFailed:
         raise
     except TpmError as err:
@@ -270,8 +270,8 @@ def require_srk_pin(e, allow_unpinned: bool) -> None:
 
 
 def _key_material(public_key):
-    tpmt = D.public_key_tpmt(public_key)
-    return tpmt, D.name_of(tpmt)
+    tpmt = digests.public_key_tpmt(public_key)
+    return tpmt, digests.name_of(tpmt)
 
 
 def _is_rsa(public_key) -> bool:
@@ -290,7 +290,7 @@ def counter_handle(esys, index: int, expected_name: bytes):
     or is not the enrolled one — checked BEFORE anything authorizes to it, so whatever sits at the
     handle (an index with a password, without NO_DA) never sees a failed authorization and the
     dictionary-attack counter never moves."""
-    handle = S.nv_handle(esys, index)
+    handle = policy_session.nv_handle(esys, index)
     if handle is None:
         raise PolicyRefused(f"floor counter {index:#x} does not exist",
                             hint="it was deleted: use the recovery key and enrol again", tpm_rc=None)
@@ -316,17 +316,17 @@ def ensure_counter(esys, index: int, owner_auth: bytes | None = None) -> tuple[o
     re-run after a crash at any point: an index with our attributes is reused, an unwritten one
     is incremented once.
     """
-    handle = S.nv_handle(esys, index)
+    handle = policy_session.nv_handle(esys, index)
     existed = handle is not None
     if handle is None:
-        handle = S.define_counter(esys, index, owner_auth)
-    attrs, size, _ = S.nv_public(esys, handle)
-    S.check_counter_attributes(attrs, size, index)
-    existed = existed and bool(attrs & D.TPMA_NV.WRITTEN)
-    if not attrs & D.TPMA_NV.WRITTEN:
-        S.nv_increment(esys, handle, owner_auth)
-    value = S.read_counter(esys, handle)
-    _, _, name = S.nv_public(esys, handle)
+        handle = policy_session.define_counter(esys, index, owner_auth)
+    attrs, size, _ = policy_session.nv_public(esys, handle)
+    policy_session.check_counter_attributes(attrs, size, index)
+    existed = existed and bool(attrs & digests.TPMA_NV.WRITTEN)
+    if not attrs & digests.TPMA_NV.WRITTEN:
+        policy_session.nv_increment(esys, handle, owner_auth)
+    value = policy_session.read_counter(esys, handle)
+    _, _, name = policy_session.nv_public(esys, handle)
     return handle, value, name, existed
 
 
@@ -352,26 +352,26 @@ def enroll(tcti: str | None, public_key, *, floor: int | None, window: int, bank
     tpmt, key_name = _key_material(public_key)
     if reuse is not None:
         counter_index = reuse.counter_index
-    with S.open_esys(tcti) as esys:
+    with policy_session.open_esys(tcti) as esys:
         check_key_supported(esys, public_key)
-        before = S.nv_handle(esys, counter_index)
+        before = policy_session.nv_handle(esys, counter_index)
         fresh = before is None
         if before is not None:
-            attrs, size, _ = S.nv_public(esys, before)
-            S.check_counter_attributes(attrs, size, counter_index)
-            fresh = not attrs & D.TPMA_NV.WRITTEN
+            attrs, size, _ = policy_session.nv_public(esys, before)
+            policy_session.check_counter_attributes(attrs, size, counter_index)
+            fresh = not attrs & digests.TPMA_NV.WRITTEN
         resumed = pending.load(counter_index, floor) if pending is not None and reuse is None else None
         if fresh and pending is not None and reuse is None:
             want = 0 if floor is None else floor
             pending.save(counter_index, want, None)        # durable before the counter is written
             resumed = (None, want)
         # the SRK first: it salts the session that carries the owner's authorization
-        srk = S.ensure_persistent_srk(esys, owner_auth, reuse.pinned_srk if reuse is not None else None)
-        opened = S.open_owner_session(esys, owner_auth, srk.handle)
+        srk = policy_session.ensure_persistent_srk(esys, owner_auth, reuse.pinned_srk if reuse is not None else None)
+        opened = policy_session.open_owner_session(esys, owner_auth, srk.handle)
         try:
             handle, value, counter_name, existed = ensure_counter(esys, counter_index, owner_auth)
         finally:
-            S.close_owner_session(esys, opened)
+            policy_session.close_owner_session(esys, opened)
         previous = None
         if resumed is not None and reuse is None:
             c0_seen, f0_pending = resumed
@@ -390,17 +390,36 @@ def enroll(tcti: str | None, public_key, *, floor: int | None, window: int, bank
         c0, f0 = decision.c0, decision.f0
         if f0 + window > SVN_MAX:
             raise UsageError(f"floor {f0} + window {window} is above svn {SVN_MAX}")
-        tree = D.PolicyOrTree.build(branch_digests(key_name, counter_name, c0, f0, window, scope))
+        tree = digests.PolicyOrTree.build(branch_digests(key_name, counter_name, c0, f0, window, scope))
         pin_salt = os.urandom(32).hex() if pin else ""
         sealed = sealed_policy(tree.root, pin_salt)
-        blob = S.seal(esys, srk.handle, secret, sealed, pin_auth_value(pin, pin_salt) if pin else b"")
+        blob = policy_session.seal(esys, srk.handle, secret, sealed, pin_auth_value(pin, pin_salt) if pin else b"")
         srk_name = srk.name
     return Enrollment(mode="signed", counter_index=counter_index, counter_name=counter_name.hex(),
                       c0=c0, f0=f0, window=window, bank=bank.bank_name, pcrs=scope.pcrs,
                       public_key_pem=_pem(public_key), key_name=key_name.hex(),
-                      pkfp=D.public_key_fingerprint(public_key).hex(), policy=sealed.hex(),
+                      pkfp=digests.public_key_fingerprint(public_key).hex(), policy=sealed.hex(),
                       blob=base64.b64encode(blob).decode(), srk_name=srk_name.hex(), product=product,
                       srk=base64.b64encode(srk.serialized).decode(), pin_salt=pin_salt)
+
+
+def state_dir(*, create: bool = False) -> str:
+    """pcrtool's state directory: $PCRTOOL_STATE_DIR, else /var/lib/pcrtool for root, else
+    $XDG_STATE_HOME/pcrtool (default ~/.local/state/pcrtool); created 0700 on demand."""
+    path = os.environ.get("PCRTOOL_STATE_DIR")
+    if not path:
+        if os.geteuid() == 0:
+            path = "/var/lib/pcrtool"
+        else:
+            base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+            path = os.path.join(base, "pcrtool")
+    if create:
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        except OSError as err:
+            raise InputFileError(f"cannot create the state directory {path}: {err.strerror}",
+                                 hint="set PCRTOOL_STATE_DIR to a writable directory") from None
+    return path
 
 
 class PendingEnrolment:
@@ -420,6 +439,17 @@ class PendingEnrolment:
         import hashlib
         self.path = os.fspath(path)
         self._key = hashlib.sha256(b"pcrtool pending enrolment\0" + secret).digest()
+
+    @classmethod
+    def for_output(cls, output: str | os.PathLike, secret: bytes, counter_index: int, *,
+                   streamed: bool) -> "PendingEnrolment":
+        """``OUT.pending`` next to a regular enrollment file. An output written in place (``-``,
+        /dev/null, a FIFO) has no directory of its own: the record goes to pcrtool's state
+        directory (``state_dir``) as ``enroll-<counter index>.pending`` — one per counter, like
+        the floor it protects, whatever the current directory is."""
+        if not streamed:
+            return cls(f"{os.fspath(output)}.pending", secret)
+        return cls(os.path.join(state_dir(create=True), f"enroll-{counter_index:08x}.pending"), secret)
 
     def _mac(self, body: dict) -> str:
         import hashlib
@@ -459,9 +489,9 @@ def check_key_supported(esys, public_key) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
     if isinstance(public_key, rsa.RSAPublicKey):
-        what, ok = f"RSA-{public_key.key_size}", S.test_parms_rsa(esys, public_key.key_size)
+        what, ok = f"RSA-{public_key.key_size}", policy_session.test_parms_rsa(esys, public_key.key_size)
     elif isinstance(public_key, ec.EllipticCurvePublicKey):
-        what, ok = f"ECC {public_key.curve.name}", S.test_parms_ecc(esys, public_key.curve.name)
+        what, ok = f"ECC {public_key.curve.name}", policy_session.test_parms_ecc(esys, public_key.curve.name)
     else:
         raise UsageError(f"unsupported key type {type(public_key).__name__}", hint="use RSA-2048")
     if not ok:
@@ -538,7 +568,7 @@ def unlock(tcti: str | None, enrollment: Enrollment, approvals: Approvals, *,
     bank, pcrs = enrollment.hash_alg, enrollment.pcrs
     edited = enrollment.binding_problem()
     blob = enrollment.blob_bytes if blob is None else blob
-    with S.open_esys(tcti) as esys:
+    with policy_session.open_esys(tcti) as esys:
         return with_pcr_retries(esys, bank, pcrs, lambda live: _unlock_attempt(
             esys, enrollment, approvals, live, tpmt, key_name, blob, ticket, entry_override,
             attempt_anyway or bool(edited), edited, auth))
@@ -556,11 +586,11 @@ def with_pcr_retries(esys, bank: HashAlg, pcrs: Sequence[int], attempt):
     attempt is a whole TPM-enforced session, so a retry never lets through what one attempt would
     not; a refusal with unchanged PCRs is final at once."""
     for n in range(1, PCR_RETRIES + 1):
-        live = S.read_pcrs(esys, bank, pcrs)
+        live = policy_session.read_pcrs(esys, bank, pcrs)
         try:
             return attempt(live)
         except (TpmPolicyFailed, PolicyRefused):
-            if n < PCR_RETRIES and D.policy_pcr(S.read_pcrs(esys, bank, pcrs)) != D.policy_pcr(live):
+            if n < PCR_RETRIES and digests.policy_pcr(policy_session.read_pcrs(esys, bank, pcrs)) != digests.policy_pcr(live):
                 continue
             raise
     raise AssertionError("unreachable")  # pragma: no cover
@@ -569,15 +599,15 @@ def with_pcr_retries(esys, bank: HashAlg, pcrs: Sequence[int], attempt):
 def _unlock_attempt(esys, enrollment, approvals, live, tpmt, key_name, blob, ticket, entry_override,
                     attempt_anyway, edited="", auth=b"") -> UnlockResult:
     bank, pcrs = enrollment.hash_alg, enrollment.pcrs
-    pol = D.policy_pcr(live)
+    pol = digests.policy_pcr(live)
     try:
         counter = counter_handle(esys, enrollment.counter_index, bytes.fromhex(enrollment.counter_name))
         foreign = ""
     except ForeignIndex as fi:
-        attrs, _, _ = S.nv_public(esys, fi.handle)
+        attrs, _, _ = policy_session.nv_public(esys, fi.handle)
         # Authorizing to a foreign index could trip dictionary-attack lockout: only an index that
         # cannot (NO_DA) is presented to the TPM, and only when asked to record its verdict.
-        if not attempt_anyway or not attrs & D.TPMA_NV.NO_DA:
+        if not attempt_anyway or not attrs & digests.TPMA_NV.NO_DA:
             raise
         counter, foreign = fi.handle, fi.message
     entries = scoped_entries(approvals, enrollment, pol)
@@ -610,7 +640,7 @@ def _unlock_attempt(esys, enrollment, approvals, live, tpmt, key_name, blob, tic
             raise TpmPolicyFailed(f"wrong PIN: {e.message}", "the TPM counts wrong PINs against its "
                                   "dictionary-attack protection", rc=e.rc, command=e.command) from None
         if not reason and e.command == "TPM2_PolicyNV":
-            floor = enrollment.floor(S.read_counter(esys, counter))
+            floor = enrollment.floor(policy_session.read_counter(esys, counter))
             reason = f"release svn {svn} is below the device floor {floor} (revoked)"
         if reason:
             raise TpmPolicyFailed(f"{reason}; the TPM refused too: {e.message}", e.hint,
@@ -628,27 +658,27 @@ def _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn
     try:
         obj = load_under_srk(esys, srk, blob)
         if ticket is None:
-            key = S.load_external_key(esys, tpmt)
-            ticket = S.verify_signature(esys, key, entry.tbs, entry.sig, rsa=_is_rsa(public_key))
-            S.flush(esys, key)
+            key = policy_session.load_external_key(esys, tpmt)
+            ticket = policy_session.verify_signature(esys, key, entry.tbs, entry.sig, rsa=_is_rsa(public_key))
+            policy_session.flush(esys, key)
             key = None
-        session = S.start_policy_session(esys, srk)
-        S.policy_pcr(esys, session, bank, pcrs)
-        S.policy_authorize(esys, session, entry.pol, entry.policy_ref, key_name, ticket)
-        bound = max(0, D.counter_bound(enrollment.c0, enrollment.f0, svn))
-        S.policy_nv_le(esys, session, counter, bound)
+        session = policy_session.start_policy_session(esys, srk)
+        policy_session.policy_pcr(esys, session, bank, pcrs)
+        policy_session.policy_authorize(esys, session, entry.pol, entry.policy_ref, key_name, ticket)
+        bound = max(0, digests.counter_bound(enrollment.c0, enrollment.f0, svn))
+        policy_session.policy_nv_le(esys, session, counter, bound)
         if enrollment.f0 <= svn <= enrollment.max_svn:
             path = tree.path(svn - enrollment.f0)
         else:  # no branch exists: present the first group; the TPM must refuse
             path = tree.path(0) or [(tree.root, tree.root)]
-        S.policy_or_path(esys, session, path)
+        policy_session.policy_or_path(esys, session, path)
         if enrollment.pin_salt:
-            S.policy_auth_value(esys, session)
+            policy_session.policy_auth_value(esys, session)
             esys.tr_set_auth(obj, auth)
-        secret = S.unseal(esys, obj, session)
+        secret = policy_session.unseal(esys, obj, session)
         session = None  # the session ends with the Unseal (continueSession clear)
     finally:
-        S.flush(esys, session, key, obj)
+        policy_session.flush(esys, session, key, obj)
     return UnlockResult(secret, svn, -1, list(esys.commands))
 
 
@@ -706,9 +736,9 @@ def verified_booted_svn(tcti: str | None, e: Enrollment, approvals: Approvals) -
         except SignatureError as err:
             raise PolicyRefused(f"approval svn {x.svn} does not verify: {err.message}",
                                 hint="the approvals file was forged or edited; nothing was changed") from None
-    with S.open_esys(tcti) as esys:
-        live = S.read_pcrs(esys, e.hash_alg, e.pcrs)
-    svns = [x.svn for x in scoped_entries(approvals, e, D.policy_pcr(live)) if x.svn is not None]
+    with policy_session.open_esys(tcti) as esys:
+        live = policy_session.read_pcrs(esys, e.hash_alg, e.pcrs)
+    svns = [x.svn for x in scoped_entries(approvals, e, digests.policy_pcr(live)) if x.svn is not None]
     if not svns:
         raise PolicyRefused("the booted release has no approval in the enrolled scope "
                             f"({e.scope.describe()})", hint="boot and confirm the new release first, or pass --force")
@@ -727,34 +757,34 @@ def advance_floor(tcti: str | None, enrollment: Enrollment, to_svn: int, *, lock
     if to_svn > enrollment.max_svn:
         raise UsageError(f"--to {to_svn} is above the enrolled window (max svn {enrollment.max_svn})",
                          hint="widen the window first (pcrtool tpm enroll --widen)")
-    with _lock(lock_path, enrollment.counter_index), S.open_esys(tcti) as esys:
+    with _lock(lock_path, enrollment.counter_index), policy_session.open_esys(tcti) as esys:
         counter = counter_handle(esys, enrollment.counter_index, bytes.fromhex(enrollment.counter_name))
-        old = current = enrollment.floor(S.read_counter(esys, counter))
+        old = current = enrollment.floor(policy_session.read_counter(esys, counter))
         opened = ()
         if owner_auth and current < to_svn:
-            salt = (S.pinned_persistent_srk(esys, base64.b64decode(enrollment.srk), bytes.fromhex(enrollment.srk_name))
+            salt = (policy_session.pinned_persistent_srk(esys, base64.b64decode(enrollment.srk), bytes.fromhex(enrollment.srk_name))
                     if enrollment.srk and enrollment.srk_name else None)
-            opened = S.open_owner_session(esys, owner_auth, salt)
+            opened = policy_session.open_owner_session(esys, owner_auth, salt)
         try:
             while current < to_svn:
-                S.nv_increment(esys, counter, owner_auth)
-                current = enrollment.floor(S.read_counter(esys, counter))
+                policy_session.nv_increment(esys, counter, owner_auth)
+                current = enrollment.floor(policy_session.read_counter(esys, counter))
         finally:
-            S.close_owner_session(esys, opened)
+            policy_session.close_owner_session(esys, opened)
     return old, max(old, current)
 
 
 def status(tcti: str | None, enrollment: Enrollment, approvals: Approvals | None = None) -> dict:
     """Counter, floor, window, the TPM commands one unlock costs and (with approvals) which
     approvals the live PCRs match."""
-    with S.open_esys(tcti) as esys:
+    with policy_session.open_esys(tcti) as esys:
         try:
             counter = counter_handle(esys, enrollment.counter_index, bytes.fromhex(enrollment.counter_name))
-            value = S.read_counter(esys, counter)
+            value = policy_session.read_counter(esys, counter)
             problem = ""
         except PolicyRefused as err:
             value, problem = None, err.message
-        live = S.read_pcrs(esys, enrollment.hash_alg, enrollment.pcrs)
+        live = policy_session.read_pcrs(esys, enrollment.hash_alg, enrollment.pcrs)
     out = {"counter_index": f"{enrollment.counter_index:#x}", "counter": value,
            "c0": enrollment.c0, "f0": enrollment.f0,
            "floor": enrollment.floor(value) if value is not None else None,
@@ -762,11 +792,11 @@ def status(tcti: str | None, enrollment: Enrollment, approvals: Approvals | None
            "bank": enrollment.bank, "pcrs": list(enrollment.pcrs), "policy": enrollment.policy,
            "srk_name": enrollment.srk_name or None,
            "unlock_tpm_commands": unlock_command_count(enrollment),
-           "live_policy_pcr": D.policy_pcr(live).hex()}
+           "live_policy_pcr": digests.policy_pcr(live).hex()}
     if problem or enrollment.binding_problem():
         out["problem"] = problem or enrollment.binding_problem()
     if approvals is not None:
-        hits = scoped_entries(approvals, enrollment, D.policy_pcr(live))
+        hits = scoped_entries(approvals, enrollment, digests.policy_pcr(live))
         out["matching_svns"] = [h.svn for h in hits]
     return out
 

@@ -12,16 +12,17 @@ import os
 import struct
 from typing import Iterator, Sequence
 
-from pcrtool.errors import PcrtoolError, PolicyRefused, TpmError, TpmPolicyFailed, TpmUnavailable, UsageError
+from pcrtool.errors import PcrtoolError, PolicyRefused, TpmError, TpmUnavailable, UsageError
 from pcrtool.model import HashAlg, PcrValues
-from pcrtool.policy import digests as D
+from pcrtool.policy import digests
+from pcrtool.tpm.rc import error_for_rc
 
 if not os.environ.get("PCRTOOL_DEBUG"):  # libtss2 logs expected failures; pcrtool reports them
     os.environ.setdefault("TSS2_LOG", "all+none")
 
 try:  # tpm2-pytss is an optional dependency; only pcrtool/tpm imports it
     from tpm2_pytss import ESAPI, TSS2_Exception
-    from tpm2_pytss import types as T
+    from tpm2_pytss import types as tss_types
     from tpm2_pytss.constants import (ESYS_TR, TPM2_ALG, TPM2_EO, TPM2_SE, TPMA_OBJECT,
                                       TPMA_SESSION, TPM2_ST, TPM2_RH)
 except ImportError as _e:  # pragma: no cover - exercised only without tpm2-pytss
@@ -75,41 +76,19 @@ def open_esys(tcti: str | None) -> Iterator[CountingEsys]:
             esys.close()
 
 
-def rc_of(e: BaseException) -> int | None:
-    return getattr(e, "rc", None) if isinstance(e, Exception) else None
-
-
-def rc_name(rc: int | None) -> str:
-    if rc is None:
-        return ""
-    try:
-        from pcrtool.tpm.rc import decode_rc
-        return decode_rc(rc).name if hasattr(decode_rc(rc), "name") else hex(rc)
-    except Exception:  # noqa: BLE001 - decoding is cosmetic
-        return hex(rc)
-
-
-def tpm_call(what: str, fn, *args, policy: bool = False, hint: str | None = None, **kw):
-    """Run one ESAPI call; map TSS2 errors to TpmPolicyFailed (policy steps) or TpmError."""
+def tpm_call(what: str, fn, *args, hint: str | None = None, **kw):
+    """Run one ESAPI call; a TSS2 failure becomes the pcrtool error ``rc.error_for_rc`` maps it to
+    (the one mapping: policy refusal exit 4, TPM unavailable exit 5, else TpmError)."""
     try:
         return fn(*args, **kw)
     except TSS2_Exception as e:
-        rc = int(e.rc)
-        msg = f"{what} failed: TPM_RC {rc:#x} ({rc_name(rc)})"
-        from pcrtool.tpm.rc import decode_rc
-
-        if decode_rc(rc).layer == "TCTI":
-            # the TPM went away mid-command: unavailable (exit 5), never a policy refusal (exit 4)
-            raise TpmUnavailable(msg, hint or "check the TCTI (--tcti / PCRTOOL_TCTI)") from None
-        if policy:
-            raise TpmPolicyFailed(msg, hint, rc=rc, command=what) from None
-        raise TpmError(msg, hint, rc=rc, command=what) from None
+        raise error_for_rc(what, e.rc, hint=hint) from None
 
 
 # --- SRK ------------------------------------------------------------------------------------------
 
 # The one definition is the core's (policy/digests); here as tpm2-pytss' TPMA_OBJECT.
-SRK_ATTRIBUTES = TPMA_OBJECT(int(D.SRK_ATTRIBUTES)) if ESAPI is not None else 0
+SRK_ATTRIBUTES = TPMA_OBJECT(int(digests.SRK_ATTRIBUTES)) if ESAPI is not None else 0
 
 
 def create_srk(esys, expected_name: bytes | None = None, owner_auth: bytes | None = None):
@@ -126,12 +105,12 @@ def create_srk(esys, expected_name: bytes | None = None, owner_auth: bytes | Non
     area and the Name ESAPI keeps for the handle must equal it, else PolicyRefused (exit 4)
     before any session is started or object loaded.
     """
-    pub = T.TPM2B_PUBLIC.parse("ecc256:aes128cfb", objectAttributes=SRK_ATTRIBUTES, nameAlg="sha256")
+    pub = tss_types.TPM2B_PUBLIC.parse("ecc256:aes128cfb", objectAttributes=SRK_ATTRIBUTES, nameAlg="sha256")
     set_owner_auth(esys, owner_auth)
     handle, out_public, *_ = tpm_call("TPM2_CreatePrimary", esys.create_primary, None, pub, ESYS_TR.OWNER,
                                       session1=_owner_session1(esys))
     if expected_name is not None:
-        computed = D.name_of(out_public.publicArea.marshal())
+        computed = digests.name_of(out_public.publicArea.marshal())
         kept = bytes(esys.tr_get_name(handle))
         if computed != expected_name or kept != expected_name:
             flush(esys, handle)
@@ -183,7 +162,7 @@ def ensure_persistent_srk(esys, owner_auth: bytes | None = None,
     pub, _, _ = tpm_call("TPM2_ReadPublic", esys.read_public, handle)
     attrs = int(pub.publicArea.objectAttributes)
     name = bytes(esys.tr_get_name(handle))
-    if attrs & int(_SRK_REQUIRED) != int(_SRK_REQUIRED) or D.name_of(pub.publicArea.marshal()) != name:
+    if attrs & int(_SRK_REQUIRED) != int(_SRK_REQUIRED) or digests.name_of(pub.publicArea.marshal()) != name:
         raise PolicyRefused(f"the key at {SRK_HANDLE:#x} is not a storage root key generated in this TPM "
                             f"(attributes {attrs:#x})", hint="remove it (tpm2_evictcontrol) or ask the owner")
     if expected_name is not None and name != expected_name:
@@ -242,13 +221,13 @@ def seal(esys, srk, secret: bytes, auth_policy: bytes, auth_value: bytes = b"") 
     does, so wrong PINs count against dictionary-attack protection; the policy then ends in
     PolicyAuthValue and TPM2_Unseal needs an HMAC keyed with it."""
     attrs = SEAL_ATTRIBUTES & ~TPMA_OBJECT.NODA if auth_value else SEAL_ATTRIBUTES
-    pub = T.TPM2B_PUBLIC(T.TPMT_PUBLIC(
+    pub = tss_types.TPM2B_PUBLIC(tss_types.TPMT_PUBLIC(
         type=TPM2_ALG.KEYEDHASH, nameAlg=TPM2_ALG.SHA256, objectAttributes=attrs,
         authPolicy=auth_policy,
-        parameters=T.TPMU_PUBLIC_PARMS(keyedHashDetail=T.TPMS_KEYEDHASH_PARMS(
-            scheme=T.TPMT_KEYEDHASH_SCHEME(scheme=TPM2_ALG.NULL)))))
-    sens = T.TPM2B_SENSITIVE_CREATE(T.TPMS_SENSITIVE_CREATE(userAuth=T.TPM2B_AUTH(auth_value),
-                                                            data=T.TPM2B_SENSITIVE_DATA(secret)))
+        parameters=tss_types.TPMU_PUBLIC_PARMS(keyedHashDetail=tss_types.TPMS_KEYEDHASH_PARMS(
+            scheme=tss_types.TPMT_KEYEDHASH_SCHEME(scheme=TPM2_ALG.NULL)))))
+    sens = tss_types.TPM2B_SENSITIVE_CREATE(tss_types.TPMS_SENSITIVE_CREATE(userAuth=tss_types.TPM2B_AUTH(auth_value),
+                                                            data=tss_types.TPM2B_SENSITIVE_DATA(secret)))
     # The secret is the command's first parameter: a session salted to the SRK with DECRYPT set
     # sends it AES-CFB encrypted, as unseal's response is (an HMAC session on the empty-auth SRK).
     session = tpm_call("TPM2_StartAuthSession", esys.start_auth_session, srk, ESYS_TR.NONE,
@@ -262,14 +241,14 @@ def seal(esys, srk, secret: bytes, auth_policy: bytes, auth_value: bytes = b"") 
 
 
 def _aes128_cfb():
-    return T.TPMT_SYM_DEF(algorithm=TPM2_ALG.AES, keyBits=T.TPMU_SYM_KEY_BITS(aes=128),
-                          mode=T.TPMU_SYM_MODE(aes=TPM2_ALG.CFB))
+    return tss_types.TPMT_SYM_DEF(algorithm=TPM2_ALG.AES, keyBits=tss_types.TPMU_SYM_KEY_BITS(aes=128),
+                          mode=tss_types.TPMU_SYM_MODE(aes=TPM2_ALG.CFB))
 
 
 def split_blob(blob: bytes):
     try:
-        priv, off = T.TPM2B_PRIVATE.unmarshal(blob)
-        pub, off2 = T.TPM2B_PUBLIC.unmarshal(blob[off:])
+        priv, off = tss_types.TPM2B_PRIVATE.unmarshal(blob)
+        pub, off2 = tss_types.TPM2B_PUBLIC.unmarshal(blob[off:])
     except Exception:  # noqa: BLE001
         raise PcrtoolError("sealed blob is damaged (not TPM2B_PRIVATE || TPM2B_PUBLIC)") from None
     return priv, pub
@@ -290,7 +269,7 @@ def start_policy_session(esys, srk):
 
 
 def start_trial_session(esys):
-    sym = T.TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL)
+    sym = tss_types.TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL)
     return tpm_call("TPM2_StartAuthSession", esys.start_auth_session, ESYS_TR.NONE, ESYS_TR.NONE,
                     TPM2_SE.TRIAL, sym, TPM2_ALG.SHA256)
 
@@ -298,7 +277,7 @@ def start_trial_session(esys):
 def unseal(esys, obj, session) -> bytes:
     """TPM2_Unseal (Part 3 §12.7) with response encryption on the policy session."""
     esys.trsess_set_attributes(session, TPMA_SESSION.ENCRYPT)  # the session ends with this command
-    data = tpm_call("TPM2_Unseal", esys.unseal, obj, session1=session, policy=True,
+    data = tpm_call("TPM2_Unseal", esys.unseal, obj, session1=session,
                     hint="the session's policy digest is not the object's authPolicy")
     return bytes(data)
 
@@ -313,7 +292,7 @@ def flush(esys, *handles) -> None:
 # --- policy assertions ---------------------------------------------------------------------------
 
 def pcr_selection(bank: HashAlg, pcrs: Sequence[int]):
-    return T.TPML_PCR_SELECTION.parse(f"{bank.bank_name}:{','.join(map(str, pcrs))}")
+    return tss_types.TPML_PCR_SELECTION.parse(f"{bank.bank_name}:{','.join(map(str, pcrs))}")
 
 
 def read_pcrs(esys, bank: HashAlg, pcrs: Sequence[int]) -> PcrValues:
@@ -321,11 +300,11 @@ def read_pcrs(esys, bank: HashAlg, pcrs: Sequence[int]) -> PcrValues:
     out = PcrValues()
     remaining = list(pcrs)
     while remaining:
-        _, sel, digests = tpm_call("TPM2_PCR_Read", esys.pcr_read, pcr_selection(bank, remaining))
+        _, sel, values = tpm_call("TPM2_PCR_Read", esys.pcr_read, pcr_selection(bank, remaining))
         got = [p for s in sel for p in range(24) if s.pcrSelect[p // 8] & (1 << (p % 8))]
         if not got:
             raise TpmError(f"TPM returned no {bank.bank_name} PCRs (bank not active?)")
-        for p, d in zip(got, digests):
+        for p, d in zip(got, values):
             out.set(bank, p, bytes(d))
         remaining = [p for p in remaining if p not in got]
     return out
@@ -333,13 +312,13 @@ def read_pcrs(esys, bank: HashAlg, pcrs: Sequence[int]) -> PcrValues:
 
 def policy_pcr(esys, session, bank: HashAlg, pcrs: Sequence[int]) -> None:
     """TPM2_PolicyPCR (Part 3 §23.7) over live PCR values (empty pcrDigest)."""
-    tpm_call("TPM2_PolicyPCR", esys.policy_pcr, session, b"", pcr_selection(bank, pcrs), policy=True)
+    tpm_call("TPM2_PolicyPCR", esys.policy_pcr, session, b"", pcr_selection(bank, pcrs))
 
 
 def policy_auth_value(esys, session) -> None:
     """TPM2_PolicyAuthValue (Part 3 §23.17): the object's authValue (the PIN) keys the HMAC of the
     command the session authorizes; ESAPI adds it once the object's auth is set."""
-    tpm_call("TPM2_PolicyAuthValue", esys.policy_auth_value, session, policy=True)
+    tpm_call("TPM2_PolicyAuthValue", esys.policy_auth_value, session)
 
 
 def policy_digest(esys, session) -> bytes:
@@ -350,44 +329,46 @@ def policy_digest(esys, session) -> bytes:
 def policy_or_path(esys, session, path: Sequence[Sequence[bytes]]) -> None:
     """TPM2_PolicyOR (Part 3 §23.6), once per tree level on the way to the root."""
     for group in path:
-        lst = T.TPML_DIGEST([T.TPM2B_DIGEST(d) for d in group])
-        tpm_call("TPM2_PolicyOR", esys.policy_or, session, lst, policy=True,
+        lst = tss_types.TPML_DIGEST([tss_types.TPM2B_DIGEST(d) for d in group])
+        tpm_call("TPM2_PolicyOR", esys.policy_or, session, lst,
                  hint="the running digest is not one of the enrolled branches")
 
 
 def load_external_key(esys, tpmt_public: bytes):
     """TPM2_LoadExternal (Part 3 §12.3) of a public key into the OWNER hierarchy (a NULL-hierarchy
     key yields a NULL ticket that PolicyAuthorize rejects)."""
-    pub, _ = T.TPM2B_PUBLIC.unmarshal(D.tpm2b(tpmt_public))
+    pub, _ = tss_types.TPM2B_PUBLIC.unmarshal(digests.tpm2b(tpmt_public))
     return tpm_call("TPM2_LoadExternal", esys.load_external, pub, None, ESYS_TR.OWNER)
 
 
 def verify_signature(esys, key, tbs: bytes, sig: bytes, *, rsa: bool = True):
     """TPM2_VerifySignature (Part 3 §20.1) of SHA-256(tbs): returns the TPMT_TK_VERIFIED ticket."""
-    digest = hashlib.sha256(tbs).digest()
+    return tpm_call("TPM2_VerifySignature", esys.verify_signature, key, hashlib.sha256(tbs).digest(),
+                    tpmt_signature(sig, rsa=rsa))
+
+
+def tpmt_signature(sig: bytes, *, rsa: bool = True):
+    """TPMT_SIGNATURE (Part 2 §11.3.4) of an RSASSA-SHA256 signature or a DER ECDSA-SHA256 one."""
     if rsa:
-        s = T.TPMT_SIGNATURE(sigAlg=TPM2_ALG.RSASSA, signature=T.TPMU_SIGNATURE(
-            rsassa=T.TPMS_SIGNATURE_RSA(hash=TPM2_ALG.SHA256, sig=T.TPM2B_PUBLIC_KEY_RSA(sig))))
-    else:
-        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-        r, s_ = decode_dss_signature(sig)
-        s = T.TPMT_SIGNATURE(sigAlg=TPM2_ALG.ECDSA, signature=T.TPMU_SIGNATURE(
-            ecdsa=T.TPMS_SIGNATURE_ECC(hash=TPM2_ALG.SHA256,
-                                       signatureR=T.TPM2B_ECC_PARAMETER(r.to_bytes(32, "big")),
-                                       signatureS=T.TPM2B_ECC_PARAMETER(s_.to_bytes(32, "big")))))
-    return tpm_call("TPM2_VerifySignature", esys.verify_signature, key, digest, s, policy=True,
-                    hint="the approval was not signed by the enrolled key")
+        return tss_types.TPMT_SIGNATURE(sigAlg=TPM2_ALG.RSASSA, signature=tss_types.TPMU_SIGNATURE(
+            rsassa=tss_types.TPMS_SIGNATURE_RSA(hash=TPM2_ALG.SHA256, sig=tss_types.TPM2B_PUBLIC_KEY_RSA(sig))))
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+    r, s = decode_dss_signature(sig)
+    return tss_types.TPMT_SIGNATURE(sigAlg=TPM2_ALG.ECDSA, signature=tss_types.TPMU_SIGNATURE(
+        ecdsa=tss_types.TPMS_SIGNATURE_ECC(hash=TPM2_ALG.SHA256,
+                                           signatureR=tss_types.TPM2B_ECC_PARAMETER(r.to_bytes(32, "big")),
+                                           signatureS=tss_types.TPM2B_ECC_PARAMETER(s.to_bytes(32, "big")))))
 
 
 def policy_authorize(esys, session, approved: bytes, policy_ref: bytes, key_name: bytes, ticket) -> None:
     """TPM2_PolicyAuthorize (Part 3 §23.16)."""
     tpm_call("TPM2_PolicyAuthorize", esys.policy_authorize, session, approved_policy=approved,
-             key_sign=key_name, check_ticket=ticket, policy_ref=policy_ref, policy=True,
+             key_sign=key_name, check_ticket=ticket, policy_ref=policy_ref,
              hint="the live PCRs are not the approved ones, or the ticket is for other bytes")
 
 
 def null_ticket():
-    return T.TPMT_TK_VERIFIED(tag=TPM2_ST.VERIFIED, hierarchy=TPM2_RH.NULL)
+    return tss_types.TPMT_TK_VERIFIED(tag=TPM2_ST.VERIFIED, hierarchy=TPM2_RH.NULL)
 
 
 # --- NV counter ------------------------------------------------------------------------------------
@@ -427,7 +408,7 @@ def open_owner_session(esys, owner_auth: bytes | None, salt_key=None):
         return ()
     temp = None
     if salt_key is None:
-        pub = T.TPM2B_PUBLIC.parse("ecc256:aes128cfb", objectAttributes=SRK_ATTRIBUTES, nameAlg="sha256")
+        pub = tss_types.TPM2B_PUBLIC.parse("ecc256:aes128cfb", objectAttributes=SRK_ATTRIBUTES, nameAlg="sha256")
         temp, *_ = tpm_call("TPM2_CreatePrimary", esys.create_primary, None, pub, ESYS_TR.NULL)
         salt_key = temp
     session = tpm_call("TPM2_StartAuthSession", esys.start_auth_session, salt_key, ESYS_TR.NONE,
@@ -446,9 +427,9 @@ def close_owner_session(esys, handles) -> None:
 def define_counter(esys, index: int, owner_auth: bytes | None = None):
     """TPM2_NV_DefineSpace (Part 3 §31.3) of the floor counter (owner authorization)."""
     set_owner_auth(esys, owner_auth)
-    pub = T.TPM2B_NV_PUBLIC(T.TPMS_NV_PUBLIC(nvIndex=index, nameAlg=TPM2_ALG.SHA256,
-                                             attributes=int(D.COUNTER_ATTRIBUTES),
-                                             dataSize=D.COUNTER_SIZE))
+    pub = tss_types.TPM2B_NV_PUBLIC(tss_types.TPMS_NV_PUBLIC(nvIndex=index, nameAlg=TPM2_ALG.SHA256,
+                                             attributes=int(digests.COUNTER_ATTRIBUTES),
+                                             dataSize=digests.COUNTER_SIZE))
     return tpm_call("TPM2_NV_DefineSpace", esys.nv_define_space, None, pub, ESYS_TR.OWNER,
                     session1=_owner_session1(esys),
                     hint="an index with this handle may exist already; pick another with --counter-index")
@@ -464,7 +445,7 @@ def nv_increment(esys, handle, owner_auth: bytes | None = None) -> None:
 
 def read_counter(esys, handle) -> int:
     """TPM2_NV_Read (Part 3 §31.13) of the counter with the index's own (empty) auth (AUTHREAD)."""
-    data = tpm_call("TPM2_NV_Read", esys.nv_read, handle, D.COUNTER_SIZE, 0, auth_handle=handle,
+    data = tpm_call("TPM2_NV_Read", esys.nv_read, handle, digests.COUNTER_SIZE, 0, auth_handle=handle,
                     hint="the counter is not initialised (never incremented) or was redefined")
     return struct.unpack(">Q", bytes(data))[0]
 
@@ -472,8 +453,8 @@ def read_counter(esys, handle) -> int:
 def policy_nv_le(esys, session, handle, bound: int) -> None:
     """TPM2_PolicyNV (Part 3 §23.9): counter ≤ bound (UNSIGNED_LE), read with the index's auth."""
     tpm_call("TPM2_PolicyNV", esys.policy_nv, handle, handle, session,
-             T.TPM2B_OPERAND(struct.pack(">Q", bound)), TPM2_EO.UNSIGNED_LE, 0,
-             session1=ESYS_TR.PASSWORD, policy=True,
+             tss_types.TPM2B_OPERAND(struct.pack(">Q", bound)), TPM2_EO.UNSIGNED_LE, 0,
+             session1=ESYS_TR.PASSWORD,
              hint="the floor counter is above this release's bound: the release is revoked")
 
 
@@ -484,8 +465,8 @@ def undefine_nv(esys, handle) -> None:
 
 def test_parms_rsa(esys, bits: int) -> bool:
     """TPM2_TestParms (Part 3 §9.3): can this TPM use an RSA key of ``bits`` bits?"""
-    parms = T.TPMT_PUBLIC_PARMS(type=TPM2_ALG.RSA, parameters=T.TPMU_PUBLIC_PARMS(rsaDetail=T.TPMS_RSA_PARMS(
-        symmetric=T.TPMT_SYM_DEF_OBJECT(algorithm=TPM2_ALG.NULL), scheme=T.TPMT_RSA_SCHEME(scheme=TPM2_ALG.NULL),
+    parms = tss_types.TPMT_PUBLIC_PARMS(type=TPM2_ALG.RSA, parameters=tss_types.TPMU_PUBLIC_PARMS(rsaDetail=tss_types.TPMS_RSA_PARMS(
+        symmetric=tss_types.TPMT_SYM_DEF_OBJECT(algorithm=TPM2_ALG.NULL), scheme=tss_types.TPMT_RSA_SCHEME(scheme=TPM2_ALG.NULL),
         keyBits=bits, exponent=0)))
     return _test_parms(esys, parms)
 
@@ -495,9 +476,9 @@ def test_parms_ecc(esys, curve_name: str) -> bool:
     curve = {"secp256r1": 0x0003, "secp384r1": 0x0004, "secp521r1": 0x0005}.get(curve_name)
     if curve is None:
         return False
-    parms = T.TPMT_PUBLIC_PARMS(type=TPM2_ALG.ECC, parameters=T.TPMU_PUBLIC_PARMS(eccDetail=T.TPMS_ECC_PARMS(
-        symmetric=T.TPMT_SYM_DEF_OBJECT(algorithm=TPM2_ALG.NULL), scheme=T.TPMT_ECC_SCHEME(scheme=TPM2_ALG.NULL),
-        curveID=curve, kdf=T.TPMT_KDF_SCHEME(scheme=TPM2_ALG.NULL))))
+    parms = tss_types.TPMT_PUBLIC_PARMS(type=TPM2_ALG.ECC, parameters=tss_types.TPMU_PUBLIC_PARMS(eccDetail=tss_types.TPMS_ECC_PARMS(
+        symmetric=tss_types.TPMT_SYM_DEF_OBJECT(algorithm=TPM2_ALG.NULL), scheme=tss_types.TPMT_ECC_SCHEME(scheme=TPM2_ALG.NULL),
+        curveID=curve, kdf=tss_types.TPMT_KDF_SCHEME(scheme=TPM2_ALG.NULL))))
     return _test_parms(esys, parms)
 
 
@@ -510,9 +491,9 @@ def _test_parms(esys, parms) -> bool:
 
 
 def check_counter_attributes(attributes: int, size: int, index: int) -> None:
-    want = int(D.COUNTER_ATTRIBUTES)
-    got = attributes & ~int(D.TPMA_NV.WRITTEN)
-    if got != want or size != D.COUNTER_SIZE:
+    want = int(digests.COUNTER_ATTRIBUTES)
+    got = attributes & ~int(digests.TPMA_NV.WRITTEN)
+    if got != want or size != digests.COUNTER_SIZE:
         raise UsageError(f"NV index {index:#x} exists with other attributes ({got:#x}, size {size})",
                          hint="use another --counter-index or remove that index (tpm2_nvundefine)")
 
@@ -520,7 +501,7 @@ def check_counter_attributes(attributes: int, size: int, index: int) -> None:
 def extend_pcrs(esys, values: PcrValues) -> None:
     """TPM2_PCR_Extend (Part 3 §22.2) of each value once (used to emulate a boot)."""
     for v in values:
-        dv = T.TPML_DIGEST_VALUES([T.TPMT_HA(hashAlg=int(v.alg), digest=T.TPMU_HA(**{v.alg.bank_name: v.value}))])
+        dv = tss_types.TPML_DIGEST_VALUES([tss_types.TPMT_HA(hashAlg=int(v.alg), digest=tss_types.TPMU_HA(**{v.alg.bank_name: v.value}))])
         tpm_call("TPM2_PCR_Extend", esys.pcr_extend, _pcr_tr(v.pcr), dv,
                  session1=ESYS_TR.PASSWORD)
 

@@ -13,11 +13,13 @@ from typing import Callable, Sequence
 
 from pcrtool.errors import PcrtoolError, UsageError
 from pcrtool.model import HashAlg, PcrValues
-from pcrtool.policy import approvals as A
-from pcrtool.policy import digests as D
+from pcrtool.policy import digests
+from pcrtool.policy.approvals import (SVN_MAX, ApprovalEntry, Approvals, ApprovalTarget, Sign, build_entries,
+                                      sign_entries)
 from pcrtool.policy.releases_file import Measurement, PolicyRelease
-from pcrtool.tpm import enroll as E
-from pcrtool.tpm import policy_session as S
+from pcrtool.tpm import enroll
+from pcrtool.tpm import policy_session
+from pcrtool.tpm.rc import rc_name
 
 ALLOW, DENY, NA = "allow", "deny", "n/a"
 SECRET_SIZE = 32
@@ -59,19 +61,19 @@ class Matrix:
 def _measure(sw, release_measurements: Sequence[Measurement], bank: HashAlg) -> None:
     """Reboot the swtpm (PCRs reset) and extend a boot's measurements."""
     sw.reboot()
-    with S.open_esys(sw.tcti) as esys:
+    with policy_session.open_esys(sw.tcti) as esys:
         for m in release_measurements:
             values = PcrValues()
             for alg, digest in m.digests.items():
                 values.set(alg, m.pcr, digest)
             try:
-                S.extend_pcrs(esys, values)
+                policy_session.extend_pcrs(esys, values)
             except PcrtoolError:
                 # a bank the swtpm does not have active: extend only the policy bank
                 if bank in m.digests:
                     only = PcrValues()
                     only.set(bank, m.pcr, m.digests[bank])
-                    S.extend_pcrs(esys, only)
+                    policy_session.extend_pcrs(esys, only)
 
 
 def tampered(measurements: Sequence[Measurement]) -> tuple[Measurement, ...]:
@@ -87,13 +89,13 @@ def unknown_boot(pcrs: Sequence[int], banks: Sequence[HashAlg]) -> tuple[Measure
     return tuple(Measurement(p, {b: b.digest(b"pcrtool-unknown-release-%d" % p) for b in banks}) for p in pcrs)
 
 
-def _attempt(cell: Cell, expect_secret: bytes, fn: Callable[[], E.UnlockResult]) -> Cell:
+def _attempt(cell: Cell, expect_secret: bytes, fn: Callable[[], enroll.UnlockResult]) -> Cell:
     try:
         result = fn()
     except PcrtoolError as e:
         cell.actual = DENY
         rc = getattr(e, "rc", None) or getattr(e, "tpm_rc", None)
-        cell.rc = f"{rc:#x} {S.rc_name(rc)}" if rc else ""
+        cell.rc = f"{rc:#x} {rc_name(rc)}" if rc else ""
         cell.detail = e.message
         return cell
     if result.secret == expect_secret:
@@ -110,15 +112,15 @@ def _attempt(cell: Cell, expect_secret: bytes, fn: Callable[[], E.UnlockResult])
 @dataclass
 class SignedSetup:
     releases: list[PolicyRelease]
-    approvals: A.Approvals
+    approvals: Approvals
     public_key: object
     private_key: object | None = None  # lets validation sign extra scenarios (beyond window)
     bank: HashAlg = HashAlg.SHA256
     pcrs: tuple[int, ...] = (11,)
-    counter_index: int = E.DEFAULT_COUNTER_INDEX
+    counter_index: int = enroll.DEFAULT_COUNTER_INDEX
 
 
-def _sign_with(private_key) -> A.Sign:
+def _sign_with(private_key) -> Sign:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
@@ -145,7 +147,7 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
     older = [r for r in allowed if r.svn < hi]
     secret = os.urandom(SECRET_SIZE)
     matrix = Matrix("signed")
-    pkfp = D.public_key_fingerprint(setup.public_key)
+    pkfp = digests.public_key_fingerprint(setup.public_key)
 
     def note(cell: Cell) -> Cell:
         matrix.cells.append(cell)
@@ -153,8 +155,8 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
             progress(cell)
         return cell
 
-    def entry_for(release: PolicyRelease, approvals: A.Approvals = setup.approvals) -> A.ApprovalEntry | None:
-        hits = approvals.find(bank, pcrs, pkfp, D.policy_pcr(release.selected(bank, pcrs)))
+    def entry_for(release: PolicyRelease, approvals: Approvals = setup.approvals) -> ApprovalEntry | None:
+        hits = approvals.find(bank, pcrs, pkfp, digests.policy_pcr(release.selected(bank, pcrs)))
         return hits[0] if hits else None
 
     # extra releases signed here when the private key is at hand
@@ -162,20 +164,20 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
     if setup.private_key is not None:
         meas = unknown_boot(pcrs, [bank])
         beyond_values = PolicyRelease("beyond-window", "", hi + 1, meas, _replay(meas)).selected(bank, pcrs)
-        entries = A.sign_entries(A.build_entries([A.ApprovalTarget(beyond_values, hi + 1)], setup.public_key,
+        entries = sign_entries(build_entries([ApprovalTarget(beyond_values, hi + 1)], setup.public_key,
                                                  [bank]), _sign_with(setup.private_key))
         beyond = (PolicyRelease("beyond-window", "", hi + 1, meas, _replay(meas)),
-                  A.Approvals(tuple(entries)))
+                  Approvals(tuple(entries)))
 
     with (swtpm_factory or Swtpm.start)() as sw:
-        enrollment = E.enroll(sw.tcti, setup.public_key, floor=lo, window=hi - lo, bank=bank,
+        enrollment = enroll.enroll(sw.tcti, setup.public_key, floor=lo, window=hi - lo, bank=bank,
                               pcrs=pcrs, secret=secret, counter_index=setup.counter_index)
 
         def unlock_cell(scenario, release_label, expected, measurements, approvals=setup.approvals,
                         enrollment_=None, **kw) -> Cell:
             _measure(sw, measurements, bank)
             cell = Cell(scenario, release_label, expected)
-            return note(_attempt(cell, secret, lambda: E.unlock(
+            return note(_attempt(cell, secret, lambda: enroll.unlock(
                 sw.tcti, enrollment_ or enrollment, approvals, attempt_anyway=True, **kw)))
 
         # 1. every allowlisted release unlocks
@@ -200,11 +202,11 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
 
         # 3. advance the floor to the newest svn, with a crash between increments
         if older:
-            with S.open_esys(sw.tcti) as esys:
-                S.nv_increment(esys, S.nv_handle(esys, setup.counter_index))
+            with policy_session.open_esys(sw.tcti) as esys:
+                policy_session.nv_increment(esys, policy_session.nv_handle(esys, setup.counter_index))
             sw.reset_unclean()
-            with S.open_esys(sw.tcti) as esys:
-                floor_now = enrollment.floor(S.read_counter(esys, S.nv_handle(esys, setup.counter_index)))
+            with policy_session.open_esys(sw.tcti) as esys:
+                floor_now = enrollment.floor(policy_session.read_counter(esys, policy_session.nv_handle(esys, setup.counter_index)))
             c = Cell("unclean reset between increments: floor kept", f"floor {floor_now}", ALLOW)
             c.actual = ALLOW if floor_now == lo + 1 else DENY
             c.detail = f"counter survived power loss: floor {floor_now} (expected {lo + 1})"
@@ -214,7 +216,7 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
                     unlock_cell("revoked after crash between increments", r.label, DENY, r.measurements)
             unlock_cell("newest release after crash between increments", newest.label, ALLOW,
                         newest.measurements)
-            E.advance_floor(sw.tcti, enrollment, hi)
+            enroll.advance_floor(sw.tcti, enrollment, hi)
             for r in older:
                 unlock_cell("below floor after advance (own approval replayed)", r.label, DENY, r.measurements)
             unlock_cell("newest release after floor advance", newest.label, ALLOW, newest.measurements)
@@ -236,8 +238,8 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
             rel, apps = beyond
             unlock_cell("svn beyond the enrolled window", f"svn {rel.svn}", DENY, rel.measurements, apps)
             _measure(sw, newest.measurements, bank)
-            current = E.unlock(sw.tcti, enrollment, setup.approvals)
-            widened = E.enroll(sw.tcti, setup.public_key, floor=None,
+            current = enroll.unlock(sw.tcti, enrollment, setup.approvals)
+            widened = enroll.enroll(sw.tcti, setup.public_key, floor=None,
                                window=enrollment.window + 1, bank=bank, pcrs=pcrs,
                                secret=current.secret, counter_index=setup.counter_index,
                                reuse=enrollment)
@@ -259,12 +261,12 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
 
         # 5. crash during enrolment (fresh counter): still works, revoked still denied
         index2 = setup.counter_index + 1
-        with S.open_esys(sw.tcti) as esys:
-            E.ensure_counter(esys, index2)
+        with policy_session.open_esys(sw.tcti) as esys:
+            enroll.ensure_counter(esys, index2)
         sw.reset_unclean()
         # the re-run finds a written counter whose floor it cannot know: it must say what it accepts
-        enrollment2 = E.enroll(sw.tcti, setup.public_key, floor=hi, window=0, bank=bank, pcrs=pcrs,
-                               secret=secret, counter_index=index2, revive=(hi, A.SVN_MAX))
+        enrollment2 = enroll.enroll(sw.tcti, setup.public_key, floor=hi, window=0, bank=bank, pcrs=pcrs,
+                               secret=secret, counter_index=index2, revive=(hi, SVN_MAX))
         unlock_cell("unclean reset during enrolment, re-run", newest.label, ALLOW, newest.measurements,
                     enrollment_=enrollment2)
         for r in older[:1]:
@@ -273,15 +275,15 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
 
         # 6. the owner deletes and re-defines the counter: no revival of revoked releases
         if older:
-            with S.open_esys(sw.tcti) as esys:
-                S.undefine_nv(esys, S.nv_handle(esys, setup.counter_index))
-                h = S.define_counter(esys, setup.counter_index)
-                S.nv_increment(esys, h)
+            with policy_session.open_esys(sw.tcti) as esys:
+                policy_session.undefine_nv(esys, policy_session.nv_handle(esys, setup.counter_index))
+                h = policy_session.define_counter(esys, setup.counter_index)
+                policy_session.nv_increment(esys, h)
             for r in older[:1]:
                 unlock_cell("counter deleted and re-defined (no revival)", r.label, DENY, r.measurements)
             # … or replaced by an ordinary index holding 0 (the Name changes: every branch fails)
-            with S.open_esys(sw.tcti) as esys:
-                S.undefine_nv(esys, S.nv_handle(esys, setup.counter_index))
+            with policy_session.open_esys(sw.tcti) as esys:
+                policy_session.undefine_nv(esys, policy_session.nv_handle(esys, setup.counter_index))
                 _define_fake_counter(esys, setup.counter_index)
             for r in older[:1]:
                 unlock_cell("counter replaced by an ordinary index holding 0", r.label, DENY, r.measurements)
@@ -289,38 +291,38 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
         # 7. an owner password is set: enrolment takes it, unlock does not need it, and the counter
         # no longer moves without it
         owner = os.urandom(16).hex().encode()
-        with S.open_esys(sw.tcti) as esys:
+        with policy_session.open_esys(sw.tcti) as esys:
             from tpm2_pytss.constants import ESYS_TR
             esys.hierarchy_change_auth(ESYS_TR.OWNER, owner)
         _measure(sw, newest.measurements, bank)
-        owned = E.enroll(sw.tcti, setup.public_key, floor=hi, window=0, bank=bank, pcrs=pcrs, secret=secret,
+        owned = enroll.enroll(sw.tcti, setup.public_key, floor=hi, window=0, bank=bank, pcrs=pcrs, secret=secret,
                          counter_index=setup.counter_index + 2, owner_auth=owner)
         unlock_cell("owner password set: unlock without it", newest.label, ALLOW, newest.measurements,
                     enrollment_=owned)
         c = Cell("owner password set: counter increment without it", "-", DENY)
-        with S.open_esys(sw.tcti) as esys:
+        with policy_session.open_esys(sw.tcti) as esys:
             try:
-                S.nv_increment(esys, S.nv_handle(esys, owned.counter_index))
+                policy_session.nv_increment(esys, policy_session.nv_handle(esys, owned.counter_index))
                 c.actual, c.detail = ALLOW, "the counter moved"
             except PcrtoolError as err:
                 rc = getattr(err, "rc", None)
-                c.actual, c.detail, c.rc = DENY, err.message, f"{rc:#x} {S.rc_name(rc)}" if rc else ""
+                c.actual, c.detail, c.rc = DENY, err.message, f"{rc:#x} {rc_name(rc)}" if rc else ""
         note(c)
     return matrix
 
 
-def _attack_cells(sw, setup: SignedSetup, enrollment: E.Enrollment, newest: PolicyRelease, old: PolicyRelease,
+def _attack_cells(sw, setup: SignedSetup, enrollment: enroll.Enrollment, newest: PolicyRelease, old: PolicyRelease,
                   unlock_cell, note, secret: bytes) -> None:
     """One cell per attack class; every deny is the TPM's (return code recorded)."""
     bank, pcrs = setup.bank, setup.pcrs
     sign = _sign_with(setup.private_key)
 
     def live(b: HashAlg, sel) -> PcrValues:
-        with S.open_esys(sw.tcti) as esys:
-            return S.read_pcrs(esys, b, sel)
+        with policy_session.open_esys(sw.tcti) as esys:
+            return policy_session.read_pcrs(esys, b, sel)
 
-    def signed(values: PcrValues, svn: int, product: str = "") -> A.Approvals:
-        return A.Approvals(tuple(A.sign_entries(A.build_entries([A.ApprovalTarget(values, svn)], setup.public_key,
+    def signed(values: PcrValues, svn: int, product: str = "") -> Approvals:
+        return Approvals(tuple(sign_entries(build_entries([ApprovalTarget(values, svn)], setup.public_key,
                                                                 product=product), sign)))
 
     _measure(sw, newest.measurements, bank)
@@ -343,32 +345,32 @@ def _attack_cells(sw, setup: SignedSetup, enrollment: E.Enrollment, newest: Poli
                     newest.measurements, banked, enrollment_=replace(enrollment, bank=other_bank.bank_name))
     real = entry_of(setup, old, bank, pcrs)
     if real is not None:
-        forged = A.ApprovalEntry(real.bank, real.pcrs, real.pkfp, real.pol, real.sig,
+        forged = ApprovalEntry(real.bank, real.pcrs, real.pkfp, real.pol, real.sig,
                                  enrollment.scope.ref(newest.svn))
         unlock_cell("attack: forged approval (svn raised, old signature)", old.label, DENY, old.measurements,
                     entry_override=forged)
     # re-enrolment keeps the floor: the revoked release stays revoked under the new object
     _measure(sw, newest.measurements, bank)
-    again = E.enroll(sw.tcti, setup.public_key, floor=None, window=enrollment.window, bank=bank, pcrs=pcrs,
-                     secret=E.unlock(sw.tcti, enrollment, setup.approvals).secret, reuse=enrollment)
+    again = enroll.enroll(sw.tcti, setup.public_key, floor=None, window=enrollment.window, bank=bank, pcrs=pcrs,
+                     secret=enroll.unlock(sw.tcti, enrollment, setup.approvals).secret, reuse=enrollment)
     unlock_cell("attack: revoked release after a re-enrolment (--previous)", old.label, DENY, old.measurements,
                 enrollment_=again)
     c = Cell("attack: counter increment with its own empty auth", "-", DENY)
-    with S.open_esys(sw.tcti) as esys:
-        h = S.nv_handle(esys, enrollment.counter_index)
+    with policy_session.open_esys(sw.tcti) as esys:
+        h = policy_session.nv_handle(esys, enrollment.counter_index)
         try:
-            S.tpm_call("TPM2_NV_Increment", esys.nv_increment, h, h)
+            policy_session.tpm_call("TPM2_NV_Increment", esys.nv_increment, h, h)
             c.actual, c.detail = ALLOW, "the counter moved"
         except PcrtoolError as err:
             c.actual, c.detail = DENY, err.message
             rc = getattr(err, "rc", None)
-            c.rc = f"{rc:#x} {S.rc_name(rc)}" if rc else ""
+            c.rc = f"{rc:#x} {rc_name(rc)}" if rc else ""
     note(c)
 
 
-def entry_of(setup: SignedSetup, release: PolicyRelease, bank, pcrs) -> A.ApprovalEntry | None:
-    hits = setup.approvals.find(bank, pcrs, D.public_key_fingerprint(setup.public_key),
-                                D.policy_pcr(release.selected(bank, pcrs)))
+def entry_of(setup: SignedSetup, release: PolicyRelease, bank, pcrs) -> ApprovalEntry | None:
+    hits = setup.approvals.find(bank, pcrs, digests.public_key_fingerprint(setup.public_key),
+                                digests.policy_pcr(release.selected(bank, pcrs)))
     return hits[0] if hits else None
 
 
@@ -377,35 +379,35 @@ def _replay(measurements):
     return replay_measurements(measurements)
 
 
-def _ticket(sw, enrollment: E.Enrollment, entry: A.ApprovalEntry, release: PolicyRelease, bank):
+def _ticket(sw, enrollment: enroll.Enrollment, entry: ApprovalEntry, release: PolicyRelease, bank):
     """A VerifySignature ticket for ``entry`` obtained now, to be replayed later."""
-    tpmt = D.public_key_tpmt(enrollment.public_key())
-    with S.open_esys(sw.tcti) as esys:
-        key = S.load_external_key(esys, tpmt)
+    tpmt = digests.public_key_tpmt(enrollment.public_key())
+    with policy_session.open_esys(sw.tcti) as esys:
+        key = policy_session.load_external_key(esys, tpmt)
         try:
-            return S.verify_signature(esys, key, entry.tbs, entry.sig, rsa=E._is_rsa(enrollment.public_key()))
+            return policy_session.verify_signature(esys, key, entry.tbs, entry.sig, rsa=enroll._is_rsa(enrollment.public_key()))
         finally:
-            S.flush(esys, key)
+            policy_session.flush(esys, key)
 
 
-def _other_key_entry(release: PolicyRelease, setup: SignedSetup, bank, pcrs) -> A.ApprovalEntry:
+def _other_key_entry(release: PolicyRelease, setup: SignedSetup, bank, pcrs) -> ApprovalEntry:
     """The same approval (same pol, same svn) signed by a freshly generated key, presented with
     the enrolled key's fingerprint: the TPM's VerifySignature must reject it."""
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    entries = A.build_entries([A.ApprovalTarget(release.selected(bank, pcrs), release.svn)],
+    entries = build_entries([ApprovalTarget(release.selected(bank, pcrs), release.svn)],
                               setup.public_key, [bank])
-    signed = A.sign_entries(entries, _sign_with(other))
+    signed = sign_entries(entries, _sign_with(other))
     return signed[0]
 
 
 def _define_fake_counter(esys, index: int) -> None:
-    from tpm2_pytss import types as T
+    from tpm2_pytss import types as tss_types
     from tpm2_pytss.constants import ESYS_TR, TPM2_ALG
 
-    attrs = int(D.TPMA_NV.OWNERWRITE | D.TPMA_NV.OWNERREAD | D.TPMA_NV.AUTHREAD | D.TPMA_NV.NO_DA)
-    pub = T.TPM2B_NV_PUBLIC(T.TPMS_NV_PUBLIC(nvIndex=index, nameAlg=TPM2_ALG.SHA256,
-                                             attributes=attrs, dataSize=D.COUNTER_SIZE))
+    attrs = int(digests.TPMA_NV.OWNERWRITE | digests.TPMA_NV.OWNERREAD | digests.TPMA_NV.AUTHREAD | digests.TPMA_NV.NO_DA)
+    pub = tss_types.TPM2B_NV_PUBLIC(tss_types.TPMS_NV_PUBLIC(nvIndex=index, nameAlg=TPM2_ALG.SHA256,
+                                             attributes=attrs, dataSize=digests.COUNTER_SIZE))
     h = esys.nv_define_space(None, pub, ESYS_TR.OWNER)
     esys.nv_write(h, bytes(8), 0, ESYS_TR.OWNER)

@@ -154,34 +154,60 @@ def decode_rc(rc: int) -> DecodedRc:
     return DecodedRc(rc, layer, prefix + base, base)
 
 
-# TPM_RC_VALUE from these assertions means the current state does not satisfy the policy.
-_VALUE_REFUSALS = {
-    "TPM2_PolicyAuthorize": "the approved policy differs from the session digest: the PCRs (or the "
-                            "assertions before PolicyAuthorize) are not the state that was signed",
-    "TPM2_PolicyAuthorizeNV": "the session digest differs from the policy stored in the NV index: "
-                              "the PCRs are not the approved state",
-    "TPM2_PolicyOR": "the session digest matches none of the PolicyOR branches (PCRs or the approved "
-                     "policy differ from every branch)",
-    "TPM2_PolicyPCR": "policy check failed: the PCRs differ from the expected PCR digest",
+# The one mapping from a failed TPM command to a pcrtool error. A (command, TPM_RC) pair listed
+# here means "the policy was not satisfied": unlock or validation refused (TpmPolicyFailed, exit
+# 4) with the TPM's own return code in the message — never a TPM malfunction. "*" is any command.
+# The value is the hint (None: the generic hint of the code, HINTS).
+REFUSALS: dict[tuple[str, str], str | None] = {
+    ("*", "POLICY_FAIL"): None,
+    ("*", "POLICY"): None,
+    ("*", "POLICY_CC"): None,
+    ("*", "EXPIRED"): None,
+    ("*", "PCR_CHANGED"): None,
+    ("TPM2_VerifySignature", "SIGNATURE"): "the approval was not signed by the enrolled key (or over other "
+                                           "bytes): the TPM refused the signature",
+    ("TPM2_PolicyAuthorize", "VALUE"): "the approved policy differs from the session digest (the PCRs, or the "
+                                       "assertions before PolicyAuthorize, are not the signed state), or the "
+                                       "ticket is for another key, policyRef or approval",
+    ("TPM2_PolicyAuthorize", "TICKET"): "the verification ticket is not from this TPM's VerifySignature",
+    ("TPM2_PolicyAuthorizeNV", "VALUE"): "the session digest differs from the policy stored in the NV index: "
+                                         "the PCRs are not the approved state",
+    ("TPM2_PolicyOR", "VALUE"): "the session digest matches none of the PolicyOR branches (PCRs or the approved "
+                                "policy differ from every branch)",
+    ("TPM2_PolicyPCR", "VALUE"): "policy check failed: the PCRs differ from the expected PCR digest",
+    ("TPM2_Unseal", "AUTH_FAIL"): "wrong PIN: the TPM counts wrong PINs against its dictionary-attack protection",
+    ("TPM2_Unseal", "BAD_AUTH"): "wrong PIN (or authorization value) for the sealed object",
+    ("TPM2_Unseal", "LOCKOUT"): "the TPM is in dictionary-attack lockout (too many wrong PINs); wait, or reset "
+                                "it with the lockout authorization",
 }
 
-# Codes that mean "the policy was not satisfied": unlock refused (exit 4), not a TPM malfunction.
-POLICY_REFUSAL_CODES = frozenset({"POLICY_FAIL", "POLICY", "POLICY_CC", "EXPIRED"})
+
+def refusal_hint(command: str, base: str) -> tuple[bool, str | None]:
+    """(is a policy refusal, its hint) for a command that failed with TPM_RC_<base>."""
+    for key in ((command, base), ("*", base)):
+        if key in REFUSALS:
+            return True, REFUSALS[key] or HINTS.get(base)
+    return False, None
 
 
-def error_for_rc(command: str, rc: int, *, context: str | None = None):
-    """The pcrtool error for a failed TPM command: TpmPolicyFailed (exit 4) for policy refusals,
-    TpmUnavailable (exit 5) when the TPM cannot be reached, TpmError otherwise."""
+def rc_name(rc: int | None) -> str:
+    """``TPM_RC_POLICY_FAIL``-style name of a return code ("" for None)."""
+    return "" if rc is None else decode_rc(rc).name
+
+
+def error_for_rc(command: str, rc: int, *, context: str | None = None, hint: str | None = None):
+    """The pcrtool error for ``command`` failing with ``rc`` (the one mapping; ``Tpm`` and
+    ``policy_session.tpm_call`` both use it): TpmUnavailable (exit 5) when the TCTI lost the TPM,
+    TpmPolicyFailed (exit 4) for a refusal listed in REFUSALS, TpmError (exit 1) otherwise.
+    ``hint``: the caller's hint for this command (a refusal's own hint comes first)."""
     from pcrtool.errors import TpmError, TpmPolicyFailed, TpmUnavailable
 
     rc = int(rc)
     d = decode_rc(rc)
     what = f"{command}{f' ({context})' if context else ''} failed: {d.describe()}"
-    if d.base in POLICY_REFUSAL_CODES:
-        return TpmPolicyFailed(what, d.hint, rc=rc, command=command)
-    refusal_hint = _VALUE_REFUSALS.get(command)
-    if d.base == "VALUE" and refusal_hint and d.parameter in (None, 1):
-        return TpmPolicyFailed(what, refusal_hint, rc=rc, command=command)
-    if d.layer == "TCTI":
+    if d.layer == "TCTI":   # the TPM went away mid-command: never a policy refusal
         return TpmUnavailable(what, d.hint or "check the TCTI (--tcti / PCRTOOL_TCTI)")
-    return TpmError(what, d.hint, rc=rc, command=command)
+    refused, refusal = refusal_hint(command, d.base)
+    if refused:
+        return TpmPolicyFailed(what, refusal or hint, rc=rc, command=command)
+    return TpmError(what, hint or d.hint, rc=rc, command=command)

@@ -63,21 +63,44 @@ def test_errors_map_to_exit_codes():
     assert isinstance(gone, TpmUnavailable) and gone.exit_code == 5
 
 
-@pytest.mark.parametrize("rc, error, policy", [
-    (0xA000A, TpmUnavailable, True),    # TSS2_TCTI_RC_IO_ERROR during a policy step: the TPM went away
-    (0xA000A, TpmUnavailable, False),
-    (0x99D, TpmPolicyFailed, True),     # TPM_RC_POLICY_FAIL on a policy step: refused (exit 4)
-    (0x99D, TpmError, False),
+@pytest.mark.parametrize("command, rc, error", [
+    ("TPM2_PolicyPCR", 0xA000A, TpmUnavailable),        # TSS2_TCTI_RC_IO_ERROR: the TPM went away
+    ("TPM2_NV_Read", 0xA000A, TpmUnavailable),
+    ("TPM2_Unseal", 0x99D, TpmPolicyFailed),             # TPM_RC_POLICY_FAIL: refused (exit 4)
+    ("TPM2_PolicyNV", 0x126, TpmPolicyFailed),           # TPM_RC_POLICY
+    ("TPM2_VerifySignature", 0x2DB, TpmPolicyFailed),    # TPM_RC_SIGNATURE, parameter 2
+    ("TPM2_PolicyOR", 0x1C4, TpmPolicyFailed),           # TPM_RC_VALUE, parameter 1
+    ("TPM2_PolicyAuthorize", 0x4C4, TpmPolicyFailed),    # TPM_RC_VALUE, parameter 4 (checkTicket)
+    ("TPM2_Unseal", 0x98E, TpmPolicyFailed),             # TPM_RC_AUTH_FAIL, session 1: wrong PIN
+    ("TPM2_Load", 0x2DB, TpmError),                      # a SIGNATURE code elsewhere is no refusal
+    ("TPM2_NV_Read", 0x1C4, TpmError),                   # nor is a VALUE outside the policy commands
+    ("TPM2_NV_DefineSpace", 0x14C, TpmError),            # TPM_RC_NV_DEFINED
 ])
-def test_policy_session_calls_map_a_lost_tpm_to_unavailable_not_refused(rc, error, policy):
+def test_both_tpm_paths_map_a_code_to_the_same_error(command, rc, error):
+    """Tpm._call (device.py) and tpm_call (policy_session.py) raise what error_for_rc maps."""
     from tests.support import need_module
 
     tss = need_module("tpm2_pytss")
+    from pcrtool.tpm.device import Tpm
     from pcrtool.tpm.policy_session import tpm_call
 
     def fails():
         raise tss.TSS2_Exception(rc)
 
-    with pytest.raises(error) as e:
-        tpm_call("TPM2_PolicyPCR", fails, policy=policy)
-    assert type(e.value) is error
+    assert type(error_for_rc(command, rc)) is error
+    with pytest.raises(error) as by_session:
+        tpm_call(command, fails)
+    with pytest.raises(error) as by_device:
+        Tpm(None, "none")._call(command, fails)
+    assert type(by_session.value) is error and type(by_device.value) is error
+    assert by_session.value.message == by_device.value.message == error_for_rc(command, rc).message
+    assert decode_rc(rc).name in by_session.value.message
+    assert by_session.value.exit_code == {TpmUnavailable: 5, TpmPolicyFailed: 4, TpmError: 1}[error]
+
+
+def test_a_refusal_names_the_tpm_code_and_keeps_a_specific_hint():
+    refused = error_for_rc("TPM2_VerifySignature", 0x2DB, hint="caller's hint")
+    assert refused.message == "TPM2_VerifySignature failed: TPM_RC_SIGNATURE (0x2db, parameter 2)"
+    assert refused.rc == 0x2DB and refused.tpm_rc == 0x2DB and "not signed by the enrolled key" in refused.hint
+    other = error_for_rc("TPM2_NV_Increment", 0x98E, hint="pass --owner-auth-file")
+    assert type(other) is TpmError and other.hint == "pass --owner-auth-file"
