@@ -154,6 +154,39 @@ def test_allowlist_update_revokes_a_release(env):
     _pcrtool("tpm", "unlock", *t, "-e", d / "e2.json", check=0)
 
 
+def test_a_streamed_first_enrolment_resumes_from_its_record_in_the_state_dir(env, monkeypatch):
+    """-o - (or /dev/null) has no directory for OUT.pending: the crash-resume record lives in the
+    state directory ($PCRTOOL_STATE_DIR), never in the current one (here /proc, where not even root
+    can create a file). A re-run after a crash resumes from it instead of refusing the counter."""
+    import os
+
+    from pcrtool.policy.digests import COUNTER_ATTRIBUTES
+    from pcrtool.tpm import open_tpm
+    from pcrtool.tpm.enroll import PendingEnrolment
+
+    d, rel, sw = env
+    monkeypatch.setenv("PCRTOOL_STATE_DIR", str(d / "state"))
+    index = 0x01805C03
+    secret = os.urandom(32)
+    (d / "secret.bin").write_bytes(secret)
+    args = ("tpm", "enroll", "--tcti", sw.tcti, "-k", d / "pub.pem", "--floor", 1, "--counter-index", f"{index:#x}",
+            "--secret", d / "secret.bin", "-o", "-")
+    # the state of a first run that crashed after initialising the counter: its record and the counter at c0
+    pending = PendingEnrolment.for_output("-", secret, index, streamed=True)
+    assert pending.path == str(d / "state" / "enroll-01805c03.pending")
+    with open_tpm(sw.tcti) as tpm:
+        tpm.nv_define(index, 8, int(COUNTER_ATTRIBUTES))
+        c0 = tpm.nv_increment(index, auth="owner")
+    pending.save(index, 1, c0)
+    p = _pcrtool(*args, check=0, cwd="/proc")
+    e = json.loads(p.stdout)
+    assert (e["counter_index"], e["c0"], e["f0"]) == (index, c0, 1)
+    assert not os.path.exists(pending.path)                  # removed once the enrollment is out
+    # without the record the same command is refused: the counter is someone's floor now
+    p = _pcrtool(*args, check=4, cwd="/proc")
+    assert "--previous" in p.stderr and p.stdout == ""
+
+
 def test_enroll_output_follows_the_one_output_rule(env):
     """-o /dev/null stays a character device, -o - prints the enrollment (which then unlocks),
     a symlink is refused, and --recovery-key cannot share stdout with the enrollment."""
@@ -165,7 +198,7 @@ def test_enroll_output_follows_the_one_output_rule(env):
              "--recovery-key", d / "rk.txt", check=0, cwd=d)
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
     assert (d / "rk.txt").stat().st_mode & 0o777 == 0o600
-    assert not (d / ".pcrtool-enroll.pending").exists()   # the cwd pending record is removed
+    assert not (d / ".pcrtool-enroll.pending").exists()   # nothing is left in the current directory
     # a second first-enrolment would find the counter in use: the floor counter index differs
     p = _pcrtool("tpm", "enroll", *t, "-k", d / "pub.pem", "--floor", 1, "--counter-index", "0x1805C01",
                  "-o", "-", "--recovery-key", d / "rk2.txt", check=0, cwd=d)
