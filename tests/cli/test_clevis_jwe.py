@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pcrtool.cli.clevis import PinError, decrypt, jwe_decrypt, jwe_encrypt, jwe_header
+from pcrtool.clevis.pin import PinError, decrypt, jwe_decrypt, jwe_encrypt, jwe_header
 from tests.support import need_tool
 
 

@@ -49,7 +49,8 @@ LAYERS = {
     "pcrtool.system": ADAPTER,
     "pcrtool.tools": ADAPTER,
     "pcrtool.swtpm": ADAPTER,
-    "pcrtool.render": ADAPTER,          # stdout/stderr, rich on a TTY
+    "pcrtool.render": ADAPTER,
+    "pcrtool.clevis": ADAPTER,          # the clevis pin (no CLI imports) and its initramfs file list          # stdout/stderr, rich on a TTY
     "pcrtool.validate_systemd": ADAPTER,  # drives systemd's tools against swtpm
     "pcrtool.cli": CLI,
     "pcrtool.__main__": CLI,
