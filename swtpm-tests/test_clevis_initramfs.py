@@ -1,0 +1,179 @@
+"""The clevis pin inside a real initramfs (issue 18): Debian's `mkinitramfs` with `clevis-initramfs`
+and pcrtool's hook (`pcrtool clevis install --initramfs`) builds an image; unpacked and entered
+with chroot, clevis' own initramfs unlock code (`luks2_decrypt` of scripts/local-top/clevis: token
+export, jose, `clevis decrypt`) opens a LUKS2 image file with the approved release booted into
+swtpm, and the pin refuses a revoked release after `advance-floor`. Only swtpm's socket directory
+and the disk image's directory are bound into the chroot: the interpreter, the stdlib, pcrtool,
+tpm2-pytss, cryptography, libtss2 and the approvals come from the image.
+
+mkinitramfs needs /boot/config-VERSION (it checks the kernel's decompressors): a private mount
+namespace puts a two-line config on /boot for the made-up version, so nothing on the host changes;
+no kernel modules are needed (a missing modules directory is only a warning)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.support import in_ci, need_tool
+from tests.support.releases import two_uki_releases
+
+PCRTOOL = [sys.executable, "-m", "pcrtool"]
+VERSION = "0.0.0-pcrtool-clevis"
+# clevis' initramfs unlock of one LUKS2 device, taken from the image itself, with a file for the
+# askpass FIFO; then cryptsetup (also from the image) checks the passphrase against keyslot 1.
+# luks2_decrypt returns 1 even after writing the passphrase (its `return 0` runs in the subshell
+# of a pipeline; clevis' loop does not depend on it): what it wrote is the verdict.
+UNLOCK = """set -u
+PATH=/sbin:/usr/sbin:/bin:/usr/bin
+eval "$(sed -n '/^luks2_decrypt()/,/^}/p' /scripts/local-top/clevis)"
+: > /run/pass
+luks2_decrypt "$1" /run/pass || true  # its `return 0` leaves only the pipeline's subshell
+[ -s /run/pass ] || { echo "luks2_decrypt wrote no passphrase" >&2; exit 7; }
+cryptsetup open --test-passphrase -S 1 --key-file /run/pass "$1" || exit 8
+wc -c < /run/pass
+"""
+# The pin alone on the token's JWE, stderr visible (luks2_decrypt discards it).
+DECRYPT = """set -u
+PATH=/sbin:/usr/sbin:/bin:/usr/bin
+cryptsetup token export --token-id 0 "$1" | jose fmt -j- -Og jwe -o- | jose jwe fmt -i- -c | tr -d '\\n' \
+  | clevis decrypt > /run/out
+"""
+
+
+def run(*args, env=None, check=True, **kw):
+    p = subprocess.run(list(map(str, args)), capture_output=True, env=env, timeout=300, **kw)
+    if check:
+        assert p.returncode == 0, f"{args[:3]} exit {p.returncode}: {p.stderr.decode(errors='replace')[-2000:]}"
+    return p
+
+
+def pcrtool(*args, **kw):
+    return run(*PCRTOOL, *args, **kw)
+
+
+def need_root():
+    if os.geteuid() != 0:
+        if in_ci():
+            pytest.fail("building and entering an initramfs needs root (mount namespaces, chroot)")
+        pytest.skip("needs root")
+
+
+def build_initramfs(d, conf, out):
+    """mkinitramfs into ``out`` with the hooks in ``conf`` (a copy of /etc/initramfs-tools)."""
+    boot = d / "boot"
+    boot.mkdir()
+    (boot / f"config-{VERSION}").write_text("CONFIG_RD_GZIP=y\nCONFIG_RD_ZSTD=y\n")
+    script = f'mount --bind "$1" /boot && exec mkinitramfs -d "$2" -o "$3" {VERSION}'
+    return run("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", boot, conf, out,
+               env={**os.environ, "TMPDIR": str(d)})
+
+
+def in_chroot(root, binds, script, *args):
+    """Run ``script`` with bash inside ``root`` (/dev, /proc, a /run tmpfs and ``binds`` mounted at
+    their own paths) in a private mount namespace: every mount goes away with the process."""
+    mounts = ["set -e", f'mkdir -p "{root}/dev" "{root}/proc" "{root}/run"', f'mount --bind /dev "{root}/dev"', f'mount -t proc proc "{root}/proc"',
+              f'mount -t tmpfs tmpfs "{root}/run"']
+    for b in binds:
+        (root / str(b).lstrip("/")).mkdir(parents=True, exist_ok=True)
+        mounts.append(f'mount --bind "{b}" "{root}{b}"')
+    mounts.append(f'exec chroot "{root}" /bin/bash -c "$0" bash "$@"')
+    return run("unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(mounts), script, *args,
+               env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, check=False)
+
+
+@pytest.mark.slow
+def test_clevis_unlock_inside_a_real_initramfs_allows_the_approved_release_and_denies_a_revoked_one(tmp_path, swtpm):
+    need_root()
+    for tool in ("clevis", "clevis-luks-bind", "cryptsetup", "mkinitramfs", "unmkinitramfs", "unshare", "chroot"):
+        need_tool(tool)
+    for hook, package in (("clevis", "clevis-initramfs"), ("cryptroot", "cryptsetup-initramfs")):
+        if not os.path.exists(f"/usr/share/initramfs-tools/hooks/{hook}"):
+            (pytest.fail if in_ci() else pytest.skip)(f"{package} is not installed (run .ci/install-system-deps)")
+    d, t = tmp_path, ("--tcti", swtpm.tcti)
+    (d / "etc").mkdir()
+    (d / "disk").mkdir()
+    two_uki_releases(d)
+    pcrtool("key", "generate", d / "k.pem", "--public-output", d / "pub.pem")
+    approvals = d / "etc" / "approvals.pcrsig"
+    pcrtool("policy", "approve", "-r", d / "p.json", "-k", d / "k.pem", "--pcrs", "11", "--product", "fooos",
+            "-o", approvals)
+    pcrtool("clevis", "install", "--dir", d / "bin")
+    env = {**os.environ, "PATH": f"{d / 'bin'}:{os.environ['PATH']}"}
+    disk, password = d / "disk" / "disk.img", d / "pass.txt"
+    password.write_text("correct horse battery")
+    with open(disk, "wb") as f:
+        f.truncate(32 << 20)
+    run("cryptsetup", "luksFormat", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
+        "--batch-mode", disk, password)
+
+    def boot(version):
+        swtpm.reboot()
+        pcrtool("tpm", "boot-release", d / "p.json", f"fooos-{version}", *t)
+
+    boot(2)
+    cfg = {"public_key": (d / "pub.pem").read_text(), "floor": 1, "window": 4, "pcrs": [11],
+           "approvals": str(approvals), "tcti": swtpm.tcti, "enrollment": str(d / "e.json"), "product": "fooos"}
+    run("clevis", "luks", "bind", "-y", "-d", disk, "-k", password, "-s", "1", "pcrtool", json.dumps(cfg), env=env)
+
+    # The image: Debian's hooks (cryptroot, clevis, busybox, …) plus pcrtool's, written by the CLI.
+    conf = d / "conf"
+    shutil.copytree("/etc/initramfs-tools", conf)
+    text = (conf / "initramfs.conf").read_text()
+    (conf / "initramfs.conf").write_text(text.replace("MODULES=most", "MODULES=list") + "\nCOMPRESS=zstd\n")
+    p = pcrtool("clevis", "install", "--dir", d / "bin2", "--initramfs", "--hooks-dir", conf / "hooks",
+                "--tcti-module", "device", "--tcti-module", "swtpm", "-a", approvals)
+    assert str(conf / "hooks" / "pcrtool-clevis") in p.stdout.decode()
+    build_initramfs(d, conf, d / "initrd.img")
+    root = d / "root"
+    run("unmkinitramfs", d / "initrd.img", root)
+    if (root / "main").is_dir():
+        root = root / "main"
+    print(f"\ninitramfs with pcrtool's hook: {(d / 'initrd.img').stat().st_size} bytes (zstd)")
+
+    # What the hook put there, and what it did not.
+    py = root / os.path.realpath(sys._base_executable).lstrip("/")
+    assert (root / "usr/bin/clevis-decrypt-pcrtool").is_file() and py.is_file()
+    assert (root / str(approvals).lstrip("/")).read_bytes() == approvals.read_bytes()
+    for lib in ("libtss2-esys.so.0", "libtss2-mu.so.0", "libtss2-rc.so.0", "libtss2-tctildr.so.0",
+                "libtss2-tcti-device.so.0", "libtss2-tcti-swtpm.so.0"):
+        assert list(root.glob(f"usr/lib/*/{lib}")) or list(root.glob(f"usr/lib/{lib}")), lib
+    names = {p.name for p in root.rglob("*")}
+    assert {"pin.py", "enroll.py", "ESAPI.py", "aead.py"} <= names
+    assert not {"typer", "rich", "click", "pkcs11"} & names
+    assert not (root / str(d).lstrip("/") / "bin").exists()  # the host pin was not copied
+    swtpm_dir = swtpm.socket_path.parent
+    assert not (root / str(swtpm_dir).lstrip("/")).exists()
+
+    # Allow: clevis' initramfs unlock of the approved release (svn 2) inside the image.
+    start = time.monotonic()
+    p = in_chroot(root, [swtpm_dir, disk.parent], UNLOCK, disk)
+    took = time.monotonic() - start
+    if p.returncode != 0:  # show the pin's own message (luks2_decrypt discards it)
+        q = in_chroot(root, [swtpm_dir, disk.parent], DECRYPT, disk)
+        pytest.fail(f"{p.stderr.decode(errors='replace')}; clevis decrypt: exit {q.returncode}: "
+                    f"{q.stderr.decode(errors='replace')[-3000:]}")
+    assert int(p.stdout.split()[-1]) > 16
+    print(f"unlock in the chroot: {took:.2f} s (luks2_decrypt + cryptsetup --test-passphrase)")
+
+    # Deny: after advance-floor to 2, svn 1 is revoked; the pin in the image says why, exit 4.
+    pcrtool("tpm", "advance-floor", "-e", d / "e.json", "--to", "2", "-a", approvals, *t)
+    boot(1)
+    p = in_chroot(root, [swtpm_dir, disk.parent], UNLOCK, disk)
+    assert p.returncode == 7, p.stderr.decode(errors="replace")
+    p = in_chroot(root, [swtpm_dir, disk.parent], DECRYPT, disk)
+    assert p.returncode == 4, p.stderr.decode(errors="replace")
+    assert b"release svn 1 is below the device floor 2" in p.stderr
+    assert b"Traceback" not in p.stderr and b"internal error" not in p.stderr
+    boot(2)  # the approved release still unlocks after the floor moved
+    p = in_chroot(root, [swtpm_dir, disk.parent], UNLOCK, disk)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    swtpm.reboot()  # a release nobody approved (tampered kernel): no key either
+    pcrtool("tpm", "extend", "11", "--data", "rogue", *t)
+    p = in_chroot(root, [swtpm_dir, disk.parent], DECRYPT, disk)
+    assert p.returncode == 4 and b"Traceback" not in p.stderr, p.stderr.decode(errors="replace")
+    print(p.stderr.decode(errors="replace"))
