@@ -175,16 +175,16 @@ def unseal_jwe_key(node: dict) -> bytes:
     """The 32-byte JWE key: ``pcrtool tpm unlock`` of the enrollment in ``node`` (in-process)."""
     from pcrtool import fileio
     from pcrtool.policy.approvals import MAX_APPROVALS_BYTES, Approvals
-    from pcrtool.tpm import enroll as E
+    from pcrtool.tpm.enroll import Enrollment, unlock
 
-    enrollment = E.Enrollment.parse(json.dumps(node["enrollment"]), source="the JWE's clevis.pcrtool.enrollment")
+    enrollment = Enrollment.parse(json.dumps(node["enrollment"]), source="the JWE's clevis.pcrtool.enrollment")
     if getattr(enrollment, "mode", "signed") != "signed":
         raise PinError("the JWE's enrollment is not a signed-mode one")
     path = os.environ.get("PCRTOOL_CLEVIS_APPROVALS") or node.get("approvals") or DEFAULT_APPROVALS
     approvals = Approvals.parse(fileio.read_bytes(path, what="approvals", limit=MAX_APPROVALS_BYTES + 1),
                                 source=str(path))
     pin = _read_pin(str(node["pin_file"])) if node.get("pin_file") else None
-    secret = E.unlock(node.get("tcti") or None, enrollment, approvals, pin=pin).secret
+    secret = unlock(node.get("tcti") or None, enrollment, approvals, pin=pin).secret
     if len(secret) != 32:
         raise PinError(f"the unsealed secret has {len(secret)} bytes, expected the 32-byte JWE key")
     return secret
