@@ -1,10 +1,22 @@
-"""Shared helpers for the benchmarks (peak RSS of a child through GNU time)."""
+"""Shared helpers for the benchmarks: the best of N timed rounds, and the peak RSS of a child
+through GNU time."""
 
 from __future__ import annotations
 
 import os
+import time
 
 GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
+def best_of(rounds: int, fn) -> float:
+    """The shortest wall time (seconds) of ``rounds`` calls of ``fn()``."""
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
 def with_peak_rss(argv: list[str]) -> list[str]:

@@ -8,23 +8,15 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from pcrtool.model import HashAlg
 from pcrtool.predict.uki import predict_pcr11
 
+from benchlib import best_of  # bench/ is sys.path[0] when a benchmark runs
+
 MEASURE = "/usr/lib/systemd/systemd-measure"
 BANKS = (HashAlg.SHA1, HashAlg.SHA256, HashAlg.SHA384, HashAlg.SHA512)
-
-
-def best_of(n, fn):
-    best = float("inf")
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main() -> None:

@@ -14,21 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import time
 from pathlib import Path
+
+from benchlib import best_of  # bench/ is sys.path[0] when a benchmark runs
 
 DEFAULT_LOG = Path(__file__).resolve().parents[1] / ".." / "shared" / "eventlogs-corpus" / "logs" / \
     "python3-uefi-eventlog" / "intel_svr.bin"
 SELECTION = "sha1:all+sha256:all+sha384:all+sha512:all"
-
-
-def best_of(rounds: int, fn) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main() -> None:
