@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.append(str(Path(__file__).resolve().parent))
-from tests.policy.helpers_policy import need_module, need_tool, pem_private, pem_public, releases_doc, rsa_key  # noqa: E402
-from tpm_proxy import boot, pcrtool, pcrtool_popen  # noqa: E402
+from tpm_proxy import approved_releases, boot, pcrtool, pcrtool_popen  # noqa: E402
 
 RUNS = 30
 STEP = 6                       # increments per run: a wider window for the race today's code loses
@@ -19,15 +18,8 @@ TOP_SVN = 2 * STEP * RUNS + 20   # room for every run to overshoot
 
 @pytest.mark.slow
 def test_parallel_advance_floor_ends_at_the_requested_floor(swtpm, tmp_path):
-    need_module("tpm2_pytss")
-    need_tool("tpm2_pcrextend")
     d = tmp_path
-    key = rsa_key()
-    (d / "k.pem").write_bytes(pem_private(key))
-    (d / "pub.pem").write_bytes(pem_public(key))
-    doc = releases_doc(svns=(TOP_SVN,), not_allowed=0)
-    (d / "rel.json").write_text(json.dumps(doc))
-    pcrtool("policy", "approve", "-r", d / "rel.json", "-k", d / "k.pem", "-o", d / "a.pcrsig", check=0)
+    doc = approved_releases(d, svns=(TOP_SVN,), not_allowed=0)
     t = ("--tcti", swtpm.tcti)
     pcrtool("tpm", "enroll", *t, "-k", d / "pub.pem", "--floor", 1, "--window", TOP_SVN, "-o", d / "e.json", check=0)
     boot(swtpm, doc, 0)   # the approved release with the top svn: every --to below it is allowed

@@ -8,7 +8,6 @@ allowlist update key. A control shows the proxy does capture payload in clear (t
 """
 
 import base64
-import json
 import os
 import struct
 import subprocess
@@ -18,8 +17,8 @@ from pathlib import Path
 import pytest
 
 sys.path.append(str(Path(__file__).resolve().parent))
-from tests.policy.helpers_policy import need_module, need_tool, pem_private, pem_public, releases_doc, rsa_key  # noqa: E402
-from tpm_proxy import TPM_RS_PW, TpmProxy, boot, pcrtool, tpm2_tools  # noqa: E402
+from tests.policy.helpers_policy import need_tool  # noqa: E402
+from tpm_proxy import TPM_RS_PW, TpmProxy, approved_releases, boot, pcrtool, tpm2_tools  # noqa: E402
 
 SECRET = bytes(range(0xA0, 0xC0))          # 32 recognisable bytes
 UPDATE_KEY = bytes(range(0x40, 0x60))      # nv mode's HMAC update key, if the mode exists
@@ -27,21 +26,10 @@ UPDATE_KEY = bytes(range(0x40, 0x60))      # nv mode's HMAC update key, if the m
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    need_module("tpm2_pytss")
-    need_tool("tpm2_pcrextend")
     d = tmp_path_factory.mktemp("bus")
-    key = rsa_key()
-    (d / "k.pem").write_bytes(pem_private(key))
-    (d / "pub.pem").write_bytes(pem_public(key))
-    doc = releases_doc(svns=(1, 2, 3))
-    (d / "rel.json").write_text(json.dumps(doc))
-    revoked = json.loads(json.dumps(doc))
-    revoked["releases"][0]["allowed"] = False
-    (d / "rel2.json").write_text(json.dumps(revoked))
-    (d / "secret.bin").write_bytes(SECRET)
+    doc = approved_releases(d, svns=(1, 2, 3), secret=SECRET, revoke_first=True)
     (d / "update.key").write_bytes(UPDATE_KEY)
     (d / "update.key").chmod(0o600)
-    pcrtool("policy", "approve", "-r", d / "rel.json", "-k", d / "k.pem", "-o", d / "a.pcrsig", check=0)
     return d, doc
 
 

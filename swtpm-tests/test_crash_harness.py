@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 sys.path.append(str(Path(__file__).resolve().parent))
-from tests.policy.helpers_policy import need_module, need_tool, pem_private, pem_public, releases_doc, rsa_key  # noqa: E402
-from tpm_proxy import TpmProxy, boot, pcrtool, pcrtool_popen  # noqa: E402
+from tpm_proxy import TpmProxy, approved_releases, boot, pcrtool, pcrtool_popen  # noqa: E402
 
 SECRET = bytes(range(0x90, 0xB0))
 # TPM 2.0 Part 3 commands whose effect survives a reboot
@@ -36,19 +35,8 @@ PERSISTENT = {"NV_DefineSpace", "NV_UndefineSpace", "NV_UndefineSpaceSpecial", "
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """Key, releases (svn 1, 2, 3; a revoking allowlist without svn 1), approvals, secret."""
-    need_module("tpm2_pytss")
-    need_tool("tpm2_pcrextend")
     d = tmp_path_factory.mktemp("crash-base")
-    key = rsa_key()
-    (d / "k.pem").write_bytes(pem_private(key))
-    (d / "pub.pem").write_bytes(pem_public(key))
-    (d / "secret.bin").write_bytes(SECRET)
-    doc = releases_doc(svns=(1, 2, 3))
-    (d / "rel.json").write_text(json.dumps(doc))
-    revoked = json.loads(json.dumps(doc))
-    revoked["releases"][0]["allowed"] = False
-    (d / "rel2.json").write_text(json.dumps(revoked))
-    pcrtool("policy", "approve", "-r", d / "rel.json", "-k", d / "k.pem", "-o", d / "a.pcrsig", check=0)
+    doc = approved_releases(d, svns=(1, 2, 3), secret=SECRET, revoke_first=True)
     return d, doc
 
 
@@ -72,6 +60,13 @@ def _unlocks(tcti, work: Path, enrollment: str, signed: bool) -> bool:
         return True
     assert p.returncode in (1, 4), p.stderr
     return False
+
+
+def _cell(sw, tcti, work: Path, doc: dict, index: int, *, unlocks: bool, problem: str) -> list[str]:
+    """Boot release ``index`` and unlock e.json with the approvals: ``[problem]`` unless the outcome
+    is ``unlocks``."""
+    boot(sw, doc, index)
+    return [] if _unlocks(tcti, work, "e.json", True) == unlocks else [problem]
 
 
 class Harness:
@@ -126,6 +121,12 @@ class Harness:
             shutil.rmtree(work, ignore_errors=True)
         return {"commands": total, "names": names, "distinct_states": len(verdicts), "problems": problems}
 
+    def assert_sweep(self, argv, before, verify) -> None:
+        """``sweep`` and print its report; no kill point may leave a problem."""
+        summary = self.sweep(argv, before, verify)
+        print(_report(summary))
+        assert not summary["problems"], _report(summary)
+
     def _run(self, argv, before, verify, name):
         from pcrtool.swtpm import Swtpm
         state, work = self.copy(name)
@@ -174,7 +175,6 @@ def test_kill_during_signed_enrol(base, tmp_path):
                 "--secret", work / "secret.bin", "-o", work / out)
 
     def verify(tcti, sw, work, how):
-        problems = []
         if not (work / "e.json").exists():   # the interrupted enrolment left no file: enrol again
             p = pcrtool(*argv(tcti, work))
             override = re.search(r"--floor (\d+) --revive (\S+?)\)?(?:\s|$)", p.stderr)
@@ -186,17 +186,10 @@ def test_kill_during_signed_enrol(base, tmp_path):
                 p = pcrtool(*argv(tcti, work), "--revive", override.group(2))
             if p.returncode:
                 return [f"enrolling again fails: {p.stderr.strip()}"]
-        boot(sw, doc, 2)
-        if not _unlocks(tcti, work, "e.json", True):
-            problems.append("svn 3 does not unlock")
-        boot(sw, doc, 0)
-        if _unlocks(tcti, work, "e.json", True):
-            problems.append("svn 1 (below the floor 2) unlocks")
-        return problems
+        return (_cell(sw, tcti, work, doc, 2, unlocks=True, problem="svn 3 does not unlock")
+                + _cell(sw, tcti, work, doc, 0, unlocks=False, problem="svn 1 (below the floor 2) unlocks"))
 
-    summary = h.sweep(argv, lambda sw: None, verify)
-    print(_report(summary))
-    assert not summary["problems"], _report(summary)
+    h.assert_sweep(argv, lambda sw: None, verify)
 
 
 @pytest.mark.slow
@@ -214,10 +207,7 @@ def test_kill_during_advance_floor(base, tmp_path):
                 "--json=short")
 
     def verify(tcti, sw, work, how):
-        problems = []
-        boot(sw, doc, 2)
-        if not _unlocks(tcti, work, "e.json", True):
-            problems.append("svn 3 does not unlock after the crash")
+        problems = _cell(sw, tcti, work, doc, 2, unlocks=True, problem="svn 3 does not unlock after the crash")
         p = pcrtool(*argv(tcti, work))
         if p.returncode:
             return problems + [f"re-running advance-floor fails: {p.stderr.strip()}"]
@@ -226,14 +216,9 @@ def test_kill_during_advance_floor(base, tmp_path):
             problems.append(f"floor after the crash {out['old_floor']}, after the re-run {out['floor']}")
         if not _unlocks(tcti, work, "e.json", True):
             problems.append("svn 3 does not unlock after the re-run")
-        boot(sw, doc, 1)
-        if _unlocks(tcti, work, "e.json", True):
-            problems.append("svn 2 (revoked) unlocks")
-        return problems
+        return problems + _cell(sw, tcti, work, doc, 1, unlocks=False, problem="svn 2 (revoked) unlocks")
 
-    summary = h.sweep(argv, lambda sw: boot(sw, doc, 2), verify)
-    print(_report(summary))
-    assert not summary["problems"], _report(summary)
+    h.assert_sweep(argv, lambda sw: boot(sw, doc, 2), verify)
 
 
 @pytest.mark.slow
@@ -268,6 +253,4 @@ def test_kill_during_allowlist_update(base, tmp_path):
                 problems.append(f"svn 1 (revoked by the update) unlocks with {f}")
         return problems
 
-    summary = h.sweep(argv, lambda sw: boot(sw, doc, 2), verify)
-    print(_report(summary))
-    assert not summary["problems"], _report(summary)
+    h.assert_sweep(argv, lambda sw: boot(sw, doc, 2), verify)

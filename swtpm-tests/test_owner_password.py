@@ -3,7 +3,6 @@ against anyone moving the counter): enrolment takes the password, unlock needs n
 a persistent SRK created once with owner authorization; today every unlock fails instead)."""
 
 import base64
-import json
 import re
 import sys
 from pathlib import Path
@@ -11,47 +10,46 @@ from pathlib import Path
 import pytest
 
 sys.path.append(str(Path(__file__).resolve().parent))
-from tests.policy.helpers_policy import need_module, need_tool, pem_private, pem_public, releases_doc, rsa_key  # noqa: E402
-from tpm_proxy import boot, pcrtool, tpm2_tools  # noqa: E402
+from tests.policy.helpers_policy import need_tool  # noqa: E402
+from tpm_proxy import approved_releases, boot, pcrtool, tpm2_tools  # noqa: E402
 
 OWNER_PASSWORD = "owner-secret-13"
 SECRET = bytes(range(0x60, 0x80))
 
 
-def _owner_option() -> str:
-    """The enrol option that takes owner authorization, as `pcrtool tpm enroll --help` names it."""
+def _owner_args(d: Path) -> tuple:
+    """The enrol option that takes owner authorization, as `pcrtool tpm enroll --help` names it,
+    with its value (the password, or a 0600 file holding it for an option ending in -file)."""
     text = pcrtool("tpm", "enroll", "--help", check=0).stdout
     found = sorted(set(re.findall(r"--owner[-a-z]*", text)))
     assert found, "`pcrtool tpm enroll` has no option for owner authorization"
-    return found[0]
+    if not found[0].endswith("-file"):
+        return found[0], OWNER_PASSWORD
+    (d / "owner.pw").write_text(OWNER_PASSWORD)
+    (d / "owner.pw").chmod(0o600)
+    return found[0], d / "owner.pw"
+
+
+def _owned_device(swtpm, d: Path, secret: bytes | None = None) -> dict:
+    """Releases svn 1 and 2 approved in ``d`` (tpm_proxy.approved_releases), then the owner
+    hierarchy of ``swtpm`` given OWNER_PASSWORD; returns the releases."""
+    need_tool("tpm2_changeauth")
+    doc = approved_releases(d, svns=(1, 2), secret=secret)
+    tpm2_tools(swtpm, "tpm2_changeauth", "-c", "owner", OWNER_PASSWORD)
+    return doc
 
 
 @pytest.mark.parametrize("mode", ["signed", "allowlist-direct"])
 def test_enrol_with_owner_password_unlock_without(swtpm, tmp_path, mode):
-    need_module("tpm2_pytss")
-    need_tool("tpm2_changeauth")
     d = tmp_path
-    key = rsa_key()
-    (d / "k.pem").write_bytes(pem_private(key))
-    (d / "pub.pem").write_bytes(pem_public(key))
-    (d / "secret.bin").write_bytes(SECRET)
-    doc = releases_doc(svns=(1, 2))
-    (d / "rel.json").write_text(json.dumps(doc))
-    pcrtool("policy", "approve", "-r", d / "rel.json", "-k", d / "k.pem", "-o", d / "a.pcrsig", check=0)
-    tpm2_tools(swtpm, "tpm2_changeauth", "-c", "owner", OWNER_PASSWORD)
+    doc = _owned_device(swtpm, d, SECRET)
     t = ("--tcti", swtpm.tcti)
     how = ("-k", d / "pub.pem", "--floor", 1) if mode == "signed" else ("--allowlist", d / "rel.json")
     # without the password enrolment is refused cleanly
     p = pcrtool("tpm", "enroll", *t, *how, "--secret", d / "secret.bin", "-o", d / "none.json")
     assert p.returncode != 0 and "Traceback" not in p.stderr and "internal error" not in p.stderr
     assert not (d / "none.json").exists()
-    option = _owner_option()
-    if option.endswith("-file"):
-        (d / "owner.pw").write_text(OWNER_PASSWORD)
-        (d / "owner.pw").chmod(0o600)
-        owner = (option, d / "owner.pw")
-    else:
-        owner = (option, OWNER_PASSWORD)
+    owner = _owner_args(d)
     pcrtool("tpm", "enroll", *t, *how, "--secret", d / "secret.bin", "-o", d / "e.json", *owner, check=0)
     boot(swtpm, doc, 1)
     apps = ("-a", d / "a.pcrsig") if mode == "signed" else ()
@@ -66,20 +64,9 @@ def test_the_owner_password_never_crosses_the_bus(swtpm, tmp_path):
     (which authorizes every later counter increment) never appears on the bus in clear."""
     from tpm_proxy import TPM_RS_PW, TpmProxy
 
-    need_module("tpm2_pytss")
-    need_tool("tpm2_changeauth")
     d = tmp_path
-    key = rsa_key()
-    (d / "k.pem").write_bytes(pem_private(key))
-    (d / "pub.pem").write_bytes(pem_public(key))
-    doc = releases_doc(svns=(1, 2))
-    (d / "rel.json").write_text(json.dumps(doc))
-    pcrtool("policy", "approve", "-r", d / "rel.json", "-k", d / "k.pem", "-o", d / "a.pcrsig", check=0)
-    tpm2_tools(swtpm, "tpm2_changeauth", "-c", "owner", OWNER_PASSWORD)
-    option = _owner_option()
-    (d / "owner.pw").write_text(OWNER_PASSWORD)
-    (d / "owner.pw").chmod(0o600)
-    owner = (option, d / "owner.pw") if option.endswith("-file") else (option, OWNER_PASSWORD)
+    doc = _owned_device(swtpm, d)
+    owner = _owner_args(d)
     with TpmProxy(swtpm) as proxy:
         t = ("--tcti", proxy.tcti)
         pcrtool("tpm", "enroll", *t, "-k", d / "pub.pem", "--floor", 1, "-o", d / "e.json", *owner, check=0)

@@ -470,6 +470,34 @@ def tpm2_tools(sw_or_tcti, *argv, check: bool = True, timeout: float = 60):
     return p
 
 
+def approved_releases(d: Path, *, secret: bytes | None = None, revoke_first: bool = False, **releases) -> dict:
+    """What a signed-policy device test starts from, written into ``d``: a fresh RSA-2048 signing
+    key (k.pem, pub.pem), the releases of ``tests.policy.helpers_policy.releases_doc(**releases)``
+    (rel.json) and their approvals by that key (a.pcrsig, from `pcrtool policy approve`); with
+    ``secret`` the secret to seal (secret.bin); with ``revoke_first`` rel2.json, the same releases
+    with the first one marked not allowed. Needs tpm2-pytss and tpm2_pcrextend (``boot``), as every
+    device test does; returns the releases document."""
+    import json
+
+    from tests.policy.helpers_policy import need_module, need_tool, pem_private, pem_public, releases_doc, rsa_key
+
+    need_module("tpm2_pytss")
+    need_tool("tpm2_pcrextend")
+    doc = releases_doc(**releases)
+    key = rsa_key()
+    (d / "k.pem").write_bytes(pem_private(key))
+    (d / "pub.pem").write_bytes(pem_public(key))
+    (d / "rel.json").write_text(json.dumps(doc))
+    if revoke_first:
+        revoked = json.loads(json.dumps(doc))
+        revoked["releases"][0]["allowed"] = False
+        (d / "rel2.json").write_text(json.dumps(revoked))
+    if secret is not None:
+        (d / "secret.bin").write_bytes(secret)
+    pcrtool("policy", "approve", "-r", d / "rel.json", "-k", d / "k.pem", "-o", d / "a.pcrsig", check=0)
+    return doc
+
+
 def boot(sw, doc: dict, index: int, *, unclean: bool = False) -> None:
     """Reboot swtpm and measure release ``index`` of a releases document (``pcrs`` + ``releases``
     with ``measurements``: pcr and per-bank digests, extended in order) with tpm2_pcrextend."""
