@@ -87,6 +87,22 @@ class Device:
         return json.loads(pcrtool("tpm", "status", *self.t, "-e", self.d / enrollment, *args, "--json=short",
                                   check=0).stdout)
 
+    def enroll_in_mode(self, mode: str, doc: dict) -> tuple[Path, str]:
+        """Approve ``doc`` (a.pcrsig) and enrol e.json in ``mode``: "signed" (the key, floor 1) or
+        "allowlist-direct" (the releases). Returns the approvals and the floor counter's index."""
+        rel = self.releases("rel", doc)
+        apps = self.approve(rel, "a.pcrsig")
+        if mode == "signed":
+            self.enroll("e.json", "-k", self.d / "pub.pem", "--floor", 1)
+        else:
+            self.enroll("e.json", "--allowlist", rel)
+        st = self.status("e.json")
+        return apps, st.get("counter_index") or st["index"]
+
+    def unlock_in_mode(self, mode: str, apps: Path):
+        """Unlock e.json as ``enroll_in_mode`` enrolled it (approvals only in signed mode)."""
+        return self.unlock("e.json", "-a", apps) if mode == "signed" else self.unlock("e.json")
+
     def edit(self, src: str, dst: str, **changes) -> str:
         doc = json.loads((self.d / src).read_text())
         doc.update(changes)
@@ -234,25 +250,14 @@ def test_f5_forged_entry_does_not_move_the_floor(dev):
 
 # --- finding 7: anyone can move the counter -----------------------------------------------------------
 
-def _counter_index(dev, enrollment: str) -> str:
-    st = dev.status(enrollment)
-    return st.get("counter_index") or st["index"]
-
-
 @pytest.mark.parametrize("mode", ["signed", "allowlist-direct"])
 def test_f7_the_counter_cannot_be_incremented_without_authorization(dev, mode):
     doc = release_doc((1, 2))
-    rel = dev.releases("rel", doc)
-    apps = dev.approve(rel, "a.pcrsig")
-    if mode == "signed":
-        dev.enroll("e.json", "-k", dev.d / "pub.pem", "--floor", 1)
-    else:
-        dev.enroll("e.json", "--allowlist", rel)
-    index = _counter_index(dev, "e.json")
+    apps, index = dev.enroll_in_mode(mode, doc)
     p = tpm2_tools(dev.sw, "tpm2_nvincrement", "-C", index, index, check=False)
     assert p.returncode != 0, "an empty-password NV_Increment of the floor counter succeeded"
     boot(dev.sw, doc, 0)
-    assert unlocked(dev.unlock("e.json", "-a", apps) if mode == "signed" else dev.unlock("e.json"))
+    assert unlocked(dev.unlock_in_mode(mode, apps))
 
 
 # --- finding 8: authorizing to a swapped index trips dictionary-attack lockout ---------------------------
@@ -260,13 +265,7 @@ def test_f7_the_counter_cannot_be_incremented_without_authorization(dev, mode):
 @pytest.mark.parametrize("mode", ["signed", "allowlist-direct"])
 def test_f8_an_index_with_a_password_at_the_counter_handle_costs_no_lockout(dev, mode):
     doc = release_doc((1, 2))
-    rel = dev.releases("rel", doc)
-    apps = dev.approve(rel, "a.pcrsig")
-    if mode == "signed":
-        dev.enroll("e.json", "-k", dev.d / "pub.pem", "--floor", 1)
-    else:
-        dev.enroll("e.json", "--allowlist", rel)
-    index = _counter_index(dev, "e.json")
+    apps, index = dev.enroll_in_mode(mode, doc)
     excuse_lockout(dev.sw)   # this test asserts on the counter itself
     tpm2_tools(dev.sw, "tpm2_nvundefine", "-C", "o", index)
     tpm2_tools(dev.sw, "tpm2_nvdefine", index, "-C", "o", "-s", "8", "-p", "squatter",
@@ -274,7 +273,7 @@ def test_f8_an_index_with_a_password_at_the_counter_handle_costs_no_lockout(dev,
     tpm2_tools(dev.sw, "tpm2_nvincrement", "-C", index, "-P", "squatter", index)
     assert lockout_counter(dev.sw.socket_path) == 0
     boot(dev.sw, doc, 0)
-    p = dev.unlock("e.json", "-a", apps) if mode == "signed" else dev.unlock("e.json")
+    p = dev.unlock_in_mode(mode, apps)
     assert not unlocked(p)
     if mode == "signed":
         pcrtool("tpm", "advance-floor", *dev.t, "-e", dev.d / "e.json", "--to", 2, "--force")
@@ -287,19 +286,13 @@ def test_f8_an_index_with_a_password_at_the_counter_handle_costs_no_lockout(dev,
 @pytest.mark.parametrize("mode", ["signed", "allowlist-direct"])
 def test_held_counter_redefined_by_the_owner_revives_nothing(dev, mode):
     doc = release_doc((1, 2))
-    rel = dev.releases("rel", doc)
-    apps = dev.approve(rel, "a.pcrsig")
-    if mode == "signed":
-        dev.enroll("e.json", "-k", dev.d / "pub.pem", "--floor", 1)
-    else:
-        dev.enroll("e.json", "--allowlist", rel)
-    index = _counter_index(dev, "e.json")
+    apps, index = dev.enroll_in_mode(mode, doc)
     tpm2_tools(dev.sw, "tpm2_nvundefine", "-C", "o", index)
     tpm2_tools(dev.sw, "tpm2_nvdefine", index, "-C", "o", "-s", "8",
                "-a", "ownerread|ownerwrite|authread|authwrite|no_da|nt=counter")
     tpm2_tools(dev.sw, "tpm2_nvincrement", "-C", index, index)
     boot(dev.sw, doc, 0)
-    p = dev.unlock("e.json", "-a", apps) if mode == "signed" else dev.unlock("e.json")
+    p = dev.unlock_in_mode(mode, apps)
     assert not unlocked(p) and p.returncode in (1, 4), p.stderr
 
 

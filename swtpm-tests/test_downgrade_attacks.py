@@ -408,6 +408,16 @@ def _edit(path: Path, fn) -> dict:
     return doc
 
 
+def _unlock_with_edited(enrolled, name: str, fn, where: str) -> None:
+    """Unlock with ``name`` (e.json or a.pcrsig) edited by ``fn``: exit 1, one line naming ``where``."""
+    d, sw = enrolled
+    files = {"e.json": d / "e.json", "a.pcrsig": d / "a.pcrsig"}
+    files[name] = d / ("bad" + Path(name).suffix)
+    files[name].write_text(json.dumps(_edit(d / name, fn)))
+    p = _pcrtool("tpm", "unlock", "--tcti", sw.tcti, "-e", files["e.json"], "-a", files["a.pcrsig"], check=1)
+    assert where in p.stderr
+
+
 ENROLLMENT_EDITS = {
     "window 2,000,000": (lambda d: d.update(window=2_000_000), "$.window"),
     "PCR 99": (lambda d: d.update(pcrs=[7, 99]), "$.pcrs"),
@@ -425,11 +435,7 @@ ENROLLMENT_EDITS = {
 
 @pytest.mark.parametrize("case", sorted(ENROLLMENT_EDITS))
 def test_malformed_enrollment_is_one_line_with_the_json_path(enrolled, case):
-    d, sw = enrolled
-    fn, where = ENROLLMENT_EDITS[case]
-    (d / "bad.json").write_text(json.dumps(_edit(d / "e.json", fn)))
-    p = _pcrtool("tpm", "unlock", "--tcti", sw.tcti, "-e", d / "bad.json", "-a", d / "a.pcrsig", check=1)
-    assert where in p.stderr
+    _unlock_with_edited(enrolled, "e.json", *ENROLLMENT_EDITS[case])
 
 
 APPROVAL_EDITS = {
@@ -448,11 +454,7 @@ APPROVAL_EDITS = {
 
 @pytest.mark.parametrize("case", sorted(APPROVAL_EDITS))
 def test_malformed_approvals_are_one_line_with_the_json_path(enrolled, case):
-    d, sw = enrolled
-    fn, where = APPROVAL_EDITS[case]
-    (d / "bad.pcrsig").write_text(json.dumps(_edit(d / "a.pcrsig", fn)))
-    p = _pcrtool("tpm", "unlock", "--tcti", sw.tcti, "-e", d / "e.json", "-a", d / "bad.pcrsig", check=1)
-    assert where in p.stderr
+    _unlock_with_edited(enrolled, "a.pcrsig", *APPROVAL_EDITS[case])
 
 
 def test_deep_nesting_and_oversized_files_are_refused_quickly(enrolled):
