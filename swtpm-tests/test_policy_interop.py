@@ -7,8 +7,13 @@ import json
 import os
 import subprocess
 
+import sys
+from pathlib import Path
+
 import pytest
 
+sys.path.append(str(Path(__file__).resolve().parent))
+from signed_policy import unseal_signed  # noqa: E402
 from tests.policy.helpers_policy import need_module, pem_private, pem_public, pkcs1_sha256, rsa_key  # noqa: E402
 
 MEASURE = "/usr/lib/systemd/systemd-measure"
@@ -79,22 +84,14 @@ def _seal_systemd_style(swtpm, secret):
 
 def _unseal_systemd_style(swtpm, blob, entry):
     """LoadExternal → PolicyPCR(11, live) → VerifySignature → PolicyAuthorize(empty ref) → Unseal."""
-    from pcrtool.model import HashAlg
-    from pcrtool.policy import digests as D
     from pcrtool.tpm import policy_session as S
 
     with S.open_esys(swtpm.tcti) as esys:
         srk = S.create_srk(esys)
-        obj = S.load_blob(esys, srk, blob)
-        key = S.load_external_key(esys, D.public_key_tpmt(KEY.public_key()))
-        sess = S.start_policy_session(esys, srk)
         try:
-            S.policy_pcr(esys, sess, HashAlg.SHA256, [11])
-            ticket = S.verify_signature(esys, key, entry.tbs, entry.sig)
-            S.policy_authorize(esys, sess, entry.pol, b"", D.public_key_name(KEY.public_key()), ticket)
-            return S.unseal(esys, obj, sess)
+            return unseal_signed(esys, srk, blob, entry, KEY.public_key(), b"")
         finally:
-            S.flush(esys, sess, key, obj, srk)
+            S.flush(esys, srk)
 
 
 def _boot_uki(swtpm, sections, phase):

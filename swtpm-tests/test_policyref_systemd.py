@@ -12,7 +12,11 @@ import base64
 import hashlib
 import json
 import os
+import sys
+from pathlib import Path
 
+sys.path.append(str(Path(__file__).resolve().parent))
+from signed_policy import unseal_signed  # noqa: E402
 from tests.policy.helpers_policy import need_module, pem_private, pem_public, pkcs1_sha256, rsa_key  # noqa: E402
 
 KEY = rsa_key()
@@ -81,18 +85,8 @@ def test_systemd_cryptenroll_policyref_slot_unseals_with_pcrtools_approval(sid_s
     srk_record = base64.b64decode(token["tpm2_srk"])
 
     def unseal(e):
-        with S.open_esys(swtpm.tcti) as esys:
-            srk = esys.tr_deserialize(srk_record)
-            obj = S.load_blob(esys, srk, blob)
-            key = S.load_external_key(esys, D.public_key_tpmt(KEY.public_key()))
-            sess = S.start_policy_session(esys, srk)
-            try:
-                S.policy_pcr(esys, sess, HashAlg.SHA256, [11])
-                ticket = S.verify_signature(esys, key, e.tbs, e.sig)
-                S.policy_authorize(esys, sess, e.pol, e.policy_ref, key_name, ticket)
-                return S.unseal(esys, obj, sess)
-            finally:
-                S.flush(esys, sess, key, obj)
+        with S.open_esys(swtpm.tcti) as esys:   # under systemd's persistent SRK
+            return unseal_signed(esys, esys.tr_deserialize(srk_record), blob, e, KEY.public_key(), e.policy_ref)
 
     secret = unseal(entry)
     assert len(secret) > 0
