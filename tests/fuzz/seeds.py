@@ -9,6 +9,8 @@ import gzip
 import json
 from pathlib import Path
 
+from tests.predict.helpers_manifest import FILES, MANIFEST, MANIFEST_JSON
+
 ROOT = Path(__file__).resolve().parents[2]
 SEED_MAX = 1 << 16
 
@@ -108,22 +110,11 @@ def _pcrsig() -> list[bytes]:
     return [json.dumps({"sha256": [entry, {"pcrs": [11], "pkfp": "cd" * 32, "pol": "00" * 32, "sig": "AA=="}]}).encode()]
 
 
-MANIFEST = b"""name = "fooos"
-version = "2.1"
-svn = 3
-phases = [":", "foo"]
-[uki.sections]
-linux = "vmlinuz"
-initrd = "initrd.img"
-"""
-
-
 def _predictions() -> list[bytes]:
     out = _files([ROOT / "pcrtool" / "data" / "demo" / "releases.json"])
     try:
         from pcrtool.predict.manifest import dump_predictions, parse_manifest, predict_release
-        files = {"vmlinuz": b"HALLO\n", "initrd.img": b"foobar\n"}
-        rel = predict_release(parse_manifest(MANIFEST), files.__getitem__)
+        rel = predict_release(parse_manifest(MANIFEST), FILES.__getitem__)
         out.append(json.dumps(dump_predictions([rel])).encode())
     except Exception:  # noqa: BLE001
         pass
@@ -131,8 +122,7 @@ def _predictions() -> list[bytes]:
 
 
 def _manifest() -> list[bytes]:
-    return [MANIFEST, json.dumps({"name": "fooos", "version": "2.1", "svn": 3, "phases": ["foo"],
-                                  "uki": {"sections": {"linux": "vmlinuz", "initrd": "initrd.img"}}}).encode(),
+    return [MANIFEST.encode(), json.dumps(MANIFEST_JSON).encode(),
             b'[[allow]]\nname = "fooos"\nversion = "2.1"\nsvn = 3\n']
 
 

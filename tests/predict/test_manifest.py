@@ -12,20 +12,7 @@ from pcrtool.predict.manifest import (
     FORMAT, ManifestError, dump_predictions, load_predictions, parse_allowlist, parse_manifest,
     predict_release,
 )
-
-FILES = {"vmlinuz": b"HALLO\n", "initrd.img": b"foobar\n"}
-V_COLON = "37b48bd0b222394dbe3cceff2fca4660c4b0a90ae9369ec90b42f14489989c13"  # systemd TEST-70
-V_FOO = "21c49c1242042649e09c156546fd7d425ccc3c67359f840507b30be4e0f6f699"
-
-MANIFEST = """
-name = "fooos"
-version = "2.1"
-svn = 3
-phases = [":", "foo"]
-[uki.sections]
-linux = "vmlinuz"
-initrd = "initrd.img"
-"""
+from tests.predict.helpers_manifest import FILES, MANIFEST, MANIFEST_JSON, V_COLON, V_FOO
 
 
 def reader(path: str) -> bytes:
@@ -40,9 +27,7 @@ def test_manifest_predicts_systemd_vectors_per_phase():
 
 
 def test_json_manifest_is_equivalent():
-    doc = {"name": "fooos", "version": "2.1", "svn": 3, "phases": ["foo"],
-           "uki": {"sections": {"linux": "vmlinuz", "initrd": "initrd.img"}}}
-    r = predict_release(parse_manifest(json.dumps(doc)), reader)
+    r = predict_release(parse_manifest(json.dumps(MANIFEST_JSON)), reader)
     assert r.values().get(HashAlg.SHA256, 11).hex() == V_FOO
 
 
