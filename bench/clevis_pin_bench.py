@@ -17,19 +17,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from benchlib import best_of  # bench/ is sys.path[0] when a benchmark runs
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def best_of(rounds: int, fn) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def run(*args, env=None, input=None) -> bytes:
