@@ -29,22 +29,8 @@ def _read(path: str, what: str = "PE file") -> bytes:
 
 
 def _read_pe(path: str):
-    """A PE to sign: large regular files are mapped (no 75 MB copy); errors as fileio reports them.
-
-    Replacing the file afterwards (atomic rename, even onto the same path) leaves the mapping valid.
-    """
-    import mmap
-    import os
-    import stat
-
-    try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if stat.S_ISREG(st.st_mode) and st.st_size >= (16 << 20):
-                return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):
-        pass
-    return _read(path)
+    from pcrtool.pe.files import read_pe
+    return read_pe(path)
 
 
 def _hash_alg(name: str):
@@ -53,18 +39,8 @@ def _hash_alg(name: str):
 
 
 def _signing_time():
-    import datetime as dt
-    import os
-
-    from pcrtool.errors import UsageError
-    value = os.environ.get("SOURCE_DATE_EPOCH")
-    if value is None or value == "":
-        return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    try:
-        return dt.datetime.fromtimestamp(int(value), dt.timezone.utc)
-    except (ValueError, OverflowError, OSError):
-        raise UsageError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds",
-                         hint="unset it or give e.g. SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)") from None
+    from pcrtool.pe.files import signing_time
+    return signing_time()
 
 
 def _warn_all(warnings) -> None:
@@ -73,124 +49,9 @@ def _warn_all(warnings) -> None:
         render.warn(w)
 
 
-def _map(path: str):
-    """The written file, read back through mmap (no 75 MB copy) for the re-verification."""
-    import mmap
-
-    from pcrtool.errors import InputFileError
-    try:
-        with open(path, "rb") as f:
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError) as e:
-        raise InputFileError(f"cannot read back {path!r}: {e}") from None
-
-
 def _write_and_reverify(output: str, signed, cert_der: bytes) -> None:
-    """Atomic write (``signed`` is bytes or a list of chunks), then read the file back and check
-    the new signature as EDK2 would; a file that does not verify is removed."""
-    import os
-
-    from pcrtool import fileio
-    from pcrtool.errors import SignatureError
-    from pcrtool.pe.sigdb import SignatureDb
-    from pcrtool.pe.verify import verify_image
-
-    chunks = [signed] if isinstance(signed, (bytes, bytearray)) else signed
-    fileio.require_file_output(output, what="signed PE", why="it is read back and re-verified")
-    with fileio.atomic_writer(output, mode=0o644, what="signed PE") as f:
-        digest256 = _write_hashing(f, chunks)
-    _release_mapped_input(chunks)
-    result = verify_image(_map(output), db=SignatureDb(certificates=[cert_der]), sha256_digest=digest256)
-    last = result.signatures[-1] if result.signatures else None
-    if not result.table_ok or last is None or not (last.digest_matches and last.signature_valid):
-        os.unlink(output)
-        raise SignatureError(f"the written file {output!r} does not verify ({result.reason}); removed it",
-                             hint="this is a bug in pcrtool; rerun with --debug and report it")
-
-
-def _write_hashing(f, chunks) -> bytes | None:
-    """Write ``chunks`` to ``f`` while a thread computes the SHA-256 Authenticode digest of the
-    file being written, read back from the file itself (a mapping of it: the page cache) right
-    behind the writer: the re-verification's digest costs no extra pass. Returns that digest
-    (None for small outputs, written plainly: ``verify_image`` then hashes the file itself).
-
-    The file gets its final size first; the first chunk holds all headers (``signed_chunks``),
-    so the output is parsed from the file once it is written, and every range EDK2 hashes is
-    read only after the writer has passed its end.
-    """
-    import contextlib
-    import mmap
-    import threading
-
-    from pcrtool.model import HashAlg
-    from pcrtool.pe.digest import image_digest
-    from pcrtool.pe.image import PeImage
-
-    total = sum(len(c) for c in chunks)
-    if total < (16 << 20) or len(chunks) < 2:
-        for chunk in chunks:
-            f.write(chunk)
-        return None
-    f.truncate(total)
-    f.write(chunks[0])
-    f.flush()
-    cond = threading.Condition()
-    state = {"written": len(chunks[0]), "aborted": False, "hashed": 0, "released": 0}
-
-    def ready(end: int) -> None:
-        # Drop the mapping's pages already hashed (the page cache keeps them; a re-read just
-        # refaults): the output costs one 8 MiB window of RSS, not the whole image.
-        hashed = state["hashed"] - state["hashed"] % mmap.PAGESIZE
-        if hashed > state["released"]:
-            with contextlib.suppress(AttributeError, OSError, ValueError):
-                mm.madvise(mmap.MADV_DONTNEED, state["released"], hashed - state["released"])
-            state["released"] = hashed
-        state["hashed"] = end
-        with cond:
-            while state["written"] < end and not state["aborted"]:
-                cond.wait()
-            if state["written"] < end:
-                raise OSError("the output was not completely written")
-
-    mm = mmap.mmap(f.fileno(), total, access=mmap.ACCESS_READ)
-    try:
-        job = _background(lambda: image_digest(PeImage.parse(mm), HashAlg.SHA256, ready=ready))
-        try:
-            step = 8 << 20
-            for chunk in chunks[1:]:
-                view = memoryview(chunk)
-                for pos in range(0, len(view), step):
-                    f.write(view[pos:pos + step])
-                    f.flush()
-                    with cond:
-                        state["written"] += len(view[pos:pos + step])
-                        cond.notify_all()
-        finally:
-            with cond:
-                state["aborted"] = state["written"] < total
-                cond.notify_all()
-            try:
-                digest = job()   # also waits for the thread when the write failed
-            except Exception:  # noqa: BLE001 - verify_image then hashes (and reports) on its own
-                digest = None
-        return digest
-    finally:
-        with contextlib.suppress(BufferError):
-            mm.close()
-
-
-def _release_mapped_input(chunks) -> None:
-    """The input is written: drop our page-table entries for a mapped input (MADV_DONTNEED on a
-    read-only file mapping keeps the page cache, it just stops counting in our RSS) before the
-    output is mapped for the re-verification, so peak memory is one image, not two."""
-    import contextlib
-    import mmap
-
-    for chunk in chunks:
-        obj = getattr(chunk, "obj", None)
-        if isinstance(obj, mmap.mmap):
-            with contextlib.suppress(AttributeError, OSError, ValueError):
-                obj.madvise(mmap.MADV_DONTNEED)
+    from pcrtool.pe.files import write_and_reverify
+    write_and_reverify(output, signed, cert_der)
 
 
 @app.command("hash")
@@ -263,169 +124,13 @@ def sign(files: List[str] = typer.Argument(..., metavar="FILE...",
          detached: bool = typer.Option(False, "--detached",
                                        help="Write only the PKCS#7 (for sbattach/osslsigncode attach-signature)."),
          ) -> None:
-    """Sign (or add a signature to) PE binaries; every output is re-verified after writing.
+    """Sign (or add a signature to) PE binaries; every output is checked before it is renamed into place.
 
     Several inputs share one process and one key load (a release's PE set in one call); every
     input is read and checked before the first output is written."""
-    from pcrtool import fileio, render
-    from pcrtool.errors import UsageError
-    from pcrtool.pe.digest import signing_digest
-
-    if key.strip() == "offline":
-        raise UsageError("--key offline: use 'pcrtool pe prepare' to write a signing request")
-    outputs = _sign_outputs(files, output, suffix, detached)
-    alg = _hash_alg(hash_name)
-    when = _signing_time()
-    from pcrtool.pe.sign import certificate_bytes, prepare, sign_prepared
-    if len(files) == 1:
-        data = _read_pe(files[0])
-        # Hash and checksum while the key and the X.509/PKCS#7 code (cryptography, asn1crypto) load:
-        # the checksum in a forked child (int.from_bytes holds the GIL), the image digest in a thread
-        # (hashlib releases it). ``prepare`` re-parses and checks the image and uses both results.
-        body_sum = _forked_body_sum(data)
-        digest = _background(lambda: signing_digest(data, alg))
-        jobs = [(files[0], outputs[0], lambda: prepare(data, when, alg, body_sum=body_sum, digest=digest))]
-    else:
-        datas = [_read_pe(f) for f in files]
-        preps = [_background(lambda d=d: prepare(d, when, alg)) for d in datas]  # checks every input first
-        jobs = list(zip(files, outputs, preps))
-    with _load_sign_key(key, cert) as signer:
-        cert_der = certificate_bytes(signer)
-        chain_der = _chain_certificates(chain)
-        if len(jobs) > 1:
-            for _, _, prep in jobs:
-                prep()  # every input parses and can be signed before anything is written
-        for file, out, prep in jobs:
-            signed = sign_prepared(prep, signer, certificate_der=cert_der, chain=chain_der)
-            if detached:
-                from pcrtool.sign.authenticode_pkcs7 import der_length
-                der = signed[-1][8:]
-                fileio.write_atomic(out, der[:der_length(der)], what="PKCS#7")
-                render.info(f"wrote PKCS#7 for {file} to {out}")
-                continue
-            _write_and_reverify(out, signed, cert_der)
-            render.info(f"signed {file} -> {out}")
-
-
-def _sign_outputs(files: List[str], output: Optional[str], suffix: Optional[str], detached: bool) -> list[str]:
-    import os
-
-    from pcrtool.errors import UsageError
-    if (output is None) == (suffix is None):
-        raise UsageError("give exactly one of --output and --suffix")
-    if suffix is not None:
-        if not suffix or "/" in suffix:
-            raise UsageError(f"--suffix {suffix!r}: give a file-name suffix such as .signed")
-        outs = [f + suffix for f in files]
-    elif len(files) == 1 and not os.path.isdir(output):
-        outs = [output]
-    else:
-        if not os.path.isdir(output):
-            raise UsageError(f"{len(files)} inputs need --output to be an existing directory (or --suffix)")
-        outs = [os.path.join(output, os.path.basename(f)) for f in files]
-    if len(set(map(os.path.abspath, outs))) != len(outs):
-        raise UsageError("two inputs would be written to the same output", hint="use --suffix")
-    same = [f for f, o in zip(files, outs) if os.path.abspath(f) == os.path.abspath(o)]
-    if same and len(files) > 1:
-        raise UsageError(f"{same[0]}: the output would replace the input", hint="use another directory or --suffix")
-    return outs
-
-
-def _load_sign_key(key: str, cert: Optional[str]):
-    """The signer for ``pe sign``. A key file skips cryptography's RSA key consistency check
-    (~45 ms): every signature ``sign`` makes is verified against the certificate's public key
-    before anything is written (``sign_prepared`` → ``attach_chunks``) and the written file is
-    verified again, so a faulty key cannot publish a faulty signature (reasoning in
-    ``pcrtool.sign.keyfile.load_private_key_bytes``). Other backends load as usual."""
-    from pcrtool.sign import load_signer
-    from pcrtool.sign.api import KeyRef, KeyScheme
-
-    ref = KeyRef.parse(key)
-    if ref.scheme is KeyScheme.FILE:
-        from pcrtool.sign.keyfile import FileSigner
-        return FileSigner.from_file(ref.target, certificate=cert, signatures_verified_by_caller=True)
-    return load_signer(ref, certificate=cert)
-
-
-def _background(fn):
-    """Run ``fn`` in a daemon thread; returns a callable that waits and returns (or raises) its result."""
-    import threading
-
-    box: list = []
-
-    def run() -> None:
-        try:
-            box.append((True, fn()))
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-            box.append((False, e))
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-
-    def result():
-        worker.join()
-        ok, value = box[0]
-        if not ok:
-            raise value
-        return value
-    return result
-
-
-def _forked_body_sum(data):
-    """``word_sum`` of the part of a large image that signing leaves untouched, computed by a
-    forked child so it runs beside the hashing thread and the key loading (it holds the GIL).
-
-    Returns None (the caller computes it) for small or unparsable inputs, else a callable that
-    waits for the child; if the child fails for any reason the sum is computed in this process.
-    Forks before any thread is started.
-    """
-    import os
-
-    if len(data) < (16 << 20) or not hasattr(os, "fork"):
-        return None
-    from pcrtool.errors import PcrtoolError
-    from pcrtool.pe.digest import body_start, word_sum
-    from pcrtool.pe.image import PeImage
-    try:
-        start = body_start(PeImage.parse(data))
-    except PcrtoolError:
-        return None  # the preparation reports it
-    r, w = os.pipe()
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(r)
-        os.close(w)
-        return None
-    if pid == 0:  # child: only computes and writes two bytes; never returns into the CLI
-        try:
-            os.close(r)
-            os.write(w, word_sum(data, start).to_bytes(2, "little"))
-        finally:
-            os._exit(0)
-    os.close(w)
-
-    def result() -> int:
-        buf = b""
-        try:
-            while len(buf) < 2:
-                part = os.read(r, 2 - len(buf))
-                if not part:
-                    break
-                buf += part
-        finally:
-            os.close(r)
-            os.waitpid(pid, 0)
-        return int.from_bytes(buf, "little") if len(buf) == 2 else word_sum(data, start)
-    return result
-
-
-def _chain_certificates(paths: List[str]) -> tuple[bytes, ...]:
-    from pcrtool.pe.sigdb import load_sigdb
-    out: list[bytes] = []
-    for path in paths:
-        out += load_sigdb(_read(path, "chain certificate")).certificates
-    return tuple(out)
+    from pcrtool.cli.pe_sign import run
+    run(files, key=key, cert=cert, output=output, suffix=suffix, hash_name=hash_name, chain=chain,
+        detached=detached)
 
 
 @app.command()

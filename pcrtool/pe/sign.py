@@ -19,7 +19,6 @@ from pcrtool.pe.digest import (body_start, digest_and_body_sum, image_digest, pa
                                      word_sum)
 from pcrtool.pe.image import PeImage
 from pcrtool.sign import authenticode_pkcs7 as ac
-from pcrtool.sign.api import KeyType, Padding, require_key
 
 CONSUMER = "UEFI Authenticode verification"
 
@@ -34,7 +33,9 @@ class PreparedSignature:
     body_sum: int | None = None  # checksum part of the image after its headers (see signed_chunks)
 
 
-def _prepared_base(data: bytes, alg: HashAlg, body_sum=None, digest=None) -> tuple[bytes, bytes, bytes, int]:
+def check_signable(data: bytes, alg: HashAlg) -> tuple[PeImage, int, int]:
+    """(parsed image, zero padding to append, body start) of an input that can take a signature
+    of ``alg``; refuses (before any hashing) what cannot be signed."""
     ac.check_signing_alg(alg)
     image = PeImage.parse(data)
     pad = pad_length(image)
@@ -46,12 +47,23 @@ def _prepared_base(data: bytes, alg: HashAlg, body_sum=None, digest=None) -> tup
         if image.cert_table_offset + image.cert_table_size != len(data):
             raise UnsupportedError("the existing certificate table is not at the end of the file",
                                    hint="data was appended after signing; re-sign the unsigned binary")
+    return image, pad, body_start(image)
+
+
+def idc_and_attributes(digest: bytes, alg: HashAlg, signing_time: _dt.datetime) -> tuple[bytes, bytes]:
+    """(SpcIndirectDataContent, signed attributes) for an image digest."""
+    idc = ac.spc_indirect_data_content(digest, alg)
+    return idc, ac.signed_attributes(idc, signing_time, alg)
+
+
+def _prepared_base(data: bytes, alg: HashAlg, body_sum=None, digest=None) -> tuple[bytes, bytes, bytes, int]:
+    image, pad, start = check_signable(data, alg)
     if body_sum is None and digest is None:
         digest, body_sum = digest_and_body_sum(image, alg, pad)
     else:
         digest = image_digest(image, alg, pad) if digest is None else digest() if callable(digest) else digest
         if body_sum is None:
-            body_sum = word_sum(data, body_start(image))
+            body_sum = word_sum(data, start)
         elif callable(body_sum):
             body_sum = body_sum()
     return data, digest, ac.spc_indirect_data_content(digest, alg), body_sum
@@ -158,24 +170,39 @@ def sign_image_chunks(data: bytes, signer, signing_time: _dt.datetime, alg: Hash
 
 def check_signing_key(signer) -> None:
     """RSA 2048..4096 (what EDK2 verifies); refused before any hashing."""
+    from pcrtool.sign.api import KeyType, require_key
+
     require_key(signer.public_key(), consumer=CONSUMER, key_types=(KeyType.RSA,), min_rsa_bits=2048,
                 max_rsa_bits=4096)
 
 
-def sign_prepared(prepared, signer, *, certificate_der: bytes | None = None, chain: tuple[bytes, ...] = ()) -> list:
+def sign_prepared(prepared, signer, *, certificate_der: bytes | None = None, chain: tuple[bytes, ...] = (),
+                  checked: bool = False) -> list:
     """Sign a ``PreparedSignature`` (or a callable returning one, e.g. the result of a preparation
     running in the background) with ``signer``; chunks as ``sign_image_chunks``.
 
-    The signature is verified against the certificate before it is returned (``attach_chunks``):
-    nothing made with a faulty key leaves this function.
+    The new signature is verified against the public key of the certificate that goes into the
+    PKCS#7 before anything is returned, and the PKCS#7 passes the EDK2 layout check: nothing
+    made with a faulty key leaves this function. (The PKCS#7 is this module's own DER, so it is
+    not parsed back: ``attach_chunks`` does that for PKCS#7s made elsewhere.) ``checked``: the
+    caller already ran ``check_signing_key`` and ``check_certificate_key`` for this signer.
     """
-    check_signing_key(signer)
+    from pcrtool.sign.api import Padding, verify_signature
+
+    if not checked:
+        check_signing_key(signer)
     cert_der = certificate_der or certificate_bytes(signer)
-    check_certificate_key(cert_der, signer.public_key())
+    if not checked:
+        check_certificate_key(cert_der, signer.public_key())
     if callable(prepared):
         prepared = prepared()
     signature = signer.sign(prepared.signed_attrs, prepared.alg, Padding.PKCS1V15)
-    return complete_chunks(prepared, signature, cert_der, extra_certificates=tuple(chain))
+    verify_signature(signer.public_key(), prepared.signed_attrs, signature, prepared.alg, Padding.PKCS1V15,
+                     what="the new signature")
+    der = ac.build_signed_data(prepared.idc_der, prepared.signed_attrs, signature, cert_der, prepared.alg,
+                               extra_certificates=tuple(chain))
+    ac.check_edk2_layout(der, prepared.alg)
+    return signed_chunks(prepared.image, der, body_sum=prepared.body_sum)
 
 
 def certificate_bytes(signer) -> bytes:

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pcrtool.sign.api import KeyRef, KeyScheme, KeyType, Padding, Signer, SignerBase
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pcrtool.sign.api import KeyRef, SignerBase
+
+_API_NAMES = ("KeyRef", "KeyScheme", "KeyType", "Padding", "Signer", "SignerBase")
 
 __all__ = ["KeyMaterial", "KeyRef", "KeyScheme", "KeyType", "Padding", "Signer", "SignerBase",
            "load_key_material", "load_signer"]
@@ -22,6 +27,8 @@ def load_signer(ref: "str | KeyRef", *, certificate: str | None = None) -> Signe
       ``certificate``, a certificate or public-key file) and refuses to sign: the caller writes a
       signing request instead (``signer.is_offline``).
     """
+    from pcrtool.sign.api import KeyRef, KeyScheme
+
     if not isinstance(ref, KeyRef):
         ref = KeyRef.parse(ref)
     if ref.scheme is KeyScheme.FILE:
@@ -32,6 +39,15 @@ def load_signer(ref: "str | KeyRef", *, certificate: str | None = None) -> Signe
         return Pkcs11Signer.from_uri(ref.target, certificate=certificate)
     from pcrtool.sign.offline import OfflineSigner
     return OfflineSigner.from_certificate(certificate)
+
+
+def __getattr__(name: str):
+    # The Signer API is imported on first use: ``pcrtool.sign.authenticode_pkcs7`` (pure DER)
+    # must not pull in ``cryptography`` with it (``pe sign`` forks its checksum child first).
+    if name in _API_NAMES:
+        from pcrtool.sign import api
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +69,7 @@ def load_key_material(ref: "str | KeyRef", *, certificate: str | None = None) ->
     checking signatures, fingerprints, ``--public-key`` options); then ``signer`` is None."""
     from pcrtool import fileio
     from pcrtool.errors import KeyReferenceError
+    from pcrtool.sign.api import KeyRef, KeyScheme
     from pcrtool.sign.keyfile import load_certificate_bytes, load_public_key_file, split_file_target
 
     kref = ref if isinstance(ref, KeyRef) else KeyRef.parse(ref)

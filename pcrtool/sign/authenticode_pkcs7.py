@@ -20,8 +20,6 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass
 
-from asn1crypto import algos, cms, core, x509
-
 from pcrtool.errors import FormatError, UnsupportedError
 from pcrtool.model import HashAlg
 
@@ -40,58 +38,108 @@ DIGEST_OIDS = {HashAlg.SHA1: "1.3.14.3.2.26", HashAlg.SHA256: "2.16.840.1.101.3.
                 HashAlg.SHA384: "2.16.840.1.101.3.4.2.2", HashAlg.SHA512: "2.16.840.1.101.3.4.2.3"}
 
 
-# --- ASN.1 definitions (Authenticode PE spec) -------------------------------------------------
+# --- ASN.1 definitions (Authenticode PE spec), for parsing -----------------------------------
+# Built on first use (module ``__getattr__``): signing never imports asn1crypto (~20 ms); it
+# writes its few fixed structures as DER directly (``_der``), and the tests hold that DER
+# byte for byte against asn1crypto's encoding of the same values and against systemd-sbsign.
 
-class SpcString(core.Choice):
-    _alternatives = [("unicode", core.BMPString, {"implicit": 0}), ("ascii", core.IA5String, {"implicit": 1})]
-
-
-class SpcSerializedObject(core.Sequence):
-    _fields = [("class_id", core.OctetString), ("serialized_data", core.OctetString)]
-
-
-class SpcLink(core.Choice):
-    _alternatives = [("url", core.IA5String, {"implicit": 0}),
-                     ("moniker", SpcSerializedObject, {"implicit": 1}),
-                     ("file", SpcString, {"explicit": 2})]
+_ASN1_NAMES = ("SpcString", "SpcSerializedObject", "SpcLink", "SpcPeImageData", "SpcAttributeTypeAndOptionalValue",
+               "DigestInfo", "SpcIndirectDataContent", "Pkcs7ContentInfo", "Pkcs7SignedData",
+               "algos", "cms", "core", "x509")
+_asn1_cache: dict = {}
 
 
-class SpcPeImageData(core.Sequence):
-    _fields = [("flags", core.BitString), ("file", SpcLink, {"explicit": 0, "optional": True})]
+def _asn1() -> dict:
+    if _asn1_cache:
+        return _asn1_cache
+    from asn1crypto import algos, cms, core, x509
+
+    class SpcString(core.Choice):
+        _alternatives = [("unicode", core.BMPString, {"implicit": 0}), ("ascii", core.IA5String, {"implicit": 1})]
+
+    class SpcSerializedObject(core.Sequence):
+        _fields = [("class_id", core.OctetString), ("serialized_data", core.OctetString)]
+
+    class SpcLink(core.Choice):
+        _alternatives = [("url", core.IA5String, {"implicit": 0}),
+                         ("moniker", SpcSerializedObject, {"implicit": 1}),
+                         ("file", SpcString, {"explicit": 2})]
+
+    class SpcPeImageData(core.Sequence):
+        _fields = [("flags", core.BitString), ("file", SpcLink, {"explicit": 0, "optional": True})]
+
+    class SpcAttributeTypeAndOptionalValue(core.Sequence):
+        _fields = [("type", core.ObjectIdentifier), ("value", core.Any, {"optional": True})]
+
+    class DigestInfo(core.Sequence):
+        _fields = [("digest_algorithm", algos.DigestAlgorithm), ("digest", core.OctetString)]
+
+    class SpcIndirectDataContent(core.Sequence):
+        _fields = [("data", SpcAttributeTypeAndOptionalValue), ("message_digest", DigestInfo)]
+
+    class Pkcs7ContentInfo(core.Sequence):
+        """PKCS#7 ContentInfo: ``content [0] EXPLICIT ANY`` (RFC 2315 §7)."""
+
+        _fields = [("content_type", core.ObjectIdentifier),
+                   ("content", core.Any, {"explicit": 0, "optional": True})]
+
+    class Pkcs7SignedData(core.Sequence):
+        """PKCS#7 SignedData (RFC 2315 §9.1) with a PKCS#7 inner ContentInfo."""
+
+        _fields = [("version", cms.CMSVersion), ("digest_algorithms", cms.DigestAlgorithms),
+                   ("content_info", Pkcs7ContentInfo),
+                   ("certificates", cms.CertificateSet, {"implicit": 0, "optional": True}),
+                   ("crls", cms.RevocationInfoChoices, {"implicit": 1, "optional": True}),
+                   ("signer_infos", cms.SignerInfos)]
+
+    _asn1_cache.update(SpcString=SpcString, SpcSerializedObject=SpcSerializedObject, SpcLink=SpcLink,
+                       SpcPeImageData=SpcPeImageData,
+                       SpcAttributeTypeAndOptionalValue=SpcAttributeTypeAndOptionalValue, DigestInfo=DigestInfo,
+                       SpcIndirectDataContent=SpcIndirectDataContent, Pkcs7ContentInfo=Pkcs7ContentInfo,
+                       Pkcs7SignedData=Pkcs7SignedData, algos=algos, cms=cms, core=core, x509=x509)
+    return _asn1_cache
 
 
-class SpcAttributeTypeAndOptionalValue(core.Sequence):
-    _fields = [("type", core.ObjectIdentifier), ("value", core.Any, {"optional": True})]
+def __getattr__(name: str):
+    if name in _ASN1_NAMES:
+        return _asn1()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class DigestInfo(core.Sequence):
-    _fields = [("digest_algorithm", algos.DigestAlgorithm), ("digest", core.OctetString)]
+# --- building (DER written directly; layout as systemd-sbsign writes it) ---------------------
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    return bytes([tag]) + _der_len(len(body)) + body
 
 
-class SpcIndirectDataContent(core.Sequence):
-    _fields = [("data", SpcAttributeTypeAndOptionalValue), ("message_digest", DigestInfo)]
+def _oid(dotted: str) -> bytes:
+    arcs = [int(x) for x in dotted.split(".")]
+    out = bytearray([40 * arcs[0] + arcs[1]])
+    for arc in arcs[2:]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        out += bytes(reversed(chunk))
+    return _tlv(0x06, bytes(out))
 
 
-class Pkcs7ContentInfo(core.Sequence):
-    """PKCS#7 ContentInfo: ``content [0] EXPLICIT ANY`` (RFC 2315 §7)."""
-
-    _fields = [("content_type", core.ObjectIdentifier), ("content", core.Any, {"explicit": 0, "optional": True})]
-
-
-class Pkcs7SignedData(core.Sequence):
-    """PKCS#7 SignedData (RFC 2315 §9.1) with a PKCS#7 inner ContentInfo."""
-
-    _fields = [("version", cms.CMSVersion), ("digest_algorithms", cms.DigestAlgorithms),
-               ("content_info", Pkcs7ContentInfo),
-               ("certificates", cms.CertificateSet, {"implicit": 0, "optional": True}),
-               ("crls", cms.RevocationInfoChoices, {"implicit": 1, "optional": True}),
-               ("signer_infos", cms.SignerInfos)]
+def _integer(value: int) -> bytes:
+    n = value.bit_length() // 8 + 1   # minimal two's complement, sign bit included
+    raw = value.to_bytes(n, "big", signed=True)
+    while len(raw) > 1 and ((raw[0] == 0 and raw[1] < 0x80) or (raw[0] == 0xFF and raw[1] >= 0x80)):
+        raw = raw[1:]
+    return _tlv(0x02, raw)
 
 
-# --- building ---------------------------------------------------------------------------------
+_NULL = b"\x05\x00"
+_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
 
-def _digest_algorithm(alg: HashAlg) -> algos.DigestAlgorithm:
-    return algos.DigestAlgorithm({"algorithm": _DIGEST_NAMES[alg], "parameters": core.Null()})
+
+def _digest_algorithm(alg: HashAlg) -> bytes:
+    """AlgorithmIdentifier{hash OID, NULL} (DER)."""
+    return _tlv(0x30, _oid(DIGEST_OIDS[alg]) + _NULL)
 
 
 def check_signing_alg(alg: HashAlg) -> None:
@@ -105,18 +153,17 @@ def check_signing_alg(alg: HashAlg) -> None:
                                hint="use sha256 (default) or sha384")
 
 
+
+
 def spc_indirect_data_content(digest: bytes, alg: HashAlg = HashAlg.SHA256) -> bytes:
     """DER SpcIndirectDataContent for an image digest, encoded as systemd-sbsign/sbsign do."""
     check_signing_alg(alg)
     if len(digest) != alg.digest_size:
         raise ValueError("digest length does not match the algorithm")
-    pe_image_data = SpcPeImageData({"flags": core.BitString(()),
-                                    "file": SpcLink({"file": SpcString({"unicode": OBSOLETE})})})
-    idc = SpcIndirectDataContent({
-        "data": {"type": SPC_PE_IMAGE_DATA, "value": core.Any.load(pe_image_data.dump())},
-        "message_digest": {"digest_algorithm": _digest_algorithm(alg), "digest": digest},
-    })
-    return idc.dump()
+    # SpcPeImageData{flags = empty BIT STRING, file = [0]{[2]{[0] BMPString "<<<Obsolete>>>"}}}
+    pe_image_data = _tlv(0x30, b"\x03\x01\x00" + _tlv(0xA0, _tlv(0xA2, _tlv(0x80, OBSOLETE.encode("utf-16-be")))))
+    data = _tlv(0x30, _oid(SPC_PE_IMAGE_DATA) + pe_image_data)
+    return _tlv(0x30, data + _tlv(0x30, _digest_algorithm(alg) + _tlv(0x04, digest)))
 
 
 def content_octets(der: bytes) -> bytes:
@@ -168,8 +215,8 @@ def der_length(der: bytes) -> int:
     return h + n
 
 
-def _signing_time(when: _dt.datetime) -> cms.Time:
-    """signingTime as UTCTime (RFC 5652 §11.3: UTCTime for 1950..2049).
+def _signing_time(when: _dt.datetime) -> bytes:
+    """signingTime as a DER UTCTime (RFC 5652 §11.3: UTCTime for 1950..2049).
 
     Outside that range systemd-sbsign (OpenSSL's PKCS7_add0_attrib_signing_time) writes a
     GeneralizedTime string under the UTCTime tag, which is invalid DER; we refuse instead of
@@ -180,19 +227,25 @@ def _signing_time(when: _dt.datetime) -> cms.Time:
         raise UnsupportedError(f"signing time {when.isoformat()} is outside 1950..2049, which "
                                "Authenticode signingTime (UTCTime) can encode",
                                hint="set SOURCE_DATE_EPOCH to a time between 1950 and 2049")
-    return cms.Time({"utc_time": when})
+    return _tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode("ascii"))
+
+
+def _attribute(oid: str, value: bytes) -> bytes:
+    """Attribute ::= SEQUENCE { attrType OID, attrValues SET OF (one value) }."""
+    return _tlv(0x30, _oid(oid) + _tlv(0x31, value))
 
 
 def signed_attributes(idc_der: bytes, signing_time: _dt.datetime, alg: HashAlg = HashAlg.SHA256) -> bytes:
     """DER ``SET OF Attribute`` (tag 0x31): exactly what is RSA-signed, and what
-    ``systemd-sbsign --prepare-offline-signing`` writes."""
+    ``systemd-sbsign --prepare-offline-signing`` writes: smimeCapabilities (an empty SEQUENCE),
+    contentType, signingTime, messageDigest, sorted by their encodings (DER SET OF)."""
     attrs = [
-        cms.CMSAttribute({"type": "smime_capabilities", "values": [core.Any.load(b"\x30\x00")]}),
-        cms.CMSAttribute({"type": "content_type", "values": [SPC_INDIRECT_DATA]}),
-        cms.CMSAttribute({"type": "signing_time", "values": [_signing_time(signing_time)]}),
-        cms.CMSAttribute({"type": "message_digest", "values": [alg.digest(content_octets(idc_der))]}),
+        _attribute("1.2.840.113549.1.9.15", b"\x30\x00"),
+        _attribute("1.2.840.113549.1.9.3", _oid(SPC_INDIRECT_DATA)),
+        _attribute("1.2.840.113549.1.9.5", _signing_time(signing_time)),
+        _attribute("1.2.840.113549.1.9.4", _tlv(0x04, alg.digest(content_octets(idc_der)))),
     ]
-    return _der_set(sorted(a.dump() for a in attrs))
+    return _der_set(sorted(attrs))
 
 
 def _der_set(members: list[bytes]) -> bytes:
@@ -207,36 +260,52 @@ def _der_len(n: int) -> bytes:
     return bytes([0x80 | len(raw)]) + raw
 
 
+def certificate_issuer_and_serial(certificate_der: bytes) -> tuple[bytes, int]:
+    """(issuer Name as encoded, serialNumber) of an X.509 certificate, read from its DER
+    (RFC 5280 §4.1: tbsCertificate = [0] version OPTIONAL, serialNumber, signature, issuer, ...)."""
+    try:
+        tbs = _children(certificate_der, 0)[0]
+        fields = _children(certificate_der, tbs)
+        if certificate_der[fields[0]] == 0xA0:
+            fields = fields[1:]
+        serial_pos, issuer_pos = fields[0], fields[2]
+        if certificate_der[serial_pos] != 0x02 or certificate_der[issuer_pos] != 0x30:
+            raise FormatError("the certificate's serialNumber or issuer is not where X.509 puts it")
+        h, n = _tl(certificate_der, serial_pos)
+        serial = int.from_bytes(certificate_der[serial_pos + h:serial_pos + h + n], "big", signed=True)
+        h, n = _tl(certificate_der, issuer_pos)
+        return bytes(certificate_der[issuer_pos:issuer_pos + h + n]), serial
+    except IndexError:
+        raise FormatError("the certificate is not a DER X.509 certificate") from None
+
+
 def build_signed_data(idc_der: bytes, sattrs_der: bytes, signature: bytes, certificate_der: bytes,
                       alg: HashAlg = HashAlg.SHA256, *, extra_certificates: tuple[bytes, ...] = ()) -> bytes:
-    """The WIN_CERTIFICATE payload: ContentInfo(signedData) with one RSA SignerInfo."""
-    cert = x509.Certificate.load(certificate_der)
-    signer = cms.SignerInfo({
-        "version": "v1",
-        "sid": cms.SignerIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber(
-            {"issuer": cert.issuer, "serial_number": cert.serial_number})}),
-        "digest_algorithm": _digest_algorithm(alg),
-        "signed_attrs": cms.CMSAttributes.load(sattrs_der),
-        "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15",
-                                                            "parameters": core.Null()}),
-        "signature": signature,
-    })
-    signed_data = Pkcs7SignedData({
-        "version": "v1",
-        "digest_algorithms": [_digest_algorithm(alg)],
-        "content_info": Pkcs7ContentInfo.load(_content_info(SPC_INDIRECT_DATA, idc_der)),
-        "certificates": [cert] + [x509.Certificate.load(c) for c in extra_certificates],
-        "signer_infos": [signer],
-    })
-    return _content_info(PKCS7_SIGNED_DATA, signed_data.dump())
+    """The WIN_CERTIFICATE payload: ContentInfo(signedData) with one RSA SignerInfo (v1, by
+    issuerAndSerialNumber, rsaEncryption + NULL), the certificates as given (DER SET OF: sorted)."""
+    issuer, serial = certificate_issuer_and_serial(certificate_der)
+    if sattrs_der[:1] != b"\x31":
+        raise FormatError("the signed attributes are not a DER SET")
+    signer = _tlv(0x30, _integer(1) + _tlv(0x30, issuer + _integer(serial)) + _digest_algorithm(alg)
+                  + b"\xa0" + bytes(sattrs_der[1:])            # [0] IMPLICIT SET OF Attribute
+                  + _tlv(0x30, _oid(_RSA_ENCRYPTION) + _NULL) + _tlv(0x04, signature))
+    certificates = b"".join(sorted([bytes(certificate_der)] + [bytes(c) for c in extra_certificates]))
+    signed_data = _tlv(0x30, _integer(1) + _tlv(0x31, _digest_algorithm(alg))
+                       + _content_info(SPC_INDIRECT_DATA, idc_der)
+                       + _tlv(0xA0, certificates) + _tlv(0x31, signer))
+    return _content_info(PKCS7_SIGNED_DATA, signed_data)
 
 
 def _content_info(oid: str, content_der: bytes) -> bytes:
-    """ContentInfo ::= SEQUENCE { contentType, content [0] EXPLICIT ANY } (RFC 2315 §7), raw DER:
-    asn1crypto drops the explicit tag when an ``Any`` is assigned."""
-    explicit = b"\xa0" + _der_len(len(content_der)) + content_der
-    body = core.ObjectIdentifier(oid).dump() + explicit
-    return b"\x30" + _der_len(len(body)) + body
+    """ContentInfo ::= SEQUENCE { contentType, content [0] EXPLICIT ANY } (RFC 2315 §7)."""
+    return _tlv(0x30, _oid(oid) + _tlv(0xA0, content_der))
+
+
+def _idc_of(der: bytes) -> bytes:
+    """The inner content (SpcIndirectDataContent, as encoded) of a ContentInfo(SignedData)."""
+    sd_der = _explicit_inner(der, _children(der, 0)[1])
+    inner_pos = _children(sd_der, 0)[2]
+    return _explicit_inner(sd_der, _children(sd_der, inner_pos)[1])
 
 
 def check_edk2_layout(der: bytes, alg: HashAlg) -> None:
@@ -246,7 +315,7 @@ def check_edk2_layout(der: bytes, alg: HashAlg) -> None:
     outer SEQUENCE, the [0] and the SignedData SEQUENCE all use 2-byte (0x82) lengths, i.e. the
     DER is 256..65535 bytes; SpcIndirectDataContent must use a short or 0x82 length.
     """
-    oid = core.ObjectIdentifier(DIGEST_OIDS[alg]).dump()[2:]
+    oid = _oid(DIGEST_OIDS[alg])[2:]
     if len(der) < 40 or len(der) > 0xFFFF + 4:
         raise UnsupportedError(f"the PKCS#7 is {len(der)} bytes; EDK2's fixed-offset algorithm detection "
                                "needs 2-byte DER lengths (256..65535 bytes)",
@@ -255,7 +324,10 @@ def check_edk2_layout(der: bytes, alg: HashAlg) -> None:
             der[32:32 + len(oid)] != oid:
         raise UnsupportedError("the PKCS#7 layout puts the digest algorithm OID elsewhere than offset 32, "
                                "where EDK2 looks for it", hint="use fewer/smaller certificates in the chain")
-    idc = parse_pkcs7(der).idc_der
+    try:
+        idc = _idc_of(bytes(der[:der_length(der)]))
+    except IndexError:
+        raise FormatError("not a valid Authenticode PKCS#7: the SignedData content is missing") from None
     if idc[1] not in range(0x80) and idc[1] != 0x82:
         raise UnsupportedError(f"SpcIndirectDataContent length form {idc[1]:#x} is rejected by EDK2",
                                hint="use sha256 or sha384")
@@ -272,6 +344,7 @@ class SignedAttributes:
 
 def parse_signed_attributes(der: bytes) -> SignedAttributes:
     """Read contentType, messageDigest and signingTime from a DER SET OF Attribute."""
+    cms = _asn1()["cms"]
     try:
         attrs = cms.CMSAttributes.load(der, strict=True)
         found = {}
@@ -318,6 +391,7 @@ class AuthenticodeSignature:
 
 def _find_signer(certs: tuple[bytes, ...], issuer, serial: int) -> tuple[bytes | None, str | None, str | None]:
     """The signer certificate and its names, parsed eagerly so damage shows up here."""
+    x509 = _asn1()["x509"]
     for c in certs:
         cert = x509.Certificate.load(c)
         if cert.serial_number == serial and cert.issuer == issuer:
@@ -327,20 +401,22 @@ def _find_signer(certs: tuple[bytes, ...], issuer, serial: int) -> tuple[bytes |
 
 def parse_pkcs7(der: bytes) -> AuthenticodeSignature:
     """Parse a WIN_CERTIFICATE payload (trailing zero padding tolerated, as osslsigncode writes it)."""
+    g = _asn1()
+    core = g["core"]
     try:
         der = bytes(der[:der_length(der)])
-        ci = Pkcs7ContentInfo.load(der, strict=True)
+        ci = g["Pkcs7ContentInfo"].load(der, strict=True)
         if ci["content_type"].dotted != PKCS7_SIGNED_DATA:
             raise FormatError(f"PKCS#7 content type is {ci['content_type'].dotted}, not signedData")
         sd_der = _explicit_inner(der, _children(der, 0)[1])
-        sd = Pkcs7SignedData.load(sd_der)
+        sd = g["Pkcs7SignedData"].load(sd_der)
         inner = sd["content_info"]
         if inner["content_type"].dotted != SPC_INDIRECT_DATA:
             raise FormatError(f"signed content type is {inner['content_type'].dotted}, not SpcIndirectData",
                               hint="this is not an Authenticode signature")
         inner_pos = _children(sd_der, 0)[2]
         idc_der = _explicit_inner(sd_der, _children(sd_der, inner_pos)[1])
-        idc = SpcIndirectDataContent.load(idc_der)
+        idc = g["SpcIndirectDataContent"].load(idc_der)
         digest_algs = [d["algorithm"].native for d in sd["digest_algorithms"]]
         certs = () if isinstance(sd["certificates"], core.Void) else \
             tuple(c.chosen.dump() for c in sd["certificates"])

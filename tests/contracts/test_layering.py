@@ -29,6 +29,7 @@ LAYERS = {
     "pcrtool.pcrlock": CORE,
     "pcrtool.policy": CORE,
     "pcrtool.pe": CORE,
+    "pcrtool.pe.files": ADAPTER,        # reads/maps PE files, forks the checksum child, writes outputs
     "pcrtool.verity": CORE,
     "pcrtool.gpt": CORE,
     "pcrtool.ddi": CORE,

@@ -62,3 +62,68 @@ def test_output_rules(stub, boot, tmp_path, rsa2048):
     assert r.returncode == 2  # would replace the inputs
     r = pcrtool("pe", "sign", files[0], "--key", key, "--cert", cert)
     assert r.returncode == 2  # neither -o nor --suffix
+
+
+def _signed_chunks(stub, key, cert):
+    import datetime as dt
+
+    from pcrtool.model import HashAlg
+    from pcrtool.pe.files import load_sign_key
+    from pcrtool.pe.sign import check_signable, prepare, sign_prepared
+
+    data = stub.read_bytes()
+    image, pad, _ = check_signable(data, HashAlg.SHA256)
+    with load_sign_key(str(key), str(cert)) as signer:
+        chunks = sign_prepared(prepare(data, dt.datetime(2023, 11, 14, tzinfo=dt.timezone.utc)), signer)
+    return chunks, image, pad
+
+
+def test_what_was_written_is_checked_before_it_is_renamed(stub, boot, tmp_path, rsa2048, monkeypatch):
+    """``pe sign`` does not hash its output again; it checks the file itself (size, headers, hashed
+    ranges, the new table entry) before the rename. A write that lands differently (simulated here:
+    a byte of the new entry flipped on its way to the file) or an output whose hashed ranges are
+    not the input's fails, and nothing is left at the output path."""
+    import pytest
+
+    from pcrtool import fileio
+    from pcrtool.errors import SignatureError
+    from pcrtool.pe import PeImage
+    from pcrtool.pe.files import _write_checked
+
+    key, cert = rsa2048
+    chunks, image, pad = _signed_chunks(stub, key, cert)
+    good = tmp_path / "good.efi"
+    _write_checked(str(good), chunks, image, pad)
+    tool("sbverify", "--cert", cert, good)
+
+    wrong = tmp_path / "wrong-ranges.efi"
+    with pytest.raises(SignatureError, match="hashed ranges differ"):
+        _write_checked(str(wrong), chunks, PeImage.parse(boot.read_bytes()), 0)
+    assert not wrong.exists()
+
+    real = fileio.atomic_writer
+
+    class Flipping:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, chunk):
+            if chunk is chunks[-1]:
+                chunk = chunk[:-9] + bytes([chunk[-9] ^ 1]) + chunk[-8:]
+            return self.f.write(chunk)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    import contextlib
+
+    @contextlib.contextmanager
+    def flipping_writer(path, **kw):
+        with real(path, **kw) as f:
+            yield Flipping(f)
+
+    monkeypatch.setattr(fileio, "atomic_writer", flipping_writer)
+    flipped = tmp_path / "flipped.efi"
+    with pytest.raises(SignatureError, match="last certificate-table entry"):
+        _write_checked(str(flipped), chunks, image, pad)
+    assert not flipped.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["good.efi"]

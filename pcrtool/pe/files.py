@@ -1,0 +1,382 @@
+"""PE files (adapter): read PE inputs, sign a release's set in one process, write outputs
+atomically and check what was written. ``pcrtool pe`` (the CLI) parses options and prints; the
+file, process and thread plumbing lives here.
+
+Signing a set (``sign_files``), the work split over two cores:
+
+1. every input is read into memory (a private copy: the bytes hashed, summed and written are
+   the same bytes even if someone rewrites an input meanwhile) and checked before any output
+   is written;
+2. a forked child sums the words of every large input's body (the PE CheckSum; ``word_sum``
+   holds the GIL), a thread hashes every input (hashlib releases the GIL), while the main
+   thread loads the key and the certificate (``cryptography``);
+3. per input: signed attributes, one RSA signature, verified against the certificate's public
+   key, the PKCS#7 (DER built by ``pcrtool.sign.authenticode_pkcs7``), the EDK2 layout check,
+   the file written through ``fileio.atomic_writer`` and checked before it is renamed into
+   place (``_check_written``: see there why this is as strong as hashing the output again).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+from pcrtool import fileio
+from pcrtool.errors import InputFileError, SignatureError, UsageError
+
+_MAP_FROM = 16 << 20     # inputs this large are mapped, not copied (read_pe)
+_FORK_FROM = 4 << 20     # total input size from which the checksum runs in a forked child
+
+
+def read_pe(path: str, what: str = "PE file"):
+    """A PE to read: large regular files are mapped (no 75 MB copy); errors as fileio reports them.
+
+    Replacing the file afterwards (atomic rename, even onto the same path) leaves the mapping valid.
+    """
+    import mmap
+    import stat
+
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if stat.S_ISREG(st.st_mode) and st.st_size >= _MAP_FROM:
+                return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        pass
+    return fileio.read_bytes(path, what=what)
+
+
+def signing_time():
+    """SOURCE_DATE_EPOCH when set (reproducible output), else now, as systemd-sbsign does."""
+    import datetime as dt
+
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value is None or value == "":
+        return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    try:
+        return dt.datetime.fromtimestamp(int(value), dt.timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise UsageError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds",
+                         hint="unset it or give e.g. SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)") from None
+
+
+def sign_outputs(files: list[str], output: str | None, suffix: str | None) -> list[str]:
+    """Where each signed input goes: ``output`` (one input), ``output``/NAME (a directory) or
+    FILE+``suffix``; two inputs never share an output, and a set never replaces its inputs."""
+    if (output is None) == (suffix is None):
+        raise UsageError("give exactly one of --output and --suffix")
+    if suffix is not None:
+        if not suffix or "/" in suffix:
+            raise UsageError(f"--suffix {suffix!r}: give a file-name suffix such as .signed")
+        outs = [f + suffix for f in files]
+    elif len(files) == 1 and not os.path.isdir(output):
+        outs = [output]
+    else:
+        if not os.path.isdir(output):
+            raise UsageError(f"{len(files)} inputs need --output to be an existing directory (or --suffix)")
+        outs = [os.path.join(output, os.path.basename(f)) for f in files]
+    if len(set(map(os.path.abspath, outs))) != len(outs):
+        raise UsageError("two inputs would be written to the same output", hint="use --suffix")
+    same = [f for f, o in zip(files, outs) if os.path.abspath(f) == os.path.abspath(o)]
+    if same and len(files) > 1:
+        raise UsageError(f"{same[0]}: the output would replace the input", hint="use another directory or --suffix")
+    return outs
+
+
+def load_sign_key(key: str, cert: str | None):
+    """The signer for ``pe sign``. A key file skips cryptography's RSA key consistency check
+    (~45 ms): every signature is verified against the certificate's public key before anything
+    is written (``pcrtool.pe.sign.sign_prepared``), so a faulty key cannot publish a faulty
+    signature (reasoning in ``pcrtool.sign.keyfile.load_private_key_bytes``). Other backends
+    load as usual."""
+    from pcrtool.sign import load_signer
+    from pcrtool.sign.api import KeyRef, KeyScheme
+
+    ref = KeyRef.parse(key)
+    if ref.scheme is KeyScheme.FILE:
+        from pcrtool.sign.keyfile import FileSigner
+        return FileSigner.from_file(ref.target, certificate=cert, signatures_verified_by_caller=True)
+    return load_signer(ref, certificate=cert)
+
+
+def chain_certificates(paths: list[str]) -> tuple[bytes, ...]:
+    from pcrtool.pe.sigdb import load_sigdb
+    out: list[bytes] = []
+    for path in paths:
+        out += load_sigdb(fileio.read_bytes(path, what="chain certificate")).certificates
+    return tuple(out)
+
+
+def background(fn):
+    """Run ``fn`` in a daemon thread; returns a callable that waits and returns (or raises) its result."""
+    import threading
+
+    box: list = []
+
+    def run() -> None:
+        try:
+            box.append((True, fn()))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            box.append((False, e))
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+
+    def result():
+        worker.join()
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+    return result
+
+
+def forked_word_sums(datas: list, starts: list[int]):
+    """``word_sum(data, start)`` of each input, computed by a forked child so that it runs on
+    the other core beside the hashing thread and the key loading (``int.from_bytes`` holds the
+    GIL). Returns a callable giving the list. Forks before any thread is started; if the fork
+    or the child fails for any reason the sums are computed in this process."""
+    from pcrtool.pe.digest import word_sum
+
+    def here() -> list[int]:
+        return [word_sum(d, s) for d, s in zip(datas, starts)]
+
+    if sum(len(d) for d in datas) < _FORK_FROM or not hasattr(os, "fork"):
+        return here
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(r)
+        os.close(w)
+        return here
+    if pid == 0:  # child: only computes and writes two bytes per input; never returns into the caller
+        try:
+            os.close(r)
+            out = b"".join(word_sum(d, s).to_bytes(2, "little") for d, s in zip(datas, starts))
+            while out:
+                out = out[os.write(w, out):]
+        finally:
+            os._exit(0)
+    os.close(w)
+
+    def result() -> list[int]:
+        want, buf = 2 * len(datas), b""
+        try:
+            while len(buf) < want:
+                part = os.read(r, want - len(buf))
+                if not part:
+                    break
+                buf += part
+        finally:
+            os.close(r)
+            os.waitpid(pid, 0)
+        if len(buf) != want:
+            return here()
+        return [int.from_bytes(buf[i:i + 2], "little") for i in range(0, want, 2)]
+    return result
+
+
+def sign_files(files: list[str], outputs: list[str], *, key: str, cert: str | None, alg, when,
+               chain: list[str] = (), detached: bool = False) -> Iterator[tuple[str, str]]:
+    """Sign ``files`` into ``outputs`` (PKCS#7 only with ``detached``) with one key load, as
+    described in the module docstring; yields (input, output) as each output is in place.
+
+    Every input is read and checked before the first output is written."""
+    from pcrtool.pe.digest import image_digest
+    from pcrtool.pe.sign import PreparedSignature, check_signable, idc_and_attributes
+
+    if not detached:
+        for out in outputs:
+            fileio.require_file_output(out, what="signed PE", why="it is read back and checked")
+    datas = [fileio.read_bytes(f, what="PE file") for f in files]
+    checked = [check_signable(d, alg) for d in datas]            # (image, pad, body start) each
+    sums = forked_word_sums(datas, [start for _, _, start in checked])
+    digests = background(lambda: [image_digest(image, alg, pad) for image, pad, _ in checked])
+    with load_sign_key(key, cert) as signer:
+        from pcrtool.pe.sign import certificate_bytes, check_certificate_key, check_signing_key, sign_prepared
+        check_signing_key(signer)
+        cert_der = certificate_bytes(signer)
+        check_certificate_key(cert_der, signer.public_key())
+        chain_der = chain_certificates(list(chain))
+        prepared = [PreparedSignature(data, alg, digest, *idc_and_attributes(digest, alg, when), body_sum)
+                    for data, digest, body_sum in zip(datas, digests(), sums())]
+        for file, out, prep, (image, pad, _) in zip(files, outputs, prepared, checked):
+            chunks = sign_prepared(prep, signer, certificate_der=cert_der, chain=chain_der, checked=True)
+            if detached:
+                from pcrtool.sign.authenticode_pkcs7 import der_length
+                der = chunks[-1][8:]
+                fileio.write_atomic(out, der[:der_length(der)], what="PKCS#7")
+            else:
+                _write_checked(out, chunks, image, pad)
+            yield file, out
+
+
+def _write_checked(output: str, chunks: list, image, pad: int) -> None:
+    """Write ``chunks`` atomically; the file is checked (``_check_written``) before it is renamed
+    into place, so a file that fails the check never appears."""
+    with fileio.atomic_writer(output, mode=0o644, what="signed PE") as f:
+        for chunk in chunks:
+            f.write(chunk)
+        f.flush()
+        _check_written(f.fileno(), output, chunks, image, pad)
+
+
+def _check_written(fd: int, output: str, chunks: list, image, pad: int) -> None:
+    """Check the written file (read back through a mapping of it) without hashing it again.
+
+    Why this is as strong as re-hashing the output as EDK2 would: the signature was verified
+    against the certificate's public key over the signed attributes, whose messageDigest covers
+    the SpcIndirectDataContent holding the image digest (``sign_prepared``). That digest was
+    computed over the ranges ``hash_ranges(input, pad)`` of the very ``bytes`` object whose
+    body is written here (an immutable private copy of the input, not a mapping another process
+    could change). So the output's EDK2 digest equals the signed one exactly when the output,
+    parsed from the file itself, has the size written, the header bytes written (they differ
+    from the input's only in CheckSum and the certificate directory entry, which EDK2 does not
+    hash), the same hash ranges as the input plus its padding, and, as its last table entry, the
+    WIN_CERTIFICATE written. A re-hash would re-read the same page cache this check reads; it
+    could not see more.
+    """
+    import mmap
+
+    from pcrtool.errors import PcrtoolError
+    from pcrtool.pe.digest import hash_ranges
+    from pcrtool.pe.image import PeImage
+
+    head, entry = chunks[0], chunks[-1]
+    size = sum(len(c) for c in chunks)
+    problem = None
+    try:
+        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
+            written = PeImage.parse(mm)
+            certs = written.certificates()
+            if len(mm) != size or mm[:len(head)] != head:
+                problem = "its size or headers differ from what was written"
+            elif hash_ranges(written) != hash_ranges(image, pad):
+                problem = "its hashed ranges differ from the input's"
+            elif not certs or certs[-1].offset != size - len(entry) or mm[size - len(entry):] != entry:
+                problem = "its last certificate-table entry is not the new signature"
+            del written, certs
+    except (OSError, ValueError) as e:
+        problem = f"cannot read it back: {e}"
+    except PcrtoolError as e:
+        problem = e.message
+    if problem:
+        raise SignatureError(f"the written file {output!r} does not check out ({problem}); not written",
+                             hint="this is a bug in pcrtool (or the file system); rerun with --debug and report it")
+
+
+def _map(path: str):
+    """The written file, read back through mmap (no 75 MB copy) for the re-verification."""
+    import mmap
+
+    try:
+        with open(path, "rb") as f:
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as e:
+        raise InputFileError(f"cannot read back {path!r}: {e}") from None
+
+
+def write_and_reverify(output: str, signed, cert_der: bytes) -> None:
+    """Atomic write (``signed`` is bytes or a list of chunks), then read the file back and check
+    the new signature as EDK2 would; a file that does not verify is removed. For signatures made
+    elsewhere (``pe attach``, ``pe import-pkcs7``)."""
+    from pcrtool.pe.sigdb import SignatureDb
+    from pcrtool.pe.verify import verify_image
+
+    chunks = [signed] if isinstance(signed, (bytes, bytearray)) else signed
+    fileio.require_file_output(output, what="signed PE", why="it is read back and re-verified")
+    with fileio.atomic_writer(output, mode=0o644, what="signed PE") as f:
+        digest256 = _write_hashing(f, chunks)
+    _release_mapped_input(chunks)
+    result = verify_image(_map(output), db=SignatureDb(certificates=[cert_der]), sha256_digest=digest256)
+    last = result.signatures[-1] if result.signatures else None
+    if not result.table_ok or last is None or not (last.digest_matches and last.signature_valid):
+        os.unlink(output)
+        raise SignatureError(f"the written file {output!r} does not verify ({result.reason}); removed it",
+                             hint="this is a bug in pcrtool; rerun with --debug and report it")
+
+
+def _write_hashing(f, chunks) -> bytes | None:
+    """Write ``chunks`` to ``f`` while a thread computes the SHA-256 Authenticode digest of the
+    file being written, read back from the file itself (a mapping of it: the page cache) right
+    behind the writer: the re-verification's digest costs no extra pass. Returns that digest
+    (None for small outputs, written plainly: ``verify_image`` then hashes the file itself).
+
+    The file gets its final size first; the first chunk holds all headers (``signed_chunks``),
+    so the output is parsed from the file once it is written, and every range EDK2 hashes is
+    read only after the writer has passed its end.
+    """
+    import contextlib
+    import mmap
+    import threading
+
+    from pcrtool.model import HashAlg
+    from pcrtool.pe.digest import image_digest
+    from pcrtool.pe.image import PeImage
+
+    total = sum(len(c) for c in chunks)
+    if total < (16 << 20) or len(chunks) < 2:
+        for chunk in chunks:
+            f.write(chunk)
+        return None
+    f.truncate(total)
+    f.write(chunks[0])
+    f.flush()
+    cond = threading.Condition()
+    state = {"written": len(chunks[0]), "aborted": False, "hashed": 0, "released": 0}
+
+    def ready(end: int) -> None:
+        # Drop the mapping's pages already hashed (the page cache keeps them; a re-read just
+        # refaults): the output costs one 8 MiB window of RSS, not the whole image.
+        hashed = state["hashed"] - state["hashed"] % mmap.PAGESIZE
+        if hashed > state["released"]:
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                mm.madvise(mmap.MADV_DONTNEED, state["released"], hashed - state["released"])
+            state["released"] = hashed
+        state["hashed"] = end
+        with cond:
+            while state["written"] < end and not state["aborted"]:
+                cond.wait()
+            if state["written"] < end:
+                raise OSError("the output was not completely written")
+
+    mm = mmap.mmap(f.fileno(), total, access=mmap.ACCESS_READ)
+    try:
+        job = background(lambda: image_digest(PeImage.parse(mm), HashAlg.SHA256, ready=ready))
+        try:
+            step = 8 << 20
+            for chunk in chunks[1:]:
+                view = memoryview(chunk)
+                for pos in range(0, len(view), step):
+                    f.write(view[pos:pos + step])
+                    f.flush()
+                    with cond:
+                        state["written"] += len(view[pos:pos + step])
+                        cond.notify_all()
+        finally:
+            with cond:
+                state["aborted"] = state["written"] < total
+                cond.notify_all()
+            try:
+                digest = job()   # also waits for the thread when the write failed
+            except Exception:  # noqa: BLE001 - verify_image then hashes (and reports) on its own
+                digest = None
+        return digest
+    finally:
+        with contextlib.suppress(BufferError):
+            mm.close()
+
+
+def _release_mapped_input(chunks) -> None:
+    """The input is written: drop our page-table entries for a mapped input (MADV_DONTNEED on a
+    read-only file mapping keeps the page cache, it just stops counting in our RSS) before the
+    output is mapped for the re-verification, so peak memory is one image, not two."""
+    import contextlib
+    import mmap
+
+    for chunk in chunks:
+        obj = getattr(chunk, "obj", None)
+        if isinstance(obj, mmap.mmap):
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                obj.madvise(mmap.MADV_DONTNEED)
