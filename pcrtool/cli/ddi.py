@@ -314,9 +314,9 @@ def prepare(
     with fileio.atomic_writer(output, overwrite=force, what="image") as f:
         built.write(f, bytes(built.layout.sig_size))
     tbs_name = default_tbs_name(req_path, "roothash")
-    item = ("roothash", tbs_name, roothash_tbs(built.root_hash), {"root-hash-algorithm": "sha256"})
+    item = ("roothash", tbs_name, roothash_tbs(built.root_hash), {"root_hash_algorithm": "sha256"})
     request, blobs = new_request(RequestKind.VERITY_ROOTHASH, [item],
-                                 key=certificate, extra={"rootHash": built.root_hash.hex(), "image": output.name})
+                                 key=certificate, extra={"root_hash": built.root_hash.hex(), "image": output.name})
     write_request(req_path, request, blobs)
     _summary(built, output, the_arch, {"signed": False, "request": str(req_path),
                                        "tbs": str(req_path.parent / tbs_name)})

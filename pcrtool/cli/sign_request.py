@@ -195,14 +195,15 @@ def sign(
             written = write_raw_signatures(request, response, outputs)
         when = now_utc()
         append_audit(audit_path, [
-            {"time": when, "kind": req.kind.value, "key": fp, "request-digest": digest,
-             "request": str(request), "item": it.index, "count": len(summary.items),
-             "tbs-sha256": it.sha256, "decoded": dict(it.decoded.values), "label-unverified": it.label}
+            {"time": when, "kind": req.kind.value, "key": fp, "request_digest": digest,
+             "request": str(request), "request_version": req.version, "item": it.index,
+             "count": len(summary.items), "tbs_sha256": it.sha256, "decoded": dict(it.decoded.values),
+             "label_unverified": it.label}
             for it in summary.items])
         outputs.commit()
     data = {"kind": req.kind.value, "key": response.key.to_json(), "digest": digest,
             "written": [str(p) for p in written], "items": [it.label for it, _ in response.signatures],
-            "audit-log": str(audit_path)}
+            "audit_log": str(audit_path)}
     from pcrtool.sign.request.limits import escape
     if render.json_mode():
         render.emit_json(data)

@@ -383,8 +383,8 @@ def prepare(
     tbs_name = default_tbs_name(output, "roothash")
     root_alg = {20: "sha1", 32: "sha256", 64: "sha512"}[len(root)]  # what parse_root_hash accepts
     request, blobs = new_request(RequestKind.VERITY_ROOTHASH, [("roothash", tbs_name, roothash_tbs(root),
-                                                                {"root-hash-algorithm": root_alg})],
-                                 hash_alg=alg, key=cert, extra={"rootHash": root.hex()})
+                                                                {"root_hash_algorithm": root_alg})],
+                                 hash_alg=alg, key=cert, extra={"root_hash": root.hex()})
     from pcrtool.cli.common import NewFilesOnly
     with NewFilesOnly([output, Path(output).parent / tbs_name]):  # all or nothing
         write_request(output, request, blobs)

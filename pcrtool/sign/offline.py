@@ -1,14 +1,17 @@
 """Offline (two-phase) signing: one request/response format for every pcrtool signer.
 
 Phase 1 (build host) writes a request: the exact bytes to sign, one file per item ("tbs"), plus
-a JSON manifest::
+a JSON manifest (format version 2, snake_case keys throughout; ``pcrtool.sign.request.versions``)::
 
-    {"pcrtool-sign-request": 1, "kind": "authenticode" | "verity-roothash" | "pcr-policy",
+    {"format": "pcrtool-sign-request/2", "kind": "authenticode" | "verity-roothash" | "pcr-policy",
      "tbs": [{"file": "uki.sattrs.der", "sha256": "<hex>", "size": 402, "label": "…",
               "context": {…kind-specific, what the signing host recomputes…}}, …],
      "hash": "sha256", "padding": "pkcs1v15",
      "key": {"fingerprint": "<sha256 of SPKI DER>", "type": "rsa2048"},      (optional)
-     "inputs": {"<name>": "<sha256 hex>"}, "extra": {…kind-specific…}, "created-by": "pcrtool …"}
+     "inputs": {"<name>": "<sha256 hex>"}, "extra": {…kind-specific…}, "created_by": "pcrtool …"}
+
+Version-1 requests (``{"pcrtool-sign-request": 1, …}``, the same fields in kebab-case) are still
+read, verified and answered as before (a version-1 response); nothing writes them any more.
 
 Every tbs file is signed as it is — RSASSA-PKCS1-v1_5 (or PSS) / ECDSA over SHA-256 of the file —
 so any signer works: ``openssl dgst -sha256 -sign KEY -out F.sig F``,
@@ -18,14 +21,15 @@ systemd uses offline: sbsign's DER signed-attributes SET, the lowercase hex root
 newline, the raw ``pol`` (or ``tbs``) bytes of a ``.pcrsig`` entry.
 
 The signing host (``pcrtool sign-request show|sign``) decodes every item against its ``context``
-(``pcrtool.sign.request.decode``): verity ``{"root-hash-algorithm": "sha256"}``; authenticode
-``{"spc-indirect-data": "<base64 DER>"}``; pcr-policy ``{"bank": "sha256", "pcrs": {"11": "<hex>"},
+(``pcrtool.sign.request.decode``): verity ``{"root_hash_algorithm": "sha256"}``; authenticode
+``{"spc_indirect_data": "<base64 DER>"}``; pcr-policy ``{"bank": "sha256", "pcrs": {"11": "<hex>"},
 "ref": "…"|null}``. Every bound is in ``pcrtool.sign.request.limits``.
 
 Phase 2 (response), either:
   - one raw signature per item, by default ``<tbs file>.sig`` next to the tbs file; or
-  - a JSON response ``{"pcrtool-sign-response": 1, "kind": …, "key": {…}, "certificate": b64?,
-    "signatures": [{"label": …, "sha256": <tbs sha256>, "signature": "<base64>"}]}``.
+  - a JSON response ``{"format": "pcrtool-sign-response/2", "kind": …, "key": {…}, "certificate": b64?,
+    "signatures": [{"label": …, "sha256": <tbs sha256>, "signature": "<base64>"}], "created_by": …}``
+    (version 1, ``{"pcrtool-sign-response": 1, …, "created-by": …}``, answers a version-1 request).
 Attach commands call ``read_request`` + ``read_signatures`` + ``check_signatures`` and refuse
 signatures by another key, over other bytes, or for a changed request.
 """
@@ -48,12 +52,12 @@ from pcrtool.model import HashAlg
 from pcrtool.sign.api import (KeyType, Padding, SignerBase, describe_public_key,
                               ecdsa_signature_to_der, key_label, public_key_fingerprint, require_key,
                               verify_signature)
-from pcrtool.sign.request import limits
-from pcrtool.sign.request.limits import escape, quote
+from pcrtool.sign.request import limits, versions
+from pcrtool.sign.request.limits import quote
+from pcrtool.sign.request.versions import WRITE_VERSION
 
-REQUEST_MARKER = "pcrtool-sign-request"
-RESPONSE_MARKER = "pcrtool-sign-response"
-FORMAT_VERSION = 1
+REQUEST_FORMAT = versions.REQUEST
+RESPONSE_FORMAT = versions.RESPONSE
 SIGNATURE_SUFFIX = ".sig"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -125,6 +129,7 @@ class SignRequest:
     inputs: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, object] = field(default_factory=dict)
     created_by: str | None = None
+    version: int = WRITE_VERSION     # the format version read (1: kebab-case keys) or written
 
     def item(self, which: "int | str") -> tuple[int, TbsItem]:
         """An item by index or label."""
@@ -138,7 +143,7 @@ class SignRequest:
         raise UsageError(f"request has no item labelled {quote(which)}")
 
     def to_json(self) -> dict:
-        out: dict = {REQUEST_MARKER: FORMAT_VERSION, "kind": self.kind.value,
+        out: dict = versions.header(REQUEST_FORMAT, self.version) | {"kind": self.kind.value,
                      "tbs": [it.to_json() for it in self.items],
                      "hash": self.hash_alg.bank_name, "padding": self.padding.value}
         if self.key is not None:
@@ -146,7 +151,7 @@ class SignRequest:
         out["inputs"] = dict(self.inputs)
         out["extra"] = dict(self.extra)
         if self.created_by:
-            out["created-by"] = self.created_by
+            out[versions.key("created_by", self.version)] = self.created_by
         return out
 
     def consumer_check(self, public_key) -> None:
@@ -172,6 +177,8 @@ def new_request(kind: "RequestKind | str", tbs: Sequence[tuple], *,
     """Build a request from ``(label, file name, bytes[, context])`` tuples.
 
     ``key`` may be a Signer, a public key, a certificate or a ``KeyInfo`` (or None: any key).
+    The keys of each context and of ``extra`` are written in the format's one style, snake_case
+    (a caller's ``rootHash`` or ``image-digest`` becomes ``root_hash``, ``image_digest``).
     """
     kind = RequestKind(kind)
     if not tbs:
@@ -186,12 +193,22 @@ def new_request(kind: "RequestKind | str", tbs: Sequence[tuple], *,
         seen.add(name)
         data = bytes(data)
         items.append(TbsItem(name, hashlib.sha256(data).hexdigest(), label, len(data),
-                             None if context is None else dict(context)))
+                             None if context is None else _snake_keys(context, "context")))
         blobs.append(data)
     _check_output_names([it.file for it in items], "tbs file")
     request = SignRequest(kind, tuple(items), hash_alg, Padding(padding), _key_info(key),
-                          dict(inputs or {}), dict(extra or {}), _created_by())
+                          dict(inputs or {}), _snake_keys(extra or {}, "extra"), _created_by())
     return request, blobs
+
+
+def _snake_keys(obj: Mapping[str, object], what: str) -> dict:
+    out: dict = {}
+    for k, v in obj.items():
+        name = versions.snake_key(k)
+        if name in out:
+            raise UsageError(f"request {what} has two keys for {quote(name)}")
+        out[name] = v
+    return out
 
 
 def _key_info(key) -> KeyInfo | None:
@@ -253,18 +270,24 @@ def write_request(path: "str | Path", request: SignRequest, tbs_blobs: Sequence[
 
 # --- reading and validating requests ------------------------------------------------------------
 
-def parse_request(text: str, *, source: str = "signing request") -> SignRequest:
-    """Validate a manifest field by field; every problem is one FormatError naming the field."""
-    data = limits.load_json(text, source=source)
-    if not isinstance(data, dict) or REQUEST_MARKER not in data:
-        raise FormatError(f"{source} is not a pcrtool signing request (no {REQUEST_MARKER!r} field)",
-                          hint="pass the .json manifest written by a 'prepare' command")
-    if type(data[REQUEST_MARKER]) is not int or data[REQUEST_MARKER] != FORMAT_VERSION:
-        raise FormatError(f"{source}: unsupported request version {escape(repr(data[REQUEST_MARKER]))}",
-                          hint=f"this pcrtool reads version {FORMAT_VERSION}")
+#: Version 2's fields (every other top-level or ``key`` field is refused; version 1 ignores them).
+_REQUEST_FIELDS_V2 = {versions.FORMAT_FIELD, "kind", "tbs", "hash", "padding", "key", "inputs", "extra", "created_by"}
+
+
+def parse_request(untrusted_text: "str | bytes", *, source: str = "signing request") -> SignRequest:
+    """Validate a manifest (every byte of it is the build host's) field by field; every problem is
+    one FormatError naming the field. Reads format versions 1 and 2 (``sign.request.versions``)."""
+    data = limits.load_json(untrusted_text, source=source)
+    version = versions.version_of(data, REQUEST_FORMAT, source=source, what="pcrtool signing request",
+                                  hint="pass the .json manifest written by a 'prepare' command")
 
     def fail(fld: str, problem: str):
         raise FormatError(f"{source}: field {fld!r} {problem}")
+
+    if version >= 2:
+        unknown = set(data) - _REQUEST_FIELDS_V2
+        if unknown:
+            fail(sorted(unknown)[0][:80], "is not a field of a version-2 request (keys are snake_case)")
 
     kind = data.get("kind")
     if not isinstance(kind, str) or kind not in {k.value for k in RequestKind}:
@@ -319,6 +342,8 @@ def parse_request(text: str, *, source: str = "signing request") -> SignRequest:
             fail("key.fingerprint", "must be 64 lowercase hex digits (SHA-256 of the SPKI DER)")
         if k.get("type") is not None and not isinstance(k["type"], str):
             fail("key.type", "must be a string")
+        if version >= 2 and set(k) - {"fingerprint", "type"}:
+            fail("key", "has fields other than fingerprint and type")
         key = KeyInfo(k["fingerprint"], k.get("type"))
     inputs = data.get("inputs", {})
     if not isinstance(inputs, dict) or not all(isinstance(v, str) for v in inputs.values()):
@@ -326,11 +351,14 @@ def parse_request(text: str, *, source: str = "signing request") -> SignRequest:
     extra = data.get("extra", {})
     if not isinstance(extra, dict):
         fail("extra", "must be an object")
-    created = data.get("created-by")
+    created_field = versions.key("created_by", version)
+    created = data.get(created_field)
     if isinstance(created, str) and len(created) > limits.MAX_LABEL_CHARS:
-        fail("created-by", f"is longer than {limits.MAX_LABEL_CHARS} characters")
+        fail(created_field, f"is longer than {limits.MAX_LABEL_CHARS} characters")
+    if version >= 2 and created is not None and not isinstance(created, str):
+        fail(created_field, "must be a string")
     return SignRequest(RequestKind(kind), tuple(items), HashAlg.from_name(hash_name), Padding(pad),
-                       key, inputs, extra, created if isinstance(created, str) else None)
+                       key, inputs, extra, created if isinstance(created, str) else None, version)
 
 
 def read_request(path: "str | Path") -> tuple[SignRequest, list[bytes]]:
@@ -340,8 +368,8 @@ def read_request(path: "str | Path") -> tuple[SignRequest, list[bytes]]:
 
     path = Path(path)
     with RequestDir(path) as rd:
-        text = rd.read(rd.manifest_name, limits.MAX_MANIFEST_BYTES, what="signing request")
-        request = parse_request(text, source=quote(str(path)))
+        untrusted_manifest = rd.read(rd.manifest_name, limits.MAX_MANIFEST_BYTES, what="signing request")
+        request = parse_request(untrusted_manifest, source=quote(str(path)))
         if any(it.file == rd.manifest_name for it in request.items):
             raise FormatError(f"{quote(str(path))}: a tbs file is the manifest itself")
         _check_output_names([it.file for it in request.items], "tbs file", rd.manifest_name)
@@ -405,15 +433,17 @@ class SignResponse:
     key: KeyInfo
     signatures: tuple[tuple[TbsItem, bytes], ...]
     certificate_der: bytes | None = None
+    version: int = WRITE_VERSION     # the request's: a version-1 request gets a version-1 answer
 
     def to_json(self) -> dict:
-        out: dict = {RESPONSE_MARKER: FORMAT_VERSION, "kind": self.kind.value, "key": self.key.to_json()}
+        out: dict = versions.header(RESPONSE_FORMAT, self.version) | {"kind": self.kind.value,
+                                                                       "key": self.key.to_json()}
         if self.certificate_der is not None:
             out["certificate"] = base64.b64encode(self.certificate_der).decode()
         out["signatures"] = [{"label": it.label, "file": it.file, "sha256": it.sha256,
                               "signature": base64.b64encode(sig).decode()}
                              for it, sig in self.signatures]
-        out["created-by"] = _created_by()
+        out[versions.key("created_by", self.version)] = _created_by()
         return out
 
 
@@ -441,7 +471,7 @@ def sign_request(request: SignRequest, tbs_blobs: Sequence[bytes], signer: Signe
     if cert is not None:
         from cryptography.hazmat.primitives.serialization import Encoding
         cert_der = cert.public_bytes(Encoding.DER)
-    return SignResponse(request.kind, KeyInfo.of(public_key), tuple(out), cert_der)
+    return SignResponse(request.kind, KeyInfo.of(public_key), tuple(out), cert_der, request.version)
 
 
 def write_response(path: "str | Path", response: SignResponse, outputs=None) -> list[Path]:
@@ -471,15 +501,18 @@ def _write(files: list[tuple[Path, bytes, str]], outputs) -> list[Path]:
     return [p for p, _, _ in files]
 
 
-def parse_response(text: str, request: SignRequest, *, source: str = "signing response"
+def parse_response(untrusted_text: str, request: SignRequest, *, source: str = "signing response"
                    ) -> tuple[list[bytes], bytes | None]:
-    """Signatures (in request order) and the certificate DER (if any) of a JSON response."""
+    """Signatures (in request order) and the certificate DER (if any) of a JSON response (format
+    version 1 or 2, whichever the request has); every signature is still checked by the caller."""
     try:
-        data = json.loads(text)
+        data = json.loads(untrusted_text)
     except json.JSONDecodeError as e:
         raise FormatError(f"{source}: bad JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    if not isinstance(data, dict) or data.get(RESPONSE_MARKER) != FORMAT_VERSION:
-        raise FormatError(f"{source} is not a pcrtool signing response (version {FORMAT_VERSION})")
+    except RecursionError:
+        raise FormatError(f"{source}: bad JSON: nested too deeply") from None
+    versions.version_of(data, RESPONSE_FORMAT, source=source, what="pcrtool signing response",
+                        hint="pass the JSON response 'pcrtool sign-request sign -o' wrote, or a raw signature")
     if data.get("kind") != request.kind.value:
         raise MismatchError(f"{source} answers a {data.get('kind')!r} request, not {request.kind.value!r}")
     entries = data.get("signatures")
@@ -548,7 +581,7 @@ def _is_json_response(data: bytes) -> bool:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return False
-    return isinstance(doc, dict) and RESPONSE_MARKER in doc
+    return versions.is_document(doc, RESPONSE_FORMAT)
 
 
 # --- the offline placeholder signer --------------------------------------------------------------
@@ -609,7 +642,8 @@ def summarize_request(request: SignRequest, tbs_blobs: Sequence[bytes], key_fing
     views = []
     for i, (it, blob) in enumerate(zip(request.items, tbs_blobs)):
         decoded = decode_item(request.kind.value, blob, it.context, signature_hash=request.hash_alg,
-                              image_digest=image_digest, where=f"tbs[{i}] ({quote(it.file)})")
+                              image_digest=image_digest, where=f"tbs[{i}] ({quote(it.file)})",
+                              version=request.version)
         views.append(ItemView(i, it.file, len(blob), hashlib.sha256(blob).hexdigest(), it.label, decoded))
     return Summary(request.kind.value, request.hash_alg.bank_name, request.padding.value, key_fingerprint,
-                   tuple(views), request.created_by)
+                   tuple(views), request.created_by, request.version)

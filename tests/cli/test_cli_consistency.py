@@ -207,9 +207,9 @@ def test_shell_completion_is_offered_and_completes_sub_command_options(tmp_path)
 
 
 #: One JSON key style per document family (README "JSON key style"). pcrtool's own documents use
-#: snake_case; the event-log and dm-verity families use camelCase (the TCG structures' field names,
-#: systemd's verity-sig ``rootHash``/``certificateFingerprint``); offline-signing documents are
-#: kebab-case (their keys are bound by the request digest). systemd-defined formats (.pcrsig,
+#: snake_case, offline-signing documents (format version 2) included; the event-log and dm-verity
+#: families use camelCase (the TCG structures' field names, systemd's verity-sig
+#: ``rootHash``/``certificateFingerprint``). systemd-defined formats (.pcrsig,
 #: pcrlock, CEL-JSON, systemd-dissect-like ``ddi inspect``) keep systemd's keys and are not checked.
 STYLES = {"snake": r"[a-z0-9]+(_[a-z0-9]+)*", "camel": r"[a-z][a-zA-Z0-9]*", "kebab": r"[a-z0-9]+(-[a-z0-9]+)*"}
 FAMILY_STYLE = {"eventlog": "camel", "verity": "camel", "predict": "snake", "policy": "snake", "key": "snake",
@@ -271,9 +271,12 @@ def test_json_key_style_per_family(tmp_path):
         checked += 1
     # pcrtool's own files read back: predictions (snake_case, like the CLI's documents)
     assert key_style_violations(json.loads((d / "p.json").read_text()), "snake") == []
-    # offline-signing request manifests: kebab-case; the kind-specific "extra" object is left as it
-    # is (verity's rootHash, as in systemd's verity-sig JSON), since the request digest binds it
+    # offline-signing request manifests (format version 2): snake_case, "extra" and contexts included
     request = json.loads((d / "v.sign-request.json").read_text())
-    assert request.pop("extra") == {"rootHash": root}
-    assert key_style_violations(request, "kebab") == []
+    assert request["format"] == "pcrtool-sign-request/2" and request["extra"] == {"root_hash": root}
+    assert key_style_violations(request, "snake") == []
+    # and what the signing host prints about it (the decoded summary that --expect pins)
+    shown = json.loads(run("sign-request", "show", d / "v.sign-request.json", "--json=short").stdout)
+    assert shown["summary"]["format"] == "pcrtool-sign-summary/2"
+    assert key_style_violations(shown, "snake") == []
     assert checked == len(commands)

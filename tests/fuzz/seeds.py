@@ -144,6 +144,9 @@ def _sign_request() -> list[bytes]:
             out.append(json.dumps(req.to_json()).encode())
     except Exception:  # noqa: BLE001
         pass
+    # format version 1, as an older pcrtool wrote it (still read on the signing host)
+    v1 = Path(__file__).resolve().parents[1] / "sign" / "fixtures" / "request-v1"
+    out += [f.read_bytes() for f in sorted(v1.glob("*/*.json"))]
     return out
 
 

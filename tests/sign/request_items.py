@@ -41,7 +41,7 @@ def policy_item(i: int, svn: int | None = None, *, name: str | None = None, labe
 
 
 def verity_item(root_hex: str = "5c3f0e1d" * 8, *, name: str = "img.roothash", alg: str = "sha256"):
-    return ("roothash", name, root_hex.encode(), {"root-hash-algorithm": alg})
+    return ("roothash", name, root_hex.encode(), {"root_hash_algorithm": alg})
 
 
 def authenticode_item(image_digest: bytes = hashlib.sha256(b"image").digest(), *, name: str = "uki.sattrs.der",
@@ -49,7 +49,7 @@ def authenticode_item(image_digest: bytes = hashlib.sha256(b"image").digest(), *
     import base64
     idc = ac.spc_indirect_data_content(image_digest)
     return ("signed-attributes", name, ac.signed_attributes(idc, when),
-            {"spc-indirect-data": base64.b64encode(idc).decode()})
+            {"spc_indirect_data": base64.b64encode(idc).decode()})
 
 
 def item_of(kind: str, **kw):

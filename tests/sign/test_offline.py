@@ -47,7 +47,7 @@ def test_request_round_trip_and_manifest_shape(tmp_path, keys):
     req, blobs = read_request(path)
     assert blobs == [POL_A, POL_B]
     data = json.loads(path.read_text())
-    assert data["pcrtool-sign-request"] == 1 and data["kind"] == "pcr-policy"
+    assert data["format"] == "pcrtool-sign-request/2" and data["kind"] == "pcr-policy"
     assert data["hash"] == "sha256" and data["padding"] == "pkcs1v15"
     assert data["key"] == {"fingerprint": keys.fingerprint("rsa"), "type": "rsa2048"}
     assert data["tbs"][0] == {"file": "rel.pol-1", "sha256": hashlib.sha256(POL_A).hexdigest(),
@@ -123,9 +123,9 @@ def test_tampered_tbs_file_and_manifest_are_refused(tmp_path, keys):
     data = json.loads(path.read_text())
     for field, value, err in [("kind", "kernel-module", FormatError), ("hash", "md5", FormatError),
                               ("padding", "raw", FormatError), ("tbs", [], FormatError),
-                              ("pcrtool-sign-request", 2, FormatError)]:
+                              ("format", "pcrtool-sign-request/3", FormatError)]:
         path.write_text(json.dumps(data | {field: value}))
-        with pytest.raises(err, match=field if field != "pcrtool-sign-request" else "version 2"):
+        with pytest.raises(err, match=field if field != "format" else "version 'pcrtool-sign-request/3'"):
             read_request(path)
     for item_field, value in [("file", "../etc/passwd"), ("file", "/etc/passwd"), ("sha256", "AB" * 32),
                               ("sha256", "00" * 31), ("size", -1)]:

@@ -83,9 +83,9 @@ def test_audit_log_has_one_entry_per_signature(tmp_path, keys, hsm):
     summary = summarize_request(req, blobs, keys.fingerprint("rsa"))
     assert len(entries) == 4
     for n, e in enumerate(entries):
-        assert set(e) >= {"time", "kind", "decoded", "key", "request-digest", "tbs-sha256"}
+        assert set(e) >= {"time", "kind", "decoded", "key", "request_digest", "tbs_sha256"}
         assert e["kind"] == "pcr-policy" and e["key"] == keys.fingerprint("rsa")
-        assert e["request-digest"] == summary.digest()
+        assert e["request_digest"] == summary.digest()
         assert e["decoded"] == dict(summary.items[n % 2].decoded.values)
         assert e["decoded"]["svn"] == n % 2 + 1
     # a symlinked or world-readable audit log is refused and nothing is signed
@@ -102,7 +102,7 @@ def test_audit_log_has_one_entry_per_signature(tmp_path, keys, hsm):
 def _policy(tmp_path: Path, rules: list) -> Path:
     tmp_path.mkdir(parents=True, exist_ok=True)
     p = tmp_path / "host-policy.json"
-    p.write_text(json.dumps({"pcrtool-signing-host-policy": 1, "keys": rules}))
+    p.write_text(json.dumps({"format": "pcrtool-signing-host-policy/2", "keys": rules}))
     return p
 
 
@@ -149,9 +149,15 @@ def test_signing_host_policy_limits_kinds_and_svns(tmp_path, keys):
 
 
 def test_host_policy_format_is_strict():
-    good = {"pcrtool-signing-host-policy": 1, "keys": [{"fingerprint": "ab" * 32, "kinds": ["authenticode"]}]}
+    keys_ = [{"fingerprint": "ab" * 32, "kinds": ["authenticode"]}]
+    good = {"format": "pcrtool-signing-host-policy/2", "keys": keys_}
     assert parse_host_policy(json.dumps(good)).rules[0].kinds == ("authenticode",)
-    for bad in [{}, dict(good, extra=1), dict(good, keys=[{"fingerprint": "AB" * 32, "kinds": ["authenticode"]}]),
+    # version 1 of the file (kebab-case marker) is still read
+    assert parse_host_policy(json.dumps({"pcrtool-signing-host-policy": 1, "keys": keys_})).rules[0].kinds == \
+        ("authenticode",)
+    for bad in [{}, dict(good, extra=1), {"format": "pcrtool-signing-host-policy/3", "keys": keys_},
+                {"pcrtool-signing-host-policy": 2, "keys": keys_}, {"format": "pcrtool-sign-request/2", "keys": keys_},
+                dict(good, **{"pcrtool-signing-host-policy": 1}), dict(good, keys=[{"fingerprint": "AB" * 32, "kinds": ["authenticode"]}]),
                 dict(good, keys=[{"fingerprint": "ab" * 32, "kinds": ["kernel-module"]}]),
                 dict(good, keys=[{"fingerprint": "ab" * 32, "kinds": ["pcr-policy"], "svn": {"min": 5, "max": 1}}]),
                 dict(good, keys=good["keys"] * 2)]:

@@ -35,18 +35,18 @@ def show_json(path: Path, *args: str) -> dict:
 
 def test_verity_shows_the_root_hash_it_signs_not_the_one_the_request_claims(tmp_path, keys):
     shown, signed = "ab" * 32, "66" * 32
-    path = write(tmp_path, "verity-roothash", [verity_item(signed)], extra={"rootHash": shown})
+    path = write(tmp_path, "verity-roothash", [verity_item(signed)], extra={"root_hash": shown})
     doc = show_json(path)
-    assert doc["summary"]["items"][0]["decoded"] == {"root-hash": signed, "root-hash-algorithm": "sha256"}
+    assert doc["summary"]["items"][0]["decoded"] == {"root_hash": signed, "root_hash_algorithm": "sha256"}
     text = run_cli("sign-request", "show", str(path)).stdout
     assert signed in text and shown not in text
     # a root hash of another length than the stated algorithm's, or with a newline, is refused
     for tbs, alg in [(signed.encode() + b"\n", "sha256"), (("6a" * 32).upper().encode(), "sha256"),
                      (signed.encode(), "sha512"), (b"66" * 20, "sha256")]:
         with pytest.raises(FormatError, match="lowercase hex"):
-            decode_item("verity-roothash", tbs, {"root-hash-algorithm": alg}, signature_hash=HashAlg.SHA256)
-    assert decode_item("verity-roothash", b"66" * 64, {"root-hash-algorithm": "sha512"},
-                       signature_hash=HashAlg.SHA256).values["root-hash"] == "66" * 64
+            decode_item("verity-roothash", tbs, {"root_hash_algorithm": alg}, signature_hash=HashAlg.SHA256)
+    assert decode_item("verity-roothash", b"66" * 64, {"root_hash_algorithm": "sha512"},
+                       signature_hash=HashAlg.SHA256).values["root_hash"] == "66" * 64
 
 
 def test_authenticode_shows_the_image_digest_inside_the_signed_attributes(tmp_path, keys):
@@ -55,15 +55,15 @@ def test_authenticode_shows_the_image_digest_inside_the_signed_attributes(tmp_pa
     signed_b = authenticode_item(digest_b)
     # The request carries A's SpcIndirectDataContent but asks for a signature over B's attributes.
     mixed = (label_a[0], label_a[1], signed_b[2], label_a[3])
-    path = write(tmp_path / "mixed", "authenticode", [mixed], extra={"image-digest": digest_a.hex()})
+    path = write(tmp_path / "mixed", "authenticode", [mixed], extra={"image_digest": digest_a.hex()})
     proc = run_cli("sign-request", "show", str(path))
     assert proc.returncode == 3 and "messageDigest does not cover" in proc.stderr
     proc = run_cli("sign-request", "sign", str(path), "--key", str(keys.rsa), "--expect", "00" * 32)
     assert proc.returncode == 3 and not (tmp_path / "mixed" / "uki.sattrs.der.sig").exists()
     # A consistent request for B labelled as A shows B's digest, never A's.
-    path = write(tmp_path / "b", "authenticode", [signed_b], extra={"image-digest": digest_a.hex()})
+    path = write(tmp_path / "b", "authenticode", [signed_b], extra={"image_digest": digest_a.hex()})
     doc = show_json(path)
-    assert doc["summary"]["items"][0]["decoded"]["image-digest"] == digest_b.hex()
+    assert doc["summary"]["items"][0]["decoded"]["image_digest"] == digest_b.hex()
     assert digest_a.hex() not in run_cli("sign-request", "show", str(path)).stdout
     # signed attributes beyond the expected set, or without signingTime, are refused
     from asn1crypto import cms
@@ -85,7 +85,7 @@ def test_authenticode_image_given_to_the_host_is_recomputed(tmp_path, keys):
     data = EFI.read_bytes()
     digest = prepare_for_pkcs7(data).image_digest
     path = write(tmp_path, "authenticode", [authenticode_item(digest)])
-    assert show_json(path, "--image", str(EFI))["summary"]["items"][0]["decoded"]["image-checked"] is True
+    assert show_json(path, "--image", str(EFI))["summary"]["items"][0]["decoded"]["image_checked"] is True
     other = tmp_path / "other.efi"
     other.write_bytes(data + b"\0" * 8)  # other bytes after the image: another Authenticode digest
     proc = run_cli("sign-request", "show", str(path), "--image", str(other))
@@ -105,7 +105,7 @@ def test_pcr_policy_shows_decoded_values_and_svn_not_the_label(tmp_path, keys):
     path = write(tmp_path / "labelled", "pcr-policy", [(real[0], real[1], attack[2], attack[3])])
     item = show_json(path)["summary"]["items"][0]
     assert item["decoded"]["svn"] == 2 ** 31 - 1 and item["decoded"]["pcrs"] == {"11": attacker_value.hex()}
-    assert item["label-unverified"] == "release 1.0, svn 1"
+    assert item["label_unverified"] == "release 1.0, svn 1"
     text = run_cli("sign-request", "show", str(path)).stdout
     assert "svn: 2147483647" in text and attacker_value.hex() in text
     assert "label (unverified, written by the build host): release 1.0, svn 1" in text
@@ -184,7 +184,7 @@ def test_decoding_any_bytes_and_context_raises_only_pcrtool_errors():
 
     contexts = st.sampled_from([verity_item()[3], authenticode_item()[3], policy_item(1, 1)[3], {}, None,
                                 {"bank": "sha256", "pcrs": {"11": "00"}, "ref": 5},
-                                {"spc-indirect-data": "MAA="}, {"root-hash-algorithm": ["x"]}])
+                                {"spc_indirect_data": "MAA="}, {"root_hash_algorithm": ["x"]}])
     blobs = st.one_of(st.binary(max_size=200), st.sampled_from([verity_item()[2], authenticode_item()[2],
                                                                  policy_item(1, 1)[2]]).flatmap(
         lambda b: st.integers(0, len(b) - 1).map(lambda i: b[:i] + bytes([b[i] ^ 1]) + b[i + 1:])))

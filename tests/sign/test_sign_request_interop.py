@@ -40,10 +40,10 @@ def test_systemd_sbsign_offline_blob_round_trip_with_file_key_and_token(sid_syst
     digest = prepare_for_pkcs7(efi.read_bytes()).image_digest.hex()
     shown = json.loads(ok(run_cli("sign-request", "show", str(req), "--image", str(efi), "--json=short")).stdout)
     decoded = shown["summary"]["items"][0]["decoded"]
-    assert decoded["image-digest"] == digest and decoded["image-checked"] is True
+    assert decoded["image_digest"] == digest and decoded["image_checked"] is True
     assert "systemd-sbsign" in shown["summary"]["items"][0]["shape"]
     ok(sign_cli(req, str(keys.rsa), "--image", str(efi), show_args=("--image", efi)))
-    assert json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[0])["decoded"]["image-checked"] is True
+    assert json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[0])["decoded"]["image_checked"] is True
     file_sig = (tmp_path / "uki.sattrs.der.sig").read_bytes()
     ok(sign_cli(req, hsm.uri("rsa"), env=hsm.env))
     assert (tmp_path / "uki.sattrs.der.sig").read_bytes() == file_sig            # PKCS#1 v1.5 is deterministic
@@ -90,7 +90,7 @@ def test_systemd_measure_policy_digest_is_decoded_and_signed(sid_systemd, keys, 
         shown = json.loads(ok(run_cli("sign-request", "show", str(d / "m.sign-request.json"), "--json=short")).stdout)
         for bank, item in zip(BANKS, shown["summary"]["items"]):
             assert item["decoded"]["svn"] == svn
-            assert item["decoded"]["approved-policy"] == pols[bank]
+            assert item["decoded"]["approved_policy"] == pols[bank]
         key = str(keys.rsa) if svn else hsm.uri("rsa")
         ok(sign_cli(d / "m.sign-request.json", key, env=hsm.env))
         for bank in BANKS:   # the TPM's VerifySignature: RSASSA-PKCS1-v1_5 / SHA-256 over tbs (openssl here)
@@ -121,7 +121,7 @@ def test_systemd_repart_deferred_root_hash_round_trip(sid_systemd, keys, hsm, tm
     req = tmp_path / "ddi.sign-request.json"
     ok(run_cli("verity", "prepare", root, "-o", str(req), "-c", str(crt)))
     item = json.loads(ok(run_cli("sign-request", "show", str(req), "--json=short")).stdout)["summary"]["items"][0]
-    assert item["decoded"] == {"root-hash": root, "root-hash-algorithm": "sha256"}
+    assert item["decoded"] == {"root_hash": root, "root_hash_algorithm": "sha256"}
     ok(sign_cli(req, hsm.uri("rsa"), env=hsm.env))
     token_sig = (tmp_path / "ddi.roothash.sig").read_bytes()
     ok(sign_cli(req, str(keys.rsa)))
@@ -137,4 +137,4 @@ def test_systemd_repart_deferred_root_hash_round_trip(sid_systemd, keys, hsm, tm
     shown = json.loads(ok(run_cli("--json=short", "verity", "show-sig", str(tmp_path / "sig.part"),
                                   "-c", str(crt))).stdout)
     assert shown["verified"] is True and shown["rootHash"] == root
-    assert read_request(req)[0].items[0].context == {"root-hash-algorithm": "sha256"}
+    assert read_request(req)[0].items[0].context == {"root_hash_algorithm": "sha256"}

@@ -73,7 +73,7 @@ def hostile_request(tmp_path, keys, monkeypatch):
     path = tmp_path / "r.sign-request.json"
     write_request(path, req, blobs)
     doc = json.loads(path.read_text())
-    doc["created-by"] = "pcrtool\x1b]0;title\x07 [bold]x[/bold]"
+    doc["created_by"] = "pcrtool\x1b]0;title\x07 [bold]x[/bold]"
     doc["extra"] = {"\x1b[2Jk": "\x1b[2Jv"}
     path.write_text(json.dumps(doc))
     monkeypatch.setenv("PCRTOOL_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
@@ -129,4 +129,4 @@ def test_sign_asks_on_a_terminal_and_signs_only_after_yes(tmp_path, keys, hostil
         assert (path.parent / "rel.1.tbs.sig").exists() is signed, screen
         assert ("EXIT=0" in screen) is signed
     entries = Path(os.environ["PCRTOOL_AUDIT_LOG"]).read_text().splitlines()
-    assert len(entries) == 2 and json.loads(entries[0])["label-unverified"].startswith("release 1\x1b[2J")
+    assert len(entries) == 2 and json.loads(entries[0])["label_unverified"].startswith("release 1\x1b[2J")

@@ -4,7 +4,10 @@ The signing host shows only what these functions derive from the bytes (and from
 recomputes), never the build host's labels. Every kind has exactly one accepted shape; anything
 else is a ``FormatError`` (or ``MismatchError`` when bytes and context disagree):
 
-- ``verity-roothash``: the lowercase hex of a root hash of the context's ``root-hash-algorithm``
+Context keys are snake_case (``root_hash_algorithm``, ``spc_indirect_data``), kebab-case in a
+format-version-1 request (``root-hash-algorithm``): ``versions.key`` names them per version.
+
+- ``verity-roothash``: the lowercase hex of a root hash of the context's ``root_hash_algorithm``
   (systemd-reference §5.4: 64 characters for sha256, no newline, no NUL), nothing else;
 - ``authenticode``: a DER SET of exactly the four signed attributes systemd-sbsign and pcrtool
   write (smimeCapabilities empty, contentType = SpcIndirectDataContent, signingTime,
@@ -30,6 +33,8 @@ from pcrtool.errors import FormatError, MismatchError, PcrtoolError
 from pcrtool.model import HashAlg
 from pcrtool.sign.request.limits import (MAX_LABEL_CHARS, MAX_POLICY_PCRS, MAX_SPC_INDIRECT_DATA_BYTES,
                                          MAX_TBS_BYTES, escape, quote)
+from pcrtool.sign.request.versions import WRITE_VERSION
+from pcrtool.sign.request.versions import key as _key
 
 KINDS = ("verity-roothash", "authenticode", "pcr-policy")
 VERITY_ROOT_HASH_ALGS = {"sha1": HashAlg.SHA1, "sha256": HashAlg.SHA256, "sha512": HashAlg.SHA512}
@@ -46,7 +51,8 @@ class DecodedItem:
     """What one item's bytes say, as the signing host derived it.
 
     ``lines`` are (name, value) pairs to show, all printable ASCII; ``values`` is the same as JSON
-    (it goes into the canonical summary and the audit log). ``svn``/``product`` feed the
+    with snake_case keys (it goes into the canonical summary, in the request's key style, and the
+    audit log). ``svn``/``product`` feed the
     signing-host policy (None: the bytes do not carry one).
     """
 
@@ -58,9 +64,13 @@ class DecodedItem:
     product: str | None = None
 
 
-def decode_item(kind: str, tbs: bytes, context: object, *, signature_hash: HashAlg,
-                image_digest: bytes | None = None, where: str = "item") -> DecodedItem:
-    """Decode one item; ``image_digest`` (Authenticode only) is the host's own digest of the PE."""
+def decode_item(kind: str, untrusted_tbs: bytes, untrusted_context: object, *, signature_hash: HashAlg,
+                image_digest: bytes | None = None, where: str = "item",
+                version: int = WRITE_VERSION) -> DecodedItem:
+    """Decode one item of a request of format ``version``; ``image_digest`` (Authenticode only) is
+    the host's own digest of the PE. The bytes and the context are the build host's: what is
+    returned is only what they were checked to say."""
+    tbs, context = untrusted_tbs, untrusted_context
     if kind not in KINDS:
         raise FormatError(f"{where}: unknown kind {quote(kind)}")
     limit = MAX_TBS_BYTES[kind]
@@ -73,9 +83,9 @@ def decode_item(kind: str, tbs: bytes, context: object, *, signature_hash: HashA
                                "recomputes what it signs from the context)")
     try:
         if kind == "verity-roothash":
-            return _verity(tbs, context, where)
+            return _verity(tbs, context, where, version)
         if kind == "authenticode":
-            return _authenticode(tbs, context, signature_hash, image_digest, where)
+            return _authenticode(tbs, context, signature_hash, image_digest, where, version)
         return _pcr_policy(tbs, context, signature_hash, where)
     except PcrtoolError:
         raise
@@ -101,11 +111,12 @@ def _hex_of(value: object, size: int, what: str, where: str) -> bytes:
 
 # --- verity ---------------------------------------------------------------------------------------
 
-def _verity(tbs: bytes, context: dict, where: str) -> DecodedItem:
-    _keys(context, {"root-hash-algorithm"}, set(), where)
-    name = context["root-hash-algorithm"]
+def _verity(tbs: bytes, context: dict, where: str, version: int) -> DecodedItem:
+    field_name = _key("root_hash_algorithm", version)
+    _keys(context, {field_name}, set(), where)
+    name = context[field_name]
     if not isinstance(name, str) or name not in VERITY_ROOT_HASH_ALGS:
-        raise FormatError(f"{where}: root-hash-algorithm must be one of {', '.join(VERITY_ROOT_HASH_ALGS)}")
+        raise FormatError(f"{where}: {field_name} must be one of {', '.join(VERITY_ROOT_HASH_ALGS)}")
     alg = VERITY_ROOT_HASH_ALGS[name]
     if not re.fullmatch(rb"[0-9a-f]{%d}" % (2 * alg.digest_size), tbs):
         raise FormatError(f"{where}: the bytes to sign are not exactly {2 * alg.digest_size} lowercase hex "
@@ -114,26 +125,27 @@ def _verity(tbs: bytes, context: dict, where: str) -> DecodedItem:
     root = tbs.decode("ascii")
     return DecodedItem("verity-roothash", f"dm-verity root hash ({name}, lowercase hex)",
                        (("root hash", root), ("root hash algorithm", name)),
-                       {"root-hash": root, "root-hash-algorithm": name})
+                       {"root_hash": root, "root_hash_algorithm": name})
 
 
 # --- authenticode ---------------------------------------------------------------------------------
 
 def _authenticode(tbs: bytes, context: dict, hash_alg: HashAlg, image_digest: bytes | None,
-                  where: str) -> DecodedItem:
+                  where: str, version: int) -> DecodedItem:
     from asn1crypto import cms
 
     from pcrtool.sign import authenticode_pkcs7 as ac
 
-    _keys(context, {"spc-indirect-data"}, set(), where)
-    raw = context["spc-indirect-data"]
+    field_name = _key("spc_indirect_data", version)
+    _keys(context, {field_name}, set(), where)
+    raw = context[field_name]
     if not isinstance(raw, str) or len(raw) > 2 * MAX_SPC_INDIRECT_DATA_BYTES:
-        raise FormatError(f"{where}: spc-indirect-data must be base64 DER of at most "
+        raise FormatError(f"{where}: {field_name} must be base64 DER of at most "
                           f"{MAX_SPC_INDIRECT_DATA_BYTES} bytes")
     try:
         idc = base64.b64decode(raw, validate=True)
     except binascii.Error:
-        raise FormatError(f"{where}: spc-indirect-data is not base64") from None
+        raise FormatError(f"{where}: {field_name} is not base64") from None
     if hash_alg not in ac.SIGNING_ALGS:
         raise FormatError(f"{where}: Authenticode signatures use sha256 or sha384, not {hash_alg.bank_name}")
     if not tbs[:1] == b"\x31":
@@ -197,8 +209,8 @@ def _authenticode(tbs: bytes, context: dict, hash_alg: HashAlg, image_digest: by
         (("image digest", digest.hex()), ("image digest algorithm", hash_alg.bank_name), ("image", image_status),
          ("signing time", when), ("messageDigest", message_digest.hex()),
          ("attributes", "smimeCapabilities (empty), contentType SpcIndirectDataContent, signingTime, messageDigest")),
-        {"image-digest": digest.hex(), "image-digest-algorithm": hash_alg.bank_name,
-         "image-checked": image_digest is not None, "signing-time": when, "message-digest": message_digest.hex()})
+        {"image_digest": digest.hex(), "image_digest_algorithm": hash_alg.bank_name,
+         "image_checked": image_digest is not None, "signing_time": when, "message_digest": message_digest.hex()})
 
 
 # --- PCR policy -----------------------------------------------------------------------------------
@@ -260,7 +272,7 @@ def _pcr_policy(tbs: bytes, context: dict, hash_alg: HashAlg, where: str) -> Dec
     return DecodedItem("pcr-policy", "TPM2 PolicyAuthorize approval: approvedPolicy || policyRef",
                        tuple(lines),
                        {"bank": bank_name, "pcrs": {str(i): values[i].hex() for i in sorted(values)},
-                        "svn": svn, "scope": scope_json, "ref": ref, "approved-policy": pol.hex()},
+                        "svn": svn, "scope": scope_json, "ref": ref, "approved_policy": pol.hex()},
                        svn=svn, product=product)
 
 

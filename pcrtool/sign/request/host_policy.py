@@ -1,13 +1,14 @@
 """The optional signing-host policy: which key may sign which kinds, products and svn range.
 
-    {"pcrtool-signing-host-policy": 1,
+    {"format": "pcrtool-signing-host-policy/2",
      "keys": [{"fingerprint": "<SHA-256 of the SPKI DER, hex>", "name": "release 2026",
                "kinds": ["pcr-policy"], "products": ["fooOS"], "svn": {"min": 3, "max": 1000}}]}
 
 A key absent from the policy signs nothing; ``products`` and ``svn`` constrain only what the bytes
 carry (PCR-policy refs): an item whose decoded bytes carry no product/svn is refused when the rule
 names products/an svn range. A key allowed more than one kind is reported (``warnings``): one key
-per kind keeps a policy approval from ever passing for, say, a root-hash signature.
+per kind keeps a policy approval from ever passing for, say, a root-hash signature. Version 1 of
+the file (``{"pcrtool-signing-host-policy": 1, "keys": …}``, the same keys) is read as well.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from dataclasses import dataclass
 
 from pcrtool.errors import FormatError, PolicyRefused
 from pcrtool.sign.request.decode import KINDS
+from pcrtool.sign.request import versions
 from pcrtool.sign.request.limits import MAX_LABEL_CHARS, load_json, quote
 from pcrtool.sign.request.summary import Summary
 
-POLICY_MARKER = "pcrtool-signing-host-policy"
+POLICY_FORMAT = "pcrtool-signing-host-policy"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -75,8 +77,13 @@ def parse_host_policy(data: bytes | str, *, source: str = "signing-host policy")
     def fail(what: str):
         raise FormatError(f"{source}: {what}", hint="see README.md, 'Keys: … offline signing'")
 
-    if not isinstance(doc, dict) or doc.get(POLICY_MARKER) != 1 or set(doc) - {POLICY_MARKER, "keys"}:
-        fail(f"expected {{\"{POLICY_MARKER}\": 1, \"keys\": [...]}}")
+    expected = f"expected {{\"format\": \"{POLICY_FORMAT}/2\", \"keys\": [...]}}"
+    if not versions.is_document(doc, POLICY_FORMAT):
+        fail(expected)
+    versions.version_of(doc, POLICY_FORMAT, source=source, what="signing-host policy",
+                        hint="see README.md, 'Keys: … offline signing'")
+    if set(doc) - {POLICY_FORMAT, versions.FORMAT_FIELD, "keys"}:
+        fail(expected)
     keys = doc.get("keys")
     if not isinstance(keys, list):
         fail("'keys' must be a list")

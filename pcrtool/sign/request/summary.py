@@ -13,11 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pcrtool.sign.request import versions
 from pcrtool.sign.request.decode import DecodedItem
 from pcrtool.sign.request.limits import escape, quote
-
-SUMMARY_MARKER = "pcrtool-sign-summary"
-SUMMARY_VERSION = 1
 WRAP = 64          # characters of a value per line: a SHA-256 hex or fingerprint fits one line
 _INDENT = "     "
 
@@ -40,14 +38,22 @@ class Summary:
     key_fingerprint: str | None     # the key that will sign (None: the request names none, none given)
     items: tuple[ItemView, ...]
     created_by: str | None = None
+    version: int = versions.WRITE_VERSION   # the request's format version: its key style
 
     def canonical(self) -> dict[str, Any]:
-        return {SUMMARY_MARKER: SUMMARY_VERSION, "kind": self.kind, "hash": self.hash, "padding": self.padding,
-                "key": self.key_fingerprint, "count": len(self.items),
-                "items": [{"file": it.file, "size": it.size, "sha256": it.sha256, "shape": it.decoded.shape,
-                           "decoded": dict(it.decoded.values), "label-unverified": it.label}
-                          for it in self.items],
-                "created-by-unverified": self.created_by}
+        """The summary as JSON in the request's key style: a version-1 request keeps the summary
+        (and so the digest) an older pcrtool showed for it."""
+        def k(name: str) -> str:
+            return versions.key(name, self.version)
+
+        return versions.header(versions.SUMMARY, self.version) | {
+            "kind": self.kind, "hash": self.hash, "padding": self.padding,
+            "key": self.key_fingerprint, "count": len(self.items),
+            "items": [{"file": it.file, "size": it.size, "sha256": it.sha256, "shape": it.decoded.shape,
+                       "decoded": {k(n): v for n, v in it.decoded.values.items()},
+                       k("label_unverified"): it.label}
+                      for it in self.items],
+            k("created_by_unverified"): self.created_by}
 
     def canonical_bytes(self) -> bytes:
         return json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
