@@ -1,8 +1,11 @@
-"""The clevis pin inside a real initramfs (issue 18): Debian's `mkinitramfs` with `clevis-initramfs`
-and pcrtool's hook (`pcrtool clevis install --initramfs`) builds an image; unpacked and entered
-with chroot, clevis' own initramfs unlock code (`luks2_decrypt` of scripts/local-top/clevis: token
-export, jose, `clevis decrypt`) opens a LUKS2 image file with the approved release booted into
-swtpm, and the pin refuses a revoked release after `advance-floor`. Only swtpm's socket directory
+"""The clevis pin inside a real initramfs (issue 18), built twice: Debian's `mkinitramfs` with
+`clevis-initramfs` and pcrtool's hook (`pcrtool clevis install --initramfs`), and `dracut` with
+clevis' dracut modules (from the clevis-dracut package, which cannot be installed beside
+initramfs-tools: `apt-get download`) and pcrtool's module (`--dracut`). Each image is unpacked and
+entered with chroot; clevis' own unlock code from the image (initramfs-tools: `luks2_decrypt` of
+scripts/local-top/clevis; dracut: `clevis_luks_unlock_device`, what clevis-luks-askpass runs) opens
+a LUKS2 image file with the approved release booted into swtpm, and the pin refuses a revoked
+release after `advance-floor` and a tampered PCR 11. Only swtpm's socket directory
 and the disk image's directory are bound into the chroot: the interpreter, the stdlib, pcrtool,
 tpm2-pytss, cryptography, libtss2 and the approvals come from the image.
 
@@ -24,26 +27,32 @@ from tests.support.releases import two_uki_releases
 
 PCRTOOL = [sys.executable, "-m", "pcrtool"]
 VERSION = "0.0.0-pcrtool-clevis"
-# clevis' initramfs unlock of one LUKS2 device, taken from the image itself, with a file for the
-# askpass FIFO; then cryptsetup (also from the image) checks the passphrase against keyslot 1.
+# clevis' initramfs-tools unlock of one LUKS2 device, taken from the image itself, with a file for
+# the askpass FIFO; then cryptsetup (also from the image) checks the passphrase against keyslot 1.
 # luks2_decrypt returns 1 even after writing the passphrase (its `return 0` runs in the subshell
 # of a pipeline; clevis' loop does not depend on it): what it wrote is the verdict.
-UNLOCK = """set -u
+UNLOCK = {"initramfs-tools": """set -u
 PATH=/sbin:/usr/sbin:/bin:/usr/bin
 eval "$(sed -n '/^luks2_decrypt()/,/^}/p' /scripts/local-top/clevis)"
 : > /run/pass
 luks2_decrypt "$1" /run/pass || true  # its `return 0` leaves only the pipeline's subshell
 [ -s /run/pass ] || { echo "luks2_decrypt wrote no passphrase" >&2; exit 7; }
 cryptsetup open --test-passphrase -S 1 --key-file /run/pass "$1" || exit 8
-wc -c < /run/pass
-"""
-# The pin alone on the token's JWE, stderr visible (luks2_decrypt discards it).
+""",
+          # dracut (systemd): clevis-luks-askpass answers a password request with this function
+          "dracut": """set -u
+PATH=/sbin:/usr/sbin:/bin:/usr/bin
+. /usr/bin/clevis-luks-common-functions
+pt=$(clevis_luks_unlock_device "$1") && [ -n "$pt" ] || { echo "clevis_luks_unlock_device failed" >&2; exit 7; }
+printf '%s' "$pt" > /run/pass
+cryptsetup open --test-passphrase -S 1 --key-file /run/pass "$1" || exit 8
+"""}
+# The pin alone on keyslot 1's JWE, stderr visible (the unlock loops discard it).
 DECRYPT = """set -u
 PATH=/sbin:/usr/sbin:/bin:/usr/bin
-cryptsetup token export --token-id 0 "$1" | jose fmt -j- -Og jwe -o- | jose jwe fmt -i- -c | tr -d '\\n' \
-  | clevis decrypt > /run/out
+. /usr/bin/clevis-luks-common-functions
+clevis_luks_read_slot "$1" 1 | clevis decrypt > /run/out
 """
-
 
 def run(*args, env=None, check=True, **kw):
     p = subprocess.run(list(map(str, args)), capture_output=True, env=env, timeout=300, **kw)
@@ -63,14 +72,60 @@ def need_root():
         pytest.skip("needs root")
 
 
-def build_initramfs(d, conf, out):
-    """mkinitramfs into ``out`` with the hooks in ``conf`` (a copy of /etc/initramfs-tools)."""
+def build_with_initramfs_tools(d, approvals):
+    """mkinitramfs with Debian's hooks (cryptroot, clevis, busybox, …) plus pcrtool's, written by
+    the CLI into a copy of /etc/initramfs-tools; returns the unpacked tree."""
+    for tool in ("mkinitramfs", "unmkinitramfs"):
+        need_tool(tool)
+    for hook, package in (("clevis", "clevis-initramfs"), ("cryptroot", "cryptsetup-initramfs")):
+        if not os.path.exists(f"/usr/share/initramfs-tools/hooks/{hook}"):
+            (pytest.fail if in_ci() else pytest.skip)(f"{package} is not installed (run .ci/install-system-deps)")
+    conf = d / "conf"
+    shutil.copytree("/etc/initramfs-tools", conf)
+    text = (conf / "initramfs.conf").read_text()
+    (conf / "initramfs.conf").write_text(text.replace("MODULES=most", "MODULES=list") + "\nCOMPRESS=zstd\nCOMPRESSLEVEL=1\n")
+    p = pcrtool("clevis", "install", "--dir", d / "bin2", "--initramfs", "--hooks-dir", conf / "hooks",
+                "--tcti-module", "device", "--tcti-module", "swtpm", "-a", approvals)
+    assert str(conf / "hooks" / "pcrtool-clevis") in p.stdout.decode()
     boot = d / "boot"
     boot.mkdir()
     (boot / f"config-{VERSION}").write_text("CONFIG_RD_GZIP=y\nCONFIG_RD_ZSTD=y\n")
     script = f'mount --bind "$1" /boot && exec mkinitramfs -d "$2" -o "$3" {VERSION}'
-    return run("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", boot, conf, out,
-               env={**os.environ, "TMPDIR": str(d)})
+    run("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", boot, conf, d / "initrd.img",
+        env={**os.environ, "TMPDIR": str(d)})
+    print(f"\ninitramfs-tools image with pcrtool's hook: {(d / 'initrd.img').stat().st_size} bytes (zstd -1)")
+    root = d / "root"
+    run("unmkinitramfs", d / "initrd.img", root)
+    return root / "main" if (root / "main").is_dir() else root
+
+
+def build_with_dracut(d, approvals):
+    """dracut (no kernel) with its own modules, clevis' (from the clevis-dracut package) and
+    pcrtool's module, written by the CLI, in a copy of dracut's module directory."""
+    for tool in ("dracut", "apt-get", "dpkg-deb", "cpio"):
+        need_tool(tool)
+    if not os.path.exists("/usr/libexec/clevis-luks-askpass"):
+        (pytest.fail if in_ci() else pytest.skip)("clevis-systemd is not installed (run .ci/install-system-deps)")
+    base = d / "dracut"
+    shutil.copytree("/usr/lib/dracut", base, symlinks=True)
+    run("apt-get", "download", "clevis-dracut", cwd=d)
+    deb = next(d.glob("clevis-dracut_*.deb"))
+    run("dpkg-deb", "-x", deb, d / "deb")
+    for mod in (d / "deb" / "usr/lib/dracut/modules.d").iterdir():
+        shutil.copytree(mod, base / "modules.d" / mod.name)
+    p = pcrtool("clevis", "install", "--dir", d / "bin2", "--dracut", "--dracut-dir", base / "modules.d",
+                "--tcti-module", "device", "--tcti-module", "swtpm", "-a", approvals)
+    assert str(base / "modules.d" / "60clevis-pin-pcrtool" / "module-setup.sh") in p.stdout.decode()
+    out = d / "initrd.img"
+    p = run("dracut", "--no-hostonly", "--no-kernel", "--no-compress", "-m", "bash clevis-pin-pcrtool", "--force",
+            "--tmpdir", d, out, VERSION, env={**os.environ, "dracutbasedir": str(base)})
+    assert b"Including module: clevis-pin-pcrtool" in p.stderr and b"Including module: clevis " in p.stderr
+    print(f"\ndracut image with pcrtool's module: {out.stat().st_size} bytes (uncompressed)")
+    root = d / "root"
+    root.mkdir()
+    with open(out, "rb") as f:
+        run("cpio", "-idm", "--quiet", stdin=f, cwd=root)
+    return root
 
 
 def in_chroot(root, binds, script, *args):
@@ -87,13 +142,12 @@ def in_chroot(root, binds, script, *args):
 
 
 @pytest.mark.slow
-def test_clevis_unlock_inside_a_real_initramfs_allows_the_approved_release_and_denies_a_revoked_one(tmp_path, swtpm):
+@pytest.mark.parametrize("builder", ["initramfs-tools", "dracut"])
+def test_clevis_unlock_inside_a_real_initramfs_allows_the_approved_release_and_denies_a_revoked_one(
+        tmp_path, swtpm, builder):
     need_root()
-    for tool in ("clevis", "clevis-luks-bind", "cryptsetup", "mkinitramfs", "unmkinitramfs", "unshare", "chroot"):
+    for tool in ("clevis", "clevis-luks-bind", "cryptsetup", "unshare", "chroot"):
         need_tool(tool)
-    for hook, package in (("clevis", "clevis-initramfs"), ("cryptroot", "cryptsetup-initramfs")):
-        if not os.path.exists(f"/usr/share/initramfs-tools/hooks/{hook}"):
-            (pytest.fail if in_ci() else pytest.skip)(f"{package} is not installed (run .ci/install-system-deps)")
     d, t = tmp_path, ("--tcti", swtpm.tcti)
     (d / "etc").mkdir()
     (d / "disk").mkdir()
@@ -119,21 +173,8 @@ def test_clevis_unlock_inside_a_real_initramfs_allows_the_approved_release_and_d
     cfg = {"public_key": (d / "pub.pem").read_text(), "floor": 1, "window": 4, "pcrs": [11],
            "approvals": str(approvals), "tcti": swtpm.tcti, "enrollment": str(d / "e.json"), "product": "fooos"}
     run("clevis", "luks", "bind", "-y", "-d", disk, "-k", password, "-s", "1", "pcrtool", json.dumps(cfg), env=env)
-
-    # The image: Debian's hooks (cryptroot, clevis, busybox, …) plus pcrtool's, written by the CLI.
-    conf = d / "conf"
-    shutil.copytree("/etc/initramfs-tools", conf)
-    text = (conf / "initramfs.conf").read_text()
-    (conf / "initramfs.conf").write_text(text.replace("MODULES=most", "MODULES=list") + "\nCOMPRESS=zstd\n")
-    p = pcrtool("clevis", "install", "--dir", d / "bin2", "--initramfs", "--hooks-dir", conf / "hooks",
-                "--tcti-module", "device", "--tcti-module", "swtpm", "-a", approvals)
-    assert str(conf / "hooks" / "pcrtool-clevis") in p.stdout.decode()
-    build_initramfs(d, conf, d / "initrd.img")
-    root = d / "root"
-    run("unmkinitramfs", d / "initrd.img", root)
-    if (root / "main").is_dir():
-        root = root / "main"
-    print(f"\ninitramfs with pcrtool's hook: {(d / 'initrd.img').stat().st_size} bytes (zstd)")
+    root = (build_with_initramfs_tools if builder == "initramfs-tools" else build_with_dracut)(d, approvals)
+    unlock = UNLOCK[builder]
 
     # What the hook put there, and what it did not.
     py = root / os.path.realpath(sys._base_executable).lstrip("/")
@@ -148,32 +189,32 @@ def test_clevis_unlock_inside_a_real_initramfs_allows_the_approved_release_and_d
     assert not (root / str(d).lstrip("/") / "bin").exists()  # the host pin was not copied
     swtpm_dir = swtpm.socket_path.parent
     assert not (root / str(swtpm_dir).lstrip("/")).exists()
+    binds = [swtpm_dir, disk.parent]
 
-    # Allow: clevis' initramfs unlock of the approved release (svn 2) inside the image.
+    # Allow: clevis' unlock of the approved release (svn 2) inside the image.
     start = time.monotonic()
-    p = in_chroot(root, [swtpm_dir, disk.parent], UNLOCK, disk)
+    p = in_chroot(root, binds, unlock, disk)
     took = time.monotonic() - start
-    if p.returncode != 0:  # show the pin's own message (luks2_decrypt discards it)
-        q = in_chroot(root, [swtpm_dir, disk.parent], DECRYPT, disk)
+    if p.returncode != 0:  # show the pin's own message (the unlock loops discard it)
+        q = in_chroot(root, binds, DECRYPT, disk)
         pytest.fail(f"{p.stderr.decode(errors='replace')}; clevis decrypt: exit {q.returncode}: "
                     f"{q.stderr.decode(errors='replace')[-3000:]}")
-    assert int(p.stdout.split()[-1]) > 16
-    print(f"unlock in the chroot: {took:.2f} s (luks2_decrypt + cryptsetup --test-passphrase)")
+    print(f"unlock in the chroot: {took:.2f} s (clevis' unlock + cryptsetup --test-passphrase)")
 
     # Deny: after advance-floor to 2, svn 1 is revoked; the pin in the image says why, exit 4.
     pcrtool("tpm", "advance-floor", "-e", d / "e.json", "--to", "2", "-a", approvals, *t)
     boot(1)
-    p = in_chroot(root, [swtpm_dir, disk.parent], UNLOCK, disk)
+    p = in_chroot(root, binds, unlock, disk)
     assert p.returncode == 7, p.stderr.decode(errors="replace")
-    p = in_chroot(root, [swtpm_dir, disk.parent], DECRYPT, disk)
+    p = in_chroot(root, binds, DECRYPT, disk)
     assert p.returncode == 4, p.stderr.decode(errors="replace")
     assert b"release svn 1 is below the device floor 2" in p.stderr
     assert b"Traceback" not in p.stderr and b"internal error" not in p.stderr
     boot(2)  # the approved release still unlocks after the floor moved
-    p = in_chroot(root, [swtpm_dir, disk.parent], UNLOCK, disk)
+    p = in_chroot(root, binds, unlock, disk)
     assert p.returncode == 0, p.stderr.decode(errors="replace")
     swtpm.reboot()  # a release nobody approved (tampered kernel): no key either
     pcrtool("tpm", "extend", "11", "--data", "rogue", *t)
-    p = in_chroot(root, [swtpm_dir, disk.parent], DECRYPT, disk)
+    assert in_chroot(root, binds, unlock, disk).returncode == 7
+    p = in_chroot(root, binds, DECRYPT, disk)
     assert p.returncode == 4 and b"Traceback" not in p.stderr, p.stderr.decode(errors="replace")
-    print(p.stderr.decode(errors="replace"))
