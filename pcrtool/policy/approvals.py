@@ -202,11 +202,13 @@ class Approvals:
         return sorted(hits, key=lambda e: -1 if e.svn is None else e.svn, reverse=True)
 
     @classmethod
-    def parse(cls, text: str | bytes, *, source: str = "approvals") -> "Approvals":
+    def parse(cls, untrusted_text: str | bytes, *, source: str = "approvals") -> "Approvals":
         """Strict: every entry checked field by field, errors name the JSON path (limits:
-        MAX_APPROVALS_BYTES, MAX_ENTRIES, pcrtool.policy.strict)."""
+        MAX_APPROVALS_BYTES, MAX_ENTRIES, pcrtool.policy.strict). The file is the device's, so
+        attacker-reachable: only the signatures, checked later by the TPM, make an entry count."""
         hint = "expected systemd .pcrsig JSON: {\"sha256\": [{\"pcrs\": [11], \"pkfp\": …, \"pol\": …, \"sig\": …}]}"
-        root = strict.Node(strict.load_device_json(text, source, max_bytes=MAX_APPROVALS_BYTES, hint=hint), source, hint=hint)
+        root = strict.Node(strict.load_device_json(untrusted_text, source, max_bytes=MAX_APPROVALS_BYTES, hint=hint),
+                           source, hint=hint)
         if not isinstance(root.value, dict):
             raise root.fail("top level must be an object keyed by bank")
         entries: list[ApprovalEntry] = []

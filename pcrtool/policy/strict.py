@@ -54,9 +54,10 @@ def _pairs(pairs):
     return out
 
 
-def load_device_json(data: bytes | str, source: str, *, max_bytes: int, hint: str) -> Any:
-    """Parse a bounded JSON document; every failure is one FormatError naming ``source``."""
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+def load_device_json(untrusted_data: bytes | str, source: str, *, max_bytes: int, hint: str) -> Any:
+    """Parse a bounded JSON document read from the device (attacker-reachable); every failure is
+    one FormatError naming ``source``."""
+    raw = untrusted_data.encode("utf-8", "surrogatepass") if isinstance(untrusted_data, str) else untrusted_data
     if len(raw) > max_bytes:
         raise FormatError(f"{source}: {len(raw)} bytes, more than the limit of {max_bytes}", hint=hint)
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pcrtool.errors import FormatError, SignatureError, UnsupportedError, UsageError
+from pcrtool.errors import SignatureError, UnsupportedError, UsageError
 from pcrtool.model import HashAlg
 from pcrtool.sign.api import KeyType, Padding, describe_public_key, require_key, verify_signature
 from pcrtool.sign.pkcs7 import ParsedSignature, build_detached, parse_detached, pem_to_der, verify_detached
@@ -60,7 +60,7 @@ class AttachedSignature:
     parsed: ParsedSignature
 
 
-def attach_signature(signature: bytes, certificate, tbs: bytes, *,
+def attach_signature(untrusted_signature: bytes, certificate, tbs: bytes, *,
                      hash_alg: HashAlg = HashAlg.SHA256, embed_certificate: bool = True,
                      padding: Padding = Padding.PKCS1V15) -> AttachedSignature:
     """Turn a signature made elsewhere into the root-hash PKCS#7, after checking it.
@@ -69,6 +69,7 @@ def attach_signature(signature: bytes, certificate, tbs: bytes, *,
     PKCS#7/CMS (DER or PEM, e.g. from ``openssl smime -sign -noattr -binary -outform DER``), which
     is kept byte for byte once it verifies over ``tbs`` with ``certificate``.
     """
+    signature = untrusted_signature
     cert_der = _der(certificate)
     if looks_like_pkcs7(signature):
         parsed = parse_detached(signature, source="given PKCS#7")
@@ -90,11 +91,9 @@ def attach_signature(signature: bytes, certificate, tbs: bytes, *,
     return AttachedSignature(der, True, parsed)
 
 
-def check_signature_file(der: bytes, certificate, root_hash: bytes, *, source: str = "signature") -> ParsedSignature:
+def check_signature_file(untrusted_der: bytes, certificate, root_hash: bytes, *,
+                         source: str = "signature") -> ParsedSignature:
     """Parse and verify a root-hash PKCS#7 against a certificate (the cryptographic check only)."""
-    try:
-        parsed = parse_detached(der, source=source)
-    except FormatError:
-        raise
+    parsed = parse_detached(untrusted_der, source=source)
     verify_detached(parsed, roothash_tbs(root_hash), _der(certificate), source=source)
     return parsed

@@ -66,8 +66,10 @@ def build_sig_partition(sig: VeritySig, size: int = VERITY_SIG_SIZE) -> bytes:
     return blob + bytes(size - len(blob))
 
 
-def parse_sig_partition(data: bytes, *, source: str = "verity-sig partition") -> VeritySig:
-    """Read a verity-sig partition (or the bare JSON): NUL padding is stripped."""
+def parse_sig_partition(untrusted_data: bytes, *, source: str = "verity-sig partition") -> VeritySig:
+    """Read a verity-sig partition (or the bare JSON): NUL padding is stripped. The partition is
+    the image's, so the result is only what it claims; the signature is checked by the caller."""
+    data = untrusted_data
     end = data.find(b"\0")
     text = data if end < 0 else data[:end]
     if end >= 0 and data[end:].count(0) != len(data) - end:
