@@ -30,7 +30,8 @@ from pcrtool.model import HashAlg
 from pcrtool.policy import digests
 from pcrtool.policy import strict
 from pcrtool.policy.approvals import ApprovalEntry, Approvals, verify_entry
-from pcrtool.policy.downgrade import FloorDecision, branch_digests, floor_decision
+from pcrtool.policy.downgrade import (FloorDecision, check_advance, choose_approval, enrolment_tree, floor_decision,
+                                      floor_of, revoked_reason)
 from pcrtool.policy.scope import SCOPE_BANKS, SVN_MAX, Scope, check_product
 from pcrtool.tpm import policy_session
 
@@ -91,7 +92,7 @@ class Enrollment:
         return pinned_srk_name(self.srk_name)
 
     def floor(self, counter: int) -> int:
-        return self.f0 + counter - self.c0
+        return floor_of(self.c0, self.f0, counter)
 
     @property
     def max_svn(self) -> int:
@@ -102,8 +103,8 @@ class Enrollment:
         return load_pem_public_key(self.public_key_pem.encode())
 
     def tree(self) -> digests.PolicyOrTree:
-        return digests.PolicyOrTree.build(branch_digests(bytes.fromhex(self.key_name), bytes.fromhex(self.counter_name),
-                                                   self.c0, self.f0, self.window, self.scope))
+        return enrolment_tree(bytes.fromhex(self.key_name), bytes.fromhex(self.counter_name),
+                              self.c0, self.f0, self.window, self.scope)
 
     def binding_problem(self) -> str:
         """"" when the fields give exactly the sealed object's authPolicy, else why not (an
@@ -390,7 +391,7 @@ def enroll(tcti: str | None, public_key, *, floor: int | None, window: int, bank
         c0, f0 = decision.c0, decision.f0
         if f0 + window > SVN_MAX:
             raise UsageError(f"floor {f0} + window {window} is above svn {SVN_MAX}")
-        tree = digests.PolicyOrTree.build(branch_digests(key_name, counter_name, c0, f0, window, scope))
+        tree = enrolment_tree(key_name, counter_name, c0, f0, window, scope)
         pin_salt = os.urandom(32).hex() if pin else ""
         sealed = sealed_policy(tree.root, pin_salt)
         blob = policy_session.seal(esys, srk.handle, secret, sealed, pin_auth_value(pin, pin_salt) if pin else b"")
@@ -507,26 +508,6 @@ class UnlockResult:
     commands: list[str] = field(default_factory=list)
 
 
-def _choose(entries: list[ApprovalEntry], e: Enrollment) -> tuple[ApprovalEntry | None, str]:
-    """The approval to try: the highest svn inside the window (the TPM's PolicyNV decides whether
-    it is above the floor, so unlock needs no counter read); (entry, reason-if-refused-early)."""
-    in_window = [x for x in entries if x.svn is not None and e.f0 <= x.svn <= e.max_svn]
-    if in_window:
-        return in_window[0], ""
-    svns = [x.svn for x in entries if x.svn is not None]
-    if not svns:
-        if entries:
-            return entries[0], "the approval carries no security version (systemd-style entry)"
-        return None, "no approval matches the live PCRs (unknown or tampered release)"
-    best = max(svns)
-    if best > e.max_svn:
-        return ([x for x in entries if x.svn == best][0],
-                f"release svn {best} is beyond the enrolled window (max svn {e.max_svn}); "
-                "re-seal with a wider window while an accepted release is booted")
-    return ([x for x in entries if x.svn == best][0],
-            f"release svn {best} is below the enrolled window (lowest svn {e.f0}: revoked)")
-
-
 def scoped_entries(approvals: Approvals, e: Enrollment, pol: bytes | None = None) -> list[ApprovalEntry]:
     """Entries for the enrolled key and scope (bank, PCRs, product), highest svn first; with
     ``pol`` only those approving that PolicyPCR digest."""
@@ -614,7 +595,7 @@ def _unlock_attempt(esys, enrollment, approvals, live, tpmt, key_name, blob, tic
     if entry_override is not None:
         entry, reason = entry_override, ""
     else:
-        entry, reason = _choose(entries, enrollment)
+        entry, reason = choose_approval(entries, enrollment.f0, enrollment.max_svn)
     reason = edited or foreign or reason
     if entry is None and attempt_anyway:
         # try the newest approval we have: the TPM must refuse it for these PCRs
@@ -641,7 +622,7 @@ def _unlock_attempt(esys, enrollment, approvals, live, tpmt, key_name, blob, tic
                                   "dictionary-attack protection", rc=e.rc, command=e.command) from None
         if not reason and e.command == "TPM2_PolicyNV":
             floor = enrollment.floor(policy_session.read_counter(esys, counter))
-            reason = f"release svn {svn} is below the device floor {floor} (revoked)"
+            reason = revoked_reason(svn, floor)
         if reason:
             raise TpmPolicyFailed(f"{reason}; the TPM refused too: {e.message}", e.hint,
                                   rc=e.rc, command=e.command) from None
@@ -754,9 +735,7 @@ def advance_floor(tcti: str | None, enrollment: Enrollment, to_svn: int, *, lock
     floor is lower than asked and re-running completes it. The floor never goes down. The
     counter's Name is checked before anything authorizes to it.
     """
-    if to_svn > enrollment.max_svn:
-        raise UsageError(f"--to {to_svn} is above the enrolled window (max svn {enrollment.max_svn})",
-                         hint="widen the window first (pcrtool tpm enroll --widen)")
+    check_advance(to_svn, enrollment.max_svn, None)
     with _lock(lock_path, enrollment.counter_index), policy_session.open_esys(tcti) as esys:
         counter = counter_handle(esys, enrollment.counter_index, bytes.fromhex(enrollment.counter_name))
         old = current = enrollment.floor(policy_session.read_counter(esys, counter))

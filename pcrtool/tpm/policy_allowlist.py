@@ -224,6 +224,20 @@ def _unlock_attempt(esys, e: AllowlistEnrollment, live, blob: bytes, attempt_any
     return UnlockResult(secret, -1, -1, list(esys.commands))
 
 
+def allowlist_unlock_command_count(e: AllowlistEnrollment) -> int:
+    """TPM commands of one successful allowlist unlock (no PCR retry): NV_ReadPublic (epoch
+    counter), PCR_Read, ReadPublic (SRK), Load, StartAuthSession, PolicyPCR, PolicyOR × tree depth,
+    PolicyNV, [PolicyAuthValue with a PIN], Unseal, FlushContext(object) — for files sealed under a
+    transient SRK, CreatePrimary and FlushContext(SRK) instead of ReadPublic."""
+    return 9 + len(e.tree().path(0)) + (0 if e.srk and e.srk_name else 1) + (1 if e.pin_salt else 0)
+
+
+def allowlist_status(e: AllowlistEnrollment) -> dict:
+    """What `tpm status` shows of an allowlist enrollment (from the file; no TPM command)."""
+    return {"mode": e.mode, "index": f"{e.index:#x}", "epoch": e.epoch, "leaves": len(e.leaves),
+            "policy": e.policy, "srk_name": e.srk_name or None, "unlock_tpm_commands": allowlist_unlock_command_count(e)}
+
+
 def update_allowlist(tcti: str | None, e: AllowlistEnrollment, tuples: Sequence[tuple[str, PcrValues]], *,
                      commit, owner_auth: bytes | None = None, secret: bytes | None = None,
                      pin: bytes | None = None) -> AllowlistEnrollment:
