@@ -13,8 +13,9 @@ Rules that real logs need (see ../shared/docs/eventlog-reference.md §3(c)):
 - trailing all-0x00 / all-0xFF bytes are reported as padding, not parsed.
 
 Everything read here is *untrusted* (named ``untrusted_…``) until a replay is compared with the
-TPM's PCRs. One validating walk per format checks every size against the buffer and records the
-record offsets; ``read_records`` is the one reader of record headers after that.
+TPM's PCRs. ``walk_records`` is the one reader of record headers: the validating walk runs it
+over the whole buffer (every size checked, offsets recorded), then events, fast JSON and the
+buffer replay run it again over validated ranges (``read_records``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ _SHA1_HEADER = struct.Struct("<II20sI")   # TCG_PCClientPCREvent header: 32 byte
 MAX_ALGORITHMS = 64                       # far above any real TPM; bounds a corrupt count
 _ZERO20 = bytes(20)
 _EVENT_TYPES = {t.value: t for t in EventType}
+_NO_ACTION = int(EventType.EV_NO_ACTION)
 
 
 def parse_event_log(data: bytes, *, source: str = "event log") -> EventLog:
@@ -114,11 +116,11 @@ def _open(untrusted_log: bytes, source: str):
         if spec_id.signature == SPEC_ID_SIGNATURE:
             banks = [a.alg for a in spec_id.algorithms if a.alg is not None]
             log = EventLog(LogFormat.CRYPTO_AGILE, [], spec_id, banks, len(untrusted_log), quirks=quirks)
-            return log, lambda starts: _validate_crypto_agile(untrusted_log, log, size, source, starts)
+            return log, lambda starts: _validate(untrusted_log, log, source, starts)
     elif SHORT_NO_ACTION_FIRST.apply(etype, size, untrusted_log[32:48]):
         quirks.append(SHORT_NO_ACTION_FIRST.name)
     log = EventLog(LogFormat.SHA1, [], spec_id, [HashAlg.SHA1], len(untrusted_log), quirks=quirks)
-    return log, lambda starts: _validate_sha1(untrusted_log, log, source, starts)
+    return log, lambda starts: _validate(untrusted_log, log, source, starts)
 
 
 def parse_spec_id(data: bytes, *, offset: int = 0, source: str = "event log") -> SpecIdEvent:
@@ -188,156 +190,133 @@ def _release(untrusted_log, upto: int, released: int) -> int:
     return upto
 
 
-def _validate_sha1(untrusted_log: bytes, log: EventLog, source: str, starts: array | None) -> None:
-    """Check every TCG_PCClientPCREvent record (PCR, type, SHA1 digest, size, data) of a TCG 1.2
-    style log against the buffer; append each record's offset to ``starts``."""
+def _validate(untrusted_log, log: EventLog, source: str, starts: array | None) -> None:
+    """Check every record of the log against the buffer (``walk_records``, digests not kept);
+    append each record's offset to ``starts``, then the end of the last one."""
+    if starts is None:
+        for _ in walk_records(untrusted_log, log, source=source, digests=False):
+            pass
+        return
+    append = starts.append
+    for record in walk_records(untrusted_log, log, source=source, digests=False):
+        append(record[1])
+    append(log.padding[0] if log.padding is not None else len(untrusted_log))
+
+
+def walk_records(untrusted_log, log: EventLog, *, source: str = "event log", start: int = 0,
+                 index: int = 0, count: int | None = None, digests: bool = True):
+    """The one reader of record headers (TCG_PCClientPCREvent for SHA1 logs and the Spec ID
+    header, TCG_PCR_EVENT2 after it): yields ``(index, offset, pcr, event type value,
+    {HashAlg: digest}, {alg id: digest} or None, data start, data size)`` per record, from byte
+    ``start`` (record ``index``). Every size is checked against the buffer (FormatError with the
+    offset, ``partial`` = ``log``). Without ``count`` it reads to the end and stops at trailing
+    0x00/0xFF fill, which it records as ``log.padding``; with ``count`` it reads that many
+    records (offsets from an earlier walk). ``digests=False`` yields None for both digest maps
+    (the validating walk needs only the offsets)."""
     end = len(untrusted_log)
-    pos = 0
-    unpack_size = _U32.unpack_from
-    index = 0
+    pos = start
+    i = index
+    stop = None if count is None else index + count
     released, release_at = 0, _RELEASE_STEP
-    while pos < end:
-        if pos > 0 and (end - pos < 32 or untrusted_log[pos:pos + 8] in _FILL_HEADERS) and _is_padding(untrusted_log, pos):
-            log.padding = (pos, end - pos)
-            break
-        if end - pos < 32:
-            raise FormatError(f"{source}: truncated record header ({end - pos} of 32 bytes)",
-                              offset=pos, partial=log, hint="the log is cut short")
-        size = unpack_size(untrusted_log, pos + 28)[0]
-        if size > end - pos - 32:
-            raise FormatError(f"{source}: event {index} data size {size} runs past the end of the log",
-                              offset=pos, partial=log, hint="the log is truncated or corrupt")
-        if starts is not None:
-            starts.append(pos)
-        pos += 32 + size
-        index += 1
-        if pos >= release_at:
-            released = _release(untrusted_log, pos, released)
-            release_at = pos + _RELEASE_STEP
-    if starts is not None:
-        starts.append(pos)
-
-
-def _validate_crypto_agile(untrusted_log: bytes, log: EventLog, header_size: int, source: str,
-                           starts: array | None) -> None:
-    """Check the Spec ID header record and every TCG_PCR_EVENT2 record (PCR, type, digests,
-    size, data) against the buffer; append each record's offset to ``starts``."""
-    spec_id = log.spec_id
-    if starts is not None:
-        starts.append(0)
+    unpack_u32 = _U32.unpack_from
+    sha1 = HashAlg.SHA1
+    if log.format == LogFormat.SHA1:
+        unpack = _SHA1_HEADER.unpack_from
+        while pos < end and i != stop:
+            if count is None and pos > 0 and (end - pos < 32 or untrusted_log[pos:pos + 8] in _FILL_HEADERS) \
+                    and _is_padding(untrusted_log, pos):
+                log.padding = (pos, end - pos)
+                return
+            if end - pos < 32:
+                raise FormatError(f"{source}: truncated record header ({end - pos} of 32 bytes)",
+                                  offset=pos, partial=log, hint="the log is cut short")
+            pcr, etype, digest, size = unpack(untrusted_log, pos)
+            if size > end - pos - 32:
+                raise FormatError(f"{source}: event {i} data size {size} runs past the end of the log",
+                                  offset=pos, partial=log, hint="the log is truncated or corrupt")
+            yield i, pos, pcr, etype, {sha1: digest} if digests else None, None, pos + 32, size
+            pos += 32 + size
+            i += 1
+            if pos >= release_at:          # a mapped log's pages already read
+                released = _release(untrusted_log, pos, released)
+                release_at = pos + _RELEASE_STEP
+        return
+    if i == 0 and i != stop:               # the Spec ID header record (TCG_PCClientPCREvent)
+        size = end - 32 if SPECID_VENDORINFO_OUTSIDE_EVENT.name in log.quirks else unpack_u32(untrusted_log, 28)[0]
+        yield 0, 0, 0, _NO_ACTION, {sha1: untrusted_log[8:28]} if digests else None, None, 32, size
+        pos, i = 32 + size, 1
     # alg id -> (HashAlg or None, digest size), from the Spec ID table only (go-attestation #144).
-    table = {a.alg_id: (a.alg, a.digest_size) for a in spec_id.algorithms}
+    table = {a.alg_id: (a.alg, a.digest_size) for a in log.spec_id.algorithms}
     max_count = len(table)
-    end = len(untrusted_log)
-    pos = 32 + header_size
-    index = 1
     unpack_iii = _III.unpack_from
     unpack_h = _H.unpack_from
-    unpack_u32 = _U32.unpack_from
-    released, release_at = 0, _RELEASE_STEP
-    while pos < end:
-        start = pos
+    while pos < end and i != stop:
+        record = pos
         if end - pos < 12:
-            if _is_padding(untrusted_log, pos):
+            if count is None and _is_padding(untrusted_log, pos):
                 log.padding = (pos, end - pos)
-                break
+                return
             raise FormatError(f"{source}: truncated record header ({end - pos} bytes)", offset=pos,
                               partial=log, hint="the log is cut short")
-        pcr, etype, count = unpack_iii(untrusted_log, pos)
-        if (pcr == 0xFFFFFFFF and etype == 0xFFFFFFFF) or (pcr == 0 and etype == 0 and count == 0):
-            if _is_padding(untrusted_log, pos):
-                log.padding = (pos, end - pos)
-                break
-        if count > max_count:
-            raise FormatError(f"{source}: event {index} has {count} digests, the Spec ID declares "
-                              f"{max_count} algorithms", offset=pos, partial=log,
-                              hint="the log is corrupt")
+        pcr, etype, n = unpack_iii(untrusted_log, pos)
+        if count is None and ((pcr == 0xFFFFFFFF and etype == 0xFFFFFFFF) or (pcr == 0 and etype == 0 and n == 0)) \
+                and _is_padding(untrusted_log, pos):
+            log.padding = (pos, end - pos)
+            return
+        if n > max_count:
+            raise FormatError(f"{source}: event {i} has {n} digests, the Spec ID declares "
+                              f"{max_count} algorithms", offset=pos, partial=log, hint="the log is corrupt")
         pos += 12
-        for _ in range(count):
+        found = {} if digests else None
+        unknown = None
+        for _ in range(n):
             if end - pos < 2:
-                raise FormatError(f"{source}: event {index} truncated in its digest list", offset=start,
+                raise FormatError(f"{source}: event {i} truncated in its digest list", offset=record,
                                   partial=log, hint="the log is cut short")
             alg_id = unpack_h(untrusted_log, pos)[0]
             entry = table.get(alg_id)
             if entry is None:
-                raise FormatError(f"{source}: event {index} has a digest of algorithm 0x{alg_id:04x} "
+                raise FormatError(f"{source}: event {i} has a digest of algorithm 0x{alg_id:04x} "
                                   "that the Spec ID does not declare", offset=pos, partial=log,
                                   hint="its size is unknown, so the log cannot be read further")
-            dsize = entry[1]
+            alg, dsize = entry
             pos += 2
             if end - pos < dsize:
-                raise FormatError(f"{source}: event {index} truncated in its digests", offset=start,
+                raise FormatError(f"{source}: event {i} truncated in its digests", offset=record,
                                   partial=log, hint="the log is cut short")
+            if digests:
+                if alg is not None:
+                    found[alg] = untrusted_log[pos:pos + dsize]
+                else:
+                    if unknown is None:
+                        unknown = {}
+                    unknown[alg_id] = untrusted_log[pos:pos + dsize]
             pos += dsize
         if end - pos < 4:
-            raise FormatError(f"{source}: event {index} truncated before its event size", offset=start,
+            raise FormatError(f"{source}: event {i} truncated before its event size", offset=record,
                               partial=log, hint="the log is cut short")
         size = unpack_u32(untrusted_log, pos)[0]
         pos += 4
         if size > end - pos:
-            raise FormatError(f"{source}: event {index} data size {size} runs past the end of the log",
-                              offset=start, partial=log, hint="the log is truncated or corrupt")
-        if starts is not None:
-            starts.append(start)
+            raise FormatError(f"{source}: event {i} data size {size} runs past the end of the log",
+                              offset=record, partial=log, hint="the log is truncated or corrupt")
+        yield i, record, pcr, etype, found, unknown, pos, size
         pos += size
-        index += 1
+        i += 1
         if pos >= release_at:
             released = _release(untrusted_log, pos, released)
             release_at = pos + _RELEASE_STEP
-    if starts is not None:
-        starts.append(pos)
 
 
 def read_records(untrusted_log, log: EventLog, starts, lo: int = 0, hi: int | None = None):
-    """The one reader of record headers: for records ``lo <= i < hi`` of a buffer whose offsets
-    ``starts`` the validating walk produced (``EventLogStream.record_starts``), yields
-    ``(index, offset, pcr, event type value, {HashAlg: digest}, {alg id: digest} or None,
-    data start, data size)``. No size is checked again: the offsets must come from validation.
-    Event building, the fast JSON renderer and the buffer replay all read records here."""
+    """``walk_records`` for records ``lo <= i < hi`` of a buffer whose offsets ``starts`` the
+    validating walk produced (``EventLogStream.record_starts``): event building, the fast JSON
+    renderer (in chunks) and the buffer replay read records here."""
     if hi is None:
         hi = len(starts) - 1
-    released, release_at = 0, _RELEASE_STEP
-    if log.format == LogFormat.CRYPTO_AGILE:
-        table = {a.alg_id: (a.alg, a.digest_size) for a in log.spec_id.algorithms}
-        unpack_iii = _III.unpack_from
-        unpack_h = _H.unpack_from
-        unpack_u32 = _U32.unpack_from
-        no_action = int(EventType.EV_NO_ACTION)
-        sha1 = HashAlg.SHA1
-        for i in range(lo, hi):
-            pos = starts[i]
-            if i == 0:                     # the Spec ID header record (TCG_PCClientPCREvent)
-                end = starts[1] if len(starts) > 1 else 32 + unpack_u32(untrusted_log, 28)[0]
-                yield 0, 0, 0, no_action, {sha1: untrusted_log[8:28]}, None, 32, end - 32
-                continue
-            if pos >= release_at:          # a mapped log's pages already read
-                released = _release(untrusted_log, pos, released)
-                release_at = pos + _RELEASE_STEP
-            pcr, etype, count = unpack_iii(untrusted_log, pos)
-            p = pos + 12
-            digests = {}
-            unknown = None
-            for _ in range(count):
-                alg_id = unpack_h(untrusted_log, p)[0]
-                alg, dsize = table[alg_id]
-                if alg is not None:
-                    digests[alg] = untrusted_log[p + 2:p + 2 + dsize]
-                else:
-                    if unknown is None:
-                        unknown = {}
-                    unknown[alg_id] = untrusted_log[p + 2:p + 2 + dsize]
-                p += 2 + dsize
-            yield i, pos, pcr, etype, digests, unknown, p + 4, unpack_u32(untrusted_log, p)[0]
-    else:
-        unpack = _SHA1_HEADER.unpack_from
-        sha1 = HashAlg.SHA1
-        for i in range(lo, hi):
-            pos = starts[i]
-            if pos >= release_at:
-                released = _release(untrusted_log, pos, released)
-                release_at = pos + _RELEASE_STEP
-            pcr, etype, digest, size = unpack(untrusted_log, pos)
-            yield i, pos, pcr, etype, {sha1: digest}, None, pos + 32, size
+    if hi <= lo:
+        return iter(())
+    return walk_records(untrusted_log, log, start=starts[lo], index=lo, count=hi - lo)
 
 
 def event_from_record(untrusted_log, record) -> Event:
