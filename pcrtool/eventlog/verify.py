@@ -1,28 +1,20 @@
 """Check event payloads against their digests, where the digest is defined over the payload.
 
-Rules (TCG PFP 1.05 §10.4.4 and firmware/boot-loader practice, as tpm2-tools ``verify_digests``
-and systemd-pcrlock apply them): EV_SEPARATOR, EV_S_CRTM_VERSION, EV_EFI_VARIABLE_DRIVER_CONFIG,
-EV_EFI_GPT_EVENT, EV_EFI_ACTION, EV_EFI_VARIABLE_BOOT2 and EV_EFI_VARIABLE_AUTHORITY hash the
-event data exactly; EV_EFI_VARIABLE_BOOT hashes the variable data (some firmware the whole
-UEFI_VARIABLE_DATA); grub's PCR 8 EV_IPL hashes the text after ``prefix: `` (with or without the
-NUL); systemd-boot's PCR 12 EV_IPL hashes the UTF-16 data. Other events (images, shim variables, initrd tags) hash things the log
-does not contain. Mismatches are warnings: real firmware gets these wrong (Arch, GDC logs).
+Which bytes an event's digest covers is its family's rule (``pcrtool.eventlog.families``:
+TCG PFP 1.05 §10.4.4 and firmware/boot-loader practice, as tpm2-tools ``verify_digests`` and
+systemd-pcrlock apply them); events whose digest covers an artefact the log does not hold
+(images, files, sections, initrds) are not checked. Mismatches are warnings: real firmware gets
+these wrong (Arch, GDC logs).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pcrtool.eventlog.families import family_of
 from pcrtool.eventlog.model import Event, EventLog
-from pcrtool.eventlog.quirks import SHIM_AUTHORITY_TRAILING_BYTES
 from pcrtool.model import HashAlg
 from pcrtool.tcg.constants import EventType
-
-GRUB_PREFIXES = (b"grub_cmd", b"kernel_cmdline", b"grub_kernel_cmdline", b"module_cmdline")
-STRICT = frozenset({EventType.EV_SEPARATOR, EventType.EV_S_CRTM_VERSION,
-                    EventType.EV_EFI_VARIABLE_DRIVER_CONFIG, EventType.EV_EFI_GPT_EVENT,
-                    EventType.EV_EFI_ACTION, EventType.EV_EFI_VARIABLE_BOOT2,
-                    EventType.EV_EFI_VARIABLE_AUTHORITY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,36 +35,7 @@ class DigestWarning:
 
 def payload_candidates(event: Event) -> list[bytes] | None:
     """The byte strings one of which the event's digest must be a hash of (None: not checkable)."""
-    t = event.event_type
-    data = event.data
-    if t == EventType.EV_EFI_VARIABLE_AUTHORITY:
-        from pcrtool.eventlog.decode.variables import parse_variable_data
-        try:
-            _guid, _name, _value, rest = parse_variable_data(data)
-        except Exception:  # noqa: BLE001
-            return [data]
-        return None if SHIM_AUTHORITY_TRAILING_BYTES.apply(rest) else [data]
-    if t in STRICT:
-        return [data]
-    if t == EventType.EV_EFI_VARIABLE_BOOT:
-        from pcrtool.eventlog.decode.variables import parse_variable_data
-        try:
-            _guid, _name, value, _rest = parse_variable_data(data)
-        except Exception:  # noqa: BLE001 - undecodable payload: compare the whole data only
-            return [data]
-        return [value, data]
-    if t == EventType.EV_IPL:
-        if event.pcr == 8:
-            text = data[:-1] if data.endswith(b"\0") else data
-            head, sep, value = text.partition(b" ")
-            if sep and head.rstrip(b":") in GRUB_PREFIXES:
-                return [value, value + b"\0", data]
-            return [data, text]
-        if event.pcr == 12:
-            return [data]
-        # PCR 11 (systemd-stub) logs each section twice with the same description: once hashing
-        # the name, once the contents — the latter is not in the log, so PCR 11 is not checked.
-    return None
+    return family_of(event.event_type).payloads(event.pcr, event.event_type, event.data)
 
 
 def verify_payload_digests(log: EventLog) -> list[DigestWarning]:

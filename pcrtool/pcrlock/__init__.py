@@ -15,7 +15,6 @@ PCR, ANDed across PCRs, in one bank.
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
@@ -185,25 +184,10 @@ def lock_gpt(disk: bytes) -> PcrlockFile:
     if len(found) != 1:
         raise FormatError("no GPT header" if not found else "GPT headers for several sector sizes",
                           hint="give the whole-disk image (systemd-pcrlock refuses this too)")
-    return PcrlockFile((Record.of_data(PCR_BOOT_LOADER_CONFIG, _gpt_data(disk, found[0])),))
+    from pcrtool.predict.gpt import gpt_event_data
 
-
-def _gpt_data(disk: bytes, sector: int) -> bytes:
-    """UEFI_GPT_DATA as systemd builds it: no CRC check, entries read in whole sectors."""
-    hdr = disk[sector:sector + 92]
-    header_size, = struct.unpack_from("<I", hdr, 12)
-    if header_size > sector:
-        raise FormatError(f"GPT header size {header_size} is longer than a sector")
-    entries_lba, = struct.unpack_from("<Q", hdr, 72)
-    count, entry_size = struct.unpack_from("<II", hdr, 80)
-    if entry_size < 128 or count * entry_size > 1 << 20:
-        raise FormatError(f"implausible GPT: {count} entries of {entry_size} bytes")
-    start = entries_lba * sector
-    table = disk[start:start + count * entry_size]
-    if len(table) != count * entry_size:
-        raise FormatError("disk image ends inside the GPT partition entry array", offset=len(disk))
-    used = [table[i:i + entry_size] for i in range(0, len(table), entry_size) if table[i:i + 16] != bytes(16)]
-    return hdr + struct.pack("<Q", len(used)) + b"".join(used)
+    data = gpt_event_data(disk, sector_size=found[0], check_crc=False)   # systemd checks no CRC
+    return PcrlockFile((Record.of_data(PCR_BOOT_LOADER_CONFIG, data),))
 
 
 # --- records taken from a reference event log -------------------------------------------------

@@ -12,15 +12,16 @@ from __future__ import annotations
 import struct
 from typing import Mapping, Sequence
 
+from pcrtool.eventlog.decode.tag import LINUX_INITRD, LINUX_LOAD_OPTIONS
+from pcrtool.eventlog.families import STUB_PROFILE_TAG
 from pcrtool.model import HashAlg
 from pcrtool.predict.events import DEFAULT_BANKS, Measurement
 from pcrtool.tcg.constants import EventType
 
 PCR_KERNEL_CONFIG = 12
 PCR_LINUX_STUB = 9
-LINUX_INITRD_TAG = 0x8F3B22EC
-LINUX_LOAD_OPTIONS_TAG = 0x8F3B22ED
-STUB_PROFILE_TAG = 0x13AED6DB
+LINUX_INITRD_TAG = LINUX_INITRD
+LINUX_LOAD_OPTIONS_TAG = LINUX_LOAD_OPTIONS
 
 
 def utf16_cmdline(text: str, *, nul: bool = True) -> bytes:
@@ -63,9 +64,8 @@ def linux_initrd_measurement(initrd: bytes | Mapping[HashAlg, bytes],
 def stub_profile_measurement(profile: int, banks: Sequence[HashAlg] = DEFAULT_BANKS) -> Measurement:
     """systemd-stub (v257+): the selected profile number, only when it is not 0, as EV_EVENT_TAG
     0x13aed6db on PCR 12 over the decimal number in UTF-16 with NUL."""
-    hashed = utf16_cmdline(str(profile))
-    return Measurement.of_data(PCR_KERNEL_CONFIG, EventType.EV_EVENT_TAG, f"profile {profile}", hashed, banks,
-                               data=tagged_event_data(STUB_PROFILE_TAG, hashed))
+    return Measurement.of_event(PCR_KERNEL_CONFIG, EventType.EV_EVENT_TAG, f"profile {profile}",
+                                tagged_event_data(STUB_PROFILE_TAG, utf16_cmdline(str(profile))), banks)
 
 
 def stub_cmdline_text(section: bytes) -> str:

@@ -61,11 +61,11 @@ def demo_firmware_measurements(banks: Sequence[HashAlg], *, label: bytes = b"pcr
     fv, rom = label + b" FV", label + b" ROM"
     boot_order = Variable("BootOrder", EFI_GLOBAL_VARIABLE, b"\x01\x00")
     before = [
-        Measurement.of_data(0, EventType.EV_S_CRTM_VERSION, "CRTM version", "1.0".encode("utf-16-le") + b"\0\0", banks),
+        Measurement.of_event(0, EventType.EV_S_CRTM_VERSION, "CRTM version", "1.0".encode("utf-16-le") + b"\0\0",
+                             banks),
         Measurement.of_data(0, EventType.EV_EFI_PLATFORM_FIRMWARE_BLOB, "firmware volume", fv, banks,
                             data=struct.pack("<QQ", 0xFFC00000, len(fv))),
-        Measurement.of_data(1, EventType.EV_EFI_VARIABLE_BOOT, "BootOrder", boot_order.data, banks,
-                            data=boot_order.variable_data()),
+        Measurement.of_event(1, EventType.EV_EFI_VARIABLE_BOOT, "BootOrder", boot_order.variable_data(), banks),
         Measurement.of_data(2, EventType.EV_EFI_BOOT_SERVICES_DRIVER, "option ROM", rom, banks,
                             data=image_load_event("rom.efi", len(rom))),
         Measurement.of_data(6, EventType.EV_POST_CODE, "POST CODE", b"POST CODE", banks),

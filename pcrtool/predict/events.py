@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
 from pcrtool.errors import FormatError
+from pcrtool.eventlog.families import digests_of
 from pcrtool.eventlog.replay import Replayer
 from pcrtool.model import PCR_COUNT, HashAlg, PcrValues
 from pcrtool.tcg.constants import EventType
@@ -37,6 +38,14 @@ class Measurement:
         """A measurement whose digest is H(hashed) in every bank (``data`` defaults to ``hashed``)."""
         return cls(pcr, {alg: alg.digest(hashed) for alg in banks}, event_type, description,
                    hashed if data is None else data)
+
+    @classmethod
+    def of_event(cls, pcr: int, event_type: EventType, description: str, data: bytes,
+                 banks: Iterable[HashAlg]) -> "Measurement":
+        """A measurement whose digests its event family derives from the logged ``data``
+        (``pcrtool.eventlog.families``: e.g. a variable event hashes the whole UEFI_VARIABLE_DATA,
+        EV_EFI_VARIABLE_BOOT only the variable's data, GRUB's PCR 8 strings the text after the prefix)."""
+        return cls(pcr, digests_of(pcr, event_type, data, banks), event_type, description, data)
 
     @classmethod
     def of_hasher(cls, pcr: int, event_type: EventType | None, description: str,

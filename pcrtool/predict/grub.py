@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pcrtool.errors import FormatError, UsageError
+from pcrtool.eventlog.decode.ipl import GRUB_PREFIXES
 from pcrtool.model import HashAlg
 from pcrtool.predict.events import DEFAULT_BANKS, Measurement
 from pcrtool.tcg.constants import EventType
@@ -58,10 +59,11 @@ class Unpredictable(UsageError):
 
 def string_measurement(text: str, banks: Sequence[HashAlg] = DEFAULT_BANKS, *,
                        prefix: str = "grub_cmd") -> Measurement:
-    """PCR 8 EV_IPL: digest H(text), data ``prefix: text`` + NUL."""
-    raw = text.encode("utf-8")
-    return Measurement.of_data(PCR_GRUB_STRINGS, EventType.EV_IPL, f"{prefix}: {text}", raw, banks,
-                               data=f"{prefix}: ".encode() + raw + b"\0")
+    """PCR 8 EV_IPL: data ``prefix: text`` + NUL, digest H(text) (the EV_IPL family's rule)."""
+    if prefix not in GRUB_PREFIXES:
+        raise ValueError(f"GRUB logs no PCR 8 string with prefix {prefix!r}")
+    return Measurement.of_event(PCR_GRUB_STRINGS, EventType.EV_IPL, f"{prefix}: {text}",
+                                f"{prefix}: {text}".encode() + b"\0", banks)
 
 
 def file_measurement(path: str, content: bytes | Mapping[HashAlg, bytes],

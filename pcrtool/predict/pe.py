@@ -27,12 +27,12 @@ Image = Union[bytes, Mapping[HashAlg, bytes]]
 
 def efi_action(pcr: int, text: bytes, banks: Sequence[HashAlg] = DEFAULT_BANKS) -> Measurement:
     """EV_EFI_ACTION: digest over the ASCII action string (TCG PFP §10.4.4, no terminating NUL)."""
-    return Measurement.of_data(pcr, EventType.EV_EFI_ACTION, text.decode("ascii"), text, banks)
+    return Measurement.of_event(pcr, EventType.EV_EFI_ACTION, text.decode("ascii"), text, banks)
 
 
 def separator(pcr: int, banks: Sequence[HashAlg] = DEFAULT_BANKS, value: bytes = SEPARATOR_OK) -> Measurement:
     """EV_SEPARATOR: digest over the 4-byte value (0 on success, 1 on error; some firmware uses FFFFFFFF)."""
-    return Measurement.of_data(pcr, EventType.EV_SEPARATOR, f"separator {value.hex()}", value, banks)
+    return Measurement.of_event(pcr, EventType.EV_SEPARATOR, f"separator {value.hex()}", value, banks)
 
 
 def image_digests(image: Image, banks: Sequence[HashAlg], *, name: str = "image") -> dict[HashAlg, bytes]:

@@ -69,7 +69,7 @@ class Variable:
 def variable_measurement(var: Variable, banks: Sequence[HashAlg] = DEFAULT_BANKS, *,
                          event_type: EventType = EventType.EV_EFI_VARIABLE_DRIVER_CONFIG,
                          pcr: int = PCR_SECURE_BOOT_POLICY) -> Measurement:
-    return Measurement.of_data(pcr, event_type, var.name, var.variable_data(), banks)
+    return Measurement.of_event(pcr, event_type, var.name, var.variable_data(), banks)
 
 
 def signature_data(owner: uuid.UUID, certificate: bytes) -> bytes:

@@ -17,64 +17,25 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from pcrtool.errors import FormatError, UsageError
+from pcrtool.eventlog.families import STUB_INITRD_DESCRIPTIONS, family_of
 from pcrtool.model import HashAlg, PcrValues
 from pcrtool.predict.events import Measurement
 from pcrtool.tcg.constants import EventType
 
-#: Event types whose family pcrtool can recompute from an artefact.
-_KNOWN_TYPES = {
-    EventType.EV_SEPARATOR, EventType.EV_EFI_ACTION, EventType.EV_EFI_BOOT_SERVICES_APPLICATION,
-    EventType.EV_EFI_VARIABLE_DRIVER_CONFIG, EventType.EV_EFI_VARIABLE_AUTHORITY, EventType.EV_IPL,
-    EventType.EV_EVENT_TAG, EventType.EV_EFI_GPT_EVENT,
-}
-#: PCR 12 EV_IPL descriptions the stub uses for initrds (not the command line).
-_STUB_INITRD_DESCRIPTIONS = ("Credentials initrd", "Global credentials initrd", "System extension initrd",
-                             "Configuration extension initrd")
-
-
-def _ipl_text(data: bytes) -> str:
-    try:
-        return data.decode("utf-16-le").rstrip("\0") if len(data) % 2 == 0 else data.decode("latin-1")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
 def family(pcr: int, event_type: EventType | None, data: bytes, description: str = "") -> tuple | None:
-    """The family key of an event, or None when it is always kept (separators, actions, unknown)."""
+    """The substitution key of an event (its family's ``key``), or None when it is always kept
+    (separators, actions, unknown kinds); a userspace measurement has no event type."""
     if event_type is None:
         return (pcr, "userspace")
-    if event_type in (EventType.EV_SEPARATOR, EventType.EV_EFI_ACTION):
-        return None
-    if event_type == EventType.EV_EFI_BOOT_SERVICES_APPLICATION:
-        return (pcr, "application")
-    if event_type in (EventType.EV_EFI_VARIABLE_DRIVER_CONFIG, EventType.EV_EFI_VARIABLE_AUTHORITY):
-        from pcrtool.predict.secureboot import Variable
-        try:
-            var = Variable.from_variable_data(data)
-        except FormatError:
-            return (pcr, int(event_type), "undecodable")
-        if event_type == EventType.EV_EFI_VARIABLE_AUTHORITY:
-            return (pcr, "authority", var.name)  # db vs shim's own (Shim, MokList, SbatLevel …)
-        return (pcr, "variable", var.name)
-    if event_type == EventType.EV_IPL:
-        text = description or _ipl_text(data)
-        if pcr == 12 and any(text.startswith(d) for d in _STUB_INITRD_DESCRIPTIONS):
-            return (pcr, "ipl", text)
-        return (pcr, "ipl")
-    if event_type == EventType.EV_EVENT_TAG:
-        tag = int.from_bytes(data[:4], "little") if len(data) >= 4 else None
-        return (pcr, "tag", tag)
-    if event_type == EventType.EV_EFI_GPT_EVENT:
-        return (pcr, "gpt")
-    return None
+    return family_of(event_type).key(pcr, event_type, data, description)
 
 
 def measurement_family(m: Measurement) -> tuple | None:
-    desc = m.description if m.event_type == EventType.EV_IPL and m.pcr == 12 else ""
-    if m.event_type == EventType.EV_IPL and m.pcr == 12 and not any(
-            desc.startswith(d) for d in _STUB_INITRD_DESCRIPTIONS):
-        desc = ""
-    return family(m.pcr, m.event_type, m.data, desc)
+    """The key of a predicted measurement: only systemd-stub's initrd EV_IPL on PCR 12 are told
+    apart by their description."""
+    stub_initrd = m.event_type == EventType.EV_IPL and m.pcr == 12 and \
+        m.description.startswith(STUB_INITRD_DESCRIPTIONS)
+    return family(m.pcr, m.event_type, m.data, m.description if stub_initrd else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +124,7 @@ def substitute_log(reference_log: bytes | object, release: Sequence[Measurement]
                 planned += [PlannedEvent(m.pcr, dict(m.digests), m.event_type, m.description, "release")
                             for m in release_families[key]]
             continue
-        if ev.event_type not in _KNOWN_TYPES:
+        if not family_of(ev.event_type).recomputed:
             result.unknown.append(ev.index)
         planned.append(PlannedEvent(ev.pcr, dict(ev.digests), ev.event_type, ev.event_type.name, "log", ev.index))
     # families the log lacks go after the last event of their PCR (userspace phases: at the end)

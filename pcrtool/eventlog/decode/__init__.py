@@ -1,4 +1,5 @@
-"""Typed decoding of event data, one module per event family (pcr-oracle's split).
+"""Typed decoding of event data, one module per event family (pcr-oracle's split); which
+decoder an event type gets is its family's (``pcrtool.eventlog.families``).
 
 ``decode_event(event, log)`` never raises on bad payloads: a payload that does not decode becomes
 ``Undecodable(reason, raw)``, because event data is untrusted and a report must still be shown.
@@ -49,7 +50,7 @@ def decode_event(event: Event, log: EventLog | None = None):
     """Decode ``event.data`` according to its type (and PCR, for EV_IPL/EV_EVENT_TAG)."""
     global _DECODERS
     if _DECODERS is None:
-        from pcrtool.eventlog.decode.registry import DECODERS
+        from pcrtool.eventlog.families import DECODERS
         _DECODERS = DECODERS
     decoder = _DECODERS.get(event.event_type)
     if decoder is None:

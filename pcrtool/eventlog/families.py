@@ -1,0 +1,210 @@
+"""Event families (pcr-oracle's model): what each kind of event is and how its digest is made.
+
+A :class:`Family` knows how to *describe* an event of its kind (its decoder in
+``eventlog/decode/``) and how its digest is *rehashed*: from the logged data alone
+(``payloads``: TCG PFP 1.05 §10.4.4 and what firmware and boot loaders really hash), or not at
+all, because the digest covers an artefact the log does not hold (``artefact`` names it: a PE
+image's Authenticode hash, a file, a section). It also gives the key under which substitution
+swaps a release's events in for the log's (``key``).
+
+``decode_event``, payload verification, prediction (``Measurement.of_event``) and substitution
+all ask :func:`family_of`; a new event type is one row of ``FAMILIES``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+
+from pcrtool.errors import FormatError
+from pcrtool.eventlog.decode import firmware, gpt, image, ipl, noaction, tag, variables
+from pcrtool.eventlog.quirks import SHIM_AUTHORITY_TRAILING_BYTES
+from pcrtool.model import HashAlg
+from pcrtool.tcg.constants import EventType
+
+_GRUB_PREFIXES = tuple(p.encode() for p in ipl.GRUB_PREFIXES)   # what GRUB logs before a PCR 8 string
+#: PCR 12 EV_IPL descriptions systemd-stub uses for initrds (each is its own substitution family).
+STUB_INITRD_DESCRIPTIONS = ("Credentials initrd", "Global credentials initrd", "System extension initrd",
+                            "Configuration extension initrd")
+STUB_PROFILE_TAG = 0x13AED6DB
+
+
+def _data(pcr: int, event_type: EventType, data: bytes) -> list[bytes]:
+    return [data]
+
+
+def _not_from_data(pcr: int, event_type: EventType, data: bytes) -> None:
+    return None
+
+
+def _no_key(pcr: int, event_type: EventType, data: bytes, description: str) -> None:
+    return None
+
+
+def _variable_payloads(pcr: int, event_type: EventType, data: bytes) -> list[bytes] | None:
+    """EV_EFI_VARIABLE_BOOT hashes the variable's data (some firmware the whole
+    UEFI_VARIABLE_DATA); the other variable events the whole UEFI_VARIABLE_DATA, but shim's
+    authority for its built-in certificate (a quirk)."""
+    if event_type not in (EventType.EV_EFI_VARIABLE_BOOT, EventType.EV_EFI_VARIABLE_AUTHORITY):
+        return [data]
+    try:
+        _guid, _name, value, rest = variables.parse_variable_data(data)
+    except FormatError:
+        return [data]
+    if event_type == EventType.EV_EFI_VARIABLE_BOOT:
+        return [value, data]
+    return None if SHIM_AUTHORITY_TRAILING_BYTES.apply(rest) else [data]
+
+
+def _variable_key(pcr: int, event_type: EventType, data: bytes, description: str) -> tuple:
+    try:
+        _guid, name, _value, _rest = variables.parse_variable_data(data)
+    except FormatError:
+        return (pcr, int(event_type), "undecodable")
+    # db's authority vs shim's own (Shim, MokList, SbatLevel …) are told apart by the name
+    return (pcr, "authority" if event_type == EventType.EV_EFI_VARIABLE_AUTHORITY else "variable", name)
+
+
+def _ipl_payloads(pcr: int, event_type: EventType, data: bytes) -> list[bytes] | None:
+    """GRUB's PCR 8 strings hash the text after ``prefix: `` (with or without the NUL);
+    systemd-boot's PCR 12 command line hashes the UTF-16 data. PCR 9 (GRUB's files), 11
+    (systemd-stub's sections: the name once, the contents once) and 14 (shim's MOK lists) hash
+    what the log does not hold."""
+    if pcr == 8:
+        text = data[:-1] if data.endswith(b"\0") else data
+        head, sep, value = text.partition(b" ")
+        if sep and head.rstrip(b":") in _GRUB_PREFIXES:
+            return [value, value + b"\0", data]
+        return [data, text]
+    if pcr == 12:
+        return [data]
+    return None
+
+
+def _ipl_text(data: bytes) -> str:
+    try:
+        return data.decode("utf-16-le").rstrip("\0") if len(data) % 2 == 0 else data.decode("latin-1")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _ipl_key(pcr: int, event_type: EventType, data: bytes, description: str) -> tuple:
+    text = description or _ipl_text(data)
+    if pcr == 12 and text.startswith(STUB_INITRD_DESCRIPTIONS):
+        return (pcr, "ipl", text)
+    return (pcr, "ipl")
+
+
+def _tag_id(data: bytes) -> int | None:
+    return struct.unpack_from("<I", data)[0] if len(data) >= 4 else None
+
+
+def _tag_payloads(pcr: int, event_type: EventType, data: bytes) -> list[bytes] | None:
+    """systemd-stub's profile tag hashes its payload (the UTF-16 number); the Linux EFI stub's
+    load options and initrd tags hash what the log does not hold."""
+    if _tag_id(data) == STUB_PROFILE_TAG and len(data) >= 8:
+        return [data[8:]]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One event family: its event types, decoder, digest rule and substitution key."""
+
+    name: str
+    event_types: tuple[EventType, ...]
+    decoder: Callable
+    payload_rule: Callable[[int, EventType, bytes], list[bytes] | None] = _not_from_data
+    artefact: str = ""      # what the digest covers when it is not the logged data
+    key_rule: Callable[[int, EventType, bytes, str], tuple | None] = _no_key
+    recomputed: bool = False  # prediction rebuilds this family from artefacts
+
+    def describe(self, event, log=None):
+        """The typed decoding of the event's data (``decode_event`` adds the error handling)."""
+        return self.decoder(event, log)
+
+    def payloads(self, pcr: int, event_type: EventType, data: bytes) -> list[bytes] | None:
+        """The byte strings one of which the digest is a hash of, the one a measurer hashes
+        first; None when the digest covers something the event data does not hold."""
+        return self.payload_rule(pcr, event_type, data)
+
+    def rehash(self, pcr: int, event_type: EventType, data: bytes,
+               banks: Iterable[HashAlg]) -> dict[HashAlg, bytes]:
+        """The digests the measurer extends for an event with this data, per bank."""
+        payloads = self.payloads(pcr, event_type, data)
+        if payloads is None:
+            raise FormatError(f"{event_type.name} on PCR {pcr}: the digest covers "
+                              f"{self.artefact or 'something the event data does not hold'}",
+                              hint="predict it from that artefact")
+        return {alg: alg.digest(payloads[0]) for alg in banks}
+
+    def key(self, pcr: int, event_type: EventType, data: bytes, description: str = "") -> tuple | None:
+        """The substitution family of an event (None: always kept from the log)."""
+        return self.key_rule(pcr, event_type, data, description)
+
+
+def _keyed(label: str):
+    return lambda pcr, event_type, data, description: (pcr, label)
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family("no-action", (EventType.EV_NO_ACTION,), noaction.decode_no_action),
+    Family("separator", (EventType.EV_SEPARATOR,), firmware.decode_separator, _data, recomputed=True),
+    Family("efi-action", (EventType.EV_EFI_ACTION,), firmware.decode_text, _data, recomputed=True),
+    Family("s-crtm-version", (EventType.EV_S_CRTM_VERSION,), firmware.decode_scrtm_version, _data),
+    Family("efi-variable",
+           (EventType.EV_EFI_VARIABLE_DRIVER_CONFIG, EventType.EV_EFI_VARIABLE_AUTHORITY),
+           variables.decode_variable, _variable_payloads,
+           artefact="shim's built-in certificate (an authority with trailing bytes)",
+           key_rule=_variable_key, recomputed=True),
+    Family("efi-boot-variable", (EventType.EV_EFI_VARIABLE_BOOT, EventType.EV_EFI_VARIABLE_BOOT2),
+           variables.decode_variable, _variable_payloads),
+    Family("efi-application", (EventType.EV_EFI_BOOT_SERVICES_APPLICATION,), image.decode_image_load,
+           artefact="the image's Authenticode (PE/COFF) hash", key_rule=_keyed("application"),
+           recomputed=True),
+    Family("efi-driver", (EventType.EV_EFI_BOOT_SERVICES_DRIVER, EventType.EV_EFI_RUNTIME_SERVICES_DRIVER),
+           image.decode_image_load, artefact="the driver's Authenticode (PE/COFF) hash"),
+    Family("efi-gpt", (EventType.EV_EFI_GPT_EVENT,), gpt.decode_gpt, _data, key_rule=_keyed("gpt"),
+           recomputed=True),
+    Family("efi-gpt2", (EventType.EV_EFI_GPT_EVENT2,), gpt.decode_gpt,
+           artefact="the GPT as the firmware read it"),
+    Family("ipl", (EventType.EV_IPL,), ipl.decode_ipl, _ipl_payloads,
+           artefact="a file (GRUB, PCR 9), a section (systemd-stub, PCR 11) or a MOK list (shim, PCR 14)",
+           key_rule=_ipl_key, recomputed=True),
+    Family("event-tag", (EventType.EV_EVENT_TAG,), tag.decode_event_tag, _tag_payloads,
+           artefact="the command line or initrd (Linux EFI stub, PCR 9)",
+           key_rule=lambda pcr, event_type, data, description: (pcr, "tag", _tag_id(data)), recomputed=True),
+    Family("text",
+           (EventType.EV_ACTION, EventType.EV_CPU_MICROCODE, EventType.EV_PLATFORM_CONFIG_FLAGS,
+            EventType.EV_TABLE_OF_DEVICES, EventType.EV_COMPACT_HASH, EventType.EV_NONHOST_CODE,
+            EventType.EV_NONHOST_CONFIG, EventType.EV_OMIT_BOOT_DEVICE_EVENTS, EventType.EV_EFI_HCRTM_EVENT),
+           firmware.decode_text, artefact="firmware code or data"),
+    Family("post-code", (EventType.EV_POST_CODE, EventType.EV_POST_CODE2, EventType.EV_S_CRTM_CONTENTS),
+           firmware.decode_text_or_blob, artefact="the firmware code or data"),
+    Family("nonhost-info", (EventType.EV_NONHOST_INFO,), firmware.decode_nonhost_info, artefact="vendor data"),
+    Family("firmware-blob", (EventType.EV_EFI_PLATFORM_FIRMWARE_BLOB,), firmware.decode_blob,
+           artefact="the firmware volume in memory"),
+    Family("firmware-blob2", (EventType.EV_EFI_PLATFORM_FIRMWARE_BLOB2,), firmware.decode_blob2,
+           artefact="the firmware volume in memory"),
+    Family("handoff-tables", (EventType.EV_EFI_HANDOFF_TABLES,), firmware.decode_handoff,
+           artefact="the configuration tables (SMBIOS, ACPI) in memory"),
+    Family("handoff-tables2", (EventType.EV_EFI_HANDOFF_TABLES2,), firmware.decode_handoff2,
+           artefact="the configuration tables (SMBIOS, ACPI) in memory"),
+)
+
+_BY_TYPE: dict[EventType, Family] = {t: f for f in FAMILIES for t in f.event_types}
+#: event type -> its family's decoder, flattened for ``decode_event`` (the hot path).
+DECODERS: dict[EventType, Callable] = {t: f.decoder for t, f in _BY_TYPE.items()}
+#: Events of no known family: raw data, digest not checkable, always kept by substitution.
+UNKNOWN = Family("unknown", (), lambda event, log: None)
+
+
+def family_of(event_type: EventType | int) -> Family:
+    """The family of an event type (``UNKNOWN`` for types pcrtool has no decoder for)."""
+    return _BY_TYPE.get(event_type, UNKNOWN)
+
+
+def digests_of(pcr: int, event_type: EventType, data: bytes, banks: Iterable[HashAlg]) -> Mapping[HashAlg, bytes]:
+    """``family_of(event_type).rehash(…)``: the digests a measurer extends for this event."""
+    return family_of(event_type).rehash(pcr, event_type, data, banks)
