@@ -47,6 +47,11 @@ class Section:
     characteristics: int
     header_offset: int
     _file: bytes = field(repr=False, compare=False)
+    long_name: str = ""  # ``name`` with a COFF long name ("/4") resolved through the string table
+
+    def __post_init__(self) -> None:
+        if not self.long_name:
+            object.__setattr__(self, "long_name", self.name)
 
     @property
     def data(self) -> bytes:
@@ -123,9 +128,10 @@ class PeImage:
         return self.optional_header_offset + self.size_of_optional_header
 
     def section(self, name: str) -> Section | None:
-        """The first section called ``name`` (e.g. ``.linux``), or None."""
+        """The first section called ``name`` (e.g. ``.linux``, or a long name such as
+        ``.vendor_cert`` that the header holds as "/4"), or None."""
         for s in self.sections:
-            if s.name == name:
+            if s.name == name or s.long_name == name:
                 return s
         return None
 
@@ -180,7 +186,7 @@ def _parse(data: bytes) -> PeImage:
                           offset=0x3C)
     if data[pe:pe + 4] != b"PE\0\0":
         raise FormatError("not a PE image: no PE signature", hint=_HINT, offset=pe)
-    machine, nsections, _ts, _symptr, _nsyms, opt_size, _chars = struct.unpack_from("<HHIIIHH", data, pe + 4)
+    machine, nsections, _ts, symptr, nsyms, opt_size, _chars = struct.unpack_from("<HHIIIHH", data, pe + 4)
     opt = pe + 24
     if opt + 2 > size:
         raise FormatError("optional header is truncated", hint=_HINT, offset=opt)
@@ -232,9 +238,30 @@ def _parse(data: bytes) -> PeImage:
         if rsize and roff + rsize > size:
             raise FormatError(f"section {name!r} raw data [{roff}, {roff + rsize}) lies outside the file "
                               f"({size} bytes)", hint=_HINT, offset=h)
-        image.sections.append(Section(i, name, va, vsize, roff, rsize, chars, h, data))
+        image.sections.append(Section(i, name, va, vsize, roff, rsize, chars, h, data,
+                                      long_name=_long_name(data, name, symptr, nsyms)))
     _check_layout(image, size)
     return image
+
+
+def _long_name(data: bytes, name: str, symptr: int, nsyms: int) -> str:
+    """PE/COFF "Section Table": a name "/N" (N decimal) is the NUL-terminated string at offset N of
+    the COFF string table, which follows the symbol table (PointerToSymbolTable + 18 *
+    NumberOfSymbols) and starts with its own 4-byte size. ``name`` unchanged when it is not such
+    a name or does not resolve inside the file and the table (images carry no string table
+    the loader needs: a bad one is not an error)."""
+    if len(name) < 2 or name[0] != "/" or not name[1:].isdigit() or not symptr:
+        return name
+    table = symptr + 18 * nsyms
+    if table + 4 > len(data):
+        return name
+    table_size = _u32(data, table)
+    offset = int(name[1:])
+    if offset < 4 or offset >= table_size or table + table_size > len(data):
+        return name
+    end = bytes(data[table + offset:table + table_size]).find(b"\0")
+    raw = bytes(data[table + offset:table + table_size if end < 0 else table + offset + end])
+    return raw.decode("utf-8", errors="replace") or name
 
 
 def _check_layout(image: PeImage, size: int) -> None:

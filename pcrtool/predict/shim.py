@@ -58,20 +58,13 @@ class ShimImage:
 
 
 def _sections(data: bytes) -> dict[str, bytes]:
-    """Section name → raw content; long names ("/4") resolved through the COFF string table."""
+    """Section name → raw content; long names ("/4") as the PE parser resolves them."""
     from pcrtool.pe import PeImage
 
-    pe = PeImage.parse(data)
-    symptr, nsyms = struct.unpack_from("<II", data, pe.pe_offset + 12)
-    strtab = symptr + 18 * nsyms if symptr else 0
     out: dict[str, bytes] = {}
-    for s in pe.sections:
-        name = s.name
-        if name.startswith("/") and name[1:].isdigit() and strtab:
-            off = strtab + int(name[1:])
-            name = data[off:data.index(b"\0", off)].decode("ascii", "replace")
+    for s in PeImage.parse(data).sections:
         size = min(s.raw_size, s.virtual_size) if s.virtual_size else s.raw_size
-        out.setdefault(name, bytes(data[s.raw_offset:s.raw_offset + size]))
+        out.setdefault(s.long_name, bytes(data[s.raw_offset:s.raw_offset + size]))
     return out
 
 

@@ -260,23 +260,36 @@ def _der_len(n: int) -> bytes:
     return bytes([0x80 | len(raw)]) + raw
 
 
-def certificate_issuer_and_serial(certificate_der: bytes) -> tuple[bytes, int]:
-    """(issuer Name as encoded, serialNumber) of an X.509 certificate, read from its DER
-    (RFC 5280 §4.1: tbsCertificate = [0] version OPTIONAL, serialNumber, signature, issuer, ...)."""
+def _tbs_fields(certificate_der: bytes) -> list[int]:
+    """Offsets of serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo in an
+    X.509 certificate's DER (RFC 5280 §4.1); the outer layout is checked on the way."""
     try:
-        tbs = _children(certificate_der, 0)[0]
-        fields = _children(certificate_der, tbs)
+        if der_length(certificate_der) != len(certificate_der) or certificate_der[0] != 0x30:
+            raise IndexError
+        outer = _children(certificate_der, 0)
+        if len(outer) != 3 or [certificate_der[p] for p in outer] != [0x30, 0x30, 0x03]:
+            raise IndexError
+        fields = _children(certificate_der, outer[0])
         if certificate_der[fields[0]] == 0xA0:
             fields = fields[1:]
-        serial_pos, issuer_pos = fields[0], fields[2]
-        if certificate_der[serial_pos] != 0x02 or certificate_der[issuer_pos] != 0x30:
-            raise FormatError("the certificate's serialNumber or issuer is not where X.509 puts it")
-        h, n = _tl(certificate_der, serial_pos)
-        serial = int.from_bytes(certificate_der[serial_pos + h:serial_pos + h + n], "big", signed=True)
-        h, n = _tl(certificate_der, issuer_pos)
-        return bytes(certificate_der[issuer_pos:issuer_pos + h + n]), serial
-    except IndexError:
+        if len(fields) < 6 or [certificate_der[p] for p in fields[:6]] != [0x02, 0x30, 0x30, 0x30, 0x30, 0x30]:
+            raise IndexError
+        return fields[:6]
+    except (IndexError, FormatError):
         raise FormatError("the certificate is not a DER X.509 certificate") from None
+
+
+def _tlv_at(der: bytes, pos: int) -> bytes:
+    h, n = _tl(der, pos)
+    return bytes(der[pos:pos + h + n])
+
+
+def certificate_issuer_and_serial(certificate_der: bytes) -> tuple[bytes, int]:
+    """(issuer Name as encoded, serialNumber) of an X.509 certificate, read from its DER."""
+    fields = _tbs_fields(certificate_der)
+    h, n = _tl(certificate_der, fields[0])
+    serial = int.from_bytes(certificate_der[fields[0] + h:fields[0] + h + n], "big", signed=True)
+    return _tlv_at(certificate_der, fields[2]), serial
 
 
 def build_signed_data(idc_der: bytes, sattrs_der: bytes, signature: bytes, certificate_der: bytes,
