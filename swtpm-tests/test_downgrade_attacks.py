@@ -8,13 +8,14 @@ dictionary-attack lockout or ended in "internal error".
 """
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+sys.path.append(str(Path(__file__).resolve().parent))
 from tests.policy.helpers_policy import need_module, pem_private, pem_public, pkcs1_sha256, releases_doc, rsa_key  # noqa: E402
+from tpm_proxy import excuse_lockout, pcrtool, pcrtool_popen  # noqa: E402
 
 KEY = rsa_key()
 TPM_RC_VALUE, TPM_RC_POLICY_FAIL = 0x004, 0x01D   # format-1 error numbers (Part 2 §6.6.3)
@@ -22,10 +23,8 @@ POLICY_FAIL_OR_VALUE = {"TPM_RC_VALUE", "TPM_RC_POLICY_FAIL"}
 
 
 def _pcrtool(*args, check=None, timeout=120):
-    p = subprocess.run([sys.executable, "-m", "pcrtool", *map(str, args)], capture_output=True, text=True,
-                       timeout=timeout)
-    if check is not None:
-        assert p.returncode == check, f"exit {p.returncode}: {p.stderr}"
+    """``tpm_proxy.pcrtool``; a failure must also be one line, never "internal error"."""
+    p = pcrtool(*args, check=check, timeout=timeout)
     if p.returncode:
         assert "Traceback" not in p.stderr and "internal error" not in p.stderr
         assert len(p.stderr.strip().splitlines()) == 1, p.stderr
@@ -278,9 +277,8 @@ def test_two_parallel_advance_floor_runs_end_at_the_requested_floor(swtpm, tmp_p
     e = _enroll(swtpm, floor=1, window=16)
     E.write_enrollment(tmp_path / "e.json", e)
     for target in (5, 9, 13):
-        procs = [subprocess.Popen([sys.executable, "-m", "pcrtool", "tpm", "advance-floor", "--tcti", swtpm.tcti,
-                                   "-e", str(tmp_path / "e.json"), "--to", str(target), "--force"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        procs = [pcrtool_popen("tpm", "advance-floor", "--tcti", swtpm.tcti, "-e", tmp_path / "e.json",
+                               "--to", target, "--force") for _ in range(2)]
         for p in procs:
             _, err = p.communicate(timeout=120)
             assert p.returncode == 0, err
@@ -586,8 +584,6 @@ def test_an_active_bus_interposer_needs_the_pin(swtpm, tmp_path):
 
     from pcrtool.model import HashAlg
     from pcrtool.tpm import enroll as E
-    sys.path.append(str(Path(__file__).resolve().parent))
-    from tpm_proxy import excuse_lockout
 
     rels = _releases(pcrs=(11,))
     apps = _approvals(rels, HashAlg.SHA256, (11,))
@@ -614,8 +610,6 @@ def test_an_active_bus_interposer_needs_the_pin(swtpm, tmp_path):
 
 def test_allowlist_mode_with_a_pin(swtpm, tmp_path):
     need_module("tpm2_pytss")
-    sys.path.append(str(Path(__file__).resolve().parent))
-    from tpm_proxy import excuse_lockout
 
     rels = _releases(pcrs=(11,))
     (tmp_path / "rel.json").write_text(json.dumps(releases_doc(svns=(1, 2, 3, 4), pcrs=(11,), tag="atk")))

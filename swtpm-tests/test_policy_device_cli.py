@@ -3,22 +3,16 @@ the recovery key, window widening, allowlist modes, and ECDSA P-256 signing keys
 
 import base64
 import json
-import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+sys.path.append(str(Path(__file__).resolve().parent))
 from tests.policy.helpers_policy import need_module, pem_private, pem_public, releases_json, rsa_key  # noqa: E402
+from tpm_proxy import pcrtool as _pcrtool  # noqa: E402
 
 KEY = rsa_key()
-
-
-def _pcrtool(*args, check=None, cwd=None):
-    p = subprocess.run([sys.executable, "-m", "pcrtool", *map(str, args)], capture_output=True, text=True,
-                       timeout=120, cwd=cwd)
-    if check is not None:
-        assert p.returncode == check, f"exit {p.returncode}: {p.stderr}"
-    return p
 
 
 def _boot(swtpm, rel_json: str, index: int):

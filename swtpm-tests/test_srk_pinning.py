@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+sys.path.append(str(Path(__file__).resolve().parent))
 from tests.policy.helpers_policy import need_module, need_tool, pem_private, pem_public, pkcs1_sha256, releases_json, rsa_key  # noqa: E402,E501
+from tpm_proxy import pcrtool  # noqa: E402
 
 KEY = rsa_key()
 SRK_ATTRIBUTES = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt"
@@ -169,22 +171,16 @@ def test_unlock_of_an_unpinned_enrollment_is_refused_unless_waived(swtpm, tmp_pa
     (tmp_path / "pub.pem").write_bytes(pem_public(KEY))
     (tmp_path / "rel.json").write_text(releases_json(svns=(1, 2)))
 
-    def run(*args, check):
-        p = subprocess.run([sys.executable, "-m", "pcrtool", *map(str, args)], capture_output=True, text=True,
-                           timeout=120)
-        assert p.returncode == check, p.stderr
-        return p
-
-    run("policy", "approve", "-r", tmp_path / "rel.json", "-k", tmp_path / "k.pem", "-o", tmp_path / "a.pcrsig",
-        check=0)
+    pcrtool("policy", "approve", "-r", tmp_path / "rel.json", "-k", tmp_path / "k.pem", "-o", tmp_path / "a.pcrsig",
+            check=0)
     t = ("--tcti", swtpm.tcti)
-    run("tpm", "enroll", *t, "-k", tmp_path / "pub.pem", "--floor", 1, "-o", tmp_path / "e.json", check=0)
+    pcrtool("tpm", "enroll", *t, "-k", tmp_path / "pub.pem", "--floor", 1, "-o", tmp_path / "e.json", check=0)
     releases, _ = _setup()
     _boot(swtpm, releases[0])
-    p = run("tpm", "unlock", *t, "-e", tmp_path / "e.json", "-a", tmp_path / "a.pcrsig", check=0)
+    p = pcrtool("tpm", "unlock", *t, "-e", tmp_path / "e.json", "-a", tmp_path / "a.pcrsig", check=0)
     assert "pins no storage root key" not in p.stderr
     doc = json.loads((tmp_path / "e.json").read_text())
-    status = json.loads(run("tpm", "status", *t, "-e", tmp_path / "e.json", "--json=short", check=0).stdout)
+    status = json.loads(pcrtool("tpm", "status", *t, "-e", tmp_path / "e.json", "--json=short", check=0).stdout)
     assert status["srk_name"] == doc["srk_name"] == _tpm2_tools_srk_name(swtpm, tmp_path).hex()
     for unpinned in ("", None):
         if unpinned is None:
@@ -192,15 +188,15 @@ def test_unlock_of_an_unpinned_enrollment_is_refused_unless_waived(swtpm, tmp_pa
         else:
             doc["srk_name"] = unpinned
         (tmp_path / "old.json").write_text(json.dumps(doc))
-        p = run("tpm", "unlock", *t, "-e", tmp_path / "old.json", "-a", tmp_path / "a.pcrsig", check=4)
+        p = pcrtool("tpm", "unlock", *t, "-e", tmp_path / "old.json", "-a", tmp_path / "a.pcrsig", check=4)
         assert "pins no storage root key" in p.stderr and "--allow-unpinned-srk" in p.stderr
         assert p.stdout == "" and len(p.stderr.strip().splitlines()) == 1
-        p = run("tpm", "unlock", *t, "-e", tmp_path / "old.json", "-a", tmp_path / "a.pcrsig",
-                "--allow-unpinned-srk", check=0)
+        p = pcrtool("tpm", "unlock", *t, "-e", tmp_path / "old.json", "-a", tmp_path / "a.pcrsig",
+                    "--allow-unpinned-srk", check=0)
         assert "pins no storage root key" in p.stderr
     doc["srk_name"] = "000b" + "11" * 32
     (tmp_path / "other.json").write_text(json.dumps(doc))
-    p = run("tpm", "unlock", *t, "-e", tmp_path / "other.json", "-a", tmp_path / "a.pcrsig", check=4)
+    p = pcrtool("tpm", "unlock", *t, "-e", tmp_path / "other.json", "-a", tmp_path / "a.pcrsig", check=4)
     assert "storage root key is not the enrolled one" in p.stderr and p.stdout == ""
 
 

@@ -2,17 +2,15 @@
 exit 3 when the approvals would let a non-allowlisted release unlock (a real misconfiguration)."""
 
 import json
-import subprocess
-import sys
 
 from tests.policy.helpers_policy import need_module, need_tool, pem_private, pem_public, releases_json, rsa_key  # noqa: E402
+from tests.support.cli import run_pcrtool
 
 KEY = rsa_key()
 
 
 def _pcrtool(*args):
-    return subprocess.run([sys.executable, "-m", "pcrtool", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+    return run_pcrtool(*args, timeout=300)
 
 
 def _files(tmp_path, approve_all=False):

@@ -438,13 +438,12 @@ def lockout_counter_timeout(socket_path, timeout: float) -> int:
 
 # --- driving a device through the CLI only (keeps working across redesigns of pcrtool.tpm) ------
 
-def pcrtool(*args, check: int | None = None, timeout: float = 120, env: dict | None = None):
-    """``python -m pcrtool ARGS`` (a subprocess; PYTHONPATH is inherited)."""
-    import subprocess
-    import sys
+def pcrtool(*args, check: int | None = None, timeout: float = 120, cwd=None):
+    """``python -m pcrtool ARGS`` (tests.support.cli.run_pcrtool: a subprocess that inherits
+    PYTHONPATH; a traceback fails the test); ``check``: the exit code it must end with."""
+    from tests.support.cli import run_pcrtool
 
-    p = subprocess.run([sys.executable, "-m", "pcrtool", *map(str, args)], capture_output=True, text=True,
-                       timeout=timeout, env=env)
+    p = run_pcrtool(*args, timeout=timeout, cwd=cwd)
     if check is not None:
         assert p.returncode == check, f"pcrtool {' '.join(map(str, args))}: exit {p.returncode}: {p.stderr}"
     return p
