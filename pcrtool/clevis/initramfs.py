@@ -15,6 +15,9 @@ pin executable. Files keep their paths (shared objects' ``$ORIGIN`` run paths ke
 - libtss2's TCTI modules, which libtss2-tctildr opens by name (``device``; ``swtpm`` for tests);
 - the approvals files the pin reads at unlock time, when present.
 
+The initramfs-tools hook strips debug sections from the ELF files it copied (dracut strips by
+itself): an unstripped libpython is 23 MB.
+
 The pin executable runs ``python -I -S`` (no site, no environment, no user site): nothing from the
 host's ``PYTHONPATH`` or venv configuration is needed or read.
 """
@@ -185,6 +188,10 @@ def plan(tctis: tuple[str, ...] = DEFAULT_TCTIS, approvals: tuple[str, ...] = ()
     for p in _tree(package):
         if p.relative_to(package).parts[0] not in _PCRTOOL_SKIP[:2]:
             files.add(p)
+    base = Path(sys.base_prefix).resolve()
+    for lib in found["libs"]:  # the interpreter's own libraries (libpython of a pyenv/custom build)
+        if Path(lib).resolve().is_relative_to(base):
+            files.add(Path(lib))
     tctildr = [lib for lib in found["libs"] if "libtss2-tctildr.so" in lib]
     if not tctildr:
         raise PlanError("tpm2-pytss did not load libtss2-tctildr (apt-get install libtss2-dev)")
