@@ -102,6 +102,7 @@ def test_v2_round_trip_snake_case_everywhere(tmp_path, keys, kind):
     # the digest --expect pins is SHA-256 over the canonical (sorted, compact, ASCII) summary
     canonical = json.dumps(summary, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
     assert shown["digest"] == hashlib.sha256(canonical).hexdigest()
+    assert "request format version" not in run_cli("sign-request", "show", str(path)).stdout
 
     proc = sign_cli(path, str(keys.rsa), "-o", str(tmp_path / "resp.json"), "--json=short")
     assert proc.returncode == 0, proc.stderr
@@ -136,6 +137,27 @@ def test_verity_prepare_writes_v2(tmp_path):
     doc = json.loads((tmp_path / "v.sign-request.json").read_text())
     assert doc["format"] == "pcrtool-sign-request/2" and doc["extra"] == {"root_hash": root}
     assert doc["tbs"][0]["context"] == {"root_hash_algorithm": "sha256"} and non_snake_keys(doc) == []
+
+
+def test_pe_and_policy_prepare_write_v2(tmp_path, keys):
+    """The other writers of requests: Authenticode (``pe prepare``) and PCR policies (``policy prepare``)."""
+    efi = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+    proc = run_cli("pe", "prepare", str(efi), "--cert", str(keys.crt("rsa")), "--request", str(tmp_path / "pe.json"))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "pe.json").read_text())
+    assert doc["format"] == "pcrtool-sign-request/2" and non_snake_keys(doc) == []
+    assert set(doc["tbs"][0]["context"]) == {"spc_indirect_data"}
+    assert set(doc["extra"]) == {"image_digest", "signing_time", "certificate"}
+    assert show(tmp_path / "pe.json", "--image", str(efi))["summary"]["items"][0]["decoded"]["image_checked"] is True
+
+    (tmp_path / "m.toml").write_text('name = "x"\nversion = "1"\nsvn = 1\n[values]\n"11" = {sha256 = "' + "ab" * 32 + '"}\n')
+    assert run_cli("predict", "release", str(tmp_path / "m.toml"), "-o", str(tmp_path / "p.json")).returncode == 0
+    proc = run_cli("policy", "prepare", "-r", str(tmp_path / "p.json"), "-k", str(keys.pub("rsa")),
+                   "-o", str(tmp_path / "u.pcrsig"), "--request", str(tmp_path / "pol.json"))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "pol.json").read_text())
+    assert doc["format"] == "pcrtool-sign-request/2" and non_snake_keys(doc) == []
+    assert show(tmp_path / "pol.json")["summary"]["items"][0]["decoded"]["svn"] == 1
 
 
 # --- version 2: tampering is refused ------------------------------------------------------------------
@@ -218,6 +240,9 @@ def test_v1_fixture_keeps_the_digest_an_older_pcrtool_showed(name):
     assert shown["digest"] == EXPECTED_V1[name]["digest"]
     assert shown["summary"] == EXPECTED_V1[name]["summary"]
     assert show(path, "--key", str(V1 / "signer.pub.pem"))["digest"] == EXPECTED_V1[name]["digest_with_key"]
+    text = run_cli("sign-request", "show", str(path)).stdout
+    assert "request format version 1 (written by an older pcrtool" in text
+    assert text.rstrip().endswith(EXPECTED_V1[name]["digest"])
 
 
 @pytest.mark.parametrize("name", KINDS)

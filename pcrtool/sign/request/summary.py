@@ -71,6 +71,8 @@ class Summary:
 
     def text(self, source: str) -> str:
         out = [f"pcrtool signing request {quote(source)}"] + self.header()
+        if self.version != versions.WRITE_VERSION:
+            out.append(f"   request format version {self.version} (written by an older pcrtool; read as it was)")
         for it in self.items:
             d = it.decoded
             out.append(f"-- item {it.index + 1} of {len(self.items)}: file {quote(it.file)}, {it.size} bytes")
