@@ -13,8 +13,10 @@ mkinitramfs needs /boot/config-VERSION (it checks the kernel's decompressors): a
 namespace puts a two-line config on /boot for the made-up version, so nothing on the host changes;
 no kernel modules are needed (a missing modules directory is only a warning)."""
 
+import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -72,9 +74,10 @@ def need_root():
         pytest.skip("needs root")
 
 
-def build_with_initramfs_tools(d, approvals):
+def build_with_initramfs_tools(d, approvals, *, tcti_modules=("device", "swtpm"), extra=None, unpack=True):
     """mkinitramfs with Debian's hooks (cryptroot, clevis, busybox, …) plus pcrtool's, written by
-    the CLI into a copy of /etc/initramfs-tools; returns the unpacked tree."""
+    the CLI into a copy of /etc/initramfs-tools (``extra(conf)`` may add more); returns the
+    unpacked tree (or the image when not ``unpack``)."""
     for tool in ("mkinitramfs", "unmkinitramfs"):
         need_tool(tool)
     for hook, package in (("clevis", "clevis-initramfs"), ("cryptroot", "cryptsetup-initramfs")):
@@ -85,8 +88,10 @@ def build_with_initramfs_tools(d, approvals):
     text = (conf / "initramfs.conf").read_text()
     (conf / "initramfs.conf").write_text(text.replace("MODULES=most", "MODULES=list") + "\nCOMPRESS=zstd\nCOMPRESSLEVEL=1\n")
     p = pcrtool("clevis", "install", "--dir", d / "bin2", "--initramfs", "--hooks-dir", conf / "hooks",
-                "--tcti-module", "device", "--tcti-module", "swtpm", "-a", approvals)
+                *[a for m in tcti_modules for a in ("--tcti-module", m)], "-a", approvals)
     assert str(conf / "hooks" / "pcrtool-clevis") in p.stdout.decode()
+    if extra:
+        extra(conf)
     boot = d / "boot"
     boot.mkdir()
     (boot / f"config-{VERSION}").write_text("CONFIG_RD_GZIP=y\nCONFIG_RD_ZSTD=y\n")
@@ -94,6 +99,8 @@ def build_with_initramfs_tools(d, approvals):
     run("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", boot, conf, d / "initrd.img",
         env={**os.environ, "TMPDIR": str(d)})
     print(f"\ninitramfs-tools image with pcrtool's hook: {(d / 'initrd.img').stat().st_size} bytes (zstd -1)")
+    if not unpack:
+        return d / "initrd.img"
     root = d / "root"
     run("unmkinitramfs", d / "initrd.img", root)
     return root / "main" if (root / "main").is_dir() else root
@@ -218,3 +225,129 @@ def test_clevis_unlock_inside_a_real_initramfs_allows_the_approved_release_and_d
     assert in_chroot(root, binds, unlock, disk).returncode == 7
     p = in_chroot(root, binds, DECRYPT, disk)
     assert p.returncode == 4 and b"Traceback" not in p.stderr, p.stderr.decode(errors="replace")
+
+
+# --- the same image booted: Debian's kernel under qemu, swtpm as the guest's TPM ----------------
+
+# Runs in the booted initramfs before anything mounts a root: clevis' luks2_decrypt on the LUKS2
+# image the test put into the initramfs, the pin on /dev/tpmrm0 (the kernel's TPM driver; the JWE
+# names no TCTI), then power off.
+VM_SCRIPT = """#!/bin/sh
+case "$1" in prereqs) exit 0 ;; esac
+PATH=/sbin:/usr/sbin:/bin:/usr/bin
+echo "@@PCRTOOL-VM tpm: $(ls /dev/tpmrm0)"
+eval "$(sed -n '/^luks2_decrypt()/,/^}/p' /scripts/local-top/clevis)"
+: > /run/pass
+t0=$(cut -d' ' -f1 /proc/uptime)
+luks2_decrypt /pcrtool-vm/disk.img /run/pass || true
+echo "@@PCRTOOL-VM luks2_decrypt from $t0 to $(cut -d' ' -f1 /proc/uptime) s of uptime"
+if [ -s /run/pass ]; then
+    echo "@@PCRTOOL-VM unlocked $(sha256sum < /run/pass | cut -d' ' -f1)"
+else
+    bash -c '. /usr/bin/clevis-luks-common-functions
+             clevis_luks_read_slot /pcrtool-vm/disk.img 1 | clevis decrypt > /dev/null'
+    echo "@@PCRTOOL-VM denied, pin exit $?"
+fi
+poweroff -f
+"""
+VM_HOOK = """#!/bin/sh
+case "$1" in prereqs) exit 0 ;; esac
+. /usr/share/initramfs-tools/hook-functions
+mkdir -p "$DESTDIR/pcrtool-vm"
+cp DISK "$DESTDIR/pcrtool-vm/disk.img"
+"""
+
+
+def boot_vm(d, vmlinuz, initrd, state, name):
+    """Boot vmlinuz + initrd (SeaBIOS, no firmware measurements into PCR 11) with a swtpm on
+    ``state``; the serial console's text."""
+    run_dir = d / name
+    run_dir.mkdir()
+    sock, serial = run_dir / "swtpm.sock", run_dir / "serial.log"
+    swtpm = subprocess.Popen(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
+                              "--ctrl", f"type=unixio,path={sock}"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.05)
+        p = subprocess.run(["nice", "-n", "10", "qemu-system-x86_64", "-machine", "q35,accel=tcg", "-m", "1024",
+                            "-smp", "1", "-nic", "none", "-display", "none", "-no-reboot", "-serial", f"file:{serial}",
+                            "-kernel", vmlinuz, "-initrd", initrd,
+                            "-append", "console=ttyS0 panic=-1 loglevel=4",
+                            "-chardev", f"socket,id=chrtpm,path={sock}",
+                            "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0"],
+                           capture_output=True, timeout=600)
+        assert p.returncode == 0, p.stderr.decode(errors="replace")
+    finally:
+        if swtpm.poll() is None:
+            swtpm.terminate()
+        swtpm.wait(10)
+    return serial.read_text(errors="replace")
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_clevis_unlock_in_a_booted_initramfs_on_the_kernels_tpm_device(tmp_path):
+    """Stretch of the chroot proof: the image boots (Debian's kernel, qemu TCG) and clevis' unlock
+    in it reaches the TPM through the kernel (device:/dev/tpmrm0); the release of PCR 11 as the
+    boot leaves it (nothing extends PCR 11 here) is approved with svn 1: it unlocks, and after
+    `advance-floor --to 2` it is refused."""
+    need_root()
+    for tool in ("clevis", "cryptsetup", "swtpm", "qemu-system-x86_64", "apt-get", "apt-cache", "dpkg-deb"):
+        need_tool(tool)
+    from pcrtool.swtpm import Swtpm
+
+    d = tmp_path
+    (d / "etc").mkdir()
+    state = d / "tpmstate"
+    pcrtool("key", "generate", d / "k.pem", "--public-output", d / "pub.pem")
+    releases = {"releases": [{"name": "vm", "version": str(svn), "svn": svn, "allowed": True, "pcrs": [11],
+                              "banks": ["sha256"], "phases": [{"phase": "enter-initrd",
+                                                              "values": {"sha256": {"11": value}}}]}
+                             for svn, value in ((1, "00" * 32), (2, "11" * 32))],
+                "format": "pcrtool-predictions/1"}
+    (d / "p.json").write_text(json.dumps(releases))
+    approvals = d / "etc" / "approvals.pcrsig"
+    pcrtool("policy", "approve", "-r", d / "p.json", "-k", d / "k.pem", "--pcrs", "11", "-o", approvals)
+    pcrtool("clevis", "install", "--dir", d / "bin")
+    disk, password = d / "disk.img", d / "pass.txt"
+    password.write_text("correct horse battery")
+    with open(disk, "wb") as f:
+        f.truncate(32 << 20)
+    run("cryptsetup", "luksFormat", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
+        "--batch-mode", disk, password)
+    with Swtpm.start(state) as sw:  # PCR 11 after reset: the svn-1 release
+        env = {**os.environ, "PATH": f"{d / 'bin'}:{os.environ['PATH']}", "PCRTOOL_TCTI": sw.tcti}
+        cfg = {"public_key": str(d / "pub.pem"), "floor": 1, "window": 4, "pcrs": [11], "approvals": str(approvals),
+               "enrollment": str(d / "e.json")}
+        run("clevis", "luks", "bind", "-y", "-d", disk, "-k", password, "-s", "1", "pcrtool", json.dumps(cfg),
+            env=env)
+        expected = hashlib.sha256(run("clevis", "luks", "pass", "-d", disk, "-s", "1", env=env).stdout).hexdigest()
+
+    def extra(conf):
+        (conf / "scripts" / "init-premount").mkdir(parents=True, exist_ok=True)
+        (conf / "scripts" / "init-premount" / "pcrtool-vm").write_text(VM_SCRIPT)
+        (conf / "scripts" / "init-premount" / "pcrtool-vm").chmod(0o755)
+        (conf / "hooks" / "pcrtool-vm").write_text(VM_HOOK.replace("DISK", shlex.quote(str(disk))))
+        (conf / "hooks" / "pcrtool-vm").chmod(0o755)
+
+    initrd = build_with_initramfs_tools(d, approvals, tcti_modules=("device",), extra=extra, unpack=False)
+    kpkg = run("apt-cache", "depends", "linux-image-amd64").stdout.decode()
+    kpkg = next(line.split()[-1] for line in kpkg.splitlines() if "Depends: linux-image-" in line)
+    run("apt-get", "download", kpkg, cwd=d)
+    run("dpkg-deb", "-x", next(d.glob(f"{kpkg}_*.deb")), d / "kroot")
+    vmlinuz = next((d / "kroot" / "boot").glob("vmlinuz-*"))
+
+    start = time.monotonic()
+    text = boot_vm(d, vmlinuz, initrd, state, "allow")
+    print(f"allow boot: {time.monotonic() - start:.1f} s;", *[x for x in text.splitlines() if "@@" in x], sep="\n")
+    assert "@@PCRTOOL-VM tpm: /dev/tpmrm0" in text, text[-3000:]
+    assert f"@@PCRTOOL-VM unlocked {expected}" in text, text[-3000:]
+    with Swtpm.start(state) as sw:  # svn 1 is the booted one: --force
+        pcrtool("tpm", "advance-floor", "-e", d / "e.json", "--to", "2", "--force", "--tcti", sw.tcti)
+    text = boot_vm(d, vmlinuz, initrd, state, "deny")
+    assert "@@PCRTOOL-VM denied, pin exit 4" in text, text[-3000:]
+    assert "release svn 1 is below the device floor 2" in text
+    assert "Traceback" not in text
