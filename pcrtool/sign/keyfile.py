@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import urllib.parse
 
-from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding as asym_padding, rsa
@@ -92,6 +91,8 @@ def load_private_key_bytes(data: bytes, *, name: str, passphrase: bytes | None,
 
 def load_certificate_bytes(data: bytes, *, name: str):
     """First certificate of a PEM or DER file."""
+    from cryptography import x509   # here, not at the top: ``pe sign`` opens key files without it
+
     try:
         if b"-----BEGIN CERTIFICATE-----" in data:
             return x509.load_pem_x509_certificates(data)[0]

@@ -40,6 +40,7 @@ LAYERS = {
     "pcrtool.sign.api": CORE,
     "pcrtool.sign.authenticode_pkcs7": CORE,
     "pcrtool.sign.pkcs7": CORE,
+    "pcrtool.sign.x509_der": CORE,
     "pcrtool.sign.keygen": CORE,
     "pcrtool.sign.request": CORE,       # decode / summary / limits / host_policy of signing requests
     "pcrtool.sign.keyfile": ADAPTER,
