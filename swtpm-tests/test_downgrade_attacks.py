@@ -293,16 +293,17 @@ def test_the_counter_cannot_be_incremented_with_its_own_empty_auth(swtpm):
     need_module("tpm2_pytss")
     from tpm2_pytss import TSS2_Exception
 
+    from pcrtool.tpm import nv
     from pcrtool.tpm import policy_session as S
 
     e = _enroll(swtpm)
     with S.open_esys(swtpm.tcti) as esys:
-        h = S.nv_handle(esys, e.counter_index)
-        before = S.read_counter(esys, h)
+        h = nv.open_nv(esys, e.counter_index)
+        before = nv.read_counter(esys, h)
         with pytest.raises(TSS2_Exception) as ei:
             esys.nv_increment(h, h)
         assert int(ei.value.rc) & 0xFFF == 0x12F   # TPM_RC_AUTH_UNAVAILABLE
-        assert S.read_counter(esys, h) == before
+        assert nv.read_counter(esys, h) == before
 
 
 # --- finding 8: names before authorizations ------------------------------------------------------------------
@@ -325,13 +326,14 @@ def test_a_password_index_at_the_counter_handle_never_sees_an_authorization(swtp
     from pcrtool.model import HashAlg
     from pcrtool.policy import digests as D
     from pcrtool.tpm import enroll as E
+    from pcrtool.tpm import nv
     from pcrtool.tpm import policy_session as S
 
     rels = _releases()
     e = _enroll(swtpm)
     apps = _approvals(rels, HashAlg.SHA256, (7, 11))
     with S.open_esys(swtpm.tcti) as esys:
-        S.undefine_nv(esys, S.nv_handle(esys, e.counter_index))
+        nv.undefine_nv(esys, nv.open_nv(esys, e.counter_index))
         attrs = int(D.TPMA_NV.AUTHREAD | D.TPMA_NV.AUTHWRITE | D.TPMA_NV.OWNERWRITE | D.TPMA_NV.OWNERREAD)  # no NO_DA
         pub = T.TPM2B_NV_PUBLIC(T.TPMS_NV_PUBLIC(nvIndex=e.counter_index, nameAlg=TPM2_ALG.SHA256,
                                                  attributes=attrs, dataSize=8))
@@ -550,6 +552,7 @@ def _interposer_unseal(sw, e, apps, pin_auth: bytes = b""):
 
     from pcrtool.policy import digests as D
     from pcrtool.tpm import enroll as E
+    from pcrtool.tpm import nv
     from pcrtool.tpm import policy_session as S
 
     with S.open_esys(sw.tcti) as esys:
@@ -563,7 +566,7 @@ def _interposer_unseal(sw, e, apps, pin_auth: bytes = b""):
                                        T.TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL), TPM2_ALG.SHA256)
         S.policy_pcr(esys, sess, e.hash_alg, e.pcrs)
         S.policy_authorize(esys, sess, entry.pol, entry.policy_ref, bytes.fromhex(e.key_name), ticket)
-        counter = S.nv_handle(esys, e.counter_index)
+        counter = nv.open_nv(esys, e.counter_index)
         S.policy_nv_le(esys, sess, counter, D.counter_bound(e.c0, e.f0, entry.svn))
         S.policy_or_path(esys, sess, e.tree().path(entry.svn - e.f0))
         if e.pin_salt:

@@ -140,9 +140,12 @@ def test_counter_is_not_orderly_no_da_authread_and_its_name_is_predicted(swtpm):
     from pcrtool.tpm import enroll as E
     from pcrtool.tpm import policy_session as S
 
+    from pcrtool.tpm import nv
+
     with S.open_esys(swtpm.tcti) as esys:
         handle, value, name, existed = E.ensure_counter(esys, 0x01805C40)
-        attrs, size, tpm_name = S.nv_public(esys, handle)
+        public = nv.read_nv_public(esys, handle)
+    attrs, tpm_name = public.attributes, public.name
     assert not existed
     assert attrs & D.TPMA_NV.NO_DA and attrs & D.TPMA_NV.AUTHREAD and not attrs & D.TPMA_NV.ORDERLY
     assert not attrs & D.TPMA_NV.AUTHWRITE  # the empty index auth cannot increment it

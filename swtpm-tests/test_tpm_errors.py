@@ -90,15 +90,15 @@ def test_unseal_after_a_pcr_moved_is_a_refusal(tpm):
 
 
 def test_a_failing_command_is_an_error_on_both_paths(tpm):
-    """TPM_RC_NV_DEFINED from TPM2_NV_DefineSpace: exit 1, the same via Tpm and policy_session."""
-    from pcrtool.tpm import policy_session
+    """TPM_RC_NV_DEFINED from TPM2_NV_DefineSpace: exit 1, the same via Tpm and the counter path."""
+    from pcrtool.tpm import nv
 
     tpm.nv_define(INDEX, 8, int(COUNTER_ATTRIBUTES))
     with pytest.raises(TpmError) as by_device:
         tpm.nv_define(INDEX, 8, int(COUNTER_ATTRIBUTES))
     _exactly(TpmError, by_device, "TPM_RC_NV_DEFINED", 1)
     with pytest.raises(TpmError) as by_session:
-        policy_session.define_counter(tpm.esys, INDEX)
+        nv.define_counter(tpm.esys, INDEX)
     _exactly(TpmError, by_session, "TPM_RC_NV_DEFINED", 1)
     assert by_device.value.rc == by_session.value.rc
 
@@ -117,3 +117,17 @@ def test_a_tpm_gone_mid_use_is_unavailable_on_both_paths(swtpm, open_tpm_on, pat
         else:
             policy_session.read_pcrs(tpm.esys, HashAlg.SHA256, [1])
     assert gone.value.exit_code == 5 and "TSS2_TCTI_RC_" in gone.value.message, gone.value.message
+
+
+def test_looking_for_the_counter_tells_absent_from_unreachable(swtpm, open_tpm_on):
+    """nv.find_nv (enrolment and unlock look up the floor counter with it): None when the TPM says
+    TPM_RC_HANDLE, TpmUnavailable (exit 5) when the TPM is gone — never "the counter was deleted"."""
+    from pcrtool.tpm import nv
+
+    tpm = open_tpm_on(swtpm)
+    assert nv.find_nv(tpm.esys, INDEX) is None
+    with pytest.raises(TpmError, match="TPM_RC_HANDLE"):
+        nv.open_nv(tpm.esys, INDEX)
+    swtpm.stop()
+    with pytest.raises(TpmUnavailable):
+        nv.find_nv(tpm.esys, INDEX)

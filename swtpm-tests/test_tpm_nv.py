@@ -148,9 +148,10 @@ def _policy_nv(esys, session, handle, operand: bytes, op: TPM_EO) -> None:
 @contextlib.contextmanager
 def _session(esys, srk):
     """A production policy session (salted to the SRK) and an ESYS_TR of the counter."""
+    from pcrtool.tpm import nv
     from pcrtool.tpm import policy_session as S
 
-    handle = S.nv_handle(esys, COUNTER)
+    handle = nv.open_nv(esys, COUNTER)
     session = S.start_policy_session(esys, srk)
     try:
         yield session, handle
@@ -162,6 +163,7 @@ def _session(esys, srk):
 @pytest.mark.parametrize("op", list(TPM_EO))
 @pytest.mark.parametrize("delta", [-1, 0, 1])
 def test_policy_nv_on_a_counter_compares_as_specified(counter_tpm, op, delta):
+    from pcrtool.tpm import nv
     from pcrtool.tpm import policy_session as S
 
     tpm, c, srk = counter_tpm
@@ -173,7 +175,7 @@ def test_policy_nv_on_a_counter_compares_as_specified(counter_tpm, op, delta):
         if _expected(op, c, operand):
             _policy_nv(tpm.esys, s, h, b, op)
             # The digest the TPM computed equals the pure maths over the written-state Name.
-            name = S.nv_public(tpm.esys, h)[2]
+            name = nv.read_nv_public(tpm.esys, h).name
             assert S.policy_digest(tpm.esys, s) == policy_nv(name, b, op)
         else:
             with pytest.raises(TpmPolicyFailed, match="TPM_RC_POLICY") as e:

@@ -1,6 +1,7 @@
 """``Tpm``: an open ESAPI context with capabilities and PCR access (TPM 2.0 Part 3 §22, §30).
 
-NV indices (``nv.py``) are mixed in; every method names the TPM command it issues. ``tpm.esys`` is
+NV admin (``nv.NvMixin``, on the one implementation of each NV command in ``nv.py``) is mixed
+in; every method names the TPM command it issues. ``tpm.esys`` is
 the raw tpm2-pytss ESAPI for anything not covered here. Sealing, the SRK, signature verification
 and policy sessions have one implementation: ``policy_session.py`` (salted session, pinned SRK).
 """

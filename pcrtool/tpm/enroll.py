@@ -33,7 +33,7 @@ from pcrtool.policy.approvals import ApprovalEntry, Approvals, verify_entry
 from pcrtool.policy.downgrade import (FloorDecision, check_advance, choose_approval, enrolment_tree, floor_decision,
                                       floor_of, revoked_reason)
 from pcrtool.policy.scope import SCOPE_BANKS, SVN_MAX, Scope, check_product
-from pcrtool.tpm import policy_session
+from pcrtool.tpm import nv, policy_session
 
 DEFAULT_COUNTER_INDEX = 0x01805C00
 ENROLLMENT_VERSION = 2
@@ -291,7 +291,7 @@ def counter_handle(esys, index: int, expected_name: bytes):
     or is not the enrolled one — checked BEFORE anything authorizes to it, so whatever sits at the
     handle (an index with a password, without NO_DA) never sees a failed authorization and the
     dictionary-attack counter never moves."""
-    handle = policy_session.nv_handle(esys, index)
+    handle = nv.find_nv(esys, index)
     if handle is None:
         raise PolicyRefused(f"floor counter {index:#x} does not exist",
                             hint="it was deleted: use the recovery key and enrol again", tpm_rc=None)
@@ -317,18 +317,17 @@ def ensure_counter(esys, index: int, owner_auth: bytes | None = None) -> tuple[o
     re-run after a crash at any point: an index with our attributes is reused, an unwritten one
     is incremented once.
     """
-    handle = policy_session.nv_handle(esys, index)
+    handle = nv.find_nv(esys, index)
     existed = handle is not None
     if handle is None:
-        handle = policy_session.define_counter(esys, index, owner_auth)
-    attrs, size, _ = policy_session.nv_public(esys, handle)
-    policy_session.check_counter_attributes(attrs, size, index)
-    existed = existed and bool(attrs & digests.TPMA_NV.WRITTEN)
-    if not attrs & digests.TPMA_NV.WRITTEN:
-        policy_session.nv_increment(esys, handle, owner_auth)
-    value = policy_session.read_counter(esys, handle)
-    _, _, name = policy_session.nv_public(esys, handle)
-    return handle, value, name, existed
+        handle = nv.define_counter(esys, index, owner_auth)
+    public = nv.read_nv_public(esys, handle, index)
+    nv.check_counter_attributes(public, index)
+    existed = existed and public.written
+    if not public.written:
+        nv.increment_counter(esys, handle, owner_auth)
+    value = nv.read_counter(esys, handle)
+    return handle, value, nv.read_nv_public(esys, handle, index).name, existed
 
 
 def enroll(tcti: str | None, public_key, *, floor: int | None, window: int, bank: HashAlg,
@@ -355,12 +354,12 @@ def enroll(tcti: str | None, public_key, *, floor: int | None, window: int, bank
         counter_index = reuse.counter_index
     with policy_session.open_esys(tcti) as esys:
         check_key_supported(esys, public_key)
-        before = policy_session.nv_handle(esys, counter_index)
+        before = nv.find_nv(esys, counter_index)
         fresh = before is None
         if before is not None:
-            attrs, size, _ = policy_session.nv_public(esys, before)
-            policy_session.check_counter_attributes(attrs, size, counter_index)
-            fresh = not attrs & digests.TPMA_NV.WRITTEN
+            public = nv.read_nv_public(esys, before, counter_index)
+            nv.check_counter_attributes(public, counter_index)
+            fresh = not public.written
         resumed = pending.load(counter_index, floor) if pending is not None and reuse is None else None
         if fresh and pending is not None and reuse is None:
             want = 0 if floor is None else floor
@@ -585,7 +584,7 @@ def _unlock_attempt(esys, enrollment, approvals, live, tpmt, key_name, blob, tic
         counter = counter_handle(esys, enrollment.counter_index, bytes.fromhex(enrollment.counter_name))
         foreign = ""
     except ForeignIndex as fi:
-        attrs, _, _ = policy_session.nv_public(esys, fi.handle)
+        attrs = nv.read_nv_public(esys, fi.handle).attributes
         # Authorizing to a foreign index could trip dictionary-attack lockout: only an index that
         # cannot (NO_DA) is presented to the TPM, and only when asked to record its verdict.
         if not attempt_anyway or not attrs & digests.TPMA_NV.NO_DA:
@@ -621,7 +620,7 @@ def _unlock_attempt(esys, enrollment, approvals, live, tpmt, key_name, blob, tic
             raise TpmPolicyFailed(f"wrong PIN: {e.message}", "the TPM counts wrong PINs against its "
                                   "dictionary-attack protection", rc=e.rc, command=e.command) from None
         if not reason and e.command == "TPM2_PolicyNV":
-            floor = enrollment.floor(policy_session.read_counter(esys, counter))
+            floor = enrollment.floor(nv.read_counter(esys, counter))
             reason = revoked_reason(svn, floor)
         if reason:
             raise TpmPolicyFailed(f"{reason}; the TPM refused too: {e.message}", e.hint,
@@ -738,7 +737,7 @@ def advance_floor(tcti: str | None, enrollment: Enrollment, to_svn: int, *, lock
     check_advance(to_svn, enrollment.max_svn, None)
     with _lock(lock_path, enrollment.counter_index), policy_session.open_esys(tcti) as esys:
         counter = counter_handle(esys, enrollment.counter_index, bytes.fromhex(enrollment.counter_name))
-        old = current = enrollment.floor(policy_session.read_counter(esys, counter))
+        old = current = enrollment.floor(nv.read_counter(esys, counter))
         opened = ()
         if owner_auth and current < to_svn:
             salt = (policy_session.pinned_persistent_srk(esys, base64.b64decode(enrollment.srk), bytes.fromhex(enrollment.srk_name))
@@ -746,8 +745,8 @@ def advance_floor(tcti: str | None, enrollment: Enrollment, to_svn: int, *, lock
             opened = policy_session.open_owner_session(esys, owner_auth, salt)
         try:
             while current < to_svn:
-                policy_session.nv_increment(esys, counter, owner_auth)
-                current = enrollment.floor(policy_session.read_counter(esys, counter))
+                nv.increment_counter(esys, counter, owner_auth)
+                current = enrollment.floor(nv.read_counter(esys, counter))
         finally:
             policy_session.close_owner_session(esys, opened)
     return old, max(old, current)
@@ -759,7 +758,7 @@ def status(tcti: str | None, enrollment: Enrollment, approvals: Approvals | None
     with policy_session.open_esys(tcti) as esys:
         try:
             counter = counter_handle(esys, enrollment.counter_index, bytes.fromhex(enrollment.counter_name))
-            value = policy_session.read_counter(esys, counter)
+            value = nv.read_counter(esys, counter)
             problem = ""
         except PolicyRefused as err:
             value, problem = None, err.message

@@ -26,7 +26,7 @@ from pcrtool.policy import allowlist
 from pcrtool.policy import digests
 from pcrtool.policy import strict
 from pcrtool.policy.scope import SCOPE_BANKS
-from pcrtool.tpm import policy_session
+from pcrtool.tpm import nv, policy_session
 from pcrtool.tpm.enroll import (_ENROLL_HINT, _NAME_HEX, MAX_BLOB_BYTES, MAX_ENROLLMENT_BYTES, NV_INDEX_RANGE,
                                 ForeignIndex, UnlockResult, blob_auth_policy, check_srk_name, close_srk,
                                 counter_handle, ensure_counter, load_under_srk, need_pin, open_srk,
@@ -165,8 +165,8 @@ def _seal_and_commit(esys, srk, policy, tuples, bank, pcrs, secret, index, owner
                             srk=base64.b64encode(srk.serialized).decode(), pin_salt=pin_salt)
     if commit is not None:
         commit(e)
-    if policy_session.read_counter(esys, handle) < epoch:   # a re-run after a crash may find it done
-        policy_session.nv_increment(esys, handle, owner_auth)
+    if nv.read_counter(esys, handle) < epoch:   # a re-run after a crash may find it done
+        nv.increment_counter(esys, handle, owner_auth)
     return e
 
 
@@ -196,7 +196,7 @@ def _unlock_attempt(esys, e: AllowlistEnrollment, live, blob: bytes, attempt_any
     try:
         handle = counter_handle(esys, e.index, bytes.fromhex(e.index_name))
     except ForeignIndex as fi:
-        attrs, _, _ = policy_session.nv_public(esys, fi.handle)
+        attrs = nv.read_nv_public(esys, fi.handle).attributes
         if not attempt_anyway or not attrs & digests.TPMA_NV.NO_DA:
             raise
         handle = fi.handle

@@ -9,6 +9,7 @@ from pcrtool.errors import UsageError
 from pcrtool.model import HashAlg
 from pcrtool.policy.releases_file import PolicyRelease
 from pcrtool.tpm import policy_allowlist
+from pcrtool.tpm import nv
 from pcrtool.tpm import policy_session
 from pcrtool.tpm.policy_validate import (ALLOW, DENY, NA, Cell, Matrix, _attempt, _measure,
                                          tampered, unknown_boot)
@@ -74,9 +75,9 @@ def run_allowlist_matrix(releases: Sequence[PolicyRelease], bank: HashAlg, pcrs:
         cell(mode, "copied old sealed object (old allowlist)", oldest.label, DENY,
              oldest.measurements, e, blob=old_blob)
         with policy_session.open_esys(sw.tcti) as esys:
-            policy_session.undefine_nv(esys, policy_session.nv_handle(esys, e.index))
-            h = policy_session.define_counter(esys, e.index)
-            policy_session.nv_increment(esys, h)
+            nv.undefine_nv(esys, nv.open_nv(esys, e.index))
+            h = nv.define_counter(esys, e.index)
+            nv.increment_counter(esys, h)
         cell(mode, "epoch counter deleted and re-defined (no revival)", oldest.label, DENY,
              oldest.measurements, e, blob=old_blob)
     return matrix

@@ -12,7 +12,7 @@ import os
 import struct
 from typing import Iterator, Sequence
 
-from pcrtool.errors import PcrtoolError, PolicyRefused, TpmError, TpmUnavailable, UsageError
+from pcrtool.errors import PcrtoolError, PolicyRefused, TpmError, TpmUnavailable
 from pcrtool.model import HashAlg, PcrValues
 from pcrtool.policy import digests
 from pcrtool.tpm.rc import error_for_rc
@@ -76,13 +76,13 @@ def open_esys(tcti: str | None) -> Iterator[CountingEsys]:
             esys.close()
 
 
-def tpm_call(what: str, fn, *args, hint: str | None = None, **kw):
+def tpm_call(what: str, fn, *args, hint: str | None = None, context: str | None = None, **kw):
     """Run one ESAPI call; a TSS2 failure becomes the pcrtool error ``rc.error_for_rc`` maps it to
     (the one mapping: policy refusal exit 4, TPM unavailable exit 5, else TpmError)."""
     try:
         return fn(*args, **kw)
     except TSS2_Exception as e:
-        raise error_for_rc(what, e.rc, hint=hint) from None
+        raise error_for_rc(what, e.rc, context=context, hint=hint) from None
 
 
 # --- SRK ------------------------------------------------------------------------------------------
@@ -108,7 +108,7 @@ def create_srk(esys, expected_name: bytes | None = None, owner_auth: bytes | Non
     pub = tss_types.TPM2B_PUBLIC.parse("ecc256:aes128cfb", objectAttributes=SRK_ATTRIBUTES, nameAlg="sha256")
     set_owner_auth(esys, owner_auth)
     handle, out_public, *_ = tpm_call("TPM2_CreatePrimary", esys.create_primary, None, pub, ESYS_TR.OWNER,
-                                      session1=_owner_session1(esys))
+                                      session1=owner_session1(esys))
     if expected_name is not None:
         computed = digests.name_of(out_public.publicArea.marshal())
         kept = bytes(esys.tr_get_name(handle))
@@ -153,7 +153,7 @@ def ensure_persistent_srk(esys, owner_auth: bytes | None = None,
             try:
                 set_owner_auth(esys, owner_auth)
                 handle = tpm_call("TPM2_EvictControl", esys.evict_control, ESYS_TR.OWNER, transient, SRK_HANDLE,
-                                  session1=_owner_session1(esys),
+                                  session1=owner_session1(esys),
                                   hint="making the SRK persistent needs owner authorization (--owner-auth-file)")
             finally:
                 flush(esys, transient)
@@ -371,21 +371,7 @@ def null_ticket():
     return tss_types.TPMT_TK_VERIFIED(tag=TPM2_ST.VERIFIED, hierarchy=TPM2_RH.NULL)
 
 
-# --- NV counter ------------------------------------------------------------------------------------
-
-def nv_handle(esys, index: int):
-    """An ESYS_TR for an existing NV index (TPM2_NV_ReadPublic), or None if it is not defined."""
-    try:
-        return esys.tr_from_tpmpublic(index)
-    except TSS2_Exception:
-        return None
-
-
-def nv_public(esys, handle) -> tuple[int, int, bytes]:
-    """TPM2_NV_ReadPublic (Part 3 §31.6): (attributes, data size, Name)."""
-    pub, name = tpm_call("TPM2_NV_ReadPublic", esys.nv_read_public, handle)
-    return int(pub.nvPublic.attributes), int(pub.nvPublic.dataSize), bytes(name)
-
+# --- owner authorization -----------------------------------------------------------------------
 
 def set_owner_auth(esys, owner_auth: bytes | None) -> None:
     """The owner hierarchy's authorization value for the next owner-authorized command (no TPM
@@ -394,7 +380,7 @@ def set_owner_auth(esys, owner_auth: bytes | None) -> None:
     esys.tr_set_auth(ESYS_TR.OWNER, owner_auth or b"")
 
 
-def _owner_session1(esys):
+def owner_session1(esys):
     return getattr(esys, "owner_session", None) or ESYS_TR.PASSWORD
 
 
@@ -424,31 +410,7 @@ def close_owner_session(esys, handles) -> None:
         flush(esys, *handles)
 
 
-def define_counter(esys, index: int, owner_auth: bytes | None = None):
-    """TPM2_NV_DefineSpace (Part 3 §31.3) of the floor counter (owner authorization)."""
-    set_owner_auth(esys, owner_auth)
-    pub = tss_types.TPM2B_NV_PUBLIC(tss_types.TPMS_NV_PUBLIC(nvIndex=index, nameAlg=TPM2_ALG.SHA256,
-                                             attributes=int(digests.COUNTER_ATTRIBUTES),
-                                             dataSize=digests.COUNTER_SIZE))
-    return tpm_call("TPM2_NV_DefineSpace", esys.nv_define_space, None, pub, ESYS_TR.OWNER,
-                    session1=_owner_session1(esys),
-                    hint="an index with this handle may exist already; pick another with --counter-index")
-
-
-def nv_increment(esys, handle, owner_auth: bytes | None = None) -> None:
-    """TPM2_NV_Increment (Part 3 §31.8) with owner authorization (the counter has OWNERWRITE
-    only: with an owner password set, nobody else can move the floor)."""
-    set_owner_auth(esys, owner_auth)
-    tpm_call("TPM2_NV_Increment", esys.nv_increment, handle, ESYS_TR.OWNER, session1=_owner_session1(esys),
-             hint="the owner hierarchy has a password: pass it with --owner-auth-file")
-
-
-def read_counter(esys, handle) -> int:
-    """TPM2_NV_Read (Part 3 §31.13) of the counter with the index's own (empty) auth (AUTHREAD)."""
-    data = tpm_call("TPM2_NV_Read", esys.nv_read, handle, digests.COUNTER_SIZE, 0, auth_handle=handle,
-                    hint="the counter is not initialised (never incremented) or was redefined")
-    return struct.unpack(">Q", bytes(data))[0]
-
+# --- PolicyNV on the floor/epoch counter (the NV commands themselves: tpm/nv.py) ---------------------
 
 def policy_nv_le(esys, session, handle, bound: int) -> None:
     """TPM2_PolicyNV (Part 3 §23.9): counter ≤ bound (UNSIGNED_LE), read with the index's auth."""
@@ -456,11 +418,6 @@ def policy_nv_le(esys, session, handle, bound: int) -> None:
              tss_types.TPM2B_OPERAND(struct.pack(">Q", bound)), TPM2_EO.UNSIGNED_LE, 0,
              session1=ESYS_TR.PASSWORD,
              hint="the floor counter is above this release's bound: the release is revoked")
-
-
-def undefine_nv(esys, handle) -> None:
-    """TPM2_NV_UndefineSpace (Part 3 §31.4) with owner authorization."""
-    tpm_call("TPM2_NV_UndefineSpace", esys.nv_undefine_space, handle, ESYS_TR.OWNER)
 
 
 def test_parms_rsa(esys, bits: int) -> bool:
@@ -488,14 +445,6 @@ def _test_parms(esys, parms) -> bool:
     except TSS2_Exception:
         return False
     return True
-
-
-def check_counter_attributes(attributes: int, size: int, index: int) -> None:
-    want = int(digests.COUNTER_ATTRIBUTES)
-    got = attributes & ~int(digests.TPMA_NV.WRITTEN)
-    if got != want or size != digests.COUNTER_SIZE:
-        raise UsageError(f"NV index {index:#x} exists with other attributes ({got:#x}, size {size})",
-                         hint="use another --counter-index or remove that index (tpm2_nvundefine)")
 
 
 def extend_pcrs(esys, values: PcrValues) -> None:

@@ -18,6 +18,7 @@ from pcrtool.policy.approvals import (SVN_MAX, ApprovalEntry, Approvals, Approva
                                       sign_entries)
 from pcrtool.policy.releases_file import Measurement, PolicyRelease
 from pcrtool.tpm import enroll
+from pcrtool.tpm import nv
 from pcrtool.tpm import policy_session
 from pcrtool.tpm.rc import rc_name
 
@@ -203,10 +204,10 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
         # 3. advance the floor to the newest svn, with a crash between increments
         if older:
             with policy_session.open_esys(sw.tcti) as esys:
-                policy_session.nv_increment(esys, policy_session.nv_handle(esys, setup.counter_index))
+                nv.increment_counter(esys, nv.open_nv(esys, setup.counter_index))
             sw.reset_unclean()
             with policy_session.open_esys(sw.tcti) as esys:
-                floor_now = enrollment.floor(policy_session.read_counter(esys, policy_session.nv_handle(esys, setup.counter_index)))
+                floor_now = enrollment.floor(nv.read_counter(esys, nv.open_nv(esys, setup.counter_index)))
             c = Cell("unclean reset between increments: floor kept", f"floor {floor_now}", ALLOW)
             c.actual = ALLOW if floor_now == lo + 1 else DENY
             c.detail = f"counter survived power loss: floor {floor_now} (expected {lo + 1})"
@@ -276,14 +277,14 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
         # 6. the owner deletes and re-defines the counter: no revival of revoked releases
         if older:
             with policy_session.open_esys(sw.tcti) as esys:
-                policy_session.undefine_nv(esys, policy_session.nv_handle(esys, setup.counter_index))
-                h = policy_session.define_counter(esys, setup.counter_index)
-                policy_session.nv_increment(esys, h)
+                nv.undefine_nv(esys, nv.open_nv(esys, setup.counter_index))
+                h = nv.define_counter(esys, setup.counter_index)
+                nv.increment_counter(esys, h)
             for r in older[:1]:
                 unlock_cell("counter deleted and re-defined (no revival)", r.label, DENY, r.measurements)
             # … or replaced by an ordinary index holding 0 (the Name changes: every branch fails)
             with policy_session.open_esys(sw.tcti) as esys:
-                policy_session.undefine_nv(esys, policy_session.nv_handle(esys, setup.counter_index))
+                nv.undefine_nv(esys, nv.open_nv(esys, setup.counter_index))
                 _define_fake_counter(esys, setup.counter_index)
             for r in older[:1]:
                 unlock_cell("counter replaced by an ordinary index holding 0", r.label, DENY, r.measurements)
@@ -302,7 +303,7 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
         c = Cell("owner password set: counter increment without it", "-", DENY)
         with policy_session.open_esys(sw.tcti) as esys:
             try:
-                policy_session.nv_increment(esys, policy_session.nv_handle(esys, owned.counter_index))
+                nv.increment_counter(esys, nv.open_nv(esys, owned.counter_index))
                 c.actual, c.detail = ALLOW, "the counter moved"
             except PcrtoolError as err:
                 rc = getattr(err, "rc", None)
@@ -357,9 +358,9 @@ def _attack_cells(sw, setup: SignedSetup, enrollment: enroll.Enrollment, newest:
                 enrollment_=again)
     c = Cell("attack: counter increment with its own empty auth", "-", DENY)
     with policy_session.open_esys(sw.tcti) as esys:
-        h = policy_session.nv_handle(esys, enrollment.counter_index)
+        h = nv.open_nv(esys, enrollment.counter_index)
         try:
-            policy_session.tpm_call("TPM2_NV_Increment", esys.nv_increment, h, h)
+            nv.increment_nv(esys, h)   # authorized with the index's own (empty) auth: no AUTHWRITE
             c.actual, c.detail = ALLOW, "the counter moved"
         except PcrtoolError as err:
             c.actual, c.detail = DENY, err.message
@@ -403,11 +404,8 @@ def _other_key_entry(release: PolicyRelease, setup: SignedSetup, bank, pcrs) -> 
 
 
 def _define_fake_counter(esys, index: int) -> None:
-    from tpm2_pytss import types as tss_types
-    from tpm2_pytss.constants import ESYS_TR, TPM2_ALG
+    from tpm2_pytss.constants import ESYS_TR
 
     attrs = int(digests.TPMA_NV.OWNERWRITE | digests.TPMA_NV.OWNERREAD | digests.TPMA_NV.AUTHREAD | digests.TPMA_NV.NO_DA)
-    pub = tss_types.TPM2B_NV_PUBLIC(tss_types.TPMS_NV_PUBLIC(nvIndex=index, nameAlg=TPM2_ALG.SHA256,
-                                             attributes=attrs, dataSize=digests.COUNTER_SIZE))
-    h = esys.nv_define_space(None, pub, ESYS_TR.OWNER)
-    esys.nv_write(h, bytes(8), 0, ESYS_TR.OWNER)
+    h = nv.define_nv(esys, index, digests.COUNTER_SIZE, attrs)
+    nv.write_nv(esys, h, bytes(8), auth_handle=ESYS_TR.OWNER)
