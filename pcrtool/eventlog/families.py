@@ -4,8 +4,9 @@ A :class:`Family` knows how to *describe* an event of its kind (its decoder in
 ``eventlog/decode/``) and how its digest is *rehashed*: from the logged data alone
 (``payloads``: TCG PFP 1.05 §10.4.4 and what firmware and boot loaders really hash), or not at
 all, because the digest covers an artefact the log does not hold (``artefact`` names it: a PE
-image's Authenticode hash, a file, a section). It also gives the key under which substitution
-swaps a release's events in for the log's (``key``).
+image's Authenticode hash, a file, a section); ``rehash_artefact`` then gives the digests of
+a future artefact (pcr-oracle's rehash from a new image). It also gives the key under which
+substitution swaps a release's events in for the log's (``key``).
 
 ``decode_event``, payload verification, prediction (``Measurement.of_event``) and substitution
 all ask :func:`family_of`; a new event type is one row of ``FAMILIES``.
@@ -18,16 +19,16 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 from pcrtool.errors import FormatError
-from pcrtool.eventlog.decode import firmware, gpt, image, ipl, noaction, tag, variables
 from pcrtool.eventlog.quirks import SHIM_AUTHORITY_TRAILING_BYTES
 from pcrtool.model import HashAlg
-from pcrtool.tcg.constants import EventType
+from pcrtool.tcg.constants import STUB_PROFILE_TAG, EventType
 
-_GRUB_PREFIXES = tuple(p.encode() for p in ipl.GRUB_PREFIXES)   # what GRUB logs before a PCR 8 string
+#: What GRUB logs before a PCR 8 string it hashes (``grub_cmd: …``).
+GRUB_PREFIXES = ("grub_cmd", "kernel_cmdline", "grub_kernel_cmdline", "module_cmdline")
+_GRUB_PREFIXES = tuple(p.encode() for p in GRUB_PREFIXES)
 #: PCR 12 EV_IPL descriptions systemd-stub uses for initrds (each is its own substitution family).
 STUB_INITRD_DESCRIPTIONS = ("Credentials initrd", "Global credentials initrd", "System extension initrd",
                             "Configuration extension initrd")
-STUB_PROFILE_TAG = 0x13AED6DB
 
 
 def _data(pcr: int, event_type: EventType, data: bytes) -> list[bytes]:
@@ -48,8 +49,9 @@ def _variable_payloads(pcr: int, event_type: EventType, data: bytes) -> list[byt
     authority for its built-in certificate (a quirk)."""
     if event_type not in (EventType.EV_EFI_VARIABLE_BOOT, EventType.EV_EFI_VARIABLE_AUTHORITY):
         return [data]
+    from pcrtool.eventlog.decode.variables import parse_variable_data
     try:
-        _guid, _name, value, rest = variables.parse_variable_data(data)
+        _guid, _name, value, rest = parse_variable_data(data)
     except FormatError:
         return [data]
     if event_type == EventType.EV_EFI_VARIABLE_BOOT:
@@ -58,8 +60,9 @@ def _variable_payloads(pcr: int, event_type: EventType, data: bytes) -> list[byt
 
 
 def _variable_key(pcr: int, event_type: EventType, data: bytes, description: str) -> tuple:
+    from pcrtool.eventlog.decode.variables import parse_variable_data
     try:
-        _guid, name, _value, _rest = variables.parse_variable_data(data)
+        _guid, name, _value, _rest = parse_variable_data(data)
     except FormatError:
         return (pcr, int(event_type), "undecodable")
     # db's authority vs shim's own (Shim, MokList, SbatLevel …) are told apart by the name
@@ -114,15 +117,16 @@ class Family:
 
     name: str
     event_types: tuple[EventType, ...]
-    decoder: Callable
+    decoder: str            # "module.function" in eventlog/decode/ (imported when first used)
     payload_rule: Callable[[int, EventType, bytes], list[bytes] | None] = _not_from_data
     artefact: str = ""      # what the digest covers when it is not the logged data
     key_rule: Callable[[int, EventType, bytes, str], tuple | None] = _no_key
     recomputed: bool = False  # prediction rebuilds this family from artefacts
+    artefact_rule: Callable[[bytes, HashAlg], bytes] | None = None   # None: H(artefact)
 
     def describe(self, event, log=None):
         """The typed decoding of the event's data (``decode_event`` adds the error handling)."""
-        return self.decoder(event, log)
+        return decoders()[event.event_type](event, log)
 
     def payloads(self, pcr: int, event_type: EventType, data: bytes) -> list[bytes] | None:
         """The byte strings one of which the digest is a hash of, the one a measurer hashes
@@ -139,9 +143,20 @@ class Family:
                               hint="predict it from that artefact")
         return {alg: alg.digest(payloads[0]) for alg in banks}
 
+    def rehash_artefact(self, artefact: bytes, banks: Iterable[HashAlg]) -> dict[HashAlg, bytes]:
+        """The digests of a future artefact (``artefact`` says which: an image, a file …), per bank."""
+        rule = self.artefact_rule
+        return {alg: rule(artefact, alg) if rule is not None else alg.digest(artefact) for alg in banks}
+
     def key(self, pcr: int, event_type: EventType, data: bytes, description: str = "") -> tuple | None:
         """The substitution family of an event (None: always kept from the log)."""
         return self.key_rule(pcr, event_type, data, description)
+
+
+def _authenticode(image: bytes, alg: HashAlg) -> bytes:
+    from pcrtool.pe import authenticode_digest   # the hash EDK2's DxeImageVerificationLib computes
+
+    return authenticode_digest(image, alg)
 
 
 def _keyed(label: str):
@@ -149,55 +164,67 @@ def _keyed(label: str):
 
 
 FAMILIES: tuple[Family, ...] = (
-    Family("no-action", (EventType.EV_NO_ACTION,), noaction.decode_no_action),
-    Family("separator", (EventType.EV_SEPARATOR,), firmware.decode_separator, _data, recomputed=True),
-    Family("efi-action", (EventType.EV_EFI_ACTION,), firmware.decode_text, _data, recomputed=True),
-    Family("s-crtm-version", (EventType.EV_S_CRTM_VERSION,), firmware.decode_scrtm_version, _data),
+    Family("no-action", (EventType.EV_NO_ACTION,), "noaction.decode_no_action"),
+    Family("separator", (EventType.EV_SEPARATOR,), "firmware.decode_separator", _data, recomputed=True),
+    Family("efi-action", (EventType.EV_EFI_ACTION,), "firmware.decode_text", _data, recomputed=True),
+    Family("s-crtm-version", (EventType.EV_S_CRTM_VERSION,), "firmware.decode_scrtm_version", _data),
     Family("efi-variable",
            (EventType.EV_EFI_VARIABLE_DRIVER_CONFIG, EventType.EV_EFI_VARIABLE_AUTHORITY),
-           variables.decode_variable, _variable_payloads,
+           "variables.decode_variable", _variable_payloads,
            artefact="shim's built-in certificate (an authority with trailing bytes)",
            key_rule=_variable_key, recomputed=True),
     Family("efi-boot-variable", (EventType.EV_EFI_VARIABLE_BOOT, EventType.EV_EFI_VARIABLE_BOOT2),
-           variables.decode_variable, _variable_payloads),
-    Family("efi-application", (EventType.EV_EFI_BOOT_SERVICES_APPLICATION,), image.decode_image_load,
+           "variables.decode_variable", _variable_payloads),
+    Family("efi-application", (EventType.EV_EFI_BOOT_SERVICES_APPLICATION,), "image.decode_image_load",
            artefact="the image's Authenticode (PE/COFF) hash", key_rule=_keyed("application"),
-           recomputed=True),
+           recomputed=True, artefact_rule=_authenticode),
     Family("efi-driver", (EventType.EV_EFI_BOOT_SERVICES_DRIVER, EventType.EV_EFI_RUNTIME_SERVICES_DRIVER),
-           image.decode_image_load, artefact="the driver's Authenticode (PE/COFF) hash"),
-    Family("efi-gpt", (EventType.EV_EFI_GPT_EVENT,), gpt.decode_gpt, _data, key_rule=_keyed("gpt"),
+           "image.decode_image_load", artefact="the driver's Authenticode (PE/COFF) hash",
+           artefact_rule=_authenticode),
+    Family("efi-gpt", (EventType.EV_EFI_GPT_EVENT,), "gpt.decode_gpt", _data, key_rule=_keyed("gpt"),
            recomputed=True),
-    Family("efi-gpt2", (EventType.EV_EFI_GPT_EVENT2,), gpt.decode_gpt,
+    Family("efi-gpt2", (EventType.EV_EFI_GPT_EVENT2,), "gpt.decode_gpt",
            artefact="the GPT as the firmware read it"),
-    Family("ipl", (EventType.EV_IPL,), ipl.decode_ipl, _ipl_payloads,
+    Family("ipl", (EventType.EV_IPL,), "ipl.decode_ipl", _ipl_payloads,
            artefact="a file (GRUB, PCR 9), a section (systemd-stub, PCR 11) or a MOK list (shim, PCR 14)",
            key_rule=_ipl_key, recomputed=True),
-    Family("event-tag", (EventType.EV_EVENT_TAG,), tag.decode_event_tag, _tag_payloads,
+    Family("event-tag", (EventType.EV_EVENT_TAG,), "tag.decode_event_tag", _tag_payloads,
            artefact="the command line or initrd (Linux EFI stub, PCR 9)",
            key_rule=lambda pcr, event_type, data, description: (pcr, "tag", _tag_id(data)), recomputed=True),
     Family("text",
            (EventType.EV_ACTION, EventType.EV_CPU_MICROCODE, EventType.EV_PLATFORM_CONFIG_FLAGS,
             EventType.EV_TABLE_OF_DEVICES, EventType.EV_COMPACT_HASH, EventType.EV_NONHOST_CODE,
             EventType.EV_NONHOST_CONFIG, EventType.EV_OMIT_BOOT_DEVICE_EVENTS, EventType.EV_EFI_HCRTM_EVENT),
-           firmware.decode_text, artefact="firmware code or data"),
+           "firmware.decode_text", artefact="firmware code or data"),
     Family("post-code", (EventType.EV_POST_CODE, EventType.EV_POST_CODE2, EventType.EV_S_CRTM_CONTENTS),
-           firmware.decode_text_or_blob, artefact="the firmware code or data"),
-    Family("nonhost-info", (EventType.EV_NONHOST_INFO,), firmware.decode_nonhost_info, artefact="vendor data"),
-    Family("firmware-blob", (EventType.EV_EFI_PLATFORM_FIRMWARE_BLOB,), firmware.decode_blob,
+           "firmware.decode_text_or_blob", artefact="the firmware code or data"),
+    Family("nonhost-info", (EventType.EV_NONHOST_INFO,), "firmware.decode_nonhost_info", artefact="vendor data"),
+    Family("firmware-blob", (EventType.EV_EFI_PLATFORM_FIRMWARE_BLOB,), "firmware.decode_blob",
            artefact="the firmware volume in memory"),
-    Family("firmware-blob2", (EventType.EV_EFI_PLATFORM_FIRMWARE_BLOB2,), firmware.decode_blob2,
+    Family("firmware-blob2", (EventType.EV_EFI_PLATFORM_FIRMWARE_BLOB2,), "firmware.decode_blob2",
            artefact="the firmware volume in memory"),
-    Family("handoff-tables", (EventType.EV_EFI_HANDOFF_TABLES,), firmware.decode_handoff,
+    Family("handoff-tables", (EventType.EV_EFI_HANDOFF_TABLES,), "firmware.decode_handoff",
            artefact="the configuration tables (SMBIOS, ACPI) in memory"),
-    Family("handoff-tables2", (EventType.EV_EFI_HANDOFF_TABLES2,), firmware.decode_handoff2,
+    Family("handoff-tables2", (EventType.EV_EFI_HANDOFF_TABLES2,), "firmware.decode_handoff2",
            artefact="the configuration tables (SMBIOS, ACPI) in memory"),
 )
 
 _BY_TYPE: dict[EventType, Family] = {t: f for f in FAMILIES for t in f.event_types}
-#: event type -> its family's decoder, flattened for ``decode_event`` (the hot path).
-DECODERS: dict[EventType, Callable] = {t: f.decoder for t, f in _BY_TYPE.items()}
+_DECODERS: dict[EventType, Callable] = {}
 #: Events of no known family: raw data, digest not checkable, always kept by substitution.
-UNKNOWN = Family("unknown", (), lambda event, log: None)
+UNKNOWN = Family("unknown", (), "")
+
+
+def decoders() -> dict[EventType, Callable]:
+    """event type -> its family's decoder function, for ``decode_event`` (the hot path); the
+    decoder modules are imported on first use, so prediction does not load them."""
+    if not _DECODERS:
+        import importlib
+
+        for event_type, family in _BY_TYPE.items():
+            module, function = family.decoder.split(".")
+            _DECODERS[event_type] = getattr(importlib.import_module(f"pcrtool.eventlog.decode.{module}"), function)
+    return _DECODERS
 
 
 def family_of(event_type: EventType | int) -> Family:

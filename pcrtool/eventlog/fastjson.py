@@ -21,8 +21,9 @@ import struct
 from json.encoder import encode_basestring_ascii as _esc   # the C escaper of json.dumps
 
 from pcrtool.eventlog.decode import decode_event
-from pcrtool.eventlog.decode.ipl import GRUB_PREFIXES, SHIM_NAMES
+from pcrtool.eventlog.decode.ipl import SHIM_NAMES
 from pcrtool.errors import FormatError
+from pcrtool.eventlog.families import GRUB_PREFIXES
 from pcrtool.eventlog.decode.variables import (_BOOT_ENTRY, SIGNATURE_DB_NAMES, parse_variable_data,
                                                walk_signature_lists, x509_info)
 from pcrtool.eventlog.model import Event, EventLog, LogFormat

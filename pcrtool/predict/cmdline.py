@@ -12,16 +12,12 @@ from __future__ import annotations
 import struct
 from typing import Mapping, Sequence
 
-from pcrtool.eventlog.decode.tag import LINUX_INITRD, LINUX_LOAD_OPTIONS
-from pcrtool.eventlog.families import STUB_PROFILE_TAG
 from pcrtool.model import HashAlg
 from pcrtool.predict.events import DEFAULT_BANKS, Measurement
-from pcrtool.tcg.constants import EventType
+from pcrtool.tcg.constants import LINUX_INITRD_TAG, LINUX_LOAD_OPTIONS_TAG, STUB_PROFILE_TAG, EventType
 
 PCR_KERNEL_CONFIG = 12
 PCR_LINUX_STUB = 9
-LINUX_INITRD_TAG = LINUX_INITRD
-LINUX_LOAD_OPTIONS_TAG = LINUX_LOAD_OPTIONS
 
 
 def utf16_cmdline(text: str, *, nul: bool = True) -> bytes:

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pcrtool.errors import FormatError, UsageError
-from pcrtool.eventlog.decode.ipl import GRUB_PREFIXES
+from pcrtool.eventlog.families import GRUB_PREFIXES
 from pcrtool.model import HashAlg
 from pcrtool.predict.events import DEFAULT_BANKS, Measurement
 from pcrtool.tcg.constants import EventType

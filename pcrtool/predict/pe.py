@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence, Union
 
+from pcrtool.eventlog.families import family_of
 from pcrtool.model import HashAlg
 from pcrtool.predict.events import DEFAULT_BANKS, Measurement
 from pcrtool.tcg.constants import EventType
@@ -38,9 +39,7 @@ def separator(pcr: int, banks: Sequence[HashAlg] = DEFAULT_BANKS, value: bytes =
 def image_digests(image: Image, banks: Sequence[HashAlg], *, name: str = "image") -> dict[HashAlg, bytes]:
     """Authenticode digests of a PE image per bank (or the precomputed ones, checked for every bank)."""
     if isinstance(image, (bytes, bytearray, memoryview)):
-        from pcrtool.pe import authenticode_digest  # PE engineer: the hash EDK2 computes
-
-        return {alg: authenticode_digest(bytes(image), alg) for alg in banks}
+        return family_of(EventType.EV_EFI_BOOT_SERVICES_APPLICATION).rehash_artefact(bytes(image), banks)
     out = {}
     for alg in banks:
         if alg not in image:

@@ -14,9 +14,9 @@ from helpers_corpus import log_names
 
 from pcrtool.errors import FormatError
 from pcrtool.eventlog import parse_event_log
-from pcrtool.eventlog.families import DECODERS, FAMILIES, STUB_PROFILE_TAG, family_of
+from pcrtool.eventlog.families import FAMILIES, decoders, family_of
 from pcrtool.model import HashAlg
-from pcrtool.tcg.constants import EventType
+from pcrtool.tcg.constants import STUB_PROFILE_TAG, EventType
 
 SHA256 = HashAlg.SHA256
 
@@ -24,7 +24,8 @@ SHA256 = HashAlg.SHA256
 def test_each_event_type_has_one_family():
     seen = [t for f in FAMILIES for t in f.event_types]
     assert len(seen) == len(set(seen))
-    assert set(DECODERS) == set(seen)
+    assert set(decoders()) == set(seen)
+    assert all(callable(d) for d in decoders().values())
     assert family_of(0x12345678).name == "unknown"
 
 

@@ -50,8 +50,8 @@ def decode_event(event: Event, log: EventLog | None = None):
     """Decode ``event.data`` according to its type (and PCR, for EV_IPL/EV_EVENT_TAG)."""
     global _DECODERS
     if _DECODERS is None:
-        from pcrtool.eventlog.families import DECODERS
-        _DECODERS = DECODERS
+        from pcrtool.eventlog.families import decoders
+        _DECODERS = decoders()
     decoder = _DECODERS.get(event.event_type)
     if decoder is None:
         return Raw(event.data)

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from pcrtool.eventlog.decode.base import Decoded, decode_ascii, decode_utf16
 from pcrtool.eventlog.decode.firmware import Bytes
+from pcrtool.eventlog.families import GRUB_PREFIXES
 from pcrtool.eventlog.model import Event, EventLog
 
-GRUB_PREFIXES = ("grub_cmd", "kernel_cmdline", "grub_kernel_cmdline", "module_cmdline")
 SHIM_NAMES = ("MokList", "MokListX", "MokListTrusted", "SbatLevel", "MokSBState", "MokPolicy")
 
 

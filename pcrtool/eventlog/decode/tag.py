@@ -12,17 +12,18 @@ from dataclasses import dataclass
 from pcrtool.eventlog.decode.base import Decoded, decode_ascii, decode_utf16
 from pcrtool.eventlog.decode.firmware import Bytes
 from pcrtool.eventlog.model import Event, EventLog
-
-LINUX_INITRD = 0x8F3B22EC
-LINUX_LOAD_OPTIONS = 0x8F3B22ED
-SYSTEMD_LOADER_CONF = 0xF5BC582A
-SYSTEMD_DEVICETREE_ADDON = 0x6C46F751
+from pcrtool.tcg.constants import (
+    LINUX_INITRD_TAG,
+    LINUX_LOAD_OPTIONS_TAG,
+    SYSTEMD_DEVICETREE_ADDON_TAG,
+    SYSTEMD_LOADER_CONF_TAG,
+)
 
 TAG_NAMES = {
-    LINUX_INITRD: "linux-initrd",
-    LINUX_LOAD_OPTIONS: "linux-load-options",
-    SYSTEMD_LOADER_CONF: "systemd-loader-conf",
-    SYSTEMD_DEVICETREE_ADDON: "systemd-devicetree-addon",
+    LINUX_INITRD_TAG: "linux-initrd",
+    LINUX_LOAD_OPTIONS_TAG: "linux-load-options",
+    SYSTEMD_LOADER_CONF_TAG: "systemd-loader-conf",
+    SYSTEMD_DEVICETREE_ADDON_TAG: "systemd-devicetree-addon",
 }
 
 
