@@ -98,3 +98,24 @@ def test_install_writes_the_hook_and_the_dracut_module(tmp_path):
     assert q.returncode == 0 and q.stdout == "clevis\n"
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and "exists already" in p.stderr  # never replaced without --force
+
+
+def test_the_hook_fails_the_build_when_the_list_fails(tmp_path):
+    """A hook that cannot list the pin's files stops mkinitramfs (exit 1, one line) instead of
+    leaving an image whose unlock fails at boot."""
+    from tests.support import need_tool
+
+    need_tool("mkinitramfs")  # the hook sources initramfs-tools' hook-functions
+    p = subprocess.run([sys.executable, "-m", "pcrtool", "clevis", "install", "--dir", tmp_path / "bin",
+                        "--initramfs", "--hooks-dir", tmp_path], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    hook = tmp_path / "pcrtool-clevis"
+    text = hook.read_text()
+    generator = f"{sys.executable} -m pcrtool.clevis.initramfs"
+    assert generator in text
+    hook.write_text(text.replace(generator, f"{sys.executable} -c 'import sys; sys.exit(1)'"))
+    (tmp_path / "dest").mkdir()
+    q = subprocess.run(["sh", hook], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "DESTDIR": str(tmp_path / "dest"), "verbose": "n"})
+    assert q.returncode == 1 and q.stderr == "E: pcrtool-clevis: cannot list the pin's files (see above)\n"
+    assert list((tmp_path / "dest").iterdir()) == []
