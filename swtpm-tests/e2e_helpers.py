@@ -68,6 +68,31 @@ def need_e2e_tools() -> None:
         _need(path.exists(), f"{path} missing (apt-get install systemd-boot-efi ovmf)")
 
 
+def guest_pcrs(capture):
+    """The PCRs the guest read (a parsed serial console of ``capture.parse_serial``) as PcrValues."""
+    from pcrtool.model import HashAlg, PcrValues
+
+    out = PcrValues()
+    for bank, values in capture.pcrs.items():
+        for i, v in values.items():
+            out.set(HashAlg.from_name(bank), i, v)
+    return out
+
+
+def unlocker(sw, d: Path, enrollment: Path, approvals: Path, secret: Path):
+    """``unlock(tag)``: `pcrtool tpm unlock` of ``enrollment`` with ``approvals`` on ``sw`` into
+    ``d/unlocked-TAG.bin``; returns the exit code, and on success the output is the enrolled secret."""
+    def unlock(tag: str) -> int:
+        out = d / f"unlocked-{tag}.bin"
+        proc = pcrtool("tpm", "unlock", "--enrollment", enrollment, "--approvals", approvals,
+                       "--output", out, "--tcti", sw.tcti)
+        if proc.returncode == 0:
+            assert out.read_bytes() == secret.read_bytes()
+        return proc.returncode
+
+    return unlock
+
+
 def pcrtool(*args, check: bool = False, input: bytes | None = None) -> subprocess.CompletedProcess:
     """Run the installed pcrtool CLI."""
     proc = subprocess.run([PCRTOOL, *map(str, args)], capture_output=True, input=input, timeout=300)

@@ -110,14 +110,6 @@ def sb_on(cap, signed_uki, sb_setup, workdir):
 
 # --- helpers ------------------------------------------------------------------------------------
 
-def guest_pcrs(capture) -> PcrValues:
-    out = PcrValues()
-    for bank, values in capture.pcrs.items():
-        for i, v in values.items():
-            out.set(HashAlg.from_name(bank), i, v)
-    return out
-
-
 def extend(alg: HashAlg, value: bytes, data_digest: bytes) -> bytes:
     return hashlib.new(alg.hashlib_name, value + data_digest).digest()
 
@@ -160,7 +152,7 @@ def test_sb_off_log_replays_to_guest_pcrs(sb_off):
     log = parse_event_log(sb_off.eventlog)
     assert list(log.banks) == list(BANKS)
     replayed = replay(log).pcrs
-    measured = guest_pcrs(sb_off)
+    measured = H.guest_pcrs(sb_off)
     in_log = {e.pcr for e in log.events}
     assert {0, 1, 2, 3, 4, 5, 6, 7, 9, 11} <= in_log
     for alg in BANKS:
@@ -205,7 +197,7 @@ def test_sb_off_pcr11_equals_prediction_and_systemd_measure(sb_off, release, too
     from pcrtool.predict.uki import predict_pcr11
 
     pred = predict_pcr11(stub252_sections(release), BANKS, phases=[":", "enter-initrd"])
-    measured = guest_pcrs(sb_off)
+    measured = H.guest_pcrs(sb_off)
     for alg in BANKS:
         m11 = measured.get(alg, 11)
         assert pred.value(":", alg) == m11, alg
@@ -231,7 +223,7 @@ def test_sb_off_pcr11_with_uname_is_not_what_stub252_measures(sb_off, release):
     sections = sections_from_uki(release.uki.read_bytes(), stub=None)  # newest stub's rules
     assert ".uname" in sections
     pred = predict_pcr11(sections, (HashAlg.SHA256,), phases=[":"])
-    assert pred.value(":", HashAlg.SHA256) != guest_pcrs(sb_off).get(HashAlg.SHA256, 11)
+    assert pred.value(":", HashAlg.SHA256) != H.guest_pcrs(sb_off).get(HashAlg.SHA256, 11)
 
 
 def test_sb_off_pcr9_cmdline_utf16_with_nul_and_initrd(sb_off, release):
@@ -240,7 +232,7 @@ def test_sb_off_pcr9_cmdline_utf16_with_nul_and_initrd(sb_off, release):
 
     cmdline = release.cmdline
     initrd = release.sections[".initrd"].read_bytes()
-    measured = guest_pcrs(sb_off)
+    measured = H.guest_pcrs(sb_off)
     for nul, expect in ((True, True), (False, False)):
         events = [linux_load_options_measurement(cmdline, BANKS, nul=nul),
                   linux_initrd_measurement(initrd, BANKS)]
@@ -258,7 +250,7 @@ def test_sb_off_pcr4_two_applications_uki_then_kernel(sb_off, release):
     reference = parse_event_log((H.CAPTURES["sb-off"] / "eventlog.bin").read_bytes())
     uki = release.uki.read_bytes()
     kernel = release.sections[".linux"].read_bytes()
-    measured = guest_pcrs(sb_off)
+    measured = H.guest_pcrs(sb_off)
     events = reference_measurements(reference, 4, BANKS, [application_measurement(uki, BANKS, name="uki"),
                                                          application_measurement(kernel, BANKS, name="linux")])
     pred = replay_measurements(events, BANKS)
@@ -271,7 +263,7 @@ def test_sb_off_pcr4_two_applications_uki_then_kernel(sb_off, release):
 
 def test_sb_off_pcr12_untouched(sb_off):
     """No load options from the boot entry, no credentials/add-ons: stub 252 measures nothing."""
-    measured = guest_pcrs(sb_off)
+    measured = H.guest_pcrs(sb_off)
     for alg in BANKS:
         assert measured.get(alg, 12) == alg.zero
 
@@ -283,7 +275,7 @@ def test_sb_signed_uki_boots_and_replays(sb_on):
 
     log = parse_event_log(sb_on.eventlog)
     replayed = replay(log).pcrs
-    measured = guest_pcrs(sb_on)
+    measured = H.guest_pcrs(sb_on)
     for alg in BANKS:
         for pcr in sorted({e.pcr for e in log.events}):
             assert replayed.get(alg, pcr) == measured.get(alg, pcr), (pcr, alg)
@@ -310,7 +302,7 @@ def test_sb_on_pcr7_equals_prediction(cap, sb_on, sb_setup, workdir):
     db_der = x509.load_pem_x509_certificate(keys.db_crt.read_bytes()).public_bytes(Encoding.DER)
     auth = authority_variable(uuid.UUID(cap.OWNER_GUID), db_der)
     pred = replay_measurements(secureboot_measurements(variables, [auth], BANKS), BANKS)
-    measured = guest_pcrs(sb_on)
+    measured = H.guest_pcrs(sb_on)
     for alg in BANKS:
         assert pred.get(alg, 7) == measured.get(alg, 7), alg
 
@@ -332,7 +324,7 @@ def test_sb_on_pcr4_single_application_and_pcr11(sb_on, release, signed_uki):
                                     [application_measurement(release.uki.read_bytes(), BANKS, name="uki")])
     pred4 = replay_measurements(events, BANKS)
     pred11 = predict_pcr11(stub252_sections(release), BANKS, phases=[":"])
-    measured = guest_pcrs(sb_on)
+    measured = H.guest_pcrs(sb_on)
     for alg in BANKS:
         assert pred4.get(alg, 4) == measured.get(alg, 4), alg
         assert pred11.value(":", alg) == measured.get(alg, 11), alg
@@ -418,7 +410,7 @@ def _predict(manifest: Path, out: Path) -> dict:
 
 
 def _assert_prediction_equals_boot(pred: dict, capture) -> None:
-    measured = guest_pcrs(capture)
+    measured = H.guest_pcrs(capture)
     for alg in BANKS:
         for pcr in PREDICTED_PCRS:
             assert pred[""].get(alg, pcr) == measured.get(alg, pcr), (":", pcr, alg)
@@ -516,14 +508,7 @@ def test_policy_for_this_release_unlocks_after_log_replay_and_previous_release_s
                 for ms in prev_pcr11 + phase_measurements("enter-initrd", BANKS):
                     tpm.extend(11, {a: ms.digests[a] for a in banks})
 
-        def unlock(tag: str):
-            out = d / f"unlocked-{tag}.bin"
-            proc = H.pcrtool("tpm", "unlock", "--enrollment", enrollment, "--approvals", approvals,
-                             "--output", out, "--tcti", sw.tcti)
-            if proc.returncode == 0:
-                assert out.read_bytes() == secret.read_bytes()
-            return proc.returncode
-
+        unlock = H.unlocker(sw, d, enrollment, approvals, secret)
         H.pcrtool("tpm", "enroll", "--output", enrollment, "--public-key", pub, "--floor", "1",
                   "--pcrs", "7,11", "--secret", secret, "--tcti", sw.tcti, check=True)
         boot_current()

@@ -59,14 +59,6 @@ def chain(cap, workdir):
     return out
 
 
-def _pcrs(capture) -> PcrValues:
-    v = PcrValues()
-    for bank, values in capture.pcrs.items():
-        for pcr, value in values.items():
-            v.set(HashAlg.from_name(bank), pcr, value)
-    return v
-
-
 @pytest.mark.parametrize("name", ["a", "b"])
 def test_log_replays_to_the_guest_pcrs(chain, workdir, name):
     _rel, c = chain[name]
@@ -127,19 +119,19 @@ def test_release_b_predicted_from_a_real_log_and_b_artefacts(chain, workdir):
     a_log.write_bytes(chain["a"][1].eventlog)
     m = _manifest(workdir / "m-b-ref", chain["b"][0], version="2", svn=2, pcrs=(4, 7, 8, 9, 14), reference_log=a_log)
     pred = _predict([m], workdir / "pred-b-ref.json")["2"]
-    measured = _pcrs(chain["b"][1])
+    measured = H.guest_pcrs(chain["b"][1])
     for alg in BANKS:
         for pcr in (4, 7, 8, 9, 14):
             assert pred.get(alg, pcr) == measured.get(alg, pcr), (alg.bank_name, pcr)
     # deny side: A's boot differs from B's in the PCRs the release changed
-    assert _pcrs(chain["a"][1]).get(HashAlg.SHA256, 8) != measured.get(HashAlg.SHA256, 8)
-    assert _pcrs(chain["a"][1]).get(HashAlg.SHA256, 9) != measured.get(HashAlg.SHA256, 9)
+    assert H.guest_pcrs(chain["a"][1]).get(HashAlg.SHA256, 8) != measured.get(HashAlg.SHA256, 8)
+    assert H.guest_pcrs(chain["a"][1]).get(HashAlg.SHA256, 9) != measured.get(HashAlg.SHA256, 9)
 
 
 def test_release_b_predicted_from_artefacts_alone(chain, workdir):
     m = _manifest(workdir / "m-b-alone", chain["b"][0], version="2", svn=2, pcrs=(8, 9, 14), reference_log=None)
     pred = _predict([m], workdir / "pred-b-alone.json")["2"]
-    measured = _pcrs(chain["b"][1])
+    measured = H.guest_pcrs(chain["b"][1])
     for alg in BANKS:
         for pcr in (8, 9, 14):
             assert pred.get(alg, pcr) == measured.get(alg, pcr), (alg.bank_name, pcr)
@@ -159,7 +151,7 @@ initrd = "initrd.img"
 files = {{"(hd0)/EFI/debian/grub.cfg" = "grub.cfg"}}
 """)
     pred = _predict([d / "release.toml"], workdir / "pred-b-sub.json")["2"]
-    measured = _pcrs(chain["b"][1])
+    measured = H.guest_pcrs(chain["b"][1])
     for alg in BANKS:
         for pcr in (4, 7, 8, 9, 14):
             assert pred.get(alg, pcr) == measured.get(alg, pcr), (alg.bank_name, pcr)
@@ -198,14 +190,7 @@ def test_approval_and_floor_on_real_shim_grub_boots(chain, workdir):
             sw.reboot()
             H.pcrtool("tpm", "replay-log", log, "--tcti", sw.tcti, check=True)
 
-        def unlock(tag: str) -> int:
-            out = d / f"unlocked-{tag}.bin"
-            proc = H.pcrtool("tpm", "unlock", "--enrollment", enrollment, "--approvals", approvals,
-                             "--output", out, "--tcti", sw.tcti)
-            if proc.returncode == 0:
-                assert out.read_bytes() == secret.read_bytes()
-            return proc.returncode
-
+        unlock = H.unlocker(sw, d, enrollment, approvals, secret)
         H.pcrtool("tpm", "enroll", "--output", enrollment, "--public-key", pub, "--floor", "1",
                   "--pcrs", "7,8,9", "--secret", secret, "--tcti", sw.tcti, check=True)
         boot(b_log)
