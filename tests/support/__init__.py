@@ -44,6 +44,20 @@ def need_module(name: str):
         pytest.skip(f"python module {name} missing")
 
 
+def modules_imported(code: str, names) -> list[str]:
+    """Run ``code`` in a new interpreter (it inherits PYTHONPATH) and return which of ``names`` it
+    left in ``sys.modules``, sorted: the check that a pure or fast path loads no impure or heavy
+    module. A failing ``code`` fails the test."""
+    import subprocess
+    import sys
+
+    probe = f"{code}\nimport sys as _sys\nprint(','.join(sorted(m for m in {list(names)!r} if m in _sys.modules)))\n"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    return last.split(",") if last else []
+
+
 def corpus_root():
     """The shared public event-log corpus: ``$PCRTOOL_CORPUS`` or ``../shared/eventlogs-corpus``
     beside the source tree (tests read it by path; it is never copied into the project)."""
