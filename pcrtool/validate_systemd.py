@@ -402,7 +402,7 @@ def approve_with_pcrtool(private_key, pcrs: Sequence[int]) -> Callable[[list[Boo
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import padding
         entries = sign_entries(build_entries(targets, private_key.public_key(), [HashAlg.SHA256]),
-                                 lambda tbs: private_key.sign(tbs, padding.PKCS1v15(), hashes.SHA256()))
+                               lambda tbs: private_key.sign(tbs, padding.PKCS1v15(), hashes.SHA256()))
         out.write_text(Approvals(tuple(entries)).dumps())
         return out
     return approve

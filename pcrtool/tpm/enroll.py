@@ -125,7 +125,7 @@ class Enrollment:
     def parse(cls, text: str | bytes, source: str = "enrollment") -> "Enrollment":
         """Strict, field by field (errors carry the JSON path; limits in README.md)."""
         root = strict.Node(strict.load_device_json(text, source, max_bytes=MAX_ENROLLMENT_BYTES, hint=_ENROLL_HINT),
-                      source, hint=_ENROLL_HINT)
+                           source, hint=_ENROLL_HINT)
         root.obj({"mode"}, set(_FIELDS) | {"mode"})
         root.check(root.value.get("mode") == "signed", "must be \"signed\"", "mode")
         version = root.int_("version", 0, 1000) if root.has("version") else 0

@@ -244,7 +244,7 @@ def _update_allowlist(request: EnrollRequest, to_stdout: bool) -> EnrollOutcome:
 # --- tpm unlock / advance-floor / status -----------------------------------------------------------
 
 def run_unlock(tcti: str | None, enrollment: Path, approvals: Path | None, *, allow_unpinned_srk: bool = False,
-           pin: bytes | None = None, warn: Callable[[str], None] = lambda _: None):
+               pin: bytes | None = None, warn: Callable[[str], None] = lambda _: None):
     """Unseal with the enrollment file (either mode); an allowlist enrollment whose update was
     interrupted after its epoch increment unlocks with UPDATE.next. Returns the UnlockResult."""
     from pcrtool.tpm import enroll as signed
@@ -269,7 +269,7 @@ def run_unlock(tcti: str | None, enrollment: Path, approvals: Path | None, *, al
 
 
 def run_advance_floor(tcti: str | None, enrollment: Path, to_svn: int, *, approvals: Path | None, force: bool,
-                  owner_auth: bytes | None = None) -> tuple[int, int]:
+                      owner_auth: bytes | None = None) -> tuple[int, int]:
     """Raise the floor to ``to_svn`` (check_advance decides whether it may; without ``force``
     the booted release, verified against every in-scope approval, must have svn ≥ ``to_svn``)."""
     from pcrtool.tpm import enroll as signed

@@ -263,7 +263,7 @@ class NvMixin:
     def nv_increment(self, index: int, *, auth: str = "index", password: bytes = b"") -> int:
         """Increment a counter index; returns the new value (NV_Read)."""
         self._with_nv(index, password, lambda h: increment_nv(self.esys, h, auth_handle=self._auth(auth, h),
-                                                                index=index))
+                                                              index=index))
         return self.nv_read_counter(index, auth=auth, password=password)
 
     def nv_read_counter(self, index: int, *, auth: str = "index", password: bytes = b"") -> int:
@@ -273,5 +273,5 @@ class NvMixin:
     def nv_set_bits(self, index: int, bits: int, *, auth: str = "index", password: bytes = b"") -> int:
         """OR ``bits`` into a bit-field index; returns the new value."""
         self._with_nv(index, password, lambda h: set_bits_nv(self.esys, h, bits, auth_handle=self._auth(auth, h),
-                                                               index=index))
+                                                             index=index))
         return self.nv_read_counter(index, auth=auth, password=password)

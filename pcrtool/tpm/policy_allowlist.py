@@ -85,7 +85,7 @@ class AllowlistEnrollment:
     @classmethod
     def parse(cls, text: str | bytes, source: str = "enrollment") -> "AllowlistEnrollment":
         root = strict.Node(strict.load_device_json(text, source, max_bytes=MAX_ENROLLMENT_BYTES, hint=_ENROLL_HINT),
-                      source, hint=_ENROLL_HINT)
+                           source, hint=_ENROLL_HINT)
         root.obj({"mode"}, set(_FIELDS) | {"mode"})
         mode = root.value.get("mode")
         if mode == "allowlist-nv":

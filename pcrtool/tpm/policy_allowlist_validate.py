@@ -62,14 +62,14 @@ def run_allowlist_matrix(releases: Sequence[PolicyRelease], bank: HashAlg, pcrs:
         secret_now = policy_allowlist.unlock_allowlist(sw.tcti, e).secret
         try:
             policy_allowlist.enroll_allowlist(sw.tcti, revoked, bank=bank, pcrs=pcrs, secret=secret_now,
-                               index=e.index, pinned_srk=e.pinned_srk, commit=_crash(saved))
+                                              index=e.index, pinned_srk=e.pinned_srk, commit=_crash(saved))
         except _Crash:
             pass
         sw.reset_unclean()
         cell(mode, "crash before the epoch increment: new object unlocks", newest.label, ALLOW,
              newest.measurements, saved[0])
         e2 = policy_allowlist.enroll_allowlist(sw.tcti, revoked, bank=bank, pcrs=pcrs, secret=secret, index=e.index,
-                                pinned_srk=e.pinned_srk)
+                                               pinned_srk=e.pinned_srk)
         cell(mode, "revoked release after re-seal", oldest.label, DENY, oldest.measurements, e2)
         cell(mode, "newest release after re-seal", newest.label, ALLOW, newest.measurements, e2)
         cell(mode, "copied old sealed object (old allowlist)", oldest.label, DENY,

@@ -227,7 +227,7 @@ def seal(esys, srk, secret: bytes, auth_policy: bytes, auth_value: bytes = b"") 
         parameters=tss_types.TPMU_PUBLIC_PARMS(keyedHashDetail=tss_types.TPMS_KEYEDHASH_PARMS(
             scheme=tss_types.TPMT_KEYEDHASH_SCHEME(scheme=TPM2_ALG.NULL)))))
     sens = tss_types.TPM2B_SENSITIVE_CREATE(tss_types.TPMS_SENSITIVE_CREATE(userAuth=tss_types.TPM2B_AUTH(auth_value),
-                                                            data=tss_types.TPM2B_SENSITIVE_DATA(secret)))
+                                                                            data=tss_types.TPM2B_SENSITIVE_DATA(secret)))
     # The secret is the command's first parameter: a session salted to the SRK with DECRYPT set
     # sends it AES-CFB encrypted, as unseal's response is (an HMAC session on the empty-auth SRK).
     session = tpm_call("TPM2_StartAuthSession", esys.start_auth_session, srk, ESYS_TR.NONE,
@@ -242,7 +242,7 @@ def seal(esys, srk, secret: bytes, auth_policy: bytes, auth_value: bytes = b"") 
 
 def _aes128_cfb():
     return tss_types.TPMT_SYM_DEF(algorithm=TPM2_ALG.AES, keyBits=tss_types.TPMU_SYM_KEY_BITS(aes=128),
-                          mode=tss_types.TPMU_SYM_MODE(aes=TPM2_ALG.CFB))
+                                  mode=tss_types.TPMU_SYM_MODE(aes=TPM2_ALG.CFB))
 
 
 def split_blob(blob: bytes):

@@ -166,13 +166,13 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
         meas = unknown_boot(pcrs, [bank])
         beyond_values = PolicyRelease("beyond-window", "", hi + 1, meas, _replay(meas)).selected(bank, pcrs)
         entries = sign_entries(build_entries([ApprovalTarget(beyond_values, hi + 1)], setup.public_key,
-                                                 [bank]), _sign_with(setup.private_key))
+                                             [bank]), _sign_with(setup.private_key))
         beyond = (PolicyRelease("beyond-window", "", hi + 1, meas, _replay(meas)),
                   Approvals(tuple(entries)))
 
     with (swtpm_factory or Swtpm.start)() as sw:
         enrollment = enroll.enroll(sw.tcti, setup.public_key, floor=lo, window=hi - lo, bank=bank,
-                              pcrs=pcrs, secret=secret, counter_index=setup.counter_index)
+                                   pcrs=pcrs, secret=secret, counter_index=setup.counter_index)
 
         def unlock_cell(scenario, release_label, expected, measurements, approvals=setup.approvals,
                         enrollment_=None, **kw) -> Cell:
@@ -241,9 +241,9 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
             _measure(sw, newest.measurements, bank)
             current = enroll.unlock(sw.tcti, enrollment, setup.approvals)
             widened = enroll.enroll(sw.tcti, setup.public_key, floor=None,
-                               window=enrollment.window + 1, bank=bank, pcrs=pcrs,
-                               secret=current.secret, counter_index=setup.counter_index,
-                               reuse=enrollment)
+                                    window=enrollment.window + 1, bank=bank, pcrs=pcrs,
+                                    secret=current.secret, counter_index=setup.counter_index,
+                                    reuse=enrollment)
             unlock_cell("widened window (re-seal, same c0/f0)", f"svn {rel.svn}", ALLOW,
                         rel.measurements, apps, enrollment_=widened)
             if older:
@@ -267,7 +267,7 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
         sw.reset_unclean()
         # the re-run finds a written counter whose floor it cannot know: it must say what it accepts
         enrollment2 = enroll.enroll(sw.tcti, setup.public_key, floor=hi, window=0, bank=bank, pcrs=pcrs,
-                               secret=secret, counter_index=index2, revive=(hi, SVN_MAX))
+                                    secret=secret, counter_index=index2, revive=(hi, SVN_MAX))
         unlock_cell("unclean reset during enrolment, re-run", newest.label, ALLOW, newest.measurements,
                     enrollment_=enrollment2)
         for r in older[:1]:
@@ -297,7 +297,7 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
             esys.hierarchy_change_auth(ESYS_TR.OWNER, owner)
         _measure(sw, newest.measurements, bank)
         owned = enroll.enroll(sw.tcti, setup.public_key, floor=hi, window=0, bank=bank, pcrs=pcrs, secret=secret,
-                         counter_index=setup.counter_index + 2, owner_auth=owner)
+                              counter_index=setup.counter_index + 2, owner_auth=owner)
         unlock_cell("owner password set: unlock without it", newest.label, ALLOW, newest.measurements,
                     enrollment_=owned)
         c = Cell("owner password set: counter increment without it", "-", DENY)
@@ -324,7 +324,7 @@ def _attack_cells(sw, setup: SignedSetup, enrollment: enroll.Enrollment, newest:
 
     def signed(values: PcrValues, svn: int, product: str = "") -> Approvals:
         return Approvals(tuple(sign_entries(build_entries([ApprovalTarget(values, svn)], setup.public_key,
-                                                                product=product), sign)))
+                                                          product=product), sign)))
 
     _measure(sw, newest.measurements, bank)
     other_product = signed(live(bank, pcrs), newest.svn, "pcrtool-validate-other-product")
@@ -347,13 +347,13 @@ def _attack_cells(sw, setup: SignedSetup, enrollment: enroll.Enrollment, newest:
     real = entry_of(setup, old, bank, pcrs)
     if real is not None:
         forged = ApprovalEntry(real.bank, real.pcrs, real.pkfp, real.pol, real.sig,
-                                 enrollment.scope.ref(newest.svn))
+                               enrollment.scope.ref(newest.svn))
         unlock_cell("attack: forged approval (svn raised, old signature)", old.label, DENY, old.measurements,
                     entry_override=forged)
     # re-enrolment keeps the floor: the revoked release stays revoked under the new object
     _measure(sw, newest.measurements, bank)
     again = enroll.enroll(sw.tcti, setup.public_key, floor=None, window=enrollment.window, bank=bank, pcrs=pcrs,
-                     secret=enroll.unlock(sw.tcti, enrollment, setup.approvals).secret, reuse=enrollment)
+                          secret=enroll.unlock(sw.tcti, enrollment, setup.approvals).secret, reuse=enrollment)
     unlock_cell("attack: revoked release after a re-enrolment (--previous)", old.label, DENY, old.measurements,
                 enrollment_=again)
     c = Cell("attack: counter increment with its own empty auth", "-", DENY)
@@ -398,7 +398,7 @@ def _other_key_entry(release: PolicyRelease, setup: SignedSetup, bank, pcrs) -> 
 
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     entries = build_entries([ApprovalTarget(release.selected(bank, pcrs), release.svn)],
-                              setup.public_key, [bank])
+                            setup.public_key, [bank])
     signed = sign_entries(entries, _sign_with(other))
     return signed[0]
 
