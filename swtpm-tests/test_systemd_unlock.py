@@ -7,22 +7,20 @@ downgrade after a release's variants are removed. Every refusal is systemd's non
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support import need_tool
+from tests.support.cli import run_pcrtool
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = {"signed", "signed-svn", "signed-creds", "pcrlock", "pcrlock-after-removal"}
 
 
 def _run(sid, *args):
-    from tests.support import need_tool
     need_tool("swtpm")
-    return subprocess.run([sys.executable, "-m", "pcrtool", "--json=short", "validate-systemd",
-                           "--systemd", f"bash {sid.script} run", *map(str, args)],
-                          capture_output=True, text=True, timeout=600)
+    return run_pcrtool("--json=short", "validate-systemd", "--systemd", f"bash {sid.script} run", *args, timeout=600)
 
 
 def _check(proc, sid, n_boots: int, revoked: str, newest: str):
