@@ -18,6 +18,7 @@ Signing a set (``sign_files``), the work split over two cores:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Iterator
 
@@ -223,7 +224,10 @@ def sign_files(files: list[str], outputs: list[str], *, key: str, cert: str | No
     """Sign ``files`` into ``outputs`` (PKCS#7 only with ``detached``) with one key load, as
     described in the module docstring; yields (input, output) as each output is in place.
 
-    Every input is read and checked before the first output is written."""
+    Every input is read and checked before the first output is written. The outputs' temporary
+    files are opened early: the part of each signed file that does not depend on the signature
+    (everything after the headers) is written by the hashing thread while the key loads, so a
+    failure leaves at most the outputs already yielded (the others' temporary files are removed)."""
     from pcrtool.pe.digest import image_digest
     from pcrtool.pe.sign import PreparedSignature, check_signable, idc_and_attributes
 
@@ -233,35 +237,94 @@ def sign_files(files: list[str], outputs: list[str], *, key: str, cert: str | No
     datas = [fileio.read_bytes(f, what="PE file") for f in files]
     checked = [check_signable(d, alg) for d in datas]            # (image, pad, body start) each
     sums = forked_word_sums(datas, [start for _, _, start in checked])
-    digests = background(lambda: [image_digest(image, alg, pad) for image, pad, _ in checked])
-    signer, cert_der, key_matches = _open_signer(key, cert)
-    with signer:
-        from pcrtool.pe.sign import check_certificate_key, check_signing_key, sign_prepared
-        check_signing_key(signer)
-        if not key_matches:
-            check_certificate_key(cert_der, signer.public_key())
-        chain_der = chain_certificates(list(chain))
-        prepared = [PreparedSignature(data, alg, digest, *idc_and_attributes(digest, alg, when), body_sum)
-                    for data, digest, body_sum in zip(datas, digests(), sums())]
-        for file, out, prep, (image, pad, _) in zip(files, outputs, prepared, checked):
-            chunks = sign_prepared(prep, signer, certificate_der=cert_der, chain=chain_der, checked=True)
-            if detached:
-                from pcrtool.sign.authenticode_pkcs7 import der_length
-                der = chunks[-1][8:]
-                fileio.write_atomic(out, der[:der_length(der)], what="PKCS#7")
-            else:
-                _write_checked(out, chunks, image, pad)
-            yield file, out
+    writers: list = []   # (context manager, file) of each output not yet in place
+    try:
+        if not detached:
+            for out in outputs:
+                cm = fileio.atomic_writer(out, mode=0o644, what="signed PE")
+                writers.append((cm, cm.__enter__()))
+
+        def hash_and_write_bodies() -> list[bytes]:
+            out = []
+            for i, (data, (image, pad, start)) in enumerate(zip(datas, checked)):
+                out.append(image_digest(image, alg, pad))
+                if writers:
+                    _pwrite(writers[i][1].fileno(), memoryview(data)[start:], start)
+            return out
+
+        digests = background(hash_and_write_bodies)
+        try:
+            signer, cert_der, key_matches = _open_signer(key, cert)
+        except BaseException:
+            _joined(digests)
+            raise
+        with signer:
+            from pcrtool.pe.sign import check_certificate_key, check_signing_key, sign_prepared
+            try:
+                check_signing_key(signer)
+                if not key_matches:
+                    check_certificate_key(cert_der, signer.public_key())
+                chain_der = chain_certificates(list(chain))
+            finally:
+                digest_list = _joined(digests)
+            prepared = [PreparedSignature(data, alg, digest, *idc_and_attributes(digest, alg, when), body_sum)
+                        for data, digest, body_sum in zip(datas, digest_list(), sums())]
+            for i, (file, out, prep, (image, pad, start)) in enumerate(zip(files, outputs, prepared, checked)):
+                chunks = sign_prepared(prep, signer, certificate_der=cert_der, chain=chain_der, checked=True)
+                if detached:
+                    from pcrtool.sign.authenticode_pkcs7 import der_length
+                    der = chunks[-1][8:]
+                    fileio.write_atomic(out, der[:der_length(der)], what="PKCS#7")
+                else:
+                    cm, f = writers[0]
+                    _write_rest(f, out, chunks, image, pad, start)
+                    writers.pop(0)
+                    cm.__exit__(None, None, None)          # fsync, rename into place
+                yield file, out
+    except BaseException as e:
+        for cm, _f in writers:                               # removes each temporary file
+            with contextlib.suppress(BaseException):
+                cm.__exit__(type(e), e, e.__traceback__)
+        raise
+
+
+def _joined(digests):
+    """Wait for the hashing (and body-writing) thread; returns a callable giving its result or
+    raising its error: no thread writes into a file the caller is about to remove."""
+    try:
+        value = digests()
+    except BaseException as e:  # noqa: BLE001 - re-raised when the result is asked for
+        error = e
+
+        def fail():
+            raise error
+        return fail
+    return lambda: value
+
+
+def _pwrite(fd: int, data, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def _write_rest(f, output: str, chunks: list, image, pad: int, start: int) -> None:
+    """Complete a signed file whose body (``chunks[1]``, from ``start``) is written: the headers
+    and the padded WIN_CERTIFICATE at the end; then check it (``_check_written``)."""
+    if len(chunks) != 4 or len(chunks[0]) != start or len(chunks[1]) + start != len(image.data):
+        raise SignatureError(f"{output!r}: the signed layout is not the one written ahead", hint="this is a bug in pcrtool")
+    _pwrite(f.fileno(), chunks[0], 0)
+    _pwrite(f.fileno(), bytes(chunks[2]) + bytes(chunks[3]), len(image.data))
+    _check_written(f.fileno(), output, chunks, image, pad)
 
 
 def _write_checked(output: str, chunks: list, image, pad: int) -> None:
     """Write ``chunks`` atomically; the file is checked (``_check_written``) before it is renamed
     into place, so a file that fails the check never appears."""
     with fileio.atomic_writer(output, mode=0o644, what="signed PE") as f:
-        for chunk in chunks:
-            f.write(chunk)
-        f.flush()
-        _check_written(f.fileno(), output, chunks, image, pad)
+        _pwrite(f.fileno(), chunks[1], len(chunks[0]))
+        _write_rest(f, output, chunks, image, pad, len(chunks[0]))
 
 
 def _check_written(fd: int, output: str, chunks: list, image, pad: int) -> None:

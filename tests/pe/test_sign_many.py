@@ -45,6 +45,25 @@ def test_a_bad_input_writes_nothing(stub, boot, tmp_path, rsa2048):
     assert list(out.iterdir()) == []
 
 
+def test_a_key_problem_after_the_outputs_were_opened_leaves_nothing(stub, boot, uki, tmp_path, rsa2048, rsa2048b):
+    """The outputs' temporary files are opened (and their bodies written) while the key loads: a
+    certificate of another key, or a key file that is not a key, still leaves no file behind
+    (the UKI makes the set large enough for the forked checksum child)."""
+    key, cert = rsa2048
+    _other_key, other_cert = rsa2048b
+    files = _inputs(tmp_path, stub, boot) + [uki]
+    out = tmp_path / "out"
+    out.mkdir()
+    r = pcrtool("pe", "sign", *files, "--key", key, "--cert", other_cert, "-o", out)
+    assert r.returncode != 0 and "does not belong" in r.stderr and "Traceback" not in r.stderr
+    assert list(out.iterdir()) == []
+    r = pcrtool("pe", "sign", *files, "--key", cert, "--cert", cert, "-o", out)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert list(out.iterdir()) == []
+    r = pcrtool("pe", "sign", *files, "--key", key, "--cert", cert, "-o", out, env=EPOCH)
+    assert r.returncode == 0 and sorted(p.name for p in out.iterdir()) == sorted(f.name for f in files)
+
+
 def test_output_rules(stub, boot, tmp_path, rsa2048):
     key, cert = rsa2048
     files = _inputs(tmp_path, stub, boot)
@@ -85,7 +104,6 @@ def test_what_was_written_is_checked_before_it_is_renamed(stub, boot, tmp_path, 
     not the input's fails, and nothing is left at the output path."""
     import pytest
 
-    from pcrtool import fileio
     from pcrtool.errors import SignatureError
     from pcrtool.pe import PeImage
     from pcrtool.pe.files import _write_checked
@@ -96,33 +114,29 @@ def test_what_was_written_is_checked_before_it_is_renamed(stub, boot, tmp_path, 
     _write_checked(str(good), chunks, image, pad)
     tool("sbverify", "--cert", cert, good)
 
-    wrong = tmp_path / "wrong-ranges.efi"
-    with pytest.raises(SignatureError, match="hashed ranges differ"):
+    wrong = tmp_path / "wrong-layout.efi"
+    with pytest.raises(SignatureError, match="layout is not the one written ahead"):
         _write_checked(str(wrong), chunks, PeImage.parse(boot.read_bytes()), 0)
     assert not wrong.exists()
+    import dataclasses
+    other = PeImage.parse(stub.read_bytes())        # same file, one section hashed 8 bytes shorter
+    other.sections[0] = dataclasses.replace(other.sections[0], raw_size=other.sections[0].raw_size - 8)
+    wrong = tmp_path / "wrong-ranges.efi"
+    with pytest.raises(SignatureError, match="hashed ranges differ"):
+        _write_checked(str(wrong), chunks, other, pad)
+    assert not wrong.exists()
 
-    real = fileio.atomic_writer
+    from pcrtool.pe import files
 
-    class Flipping:
-        def __init__(self, f):
-            self.f = f
+    real = files._pwrite
 
-        def write(self, chunk):
-            if chunk is chunks[-1]:
-                chunk = chunk[:-9] + bytes([chunk[-9] ^ 1]) + chunk[-8:]
-            return self.f.write(chunk)
+    def flipping(fd, data, offset):   # the new entry is written last, at the end of the file
+        data = bytes(data)
+        if data.endswith(chunks[-1]):
+            data = data[:-9] + bytes([data[-9] ^ 1]) + data[-8:]
+        real(fd, data, offset)
 
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-    import contextlib
-
-    @contextlib.contextmanager
-    def flipping_writer(path, **kw):
-        with real(path, **kw) as f:
-            yield Flipping(f)
-
-    monkeypatch.setattr(fileio, "atomic_writer", flipping_writer)
+    monkeypatch.setattr(files, "_pwrite", flipping)
     flipped = tmp_path / "flipped.efi"
     with pytest.raises(SignatureError, match="last certificate-table entry"):
         _write_checked(str(flipped), chunks, image, pad)
