@@ -501,16 +501,12 @@ def _write(files: list[tuple[Path, bytes, str]], outputs) -> list[Path]:
     return [p for p, _, _ in files]
 
 
-def parse_response(untrusted_text: str, request: SignRequest, *, source: str = "signing response"
+def parse_response(untrusted_text: str | bytes, request: SignRequest, *, source: str = "signing response"
                    ) -> tuple[list[bytes], bytes | None]:
     """Signatures (in request order) and the certificate DER (if any) of a JSON response (format
-    version 1 or 2, whichever the request has); every signature is still checked by the caller."""
-    try:
-        data = json.loads(untrusted_text)
-    except json.JSONDecodeError as e:
-        raise FormatError(f"{source}: bad JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    except RecursionError:
-        raise FormatError(f"{source}: bad JSON: nested too deeply") from None
+    version 1 or 2, whichever the request has); every signature is still checked by the caller.
+    Read with the same bounded, strict JSON loader as requests (size, depth, no repeated keys)."""
+    data = limits.load_json(untrusted_text, source=source, max_bytes=limits.MAX_RESPONSE_BYTES)
     versions.version_of(data, RESPONSE_FORMAT, source=source, what="pcrtool signing response",
                         hint="pass the JSON response 'pcrtool sign-request sign -o' wrote, or a raw signature")
     if data.get("kind") != request.kind.value:
@@ -557,7 +553,7 @@ def read_signatures(request_path: "str | Path", request: SignRequest,
     else:
         data = fileio.read_bytes(response, what="signing response")
         if _is_json_response(data):
-            sigs = parse_response(data.decode("utf-8"), request, source=str(response))[0]
+            sigs = parse_response(data, request, source=str(response))[0]
         elif len(request.items) != 1:
             raise UsageError(f"{response} is a raw signature but the request has {len(request.items)} items",
                              hint="give a JSON response, or one <tbs file>.sig per item next to the request")
@@ -578,8 +574,8 @@ def _is_json_response(data: bytes) -> bool:
     if not data.lstrip().startswith(b"{"):
         return False
     try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        doc = limits.load_json(data, source="signing response", max_bytes=limits.MAX_RESPONSE_BYTES)
+    except FormatError:
         return False
     return versions.is_document(doc, RESPONSE_FORMAT)
 

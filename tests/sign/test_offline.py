@@ -14,7 +14,7 @@ from helpers_sign import PIN, need_tool, openssl, run_cli, sign_cli
 from pcrtool.errors import FormatError, KeyReferenceError, MismatchError, SignatureError, UnsupportedError, UsageError
 from pcrtool.model import HashAlg
 from pcrtool.sign import load_signer
-from pcrtool.sign.offline import (RequestKind, check_signature, check_signatures, new_request,
+from pcrtool.sign.offline import (RequestKind, check_signature, check_signatures, new_request, parse_response,
                                   read_request, read_signatures, sign_request, write_raw_signatures,
                                   write_request, write_response)
 
@@ -257,3 +257,31 @@ def test_pss_requests_are_refused_for_every_kind(tmp_path, keys):
         req, blobs = new_request(kind, [("x", "x.tbs", ROOTHASH)], padding=Padding.PSS)
         with pytest.raises(UnsupportedError, match="cannot verify RSA pss"):
             sign_request(req, blobs, load_signer(str(keys.rsa)))
+
+
+def test_hostile_json_responses_are_one_line_format_errors(tmp_path, keys):
+    """A response is read with the request's bounded loader: no recursion error, no repeated key."""
+    path = make(tmp_path, keys)
+    req, blobs = read_request(path)
+    resp = sign_request(req, blobs, load_signer(str(keys.rsa)))
+    write_response(tmp_path / "resp.json", resp)
+    text = (tmp_path / "resp.json").read_text()
+    # A repeated key could show one value and use another: refused, not "last one wins".
+    repeated = text.rstrip().rstrip("}") + ', "signatures": []}'
+    (tmp_path / "dup.json").write_text(repeated)
+    with pytest.raises(FormatError, match="repeats the key"):
+        parse_response(repeated, req)
+    # 100,000 nested arrays: a format error from the depth check, never RecursionError.
+    deep = '{"format": "x", "signatures": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(FormatError, match="nesting deeper"):
+        parse_response(deep, req)
+    # Not UTF-8 and not a signature of this request: the two-item request refuses it as raw.
+    (tmp_path / "bin.json").write_bytes(b'{"format": "\xff\xfe"}')
+    with pytest.raises(UsageError, match="raw signature but the request has 2 items"):
+        read_signatures(path, req, tmp_path / "bin.json")
+    (tmp_path / "deep.json").write_text(deep)
+    with pytest.raises(UsageError, match="raw signature but the request has 2 items"):
+        read_signatures(path, req, tmp_path / "deep.json")
+    # Larger than any response: refused by size before parsing.
+    with pytest.raises(FormatError, match="larger than"):
+        parse_response("{" + " " * (4 << 20) + "}", req)

@@ -12,6 +12,7 @@ from typing import Any
 from pcrtool.errors import FormatError
 
 MAX_MANIFEST_BYTES = 1 << 20          # the JSON manifest
+MAX_RESPONSE_BYTES = 4 << 20          # a JSON response: MAX_ITEMS signatures of the largest key, and a certificate
 MAX_ITEMS = 1024                      # tbs items per request
 MAX_LABEL_CHARS = 256                 # a label, file name, ref or other string shown to a person
 MAX_FILE_NAME_CHARS = 200
