@@ -2,8 +2,8 @@
 
 Names follow the specs: TCG PC Client PFP 1.05 §10.2–10.4 (TCG_PCR_EVENT, TCG_PCR_EVENT2,
 TCG_EfiSpecIDEvent, UEFI_VARIABLE_DATA, UEFI_IMAGE_LOAD_EVENT, UEFI_GPT_DATA,
-UEFI_PLATFORM_FIRMWARE_BLOB(2), UEFI_HANDOFF_TABLE_POINTERS(2), TCG_PCClientTaggedEvent) and
-UEFI 2.10 (EFI_SIGNATURE_LIST §32.4.1, EFI_LOAD_OPTION §3.1.3, GPT §5.3). All little-endian.
+UEFI_PLATFORM_FIRMWARE_BLOB2, UEFI_HANDOFF_TABLE_POINTERS(2), TCG_PCClientTaggedEvent, the SP800-155
+events) and UEFI 2.10 (EFI_SIGNATURE_LIST §32.4.1, GPT §5.3). All little-endian.
 Structures with a UINTN field come in 32- and 64-bit variants chosen by the Spec ID uintnSize.
 Each is usable for parse and build (round-trip tested).
 """
@@ -53,10 +53,6 @@ TCG_PCR_EVENT2 = c.Struct(
     "event" / c.Bytes(this.event_size),
 )
 
-TCG_PCClientStartupLocalityEvent = c.Struct(
-    "signature" / c.Const(b"StartupLocality\x00"),
-    "startup_locality" / c.Int8ul,
-)
 
 UEFI_VARIABLE_DATA = c.Struct(
     "variable_name" / EFI_GUID,
@@ -86,23 +82,8 @@ EFI_SIGNATURE_LIST = c.Struct(
         EFI_SIGNATURE_DATA),
 )
 
-EFI_SIGNATURE_DATABASE = c.GreedyRange(EFI_SIGNATURE_LIST)
 
-EFI_LOAD_OPTION = c.Struct(
-    "attributes" / c.Int32ul,
-    "file_path_list_length" / c.Rebuild(c.Int16ul, c.len_(this.file_path_list)),
-    "description" / c.CString("utf_16_le"),
-    "file_path_list" / c.Bytes(this.file_path_list_length),
-    "optional_data" / c.GreedyBytes,
-)
 
-EFI_DEVICE_PATH_NODE = c.Struct(
-    "type" / c.Int8ul,
-    "subtype" / c.Int8ul,
-    "length" / c.Rebuild(c.Int16ul, c.len_(this.data) + 4),
-    c.Check(this.length >= 4),
-    "data" / c.Bytes(this.length - 4),
-)
 
 TCG_PCClientTaggedEvent = c.Struct(
     "tagged_event_id" / c.Int32ul,
@@ -110,7 +91,6 @@ TCG_PCClientTaggedEvent = c.Struct(
     "tagged_event_data" / c.Bytes(this.tagged_event_data_size),
 )
 
-UEFI_PLATFORM_FIRMWARE_BLOB = c.Struct("blob_base" / c.Int64ul, "blob_length" / c.Int64ul)
 
 UEFI_PLATFORM_FIRMWARE_BLOB2 = c.Struct(
     "blob_description_size" / c.Rebuild(c.Int8ul, c.len_(this.blob_description)),
@@ -186,8 +166,6 @@ def uefi_handoff_table_pointers(uintn_bytes: int = 8, *, with_description: bool 
     return c.Struct(*fields)
 
 
-UEFI_IMAGE_LOAD_EVENT = uefi_image_load_event(8)
-UEFI_GPT_DATA = uefi_gpt_data(8)
 UEFI_HANDOFF_TABLE_POINTERS = uefi_handoff_table_pointers(8)
 UEFI_HANDOFF_TABLE_POINTERS2 = uefi_handoff_table_pointers(8, with_description=True)
 
