@@ -26,10 +26,10 @@ def utf16_cmdline(text: str, *, nul: bool = True) -> bytes:
 
 
 def stub_cmdline_measurement(cmdline: str, banks: Sequence[HashAlg] = DEFAULT_BANKS, *,
-                             nul: bool = True, pcr: int = PCR_KERNEL_CONFIG) -> Measurement:
-    """systemd-stub/sd-boot EV_IPL of the command line (UTF-16LE, NUL per ``nul``)."""
-    data = utf16_cmdline(cmdline, nul=nul)
-    return Measurement.of_data(pcr, EventType.EV_IPL, cmdline, data, banks)
+                             nul: bool = True) -> Measurement:
+    """systemd-stub/sd-boot EV_IPL of the command line on PCR 12 (UTF-16LE, NUL per ``nul``;
+    the EV_IPL family hashes PCR 12 data as logged)."""
+    return Measurement.of_event(PCR_KERNEL_CONFIG, EventType.EV_IPL, cmdline, utf16_cmdline(cmdline, nul=nul), banks)
 
 
 def tagged_event_data(tag: int, data: bytes) -> bytes:
