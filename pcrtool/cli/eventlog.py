@@ -167,7 +167,7 @@ def verify(
     from pcrtool.errors import ReplayMismatch, UsageError
     from pcrtool.eventlog import replay as do_replay
     from pcrtool.eventlog.compare import compare_with_pcrs
-    from pcrtool.eventlog.verify import verify_payload_digests
+    from pcrtool.eventlog.families import verify_payload_digests
 
     sources = sum(x for x in (pcrs_file is not None, sysfs, tcti is not None))
     if sources > 1:

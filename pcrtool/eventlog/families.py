@@ -8,8 +8,9 @@ image's Authenticode hash, a file, a section); ``rehash_artefact`` then gives th
 a future artefact (pcr-oracle's rehash from a new image). It also gives the key under which
 substitution swaps a release's events in for the log's (``key``).
 
-``decode_event``, payload verification, prediction (``Measurement.of_event``) and substitution
-all ask :func:`family_of`; a new event type is one row of ``FAMILIES``.
+``decode_event``, payload verification (``verify_payload_digests``, as tpm2-tools
+``verify_digests`` and systemd-pcrlock check payloads), prediction (``Measurement.of_event``) and
+substitution all ask :func:`family_of`; a new event type is one row of ``FAMILIES``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 from pcrtool.errors import FormatError
+from pcrtool.eventlog.model import EventLog
 from pcrtool.eventlog.quirks import SHIM_AUTHORITY_TRAILING_BYTES
 from pcrtool.model import HashAlg
 from pcrtool.tcg.constants import STUB_PROFILE_TAG, EventType
@@ -235,3 +237,39 @@ def family_of(event_type: EventType | int) -> Family:
 def digests_of(pcr: int, event_type: EventType, data: bytes, banks: Iterable[HashAlg]) -> Mapping[HashAlg, bytes]:
     """``family_of(event_type).rehash(…)``: the digests a measurer extends for this event."""
     return family_of(event_type).rehash(pcr, event_type, data, banks)
+
+
+# --- payload verification: each extended event against its family's digest rule ------------------
+
+@dataclass(frozen=True, slots=True)
+class DigestWarning:
+    index: int
+    pcr: int
+    event_type: EventType
+    alg: HashAlg
+    message: str
+
+    def __str__(self) -> str:
+        return f"event {self.index} (PCR {self.pcr}, {self.event_type.name}): {self.message}"
+
+    def to_json(self) -> dict:
+        return {"event": self.index, "pcr": self.pcr, "type": self.event_type.name,
+                "bank": self.alg.bank_name, "message": self.message}
+
+
+def verify_payload_digests(log: EventLog) -> list[DigestWarning]:
+    """One warning per (event, bank) whose digest is not the hash of a payload its family's rule
+    allows (events whose digest covers an artefact are not checked). Warnings, not errors: real
+    firmware gets these wrong (Arch, GDC logs)."""
+    warnings: list[DigestWarning] = []
+    for event in log.events:
+        if not event.is_extended:
+            continue
+        candidates = family_of(event.event_type).payloads(event.pcr, event.event_type, event.data)
+        if candidates is None:
+            continue
+        for alg, digest in event.digests.items():
+            if not any(alg.digest(c) == digest for c in candidates):
+                warnings.append(DigestWarning(event.index, event.pcr, event.event_type, alg,
+                                              "digest does not match the event data"))
+    return warnings

@@ -13,7 +13,7 @@ from pcrtool.eventlog.quirks import (
     BY_NAME, DUPLICATE_STARTUP_LOCALITY, QUIRKS, SHIM_AUTHORITY_TRAILING_BYTES, SHORT_NO_ACTION_FIRST,
     SPECID_VENDORINFO_OUTSIDE_EVENT,
 )
-from pcrtool.eventlog.verify import verify_payload_digests
+from pcrtool.eventlog.families import verify_payload_digests
 from pcrtool.model import HashAlg
 
 SEP = b"\x00\x00\x00\x00"

@@ -17,7 +17,7 @@ from pcrtool.eventlog.cel import to_cel_json
 from pcrtool.eventlog.compare import Status, compare_with_pcrs
 from pcrtool.eventlog.secureboot import secure_boot_report
 from pcrtool.eventlog.userspace import extend_with_userspace, parse_userspace_log
-from pcrtool.eventlog.verify import verify_payload_digests
+from pcrtool.eventlog.families import verify_payload_digests
 from pcrtool.model import HashAlg, PcrValues
 
 REPO = Path(__file__).resolve().parents[2]

@@ -31,7 +31,7 @@ def eventlog(data: bytes) -> None:
     from pcrtool.eventlog.parse import EventLogStream
     from pcrtool.eventlog.replay import replay_records
     from pcrtool.eventlog.secureboot import secure_boot_report
-    from pcrtool.eventlog.verify import verify_payload_digests
+    from pcrtool.eventlog.families import verify_payload_digests
 
     try:
         log = parse_event_log(data, source="fuzz")
