@@ -2,17 +2,9 @@
 a TPM not at reset is refused (issue 18)."""
 
 import json
-import subprocess
-import sys
 
+from tests.support.cli import run_pcrtool as run
 from tests.support.releases import two_uki_releases
-
-PCRTOOL = [sys.executable, "-m", "pcrtool"]
-
-
-def run(*args):
-    return subprocess.run([*PCRTOOL, *map(str, args)], capture_output=True, text=True, timeout=120)
-
 
 def test_boot_release_reaches_the_predicted_pcrs_and_refuses_a_dirty_tpm(tmp_path, swtpm):
     want = two_uki_releases(tmp_path)

@@ -16,9 +16,9 @@ import typer
 
 from pcrtool import render
 from pcrtool.cli import SUBCOMMANDS, _invoke
+from tests.support.cli import run_pcrtool as run
 
 ROOT = Path(__file__).resolve().parents[2]
-PCRTOOL = [sys.executable, "-m", "pcrtool"]
 
 #: A short option letter has one meaning; a meaning may have two spellings.
 SAME_MEANING = [{"--cert", "--certificate"}, {"--key", "--public-key"}]
@@ -84,10 +84,6 @@ def test_certificate_and_key_options_take_both_spellings_and_pkcs11_uris():
             opts = set(p.opts)
             if "-c" in opts:
                 assert {"--cert", "--certificate"} <= opts, path
-
-
-def run(*args, env=None, cwd=None):
-    return subprocess.run([*PCRTOOL, *map(str, args)], capture_output=True, text=True, timeout=120, env=env, cwd=cwd)
 
 
 def test_every_json_output_parses(tmp_path):

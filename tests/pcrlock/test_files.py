@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -14,6 +12,7 @@ from pcrtool.errors import FormatError, UsageError
 from pcrtool.model import HashAlg, PcrValues
 from pcrtool.pcrlock import PcrlockFile, PcrlockPolicy, Record, lock_kernel_initrd, lock_secureboot_policy
 from pcrtool.pcrlock.tree import ReleaseComponents, predict_tree, read_tree, tree_files
+from tests.support.cli import run_pcrtool as run
 
 
 @pytest.mark.parametrize("text", ["", "[]", '{"records": 5}', '{"records": [5]}', '{"records": [{"pcr": 24}]}',
@@ -90,8 +89,6 @@ def test_tree_prediction_is_every_combination_of_variants():
 
 
 def test_cli_errors_are_one_line(tmp_path):
-    def run(*args):
-        return subprocess.run([sys.executable, "-m", "pcrtool", *map(str, args)], capture_output=True, text=True)
     (tmp_path / "bad.pcrlock").write_text("{")
     r = run("pcrlock", "show", tmp_path / "bad.pcrlock")
     assert r.returncode == 1 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

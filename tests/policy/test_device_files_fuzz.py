@@ -26,6 +26,8 @@ from helpers_policy import need_module, need_tool, pem_private, pem_public, rele
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.support.cli import run_pcrtool
+
 NO_TPM = "swtpm:path=/nonexistent/pcrtool-fuzz/tpm.sock"
 MEMORY_BOUND = 64 << 20   # bytes allocated at peak by one CLI run on a file of at most a few KiB
 
@@ -63,9 +65,7 @@ def real_files():
     (d / "rel.json").write_text(releases_json(svns=(1, 2)))
 
     def run(*args):
-        p = subprocess.run([sys.executable, "-m", "pcrtool", *map(str, args)], capture_output=True, text=True,
-                           timeout=120)
-        assert p.returncode == 0, p.stderr
+        run_pcrtool(*args, check=True)
 
     run("policy", "approve", "-r", d / "rel.json", "-k", d / "k.pem", "-o", d / "a.pcrsig")
     with Swtpm.start() as sw:

@@ -4,19 +4,12 @@ approve time against what TPM 2.0 devices load (issue 18)."""
 import hashlib
 import json
 import subprocess
-import sys
 
 from helpers_policy import releases_json
 
 from pcrtool.policy import digests as D
 from pcrtool.sign.keyfile import load_public_key_file
-
-PCRTOOL = [sys.executable, "-m", "pcrtool"]
-
-
-def run(*args, cwd=None):
-    return subprocess.run([*PCRTOOL, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
-
+from tests.support.cli import run_pcrtool as run
 
 def openssl(*args) -> bytes:
     return subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True).stdout

@@ -3,17 +3,13 @@ file per entry); a failure at any of them leaves none of the new files behind (e
 
 import os
 import subprocess
-import sys
 
 import pytest
 from helpers_policy import pem_public, releases_json, rsa_key
 
-PCRTOOL = [sys.executable, "-m", "pcrtool"]
+from tests.support.cli import run_pcrtool as run
+
 KEY = rsa_key()
-
-
-def run(*args):
-    return subprocess.run([*PCRTOOL, *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture

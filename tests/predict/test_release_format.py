@@ -4,7 +4,6 @@
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,13 +11,9 @@ import pytest
 from pcrtool.predict import manifest as M
 from pcrtool.predict.templates import TEMPLATES
 from tests.support import need_tool
+from tests.support.cli import run_pcrtool as run
 
-PCRTOOL = [sys.executable, "-m", "pcrtool"]
 README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def run(*args, cwd=None):
-    return subprocess.run([*PCRTOOL, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 @pytest.mark.parametrize("kind", ["uki", "shim-grub", "secureboot"])

@@ -1,19 +1,11 @@
 """Loud release-set mistakes: `predict release` warns naming the entry, --strict fails (issue 18)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from pcrtool.predict.manifest import check_release_set, parse_allowlist
-
-PCRTOOL = [sys.executable, "-m", "pcrtool"]
-
-
-def run(*args):
-    return subprocess.run([*PCRTOOL, *map(str, args)], capture_output=True, text=True, timeout=120)
-
+from tests.support.cli import run_pcrtool as run
 
 def manifest(d, version, svn, name="fooos"):
     p = d / f"{name}-{version}.toml"

@@ -36,6 +36,7 @@ from pcrtool.predict.shim import (
 from pcrtool.predict.substitute import substitute_log
 from pcrtool.tcg.constants import EventType
 from tests.support import corpus_log_names, corpus_root
+from tests.support.cli import run_pcrtool as _cli
 
 CAPTURES = Path(__file__).resolve().parents[2] / "eventlogs"
 BANKS = list(DEFAULT_BANKS)
@@ -337,14 +338,6 @@ def test_secureboot_report_on_a_secure_boot_off_shim_log_names_no_verifier():
 
 
 # --- the CLI -------------------------------------------------------------------------------------
-
-def _cli(*args):
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "pcrtool", *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
-
 
 def test_cli_from_log_substitutes_grub_cmdline_and_config(rel_a, rel_b):
     p = _cli("--json", "predict", "from-log", rel_a.dir / "eventlog.bin", "--bank", "sha256", "--bank", "sha384",
