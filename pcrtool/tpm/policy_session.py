@@ -24,7 +24,7 @@ try:  # tpm2-pytss is an optional dependency; only pcrtool/tpm imports it
     from tpm2_pytss import ESAPI, TSS2_Exception
     from tpm2_pytss import types as tss_types
     from tpm2_pytss.constants import (ESYS_TR, TPM2_ALG, TPM2_EO, TPM2_SE, TPMA_OBJECT,
-                                      TPMA_SESSION, TPM2_ST, TPM2_RH)
+                                      TPMA_SESSION)
 except ImportError as _e:  # pragma: no cover - exercised only without tpm2-pytss
     ESAPI = None
     _IMPORT_ERROR = _e
@@ -365,10 +365,6 @@ def policy_authorize(esys, session, approved: bytes, policy_ref: bytes, key_name
     tpm_call("TPM2_PolicyAuthorize", esys.policy_authorize, session, approved_policy=approved,
              key_sign=key_name, check_ticket=ticket, policy_ref=policy_ref,
              hint="the live PCRs are not the approved ones, or the ticket is for other bytes")
-
-
-def null_ticket():
-    return tss_types.TPMT_TK_VERIFIED(tag=TPM2_ST.VERIFIED, hierarchy=TPM2_RH.NULL)
 
 
 # --- owner authorization -----------------------------------------------------------------------
