@@ -11,16 +11,15 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 from tpm2_pytss import ESAPI
-from tpm2_pytss.constants import ESYS_TR, TPM2_CAP
+from tpm2_pytss.constants import TPM2_CAP
 from tpm2_pytss.TSS2_Exception import TSS2_Exception
-from tpm2_pytss.types import TPML_DIGEST_VALUES, TPML_PCR_SELECTION
 
 from pcrtool.errors import TpmError, TpmUnavailable, UsageError
 from pcrtool.model import PCR_COUNT, HashAlg, PcrSelection, PcrValues
 from pcrtool.tpm import INSTALL_HINT
-from pcrtool.tpm.marshal import (chunk_selection, marshal_digest_values, marshal_pcr_selection,
-                                 unmarshal_pcr_selection)
+from pcrtool.tpm.marshal import unmarshal_pcr_selection
 from pcrtool.tpm.nv import NvMixin
+from pcrtool.tpm.policy_session import extend_pcr, read_pcr_selection
 from pcrtool.tpm.rc import decode_rc, error_for_rc
 
 # TPM_PT values (Part 2 §6.13): PT_FIXED = 0x100
@@ -176,25 +175,7 @@ class Tpm(NvMixin):
         if inactive:
             raise TpmError(f"the TPM has no active {', '.join(a.bank_name for a in inactive)} PCR bank",
                            hint=f"active banks: {', '.join(a.bank_name for a in self._active_banks()) or 'none'}")
-        values = PcrValues()
-        for chunk in chunk_selection(selection):
-            sel = TPML_PCR_SELECTION.unmarshal(marshal_pcr_selection(chunk))[0]
-            _, sel_out, digests = self._call("TPM2_PCR_Read", self.esys.pcr_read, sel)
-            returned = [(alg_id, pcr) for alg_id, pcrs in unmarshal_pcr_selection(sel_out.marshal())
-                        for pcr in pcrs]
-            digest_list = [bytes(d) for d in digests]
-            if len(returned) != len(digest_list):
-                raise TpmError(f"TPM2_PCR_Read returned {len(digest_list)} digests for "
-                               f"{len(returned)} selected PCRs")
-            for (alg_id, pcr), value in zip(returned, digest_list):
-                values.set(HashAlg(alg_id), pcr, value)
-            for alg, pcrs in chunk.items():
-                missing = [p for p in pcrs if values.get(alg, p) is None]
-                if missing:
-                    raise TpmError(f"the TPM returned no {alg.bank_name} value for PCR "
-                                   f"{','.join(map(str, missing))}",
-                                   hint="the PCR is not allocated in that bank on this TPM")
-        return values
+        return read_pcr_selection(self.esys, selection)
 
     def extend(self, pcr: int, digests: Mapping[HashAlg, bytes]) -> None:
         """TPM2_PCR_Extend (Part 3 §22.2): one digest per bank (banks left out stay untouched)."""
@@ -202,9 +183,7 @@ class Tpm(NvMixin):
             raise UsageError(f"PCR index {pcr} out of range", hint="PCR indices are 0…23")
         if not digests:
             raise UsageError(f"no digests to extend PCR {pcr} with")
-        values = TPML_DIGEST_VALUES.unmarshal(marshal_digest_values(digests))[0]
-        self._call("TPM2_PCR_Extend", self.esys.pcr_extend, ESYS_TR.PCR0 + pcr, values,
-                   context=f"PCR {pcr}")
+        extend_pcr(self.esys, pcr, digests)
 
     def extend_data(self, pcr: int, data: bytes, banks: list[HashAlg] | None = None) -> dict[HashAlg, bytes]:
         """Hash ``data`` in software for each bank, then TPM2_PCR_Extend; returns the digests."""

@@ -10,11 +10,13 @@ import contextlib
 import hashlib
 import os
 import struct
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 from pcrtool.errors import PcrtoolError, PolicyRefused, TpmError, TpmUnavailable
-from pcrtool.model import HashAlg, PcrValues
+from pcrtool.model import HashAlg, PcrSelection, PcrValues
 from pcrtool.policy import digests
+from pcrtool.tpm.marshal import (chunk_selection, marshal_digest_values, marshal_pcr_selection,
+                                 unmarshal_pcr_selection)
 from pcrtool.tpm.rc import error_for_rc
 
 if not os.environ.get("PCRTOOL_DEBUG"):  # libtss2 logs expected failures; pcrtool reports them
@@ -295,19 +297,31 @@ def pcr_selection(bank: HashAlg, pcrs: Sequence[int]):
     return tss_types.TPML_PCR_SELECTION.parse(f"{bank.bank_name}:{','.join(map(str, pcrs))}")
 
 
+def read_pcr_selection(esys, selection: PcrSelection) -> PcrValues:
+    """TPM2_PCR_Read (Part 3 §22.4), at most 8 PCRs per command (TPML_DIGEST holds 8); every
+    requested PCR must come back (one the bank does not allocate is an error). The one PCR read:
+    ``Tpm.read_pcrs`` and enrolment/unlock (``read_pcrs``) both use it."""
+    values = PcrValues()
+    for chunk in chunk_selection(selection):
+        sel = tss_types.TPML_PCR_SELECTION.unmarshal(marshal_pcr_selection(chunk))[0]
+        _, sel_out, digests_out = tpm_call("TPM2_PCR_Read", esys.pcr_read, sel)
+        returned = [(alg_id, pcr) for alg_id, pcrs in unmarshal_pcr_selection(sel_out.marshal()) for pcr in pcrs]
+        digest_list = [bytes(d) for d in digests_out]
+        if len(returned) != len(digest_list):
+            raise TpmError(f"TPM2_PCR_Read returned {len(digest_list)} digests for {len(returned)} selected PCRs")
+        for (alg_id, pcr), value in zip(returned, digest_list):
+            values.set(HashAlg(alg_id), pcr, value)
+        for alg, pcrs in chunk.items():
+            missing = [p for p in pcrs if values.get(alg, p) is None]
+            if missing:
+                raise TpmError(f"the TPM returned no {alg.bank_name} value for PCR {','.join(map(str, missing))}",
+                               hint="the PCR is not allocated in that bank on this TPM (bank not active?)")
+    return values
+
+
 def read_pcrs(esys, bank: HashAlg, pcrs: Sequence[int]) -> PcrValues:
-    """TPM2_PCR_Read (Part 3 §22.4), as many calls as the TPM needs (8 digests per response)."""
-    out = PcrValues()
-    remaining = list(pcrs)
-    while remaining:
-        _, sel, values = tpm_call("TPM2_PCR_Read", esys.pcr_read, pcr_selection(bank, remaining))
-        got = [p for s in sel for p in range(24) if s.pcrSelect[p // 8] & (1 << (p % 8))]
-        if not got:
-            raise TpmError(f"TPM returned no {bank.bank_name} PCRs (bank not active?)")
-        for p, d in zip(got, values):
-            out.set(bank, p, bytes(d))
-        remaining = [p for p in remaining if p not in got]
-    return out
+    """``read_pcr_selection`` of one bank."""
+    return read_pcr_selection(esys, PcrSelection({bank: tuple(pcrs)}))
 
 
 def policy_pcr(esys, session, bank: HashAlg, pcrs: Sequence[int]) -> None:
@@ -443,13 +457,15 @@ def _test_parms(esys, parms) -> bool:
     return True
 
 
+def extend_pcr(esys, pcr: int, digests_by_bank: Mapping[HashAlg, bytes]) -> None:
+    """TPM2_PCR_Extend (Part 3 §22.2): one digest per bank (banks left out stay untouched). The
+    one PCR extend: ``Tpm.extend`` and ``extend_pcrs`` both use it."""
+    values = tss_types.TPML_DIGEST_VALUES.unmarshal(marshal_digest_values(digests_by_bank))[0]
+    tpm_call("TPM2_PCR_Extend", esys.pcr_extend, ESYS_TR.PCR0 + pcr, values, session1=ESYS_TR.PASSWORD,
+             context=f"PCR {pcr}")
+
+
 def extend_pcrs(esys, values: PcrValues) -> None:
-    """TPM2_PCR_Extend (Part 3 §22.2) of each value once (used to emulate a boot)."""
+    """Each value extended once, in order (used to emulate a boot)."""
     for v in values:
-        dv = tss_types.TPML_DIGEST_VALUES([tss_types.TPMT_HA(hashAlg=int(v.alg), digest=tss_types.TPMU_HA(**{v.alg.bank_name: v.value}))])
-        tpm_call("TPM2_PCR_Extend", esys.pcr_extend, _pcr_tr(v.pcr), dv,
-                 session1=ESYS_TR.PASSWORD)
-
-
-def _pcr_tr(pcr: int):
-    return getattr(ESYS_TR, f"PCR{pcr}")
+        extend_pcr(esys, v.pcr, {v.alg: v.value})
