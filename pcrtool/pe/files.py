@@ -202,12 +202,10 @@ def _open_signer(key: str, cert: str | None):
         except (x509_der.NotACertificate, PcrtoolError):
             spki = None
         if spki is not None:
-            from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
+            from pcrtool.sign.api import spki_der
             from pcrtool.sign.keyfile import FileSigner
             signer = FileSigner.from_file(ref.target, signatures_verified_by_caller=True)
-            if signer.certificate() is None and \
-                    signer.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) == spki:
+            if signer.certificate() is None and spki_der(signer.public_key()) == spki:
                 return signer, der, True
             signer.close()
     from pcrtool.pe.sign import certificate_bytes

@@ -19,7 +19,11 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
+# Encoding and PublicFormat are defined here; the public ``serialization`` package re-exports them
+# but also loads the SSH key code (~10 ms), which nothing in this module needs
+# (tests/pe/test_x509_der.py holds the identity).
+from cryptography.hazmat.primitives import _serialization as serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding as asym_padding, rsa, utils
 
 from pcrtool.errors import SignatureError, UnsupportedError, UsageError

@@ -11,7 +11,6 @@ import os
 import urllib.parse
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding as asym_padding, rsa
 
 from pcrtool import fileio
@@ -46,6 +45,18 @@ def _passphrase(params: dict[str, str]) -> bytes | None:
     return value.encode() if value else None
 
 
+def _private_key_loaders():
+    """cryptography's load_pem/der_private_key. They are the Rust functions themselves, taken from
+    there so that opening a key file does not import the ``serialization`` package and its SSH
+    key code (~10 ms; tests/pe/test_x509_der.py holds the identity); the public names otherwise."""
+    try:
+        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
+        return rust_openssl.keys.load_pem_private_key, rust_openssl.keys.load_der_private_key
+    except (ImportError, AttributeError):  # pragma: no cover - another cryptography layout
+        from cryptography.hazmat.primitives import serialization
+        return serialization.load_pem_private_key, serialization.load_der_private_key
+
+
 def load_private_key_bytes(data: bytes, *, name: str, passphrase: bytes | None,
                            signatures_verified_by_caller: bool = False):
     """Parse PEM or DER (PKCS#8, PKCS#1, SEC1) into a private key; one-line errors, no secrets.
@@ -60,7 +71,8 @@ def load_private_key_bytes(data: bytes, *, name: str, passphrase: bytes | None,
     and is never written. Everything else (format, type, curve checks) still runs.
     """
     is_pem = b"-----BEGIN" in data
-    loader = serialization.load_pem_private_key if is_pem else serialization.load_der_private_key
+    load_pem, load_der = _private_key_loaders()
+    loader = load_pem if is_pem else load_der
     skip = {"unsafe_skip_rsa_key_validation": True} if signatures_verified_by_caller else {}
     encrypted = b"ENCRYPTED" in data if is_pem else None
     try:
@@ -114,6 +126,8 @@ def load_public_key_file(path: str):
         material.close()
         return material.public_key
     data = fileio.read_bytes(path, what="key")
+    from cryptography.hazmat.primitives import serialization
+
     for loader in (serialization.load_pem_public_key, serialization.load_der_public_key):
         try:
             return loader(data)

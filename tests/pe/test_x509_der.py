@@ -87,3 +87,29 @@ def test_every_corruption_it_accepts_cryptography_loads(certs, which):
 def test_broken_framing_is_refused(certs, cut):
     with pytest.raises(NotACertificate):
         certificate_public_key_info(cut(certs["openssl req -x509"]))
+
+
+def test_the_lean_imports_are_cryptographys_own_objects():
+    """`pe sign` opens key files without importing cryptography's serialization package (its SSH code
+    costs ~10 ms): pcrtool takes the same objects from where the package takes them."""
+    from cryptography.hazmat.primitives import serialization
+
+    from pcrtool.sign import api, keyfile
+    assert keyfile._private_key_loaders() == (serialization.load_pem_private_key, serialization.load_der_private_key)
+    assert (api.serialization.Encoding, api.serialization.PublicFormat) == (serialization.Encoding,
+                                                                            serialization.PublicFormat)
+
+
+def test_pe_sign_imports_no_x509_and_no_serialization_package(tmp_path):
+    import subprocess
+    import sys
+
+    from helpers_pe import STUB
+    key, cert = make_cert(tmp_path)
+    code = ("import sys\nfrom pcrtool.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    print(e.code, sorted(m for m in sys.modules if m in ('cryptography.x509', "
+            "'cryptography.hazmat.primitives.serialization', 'asn1crypto', 'typer')))\n")
+    proc = subprocess.run([sys.executable, "-c", code, "pe", "sign", str(STUB), "--key", str(key), "--cert", str(cert),
+                           "-o", str(tmp_path / "out.efi")], capture_output=True, text=True)
+    assert proc.stdout.strip() == "0 []", proc.stderr
