@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import struct
 import subprocess
 import uuid
@@ -80,6 +82,23 @@ def test_pcr5_gpt_event_from_a_disk_rebuilt_from_the_logged_table(corpus, name):
 def test_gpt_errors():
     with pytest.raises(FormatError, match="no GPT header"):
         gpt_event_data(bytes(4096))
+
+
+def test_gpt_event_data_crc_is_edk2s_check_not_systemds():
+    """EDK2 measures no GPT whose entry array CRC is wrong; systemd-pcrlock's lock-gpt does not check."""
+    from pcrtool.gpt import GptEntry, build_gpt
+    from pcrtool.pcrlock import lock_gpt
+
+    esp = GptEntry(0, uuid.UUID("c12a7328-f81f-11d2-ba4b-00a0c93ec93b"), uuid.UUID(int=1), 2048, 4095, 0, "ESP")
+    head = bytearray(build_gpt([esp], disk_guid=uuid.UUID(int=2), total_sectors=8192).head)
+    good = gpt_event_data(bytes(head))
+    # UEFI_GPT_DATA (TCG PFP §10.2.6): the header, UINT64 count of used entries, the used entries
+    assert good == bytes(head[512:604]) + (1).to_bytes(8, "little") + bytes(head[1024:1152])
+    head[1024 + 128 + 56] ^= 1    # a byte of an unused entry: the entry array CRC no longer matches
+    with pytest.raises(FormatError, match="CRC mismatch"):
+        gpt_event_data(bytes(head))
+    assert gpt_event_data(bytes(head), check_crc=False) == good
+    assert lock_gpt(bytes(head)).records[0].digest(HashAlg.SHA256) == hashlib.sha256(good).digest()
 
 
 def test_pcr4_image_digest_is_pesigns_authenticode_hash():
