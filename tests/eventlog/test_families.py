@@ -112,3 +112,17 @@ def test_substitution_keys():
     initrd = "System extension initrd\0".encode("utf-16-le")
     assert family_of(EventType.EV_IPL).key(12, EventType.EV_IPL, initrd) == (12, "ipl", "System extension initrd")
     assert family_of(EventType.EV_IPL).key(12, EventType.EV_IPL, "quiet\0".encode("utf-16-le")) == (12, "ipl")
+
+
+def test_describe_is_the_decoding_decode_event_gives(corpus_events):
+    from pcrtool.eventlog import decode_event
+
+    for e in corpus_events[:400]:
+        family = family_of(e.event_type)
+        if family.name == "unknown":
+            continue
+        try:
+            mine = family.describe(e)
+        except Exception:  # noqa: BLE001 - decode_event turns these into Undecodable
+            continue
+        assert mine == decode_event(e), e
