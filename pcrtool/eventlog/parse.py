@@ -248,6 +248,7 @@ def walk_records(untrusted_log, log: EventLog, *, source: str = "event log", sta
     # alg id -> (HashAlg or None, digest size), from the Spec ID table only (go-attestation #144).
     table = {a.alg_id: (a.alg, a.digest_size) for a in log.spec_id.algorithms}
     max_count = len(table)
+    max_entry = 2 + max(size for _alg, size in table.values())
     unpack_iii = _III.unpack_from
     unpack_h = _H.unpack_from
     while pos < end and i != stop:
@@ -269,8 +270,9 @@ def walk_records(untrusted_log, log: EventLog, *, source: str = "event log", sta
         pos += 12
         found = {} if digests else None
         unknown = None
+        near_end = end - pos < n * max_entry     # else no digest can run past the end
         for _ in range(n):
-            if end - pos < 2:
+            if near_end and end - pos < 2:
                 raise FormatError(f"{source}: event {i} truncated in its digest list", offset=record,
                                   partial=log, hint="the log is cut short")
             alg_id = unpack_h(untrusted_log, pos)[0]
@@ -281,7 +283,7 @@ def walk_records(untrusted_log, log: EventLog, *, source: str = "event log", sta
                                   hint="its size is unknown, so the log cannot be read further")
             alg, dsize = entry
             pos += 2
-            if end - pos < dsize:
+            if near_end and end - pos < dsize:
                 raise FormatError(f"{source}: event {i} truncated in its digests", offset=record,
                                   partial=log, hint="the log is cut short")
             if digests:
