@@ -7,13 +7,15 @@ Signing a set (``sign_files``), the work split over two cores:
 1. every input is read into memory (a private copy: the bytes hashed, summed and written are
    the same bytes even if someone rewrites an input meanwhile) and checked before any output
    is written;
-2. a forked child sums the words of every large input's body (the PE CheckSum; ``word_sum``
-   holds the GIL), a thread hashes every input (hashlib releases the GIL), while the main
-   thread loads the key and the certificate (``cryptography``);
+2. a forked child sums the words of every input's body (the PE CheckSum; ``word_sum`` holds the
+   GIL); a thread hashes every input (hashlib releases the GIL) and writes each output's body
+   (everything after the headers) into its temporary file; meanwhile the main thread opens the
+   key (a key file with a certificate file without cryptography's X.509 module: ``_open_signer``);
 3. per input: signed attributes, one RSA signature, verified against the certificate's public
-   key, the PKCS#7 (DER built by ``pcrtool.sign.authenticode_pkcs7``), the EDK2 layout check,
-   the file written through ``fileio.atomic_writer`` and checked before it is renamed into
-   place (``_check_written``: see there why this is as strong as hashing the output again).
+   key, the PKCS#7 (DER built by ``pcrtool.sign.authenticode_pkcs7``), the EDK2 layout check; the
+   headers (CheckSum derived from the body's sum, no second pass) and the new WIN_CERTIFICATE
+   are written, the file is checked (``_check_written``: see there why this is as strong as
+   hashing the output again) and renamed into place (``fileio.atomic_writer``: fsync, rename).
 """
 
 from __future__ import annotations
@@ -181,7 +183,8 @@ def forked_word_sums(datas: list, starts: list[int]):
 
 
 def _open_signer(key: str, cert: str | None):
-    """(signer, certificate DER) for ``pe sign``; the caller closes the signer.
+    """(signer, certificate DER, whether the certificate was matched to the key here) for
+    ``pe sign``; the caller closes the signer.
 
     A key file with a certificate file is opened without cryptography's X.509 module (~20 ms):
     the certificate's DER is checked by ``pcrtool.sign.x509_der`` and its subjectPublicKeyInfo
@@ -267,7 +270,7 @@ def sign_files(files: list[str], outputs: list[str], *, key: str, cert: str | No
                 digest_list = _joined(digests)
             prepared = [PreparedSignature(data, alg, digest, *idc_and_attributes(digest, alg, when), body_sum)
                         for data, digest, body_sum in zip(datas, digest_list(), sums())]
-            for i, (file, out, prep, (image, pad, start)) in enumerate(zip(files, outputs, prepared, checked)):
+            for file, out, prep, (image, pad, start) in zip(files, outputs, prepared, checked):
                 chunks = sign_prepared(prep, signer, certificate_der=cert_der, chain=chain_der, checked=True)
                 if detached:
                     from pcrtool.sign.authenticode_pkcs7 import der_length
