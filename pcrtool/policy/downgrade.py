@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pcrtool.errors import PolicyRefused, UsageError
 from pcrtool.policy import digests
 from pcrtool.policy.approvals import ApprovalEntry, policy_ref_bytes
-from pcrtool.policy.scope import Scope
+from pcrtool.policy.scope import SVN_MAX, Scope
 
 
 DEFAULT_WINDOW = 16
+MAX_WINDOW = 4096          # svns one enrolment accepts beyond its floor (PolicyOR tree of ≤ 4097 leaves)
 REVIVE_ALL = 2 ** 31 - 1   # "every svn from the floor up" in --revive N-REVIVE_ALL
 
 
@@ -82,6 +83,22 @@ def enrolment_window(requested: int | None, previous_window: int | None = None, 
     if requested is not None:
         return requested
     return previous_window if previous_window is not None else DEFAULT_WINDOW
+
+
+def check_window(window: int, f0: int = 0) -> None:
+    """A window of 0…MAX_WINDOW svns, and floor + window not above the highest svn."""
+    if not 0 <= window <= MAX_WINDOW:
+        raise UsageError(f"window {window} out of range 0…{MAX_WINDOW}")
+    if f0 + window > SVN_MAX:
+        raise UsageError(f"floor {f0} + window {window} is above svn {SVN_MAX}")
+
+
+def check_same_counter(previous_counter_name: bytes, counter_name: bytes) -> None:
+    """A re-enrolment keeps the previous floor only on the very counter it was enrolled on: a
+    counter deleted and defined again (another Name) carries no floor any more."""
+    if previous_counter_name != counter_name:
+        raise PolicyRefused("the floor counter was redefined since the previous enrolment",
+                            hint="its floor is gone: enrol with --floor N --revive … explicitly")
 
 
 def check_advance(to_svn: int, max_svn: int, booted_svn: int | None) -> None:

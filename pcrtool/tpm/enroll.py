@@ -30,14 +30,13 @@ from pcrtool.model import HashAlg
 from pcrtool.policy import digests
 from pcrtool.policy import strict
 from pcrtool.policy.approvals import ApprovalEntry, Approvals, verify_entry
-from pcrtool.policy.downgrade import (FloorDecision, check_advance, choose_approval, enrolment_tree, floor_decision,
-                                      floor_of, revoked_reason)
+from pcrtool.policy.downgrade import (MAX_WINDOW, FloorDecision, check_advance, check_same_counter, check_window,
+                                      choose_approval, enrolment_tree, floor_decision, floor_of, revoked_reason)
 from pcrtool.policy.scope import SCOPE_BANKS, SVN_MAX, Scope, check_product
 from pcrtool.tpm import nv, policy_session
 
 DEFAULT_COUNTER_INDEX = 0x01805C00
 ENROLLMENT_VERSION = 2
-MAX_WINDOW = 4096
 MAX_ENROLLMENT_BYTES = 256 * 1024
 MAX_BLOB_BYTES = 4096
 MAX_PEM_CHARS = 8192
@@ -344,8 +343,7 @@ def enroll(tcti: str | None, public_key, *, floor: int | None, window: int, bank
     ``pending`` (a first enrolment on a fresh counter that crashed, authenticated with the secret)
     says the counter was created by that very enrolment, so re-running it is safe.
     """
-    if not 0 <= window <= MAX_WINDOW:
-        raise UsageError(f"window {window} out of range 0…{MAX_WINDOW}")
+    check_window(window)
     if not pcrs:
         raise UsageError("no PCRs selected for the signed policy", hint="e.g. --pcrs 11")
     scope = Scope(bank, tuple(sorted(pcrs)), product)
@@ -381,15 +379,12 @@ def enroll(tcti: str | None, public_key, *, floor: int | None, window: int, bank
             # the authenticated mapping of this very enrolment is kept (never a lower floor)
             previous, existed, floor = (c0_seen, f0_pending), False, None
         if reuse is not None:
-            if bytes.fromhex(reuse.counter_name) != counter_name:
-                raise PolicyRefused("the floor counter was redefined since the previous enrolment",
-                                    hint="its floor is gone: enrol with --floor N --revive … explicitly")
+            check_same_counter(bytes.fromhex(reuse.counter_name), counter_name)
             previous = (reuse.c0, reuse.f0)
         decision: FloorDecision = floor_decision(counter=value, previous=previous, requested=floor,
                                                  revive=revive, counter_existed=existed)
         c0, f0 = decision.c0, decision.f0
-        if f0 + window > SVN_MAX:
-            raise UsageError(f"floor {f0} + window {window} is above svn {SVN_MAX}")
+        check_window(window, f0)
         tree = enrolment_tree(key_name, counter_name, c0, f0, window, scope)
         pin_salt = os.urandom(32).hex() if pin else ""
         sealed = sealed_policy(tree.root, pin_salt)

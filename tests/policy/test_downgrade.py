@@ -8,8 +8,10 @@ import pytest
 from pcrtool.errors import PolicyRefused, UsageError
 from pcrtool.model import HashAlg
 from pcrtool.policy.approvals import ApprovalEntry
-from pcrtool.policy.downgrade import (DEFAULT_WINDOW, REVIVE_ALL, FloorDecision, check_advance, choose_approval,
-                                      enrolment_window, floor_decision, floor_of, parse_revive, revoked_reason)
+from pcrtool.policy.downgrade import (DEFAULT_WINDOW, MAX_WINDOW, REVIVE_ALL, FloorDecision, check_advance,
+                                      check_same_counter, check_window, choose_approval, enrolment_window,
+                                      floor_decision, floor_of, parse_revive, revoked_reason)
+from pcrtool.policy.scope import SVN_MAX
 from pcrtool.policy.scope import Scope
 
 SCOPE = Scope(HashAlg.SHA256, (11,), "")
@@ -128,6 +130,25 @@ def test_the_window_defaults_and_is_kept_by_a_re_seal():
 def test_widen_must_widen(requested):
     with pytest.raises(UsageError, match="does not widen the enrolled window 8"):
         enrolment_window(requested, 8, widen=True)
+
+
+def test_the_window_is_bounded_and_fits_below_the_highest_svn():
+    check_window(0)
+    check_window(MAX_WINDOW)
+    check_window(16, SVN_MAX - 16)
+    with pytest.raises(UsageError, match="out of range"):
+        check_window(MAX_WINDOW + 1)
+    with pytest.raises(UsageError, match="out of range"):
+        check_window(-1)
+    with pytest.raises(UsageError, match="is above svn"):
+        check_window(16, SVN_MAX - 15)
+
+
+def test_a_re_enrolment_keeps_its_floor_only_on_the_same_counter():
+    name = b"\x00\x0b" + bytes(32)
+    check_same_counter(name, name)
+    with pytest.raises(PolicyRefused, match="redefined since the previous enrolment"):
+        check_same_counter(name, b"\x00\x0b" + bytes(31) + b"\x01")
 
 
 # --- check_advance --------------------------------------------------------------------------------
