@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.support import need_tool
+from tests.support import cli, need_tool
 
 
 def run_pcrtool(*args, env: dict | None = None, check: bool = False, input: bytes | None = None):
-    """The real CLI in a child process (what users run)."""
-    proc = subprocess.run([sys.executable, "-m", "pcrtool", *map(str, args)], capture_output=True,
-                          env={**os.environ, **(env or {})}, timeout=300, input=input)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"pcrtool {' '.join(map(str, args))} exited {proc.returncode}: {proc.stderr.decode()}")
-    return proc
+    """The real CLI in a child process (what users run), bytes in and out: tests.support.cli's
+    runner with the interop tests' 300 s timeout."""
+    return cli.run_pcrtool(*args, env=env, check=check, input=input, timeout=300, text=False)
 
 
 def make_keypair(d: Path, cn: str) -> tuple[Path, Path]:

@@ -1,6 +1,6 @@
 """One way for tests to run the CLI: ``run_pcrtool`` (a child process, what users run) and
 ``run_pcrtool_in_process`` (through ``pcrtool.cli.main``, fast). Both return a
-``subprocess.CompletedProcess`` with text stdout/stderr; ``check=True`` turns a non-zero exit into
+``subprocess.CompletedProcess`` with text stdout/stderr (``run_pcrtool(..., text=False)``: bytes); ``check=True`` turns a non-zero exit into
 an assertion that shows stderr. Without ``--debug`` a traceback on stderr always fails the test
 (the house rule: bad input gives a one-line error, never a traceback)."""
 
@@ -16,21 +16,22 @@ PCRTOOL = [sys.executable, "-m", "pcrtool"]
 
 
 def _checked(proc: subprocess.CompletedProcess, args: tuple, check: bool) -> subprocess.CompletedProcess:
+    err = proc.stderr if isinstance(proc.stderr, str) else (proc.stderr or b"").decode(errors="replace")
     if "--debug" not in args:
-        assert "Traceback (most recent call last)" not in (proc.stderr or ""), proc.stderr
+        assert "Traceback (most recent call last)" not in err, err
     if check and proc.returncode != 0:
-        raise AssertionError(f"pcrtool {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+        raise AssertionError(f"pcrtool {' '.join(args)} exited {proc.returncode}: {err}")
     return proc
 
 
-def run_pcrtool(*args, env: dict | None = None, cwd=None, check: bool = False, input: str | None = None,
-                timeout: float = 120, unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def run_pcrtool(*args, env: dict | None = None, cwd=None, check: bool = False, input: str | bytes | None = None,
+                timeout: float = 120, unset: tuple[str, ...] = (), text: bool = True) -> subprocess.CompletedProcess:
     """``pcrtool ARGS`` in a new interpreter; ``env`` adds to this process' environment and the
     names in ``unset`` are removed from it."""
     args = tuple(map(str, args))
     full_env = {k: v for k, v in os.environ.items() if k not in unset}
     full_env.update(env or {})
-    proc = subprocess.run([*PCRTOOL, *args], capture_output=True, text=True, env=full_env, cwd=cwd,
+    proc = subprocess.run([*PCRTOOL, *args], capture_output=True, text=text, env=full_env, cwd=cwd,
                           input=input, timeout=timeout)
     return _checked(proc, args, check)
 
