@@ -131,3 +131,21 @@ def test_looking_for_the_counter_tells_absent_from_unreachable(swtpm, open_tpm_o
     swtpm.stop()
     with pytest.raises(TpmUnavailable):
         nv.find_nv(tpm.esys, INDEX)
+
+
+def test_looking_for_the_pinned_srk_tells_absent_from_unreachable(swtpm, open_tpm_on):
+    """The SRK lookup before unseal (pinned_persistent_srk): nothing at the handle is a refusal
+    (exit 4: not the enrolled key), a TPM gone mid-use is TpmUnavailable (exit 5)."""
+    from pcrtool.errors import PolicyRefused
+    from pcrtool.tpm import policy_session
+
+    tpm = open_tpm_on(swtpm)
+    assert policy_session.find_persistent(tpm.esys, policy_session.SRK_HANDLE) is None
+    srk = policy_session.ensure_persistent_srk(tpm.esys)
+    assert policy_session.find_persistent(tpm.esys, policy_session.SRK_HANDLE) is not None
+    other = b"\x00\x0b" + bytes(32)
+    with pytest.raises(PolicyRefused, match="not the enrolled one"):
+        policy_session.pinned_persistent_srk(tpm.esys, srk.serialized, other)
+    swtpm.stop()
+    with pytest.raises(TpmUnavailable):
+        policy_session.pinned_persistent_srk(tpm.esys, srk.serialized, srk.name)

@@ -17,7 +17,7 @@ from pcrtool.model import HashAlg, PcrSelection, PcrValues
 from pcrtool.policy import digests
 from pcrtool.tpm.marshal import (chunk_selection, marshal_digest_values, marshal_pcr_selection,
                                  unmarshal_pcr_selection)
-from pcrtool.tpm.rc import error_for_rc
+from pcrtool.tpm.rc import decode_rc, error_for_rc
 
 if not os.environ.get("PCRTOOL_DEBUG"):  # libtss2 logs expected failures; pcrtool reports them
     os.environ.setdefault("TSS2_LOG", "all+none")
@@ -144,10 +144,7 @@ def ensure_persistent_srk(esys, owner_auth: bytes | None = None,
     decryption key generated inside this TPM (FIXEDTPM, FIXEDPARENT, SENSITIVEDATAORIGIN: nobody
     holds its private part) — systemd's SRK qualifies — and, for a re-seal, only if it is the
     pinned one (``expected_name``)."""
-    try:
-        handle = esys.tr_from_tpmpublic(SRK_HANDLE)
-    except TSS2_Exception:
-        handle = None
+    handle = find_persistent(esys, SRK_HANDLE)
     if handle is None:
         opened = open_owner_session(esys, owner_auth) if not getattr(esys, "owner_session", None) else ()
         try:
@@ -174,6 +171,17 @@ def ensure_persistent_srk(esys, owner_auth: bytes | None = None,
     return PersistentSrk(handle, name, bytes(esys.tr_serialize(handle)))
 
 
+def find_persistent(esys, tpm_handle: int):
+    """An ESYS_TR for a persistent object (TPM2_ReadPublic via Esys_TR_FromTPMPublic), or None
+    when nothing is there (TPM_RC_HANDLE); any other failure — a TPM gone mid-use — is raised."""
+    try:
+        return esys.tr_from_tpmpublic(tpm_handle)
+    except TSS2_Exception as e:
+        if decode_rc(e.rc).base == "HANDLE":
+            return None
+        raise error_for_rc("TPM2_ReadPublic", e.rc, context=f"persistent handle {tpm_handle:#x}") from None
+
+
 def pinned_persistent_srk(esys, serialized: bytes, expected_name: bytes):
     """The enrolled SRK, checked BEFORE anything authorizes to it: the serialized ESYS_TR of the
     enrollment must carry the pinned Name (the file is consistent), and TPM2_ReadPublic of the
@@ -192,10 +200,7 @@ def pinned_persistent_srk(esys, serialized: bytes, expected_name: bytes):
     finally:
         with contextlib.suppress(Exception):
             esys.tr_close(recorded)
-    try:
-        handle = esys.tr_from_tpmpublic(tpm_handle)
-    except TSS2_Exception:
-        handle = None
+    handle = find_persistent(esys, tpm_handle)
     name = bytes(esys.tr_get_name(handle)) if handle is not None else b""
     if name != expected_name:
         raise PolicyRefused(f"the TPM's storage root key is not the enrolled one (Name {name.hex()[:16] or 'none'}…, "
