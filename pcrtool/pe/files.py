@@ -4,13 +4,15 @@ file, process and thread plumbing lives here.
 
 Signing a set (``sign_files``), the work split over two cores:
 
-1. every input is read into memory (a private copy: the bytes hashed, summed and written are
-   the same bytes even if someone rewrites an input meanwhile) and checked before any output
-   is written;
+1. every input is opened, then copied by the kernel into its output's temporary file
+   (``copy_file_range``) and parsed and checked from a read-only mapping of that copy, before
+   any output is in place: the bytes hashed and summed are the bytes of the output file, even
+   if someone rewrites an input meanwhile (an input that cannot be copied is read into memory
+   instead, and its body written from there);
 2. a forked child sums the words of every input's body (the PE CheckSum; ``word_sum`` holds the
-   GIL); a thread hashes every input (hashlib releases the GIL) and writes each output's body
-   (everything after the headers) into its temporary file; meanwhile the main thread opens the
-   key (a key file with a certificate file without cryptography's X.509 module: ``_open_signer``);
+   GIL); a thread hashes every input (hashlib releases the GIL); meanwhile the main thread opens
+   the key (a key file with a certificate file without cryptography's X.509 module:
+   ``_open_signer``);
 3. per input: signed attributes, one RSA signature, verified against the certificate's public
    key, the PKCS#7 (DER built by ``pcrtool.sign.authenticode_pkcs7``), the EDK2 layout check; the
    headers (CheckSum derived from the body's sum, no second pass) and the new WIN_CERTIFICATE
@@ -235,21 +237,45 @@ def sign_files(files: list[str], outputs: list[str], *, key: str, cert: str | No
     if not detached:
         for out in outputs:
             fileio.require_file_output(out, what="signed PE", why="it is read back and checked")
-    datas = [fileio.read_bytes(f, what="PE file") for f in files]
-    checked = [check_signable(d, alg) for d in datas]            # (image, pad, body start) each
-    sums = forked_word_sums(datas, [start for _, _, start in checked])
+    sources: list = []   # per input: a descriptor to copy from, or bytes read through fileio (which words errors)
+    try:
+        for f in files:
+            sources.append(_open_input(f))
+    except BaseException:
+        for src in sources:
+            if isinstance(src, int):
+                os.close(src)
+        raise
     writers: list = []   # (context manager, file) of each output not yet in place
     try:
         if not detached:
             for out in outputs:
                 cm = fileio.atomic_writer(out, mode=0o644, what="signed PE")
                 writers.append((cm, cm.__enter__()))
+        # Each input lands in its output's temporary file by a copy in the kernel, and is parsed,
+        # hashed and summed from a mapping of that copy: what is signed is what is written.
+        datas, copied = [], []
+        for i, file in enumerate(files):
+            src, sources[i] = sources[i], None
+            data = None
+            if isinstance(src, int):
+                if writers:
+                    data = _copy_and_map(src, writers[i][1].fileno())   # closes src
+                else:
+                    os.close(src)
+                src = None
+            copied.append(data is not None)
+            if data is None:
+                data = src if src is not None else fileio.read_bytes(file, what="PE file")
+            datas.append(data)
+        checked = [check_signable(d, alg) for d in datas]            # (image, pad, body start) each
+        sums = forked_word_sums(datas, [start for _, _, start in checked])
 
         def hash_and_write_bodies() -> list[bytes]:
             out = []
             for i, (data, (image, pad, start)) in enumerate(zip(datas, checked)):
                 out.append(image_digest(image, alg, pad))
-                if writers:
+                if writers and not copied[i]:
                     _pwrite(writers[i][1].fileno(), memoryview(data)[start:], start)
             return out
 
@@ -286,7 +312,72 @@ def sign_files(files: list[str], outputs: list[str], *, key: str, cert: str | No
         for cm, _f in writers:                               # removes each temporary file
             with contextlib.suppress(BaseException):
                 cm.__exit__(type(e), e, e.__traceback__)
+        for src in sources:
+            if isinstance(src, int):
+                with contextlib.suppress(OSError):
+                    os.close(src)
         raise
+
+
+def _open_input(path: str):
+    """A read-only descriptor of a regular, non-empty input file; anything else is read through
+    fileio (bytes), which also words every error the way the other commands do."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return fileio.read_bytes(path, what="PE file")
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        return fileio.read_bytes(path, what="PE file")
+    if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+        os.close(fd)
+        return fileio.read_bytes(path, what="PE file")
+    return fd
+
+
+def _copy_and_map(src: int, dst: int):
+    """Copy the whole file ``src`` (a descriptor, closed here) into the empty file ``dst`` in the
+    kernel (copy_file_range: no copy through this process, a reflink where the file system has
+    them) and return a read-only mapping of the copy; None when that cannot be done (then the
+    caller reads the input)."""
+    import errno
+    import mmap
+
+    try:
+        size = os.fstat(src).st_size
+        done = 0
+        while done < size:
+            try:
+                n = os.copy_file_range(src, dst, size - done, done, done)
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF):
+                    raise
+                n = _copy_chunk(src, dst, done, size - done)
+            if n == 0:
+                break
+            done += n
+        if done != size or os.fstat(src).st_size != size:
+            os.ftruncate(dst, 0)
+            return None
+        return mmap.mmap(dst, size, access=mmap.ACCESS_READ)
+    except (OSError, ValueError, AttributeError):
+        try:
+            os.ftruncate(dst, 0)
+        except OSError:
+            pass
+        return None
+    finally:
+        os.close(src)
+
+
+def _copy_chunk(src: int, dst: int, offset: int, count: int) -> int:
+    data = os.pread(src, min(count, 8 << 20), offset)
+    _pwrite(dst, data, offset)
+    return len(data)
 
 
 def _joined(digests):
@@ -334,9 +425,9 @@ def _check_written(fd: int, output: str, chunks: list, image, pad: int) -> None:
     Why this is as strong as re-hashing the output as EDK2 would: the signature was verified
     against the certificate's public key over the signed attributes, whose messageDigest covers
     the SpcIndirectDataContent holding the image digest (``sign_prepared``). That digest was
-    computed over the ranges ``hash_ranges(input, pad)`` of the very ``bytes`` object whose
-    body is written here (an immutable private copy of the input, not a mapping another process
-    could change). So the output's EDK2 digest equals the signed one exactly when the output,
+    computed over the ranges ``hash_ranges(input, pad)`` of the output file's own body (a
+    mapping of the temporary file the input was copied into, which only this process writes)
+    or of the immutable in-memory copy the body was written from. So the output's EDK2 digest equals the signed one exactly when the output,
     parsed from the file itself, has the size written, the header bytes written (they differ
     from the input's only in CheckSum and the certificate directory entry, which EDK2 does not
     hash), the same hash ranges as the input plus its padding, and, as its last table entry, the

@@ -141,3 +141,36 @@ def test_what_was_written_is_checked_before_it_is_renamed(stub, boot, tmp_path, 
     with pytest.raises(SignatureError, match="last certificate-table entry"):
         _write_checked(str(flipped), chunks, image, pad)
     assert not flipped.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["good.efi"]
+
+
+def test_copy_fallbacks_give_the_same_bytes(stub, boot, uki, tmp_path, rsa2048, monkeypatch):
+    """Inputs are copied into the outputs by the kernel (copy_file_range) and signed from that copy;
+    where the kernel refuses (EXDEV across file systems, ENOSYS) the copy goes through pread/pwrite,
+    and an input that cannot be mapped is read into memory: every way gives the same bytes."""
+    import datetime as dt
+    import errno
+
+    from pcrtool.model import HashAlg
+    from pcrtool.pe import files as pe_files
+
+    key, cert = rsa2048
+    inputs = [str(p) for p in _inputs(tmp_path, stub, boot) + [uki]]
+    when = dt.datetime(2023, 11, 14, tzinfo=dt.timezone.utc)
+
+    def sign_into(name):
+        out = tmp_path / name
+        out.mkdir()
+        outs = [str(out / f"{i}.efi") for i in range(len(inputs))]
+        list(pe_files.sign_files(inputs, outs, key=str(key), cert=str(cert), alg=HashAlg.SHA256, when=when))
+        return [open(o, "rb").read() for o in outs]
+
+    direct = sign_into("direct")
+
+    def refuse(*_a):
+        raise OSError(errno.EXDEV, "cross-device")
+    monkeypatch.setattr(pe_files.os, "copy_file_range", refuse)
+    assert sign_into("chunked") == direct
+    monkeypatch.setattr(pe_files, "_copy_and_map", lambda src, dst: pe_files.os.close(src))
+    assert sign_into("in-memory") == direct
+    tool("sbverify", "--cert", cert, tmp_path / "direct" / "3.efi")
+    assert sorted(p.name for p in (tmp_path / "in-memory").iterdir()) == [f"{i}.efi" for i in range(4)]
