@@ -93,6 +93,16 @@ def tpm_call(what: str, fn, *args, hint: str | None = None, context: str | None 
 SRK_ATTRIBUTES = TPMA_OBJECT(int(digests.SRK_ATTRIBUTES)) if ESAPI is not None else 0
 
 
+def create_storage_primary(esys, hierarchy, session1=None):
+    """TPM2_CreatePrimary (Part 3 §24.1) of the TCG "L-2" ECC P-256 storage key template (NODA,
+    SRK_ATTRIBUTES) under ``hierarchy``: (handle, TPM2B_PUBLIC). The one CreatePrimary of pcrtool:
+    the SRK (owner hierarchy) and the ephemeral key that salts the owner session (NULL)."""
+    pub = tss_types.TPM2B_PUBLIC.parse("ecc256:aes128cfb", objectAttributes=SRK_ATTRIBUTES, nameAlg="sha256")
+    handle, out_public, *_ = tpm_call("TPM2_CreatePrimary", esys.create_primary, None, pub, hierarchy,
+                                      session1=ESYS_TR.PASSWORD if session1 is None else session1)
+    return handle, out_public
+
+
 def create_srk(esys, expected_name: bytes | None = None, owner_auth: bytes | None = None):
     """TPM2_CreatePrimary (Part 3 §24.1): the TCG "L-2" ECC P-256 storage key, with NODA.
 
@@ -107,10 +117,8 @@ def create_srk(esys, expected_name: bytes | None = None, owner_auth: bytes | Non
     area and the Name ESAPI keeps for the handle must equal it, else PolicyRefused (exit 4)
     before any session is started or object loaded.
     """
-    pub = tss_types.TPM2B_PUBLIC.parse("ecc256:aes128cfb", objectAttributes=SRK_ATTRIBUTES, nameAlg="sha256")
     set_owner_auth(esys, owner_auth)
-    handle, out_public, *_ = tpm_call("TPM2_CreatePrimary", esys.create_primary, None, pub, ESYS_TR.OWNER,
-                                      session1=owner_session1(esys))
+    handle, out_public = create_storage_primary(esys, ESYS_TR.OWNER, session1=owner_session1(esys))
     if expected_name is not None:
         computed = digests.name_of(out_public.publicArea.marshal())
         kept = bytes(esys.tr_get_name(handle))
@@ -237,8 +245,7 @@ def seal(esys, srk, secret: bytes, auth_policy: bytes, auth_value: bytes = b"") 
                                                                             data=tss_types.TPM2B_SENSITIVE_DATA(secret)))
     # The secret is the command's first parameter: a session salted to the SRK with DECRYPT set
     # sends it AES-CFB encrypted, as unseal's response is (an HMAC session on the empty-auth SRK).
-    session = tpm_call("TPM2_StartAuthSession", esys.start_auth_session, srk, ESYS_TR.NONE,
-                       TPM2_SE.HMAC, _aes128_cfb(), TPM2_ALG.SHA256)
+    session = start_session(esys, TPM2_SE.HMAC, srk)
     try:
         esys.trsess_set_attributes(session, TPMA_SESSION.CONTINUESESSION | TPMA_SESSION.DECRYPT)
         priv, pub_out, *_ = tpm_call("TPM2_Create", esys.create, srk, sens, pub, session1=session)
@@ -268,17 +275,26 @@ def load_blob(esys, srk, blob: bytes):
                     hint="the blob belongs to another TPM or another SRK (TPM cleared?)")
 
 
+def start_session(esys, session_type, salt_key=None):
+    """TPM2_StartAuthSession (Part 3 §11.1), SHA-256, unbound: salted to ``salt_key`` with
+    AES-128-CFB parameter encryption, or — only for a trial session, which authorizes nothing —
+    unsalted without encryption. The one StartAuthSession of pcrtool."""
+    if salt_key is None:
+        if session_type != TPM2_SE.TRIAL:
+            raise AssertionError("an authorizing session is always salted")  # pragma: no cover
+        return tpm_call("TPM2_StartAuthSession", esys.start_auth_session, ESYS_TR.NONE, ESYS_TR.NONE,
+                        session_type, tss_types.TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL), TPM2_ALG.SHA256)
+    return tpm_call("TPM2_StartAuthSession", esys.start_auth_session, salt_key, ESYS_TR.NONE,
+                    session_type, _aes128_cfb(), TPM2_ALG.SHA256)
+
+
 def start_policy_session(esys, srk):
-    """TPM2_StartAuthSession (Part 3 §11.1): a salted policy session (SHA-256, AES-128-CFB) so the
-    unsealed secret travels encrypted."""
-    return tpm_call("TPM2_StartAuthSession", esys.start_auth_session, srk, ESYS_TR.NONE,
-                    TPM2_SE.POLICY, _aes128_cfb(), TPM2_ALG.SHA256)
+    """A policy session salted to the SRK, so the unsealed secret travels encrypted."""
+    return start_session(esys, TPM2_SE.POLICY, srk)
 
 
 def start_trial_session(esys):
-    sym = tss_types.TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL)
-    return tpm_call("TPM2_StartAuthSession", esys.start_auth_session, ESYS_TR.NONE, ESYS_TR.NONE,
-                    TPM2_SE.TRIAL, sym, TPM2_ALG.SHA256)
+    return start_session(esys, TPM2_SE.TRIAL)
 
 
 def unseal(esys, obj, session) -> bytes:
@@ -409,11 +425,9 @@ def open_owner_session(esys, owner_auth: bytes | None, salt_key=None):
         return ()
     temp = None
     if salt_key is None:
-        pub = tss_types.TPM2B_PUBLIC.parse("ecc256:aes128cfb", objectAttributes=SRK_ATTRIBUTES, nameAlg="sha256")
-        temp, *_ = tpm_call("TPM2_CreatePrimary", esys.create_primary, None, pub, ESYS_TR.NULL)
+        temp, _ = create_storage_primary(esys, ESYS_TR.NULL)
         salt_key = temp
-    session = tpm_call("TPM2_StartAuthSession", esys.start_auth_session, salt_key, ESYS_TR.NONE,
-                       TPM2_SE.HMAC, _aes128_cfb(), TPM2_ALG.SHA256)
+    session = start_session(esys, TPM2_SE.HMAC, salt_key)
     esys.trsess_set_attributes(session, TPMA_SESSION.CONTINUESESSION)
     esys.owner_session = session
     return (session, temp)
