@@ -12,11 +12,16 @@ its temp dir behind.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-
+# The suite's own helper modules (tpm_proxy, e2e_helpers, signed_policy, clevis_setup) import by
+# name: this folder is on sys.path before pytest collects a test module here.
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 # Offered under the same names as the root conftest, for tests that import them from "conftest".
 from tests.support import need_module, need_tool  # noqa: E402,F401
@@ -118,9 +123,6 @@ def _lockout_counter_unchanged():
     """TPM_PT_LOCKOUT_COUNTER (raw TPM2_GetCapability, about 1 ms) of every swtpm a test module
     starts in this process: read after start and before stop, it must not have moved. Tests that
     trip dictionary-attack protection on purpose call ``tpm_proxy.excuse_lockout(sw)``."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import tpm_proxy
     from pcrtool.swtpm import Swtpm
 

@@ -3,12 +3,9 @@ row (issue 13 finding 5: both used to read the counter, both incremented, and th
 in about 8 of 30 runs; advance-floor is serialized now)."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parent))
 from tpm_proxy import approved_releases, boot, pcrtool, pcrtool_popen  # noqa: E402
 
 RUNS = 30

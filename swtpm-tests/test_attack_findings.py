@@ -11,14 +11,12 @@ import base64
 import hashlib
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-sys.path.append(str(Path(__file__).resolve().parent))
 from tests.policy.helpers_policy import need_module, need_tool, pem_private, pem_public, rsa_key  # noqa: E402
 from tpm_proxy import boot, excuse_lockout, lockout_counter, pcrtool, tpm2_tools  # noqa: E402
 

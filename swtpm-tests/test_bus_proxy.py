@@ -11,12 +11,9 @@ import base64
 import os
 import struct
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parent))
 from tests.policy.helpers_policy import need_tool  # noqa: E402
 from tpm_proxy import TPM_RS_PW, TpmProxy, approved_releases, boot, pcrtool, tpm2_tools  # noqa: E402
 

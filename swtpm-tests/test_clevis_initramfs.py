@@ -27,7 +27,8 @@ import pytest
 from tests.support import in_ci, need_tool
 from tests.support.releases import two_uki_releases
 
-PCRTOOL = [sys.executable, "-m", "pcrtool"]
+from clevis_setup import pcrtool, prepare_host, run  # noqa: E402
+
 VERSION = "0.0.0-pcrtool-clevis"
 # clevis' initramfs-tools unlock of one LUKS2 device, taken from the image itself, with a file for
 # the askpass FIFO; then cryptsetup (also from the image) checks the passphrase against keyslot 1.
@@ -55,17 +56,6 @@ PATH=/sbin:/usr/sbin:/bin:/usr/bin
 . /usr/bin/clevis-luks-common-functions
 clevis_luks_read_slot "$1" 1 | clevis decrypt > /run/out
 """
-
-def run(*args, env=None, check=True, **kw):
-    p = subprocess.run(list(map(str, args)), capture_output=True, env=env, timeout=300, **kw)
-    if check:
-        assert p.returncode == 0, f"{args[:3]} exit {p.returncode}: {p.stderr.decode(errors='replace')[-2000:]}"
-    return p
-
-
-def pcrtool(*args, **kw):
-    return run(*PCRTOOL, *args, **kw)
-
 
 def need_root():
     if os.geteuid() != 0:
@@ -159,18 +149,8 @@ def test_clevis_unlock_inside_a_real_initramfs_allows_the_approved_release_and_d
     (d / "etc").mkdir()
     (d / "disk").mkdir()
     two_uki_releases(d)
-    pcrtool("key", "generate", d / "k.pem", "--public-output", d / "pub.pem")
-    approvals = d / "etc" / "approvals.pcrsig"
-    pcrtool("policy", "approve", "-r", d / "p.json", "-k", d / "k.pem", "--pcrs", "11", "--product", "fooos",
-            "-o", approvals)
-    pcrtool("clevis", "install", "--dir", d / "bin")
-    env = {**os.environ, "PATH": f"{d / 'bin'}:{os.environ['PATH']}"}
-    disk, password = d / "disk" / "disk.img", d / "pass.txt"
-    password.write_text("correct horse battery")
-    with open(disk, "wb") as f:
-        f.truncate(32 << 20)
-    run("cryptsetup", "luksFormat", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
-        "--batch-mode", disk, password)
+    approvals, disk = d / "etc" / "approvals.pcrsig", d / "disk" / "disk.img"
+    env, password = prepare_host(d, approvals, disk)
 
     def boot(version):
         swtpm.reboot()
@@ -302,24 +282,16 @@ def test_clevis_unlock_in_a_booted_initramfs_on_the_kernels_tpm_device(tmp_path)
     d = tmp_path
     (d / "etc").mkdir()
     state = d / "tpmstate"
-    pcrtool("key", "generate", d / "k.pem", "--public-output", d / "pub.pem")
     releases = {"releases": [{"name": "vm", "version": str(svn), "svn": svn, "allowed": True, "pcrs": [11],
                               "banks": ["sha256"], "phases": [{"phase": "enter-initrd",
                                                               "values": {"sha256": {"11": value}}}]}
                              for svn, value in ((1, "00" * 32), (2, "11" * 32))],
                 "format": "pcrtool-predictions/1"}
     (d / "p.json").write_text(json.dumps(releases))
-    approvals = d / "etc" / "approvals.pcrsig"
-    pcrtool("policy", "approve", "-r", d / "p.json", "-k", d / "k.pem", "--pcrs", "11", "-o", approvals)
-    pcrtool("clevis", "install", "--dir", d / "bin")
-    disk, password = d / "disk.img", d / "pass.txt"
-    password.write_text("correct horse battery")
-    with open(disk, "wb") as f:
-        f.truncate(32 << 20)
-    run("cryptsetup", "luksFormat", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
-        "--batch-mode", disk, password)
+    approvals, disk = d / "etc" / "approvals.pcrsig", d / "disk.img"
+    env0, password = prepare_host(d, approvals, disk, product=None)
     with Swtpm.start(state) as sw:  # PCR 11 after reset: the svn-1 release
-        env = {**os.environ, "PATH": f"{d / 'bin'}:{os.environ['PATH']}", "PCRTOOL_TCTI": sw.tcti}
+        env = {**env0, "PCRTOOL_TCTI": sw.tcti}
         cfg = {"public_key": str(d / "pub.pem"), "floor": 1, "window": 4, "pcrs": [11], "approvals": str(approvals),
                "enrollment": str(d / "e.json")}
         run("clevis", "luks", "bind", "-y", "-d", disk, "-k", password, "-s", "1", "pcrtool", json.dumps(cfg),

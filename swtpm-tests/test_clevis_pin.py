@@ -3,27 +3,14 @@ release unlocks, a revoked one does not after `advance-floor` (issue 18). `clevi
 needs no device-mapper; `cryptsetup open --test-passphrase` checks the keyslot."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from tests.support import need_tool
 from tests.support.releases import two_uki_releases
 
-PCRTOOL = [sys.executable, "-m", "pcrtool"]
+from clevis_setup import pcrtool, prepare_host, run  # noqa: E402
 
-
-def run(*args, env=None, check=True, **kw):
-    p = subprocess.run(list(map(str, args)), capture_output=True, env=env, timeout=180, **kw)
-    if check:
-        assert p.returncode == 0, f"{args[:3]} exit {p.returncode}: {p.stderr.decode(errors='replace')}"
-    return p
-
-
-def pcrtool(*args, **kw):
-    return run(*PCRTOOL, *args, **kw)
 
 
 @pytest.mark.slow
@@ -32,17 +19,8 @@ def test_clevis_luks_bind_and_pass_allow_and_deny_after_advance_floor(tmp_path, 
         need_tool(tool)
     d, t = tmp_path, ("--tcti", swtpm.tcti)
     two_uki_releases(d)
-    pcrtool("key", "generate", d / "k.pem", "--public-output", d / "pub.pem")
-    pcrtool("policy", "approve", "-r", d / "p.json", "-k", d / "k.pem", "--pcrs", "11", "--product", "fooos",
-            "-o", d / "a.pcrsig")
-    pcrtool("clevis", "install", "--dir", d / "bin")
-    env = {**os.environ, "PATH": f"{d / 'bin'}:{os.environ['PATH']}"}
-    disk, password = d / "disk.img", d / "pass.txt"
-    password.write_text("correct horse battery")
-    with open(disk, "wb") as f:
-        f.truncate(32 << 20)
-    run("cryptsetup", "luksFormat", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
-        "--batch-mode", disk, password)
+    disk = d / "disk.img"
+    env, password = prepare_host(d, d / "a.pcrsig", disk)
 
     def boot(version):
         swtpm.reboot()

@@ -15,12 +15,10 @@ import hashlib
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parent))
 from tpm_proxy import TpmProxy, approved_releases, boot, pcrtool, pcrtool_popen  # noqa: E402
 
 SECRET = bytes(range(0x90, 0xB0))

@@ -8,12 +8,10 @@ dictionary-attack lockout or ended in "internal error".
 """
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parent))
 from tests.policy.helpers_policy import need_module, pem_private, pem_public, pkcs1_sha256, releases_doc, rsa_key  # noqa: E402
 from tpm_proxy import excuse_lockout, pcrtool, pcrtool_popen  # noqa: E402
 

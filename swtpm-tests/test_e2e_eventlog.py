@@ -12,12 +12,9 @@ import hashlib
 import json
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import e2e_helpers as H  # noqa: E402
 
 from pcrtool.model import HashAlg, PcrValues  # noqa: E402

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import e2e_helpers as H  # noqa: E402
 
 from pcrtool.model import HashAlg, PcrValues  # noqa: E402

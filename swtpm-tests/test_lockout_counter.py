@@ -4,10 +4,7 @@ reads what tpm2-tools reads, and does see a dictionary-attack failure (the negat
 import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
-sys.path.append(str(Path(__file__).resolve().parent))
 from tests.support import need_tool  # noqa: E402
 from tpm_proxy import excuse_lockout, lockout_counter  # noqa: E402
 

@@ -4,12 +4,10 @@ a persistent SRK created once with owner authorization; today every unlock fails
 
 import base64
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parent))
 from tests.policy.helpers_policy import need_tool  # noqa: E402
 from tpm_proxy import approved_releases, boot, pcrtool, tpm2_tools  # noqa: E402
 

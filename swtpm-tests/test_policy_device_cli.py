@@ -3,12 +3,9 @@ the recovery key, window widening, allowlist modes, and ECDSA P-256 signing keys
 
 import base64
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parent))
 from tests.policy.helpers_policy import need_module, pem_private, pem_public, releases_json, rsa_key  # noqa: E402
 from tpm_proxy import pcrtool as _pcrtool  # noqa: E402
 

@@ -7,12 +7,9 @@ import json
 import os
 import subprocess
 
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parent))
 from signed_policy import unseal_signed  # noqa: E402
 from tests.policy.helpers_policy import need_module, pem_private, pem_public, pkcs1_sha256, rsa_key  # noqa: E402
 

@@ -12,10 +12,7 @@ import base64
 import hashlib
 import json
 import os
-import sys
-from pathlib import Path
 
-sys.path.append(str(Path(__file__).resolve().parent))
 from signed_policy import unseal_signed  # noqa: E402
 from tests.policy.helpers_policy import need_module, pem_private, pem_public, pkcs1_sha256, rsa_key  # noqa: E402
 

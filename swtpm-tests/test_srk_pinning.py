@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parent))
 from tests.policy.helpers_policy import need_module, need_tool, pem_private, pem_public, pkcs1_sha256, releases_json, rsa_key  # noqa: E402,E501
 from tpm_proxy import pcrtool  # noqa: E402
 
