@@ -9,10 +9,9 @@ Signing a set (``sign_files``), the work split over two cores:
    any output is in place: the bytes hashed and summed are the bytes of the output file, even
    if someone rewrites an input meanwhile (an input that cannot be copied is read into memory
    instead, and its body written from there);
-2. a forked child sums the words of every input's body (the PE CheckSum; ``word_sum`` holds the
-   GIL); a thread hashes every input (hashlib releases the GIL); meanwhile the main thread opens
-   the key (a key file with a certificate file without cryptography's X.509 module:
-   ``_open_signer``);
+2. a forked child sums the words of every input's body (the PE CheckSum) and hashes every input
+   (``forked_sums_and_digests``) while this process opens the key (a key file with a certificate
+   file without cryptography's X.509 module: ``_open_signer``): two processes, no GIL shared;
 3. per input: signed attributes, one RSA signature, verified against the certificate's public
    key, the PKCS#7 (DER built by ``pcrtool.sign.authenticode_pkcs7``), the EDK2 layout check; the
    headers (CheckSum derived from the body's sum, no second pass) and the new WIN_CERTIFICATE
@@ -115,22 +114,30 @@ def chain_certificates(paths: list[str]) -> tuple[bytes, ...]:
 
 
 def background(fn):
-    """Run ``fn`` in a daemon thread; returns a callable that waits and returns (or raises) its result."""
-    import threading
+    """Run ``fn`` on a new thread; returns a callable that waits and returns (or raises) its result.
+
+    A bare ``_thread`` thread: no ``threading`` import and no start handshake, which would make
+    the caller wait for the GIL while the new thread already works (up to the 5 ms switch
+    interval). Callers always collect the result, so nothing is left running."""
+    import _thread
 
     box: list = []
+    done = _thread.allocate_lock()
+    done.acquire()
 
     def run() -> None:
         try:
             box.append((True, fn()))
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
             box.append((False, e))
+        finally:
+            done.release()
 
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
+    _thread.start_new_thread(run, ())
 
     def result():
-        worker.join()
+        with done:
+            pass
         ok, value = box[0]
         if not ok:
             raise value
@@ -138,15 +145,18 @@ def background(fn):
     return result
 
 
-def forked_word_sums(datas: list, starts: list[int]):
-    """``word_sum(data, start)`` of each input, computed by a forked child so that it runs on
-    the other core beside the hashing thread and the key loading (``int.from_bytes`` holds the
-    GIL). Returns a callable giving the list. Forks before any thread is started; if the fork
-    or the child fails for any reason the sums are computed in this process."""
-    from pcrtool.pe.digest import word_sum
+def forked_sums_and_digests(datas: list, checked: list, alg):
+    """(``word_sum`` of each input's body, EDK2 digest of each input as it will be signed),
+    computed by a forked child so that this runs on the other core while this process loads the
+    key (``int.from_bytes`` holds the GIL; the child has no other thread to hand the GIL to).
+    ``checked``: (image, pad, body start) of each input. Returns a callable giving both lists.
+    Forks before any thread is started; if the fork or the child fails for any reason the work is
+    done in this process."""
+    from pcrtool.pe.digest import image_digest, word_sum
 
-    def here() -> list[int]:
-        return [word_sum(d, s) for d, s in zip(datas, starts)]
+    def here() -> tuple[list[int], list[bytes]]:
+        return ([word_sum(d, start) for d, (_, _, start) in zip(datas, checked)],
+                [image_digest(image, alg, pad) for image, pad, _ in checked])
 
     if sum(len(d) for d in datas) < _FORK_FROM or not hasattr(os, "fork"):
         return here
@@ -157,18 +167,20 @@ def forked_word_sums(datas: list, starts: list[int]):
         os.close(r)
         os.close(w)
         return here
-    if pid == 0:  # child: only computes and writes two bytes per input; never returns into the caller
+    if pid == 0:  # child: only computes and writes bytes down the pipe; never returns into the caller
         try:
             os.close(r)
-            out = b"".join(word_sum(d, s).to_bytes(2, "little") for d, s in zip(datas, starts))
+            out = b"".join(word_sum(d, start).to_bytes(2, "little") for d, (_, _, start) in zip(datas, checked))
+            out += b"".join(image_digest(image, alg, pad) for image, pad, _ in checked)
             while out:
                 out = out[os.write(w, out):]
         finally:
             os._exit(0)
     os.close(w)
 
-    def result() -> list[int]:
-        want, buf = 2 * len(datas), b""
+    def result() -> tuple[list[int], list[bytes]]:
+        n, size = len(datas), alg.digest_size
+        want, buf = n * (2 + size), b""
         try:
             while len(buf) < want:
                 part = os.read(r, want - len(buf))
@@ -180,7 +192,8 @@ def forked_word_sums(datas: list, starts: list[int]):
             os.waitpid(pid, 0)
         if len(buf) != want:
             return here()
-        return [int.from_bytes(buf[i:i + 2], "little") for i in range(0, want, 2)]
+        return ([int.from_bytes(buf[2 * i:2 * i + 2], "little") for i in range(n)],
+                [buf[2 * n + size * i:2 * n + size * (i + 1)] for i in range(n)])
     return result
 
 
@@ -227,11 +240,10 @@ def sign_files(files: list[str], outputs: list[str], *, key: str, cert: str | No
     """Sign ``files`` into ``outputs`` (PKCS#7 only with ``detached``) with one key load, as
     described in the module docstring; yields (input, output) as each output is in place.
 
-    Every input is read and checked before the first output is written. The outputs' temporary
-    files are opened early: the part of each signed file that does not depend on the signature
-    (everything after the headers) is written by the hashing thread while the key loads, so a
-    failure leaves at most the outputs already yielded (the others' temporary files are removed)."""
-    from pcrtool.pe.digest import image_digest
+    Every input is opened and checked before the first output is in place. The outputs'
+    temporary files are opened early and receive their inputs (copied in the kernel) before the
+    key loads, so a failure leaves at most the outputs already yielded (the others' temporary
+    files are removed)."""
     from pcrtool.pe.sign import PreparedSignature, check_signable, idc_and_attributes
 
     if not detached:
@@ -269,21 +281,15 @@ def sign_files(files: list[str], outputs: list[str], *, key: str, cert: str | No
                 data = src if src is not None else fileio.read_bytes(file, what="PE file")
             datas.append(data)
         checked = [check_signable(d, alg) for d in datas]            # (image, pad, body start) each
-        sums = forked_word_sums(datas, [start for _, _, start in checked])
-
-        def hash_and_write_bodies() -> list[bytes]:
-            out = []
-            for i, (data, (image, pad, start)) in enumerate(zip(datas, checked)):
-                out.append(image_digest(image, alg, pad))
-                if writers and not copied[i]:
-                    _pwrite(writers[i][1].fileno(), memoryview(data)[start:], start)
-            return out
-
-        digests = background(hash_and_write_bodies)
+        work = forked_sums_and_digests(datas, checked, alg)
+        # Bodies of inputs that could not be copied in the kernel are written from memory (GIL-free).
+        pending = [(writers[i][1].fileno(), memoryview(data)[start:], start)
+                   for i, (data, (_, _, start)) in enumerate(zip(datas, checked)) if writers and not copied[i]]
+        bodies = background(lambda: [_pwrite(*job) for job in pending]) if pending else (lambda: None)
         try:
             signer, cert_der, key_matches = _open_signer(key, cert)
         except BaseException:
-            _joined(digests)
+            _joined(bodies)
             raise
         with signer:
             from pcrtool.pe.sign import check_certificate_key, check_signing_key, sign_prepared
@@ -293,9 +299,11 @@ def sign_files(files: list[str], outputs: list[str], *, key: str, cert: str | No
                     check_certificate_key(cert_der, signer.public_key())
                 chain_der = chain_certificates(list(chain))
             finally:
-                digest_list = _joined(digests)
+                written = _joined(bodies)
+            written()
+            sums, digests = work()
             prepared = [PreparedSignature(data, alg, digest, *idc_and_attributes(digest, alg, when), body_sum)
-                        for data, digest, body_sum in zip(datas, digest_list(), sums())]
+                        for data, digest, body_sum in zip(datas, digests, sums)]
             for file, out, prep, (image, pad, start) in zip(files, outputs, prepared, checked):
                 chunks = sign_prepared(prep, signer, certificate_der=cert_der, chain=chain_der, checked=True)
                 if detached:
@@ -380,11 +388,11 @@ def _copy_chunk(src: int, dst: int, offset: int, count: int) -> int:
     return len(data)
 
 
-def _joined(digests):
-    """Wait for the hashing (and body-writing) thread; returns a callable giving its result or
-    raising its error: no thread writes into a file the caller is about to remove."""
+def _joined(job):
+    """Wait for a background job (the body-writing thread); returns a callable giving its result
+    or raising its error: no thread writes into a file the caller is about to remove."""
     try:
-        value = digests()
+        value = job()
     except BaseException as e:  # noqa: BLE001 - re-raised when the result is asked for
         error = e
 
