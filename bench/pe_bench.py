@@ -5,8 +5,8 @@ Run: .venv/bin/python bench/pe_bench.py [--runs N] [--initrd-mib M] [--set-only]
 Each number is the median wall-clock time of N full CLI runs (process start, read, hash, sign,
 write; pcrtool also checks each written file before renaming it into place, see pcrtool/pe/files.py);
 RSA-2048 key, SOURCE_DATE_EPOCH fixed. Peak RSS comes from GNU time (/usr/bin/time) when present.
-pcrtool overlaps work on two cores (a forked child hashing the inputs and summing their
-checksums, the key loading): on a loaded machine (see the load average printed) its wall time suffers
+pcrtool overlaps work on two cores (a forked child summing the inputs' checksums while the
+parent loads the key and hashes): on a loaded machine (see the load average printed) its wall time suffers
 more than the single-threaded peers'; the CPU time printed is the load-independent comparison.
 Files live in /dev/shm by default (--dir to change): pcrtool fsyncs its atomic output and the
 peers do not, so on a disk the comparison would measure the disk's flush rather than the signer.

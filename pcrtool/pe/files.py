@@ -9,9 +9,9 @@ Signing a set (``sign_files``), the work split over two cores:
    any output is in place: the bytes hashed and summed are the bytes of the output file, even
    if someone rewrites an input meanwhile (an input that cannot be copied is read into memory
    instead, and its body written from there);
-2. a forked child sums the words of every input's body (the PE CheckSum) and hashes every input
-   (``forked_sums_and_digests``) while this process opens the key (a key file with a certificate
-   file without cryptography's X.509 module: ``_open_signer``): two processes, no GIL shared;
+2. a forked child sums the words of every input's body (the PE CheckSum, ``forked_word_sums``)
+   while this process opens the key (a key file with a certificate file without cryptography's
+   X.509 module: ``_open_signer``) and then hashes every input: two processes, no GIL shared;
 3. per input: signed attributes, one RSA signature, verified against the certificate's public
    key, the PKCS#7 (DER built by ``pcrtool.sign.authenticode_pkcs7``), the EDK2 layout check; the
    headers (CheckSum derived from the body's sum, no second pass) and the new WIN_CERTIFICATE
@@ -145,18 +145,16 @@ def background(fn):
     return result
 
 
-def forked_sums_and_digests(datas: list, checked: list, alg):
-    """(``word_sum`` of each input's body, EDK2 digest of each input as it will be signed),
-    computed by a forked child so that this runs on the other core while this process loads the
-    key (``int.from_bytes`` holds the GIL; the child has no other thread to hand the GIL to).
-    ``checked``: (image, pad, body start) of each input. Returns a callable giving both lists.
-    Forks before any thread is started; if the fork or the child fails for any reason the work is
-    done in this process."""
-    from pcrtool.pe.digest import image_digest, word_sum
+def forked_word_sums(datas: list, starts: list[int]):
+    """``word_sum(data, start)`` of each input (its body's share of the PE CheckSum), computed by a
+    forked child so that it runs on the other core while this process loads the key and hashes
+    (``int.from_bytes`` holds the GIL; a thread would take turns with them). Returns a callable
+    giving the list. Forks before any thread is started; if the fork or the child fails for any
+    reason the sums are computed in this process."""
+    from pcrtool.pe.digest import word_sum
 
-    def here() -> tuple[list[int], list[bytes]]:
-        return ([word_sum(d, start) for d, (_, _, start) in zip(datas, checked)],
-                [image_digest(image, alg, pad) for image, pad, _ in checked])
+    def here() -> list[int]:
+        return [word_sum(d, s) for d, s in zip(datas, starts)]
 
     if sum(len(d) for d in datas) < _FORK_FROM or not hasattr(os, "fork"):
         return here
@@ -167,20 +165,18 @@ def forked_sums_and_digests(datas: list, checked: list, alg):
         os.close(r)
         os.close(w)
         return here
-    if pid == 0:  # child: only computes and writes bytes down the pipe; never returns into the caller
+    if pid == 0:  # child: only computes and writes two bytes per input; never returns into the caller
         try:
             os.close(r)
-            out = b"".join(word_sum(d, start).to_bytes(2, "little") for d, (_, _, start) in zip(datas, checked))
-            out += b"".join(image_digest(image, alg, pad) for image, pad, _ in checked)
+            out = b"".join(word_sum(d, s).to_bytes(2, "little") for d, s in zip(datas, starts))
             while out:
                 out = out[os.write(w, out):]
         finally:
             os._exit(0)
     os.close(w)
 
-    def result() -> tuple[list[int], list[bytes]]:
-        n, size = len(datas), alg.digest_size
-        want, buf = n * (2 + size), b""
+    def result() -> list[int]:
+        want, buf = 2 * len(datas), b""
         try:
             while len(buf) < want:
                 part = os.read(r, want - len(buf))
@@ -192,8 +188,7 @@ def forked_sums_and_digests(datas: list, checked: list, alg):
             os.waitpid(pid, 0)
         if len(buf) != want:
             return here()
-        return ([int.from_bytes(buf[2 * i:2 * i + 2], "little") for i in range(n)],
-                [buf[2 * n + size * i:2 * n + size * (i + 1)] for i in range(n)])
+        return [int.from_bytes(buf[i:i + 2], "little") for i in range(0, want, 2)]
     return result
 
 
@@ -244,6 +239,7 @@ def sign_files(files: list[str], outputs: list[str], *, key: str, cert: str | No
     temporary files are opened early and receive their inputs (copied in the kernel) before the
     key loads, so a failure leaves at most the outputs already yielded (the others' temporary
     files are removed)."""
+    from pcrtool.pe.digest import image_digest
     from pcrtool.pe.sign import PreparedSignature, check_signable, idc_and_attributes
 
     if not detached:
@@ -281,7 +277,7 @@ def sign_files(files: list[str], outputs: list[str], *, key: str, cert: str | No
                 data = src if src is not None else fileio.read_bytes(file, what="PE file")
             datas.append(data)
         checked = [check_signable(d, alg) for d in datas]            # (image, pad, body start) each
-        work = forked_sums_and_digests(datas, checked, alg)
+        sums = forked_word_sums(datas, [start for _, _, start in checked])
         # Bodies of inputs that could not be copied in the kernel are written from memory (GIL-free).
         pending = [(writers[i][1].fileno(), memoryview(data)[start:], start)
                    for i, (data, (_, _, start)) in enumerate(zip(datas, checked)) if writers and not copied[i]]
@@ -301,9 +297,9 @@ def sign_files(files: list[str], outputs: list[str], *, key: str, cert: str | No
             finally:
                 written = _joined(bodies)
             written()
-            sums, digests = work()
+            digests = [image_digest(image, alg, pad) for image, pad, _ in checked]   # while the child sums
             prepared = [PreparedSignature(data, alg, digest, *idc_and_attributes(digest, alg, when), body_sum)
-                        for data, digest, body_sum in zip(datas, digests, sums)]
+                        for data, digest, body_sum in zip(datas, digests, sums())]
             for file, out, prep, (image, pad, start) in zip(files, outputs, prepared, checked):
                 chunks = sign_prepared(prep, signer, certificate_der=cert_der, chain=chain_der, checked=True)
                 if detached:
