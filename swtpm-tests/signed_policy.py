@@ -19,7 +19,7 @@ def unseal_signed(esys, srk, blob: bytes, entry, public_key, policy_ref: bytes, 
     sess = S.start_policy_session(esys, srk)
     try:
         S.policy_pcr(esys, sess, HashAlg.SHA256, list(pcrs))
-        ticket = S.verify_signature(esys, key, entry.tbs, entry.sig)
+        ticket = S.verify_signature(esys, key, entry.tbs, entry.sig, public_key)
         S.policy_authorize(esys, sess, entry.pol, policy_ref, D.public_key_name(public_key), ticket)
         return S.unseal(esys, obj, sess)
     finally:

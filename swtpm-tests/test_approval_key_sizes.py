@@ -53,10 +53,12 @@ def test_ecc_key_with_a_leading_zero_coordinate_loads_and_verifies(tpm):
     try:
         assert bytes(tpm.esys.tr_get_name(handle)) == public_key_name(key.public_key())
         tbs = bytes(32)
-        ticket = S.verify_signature(tpm.esys, handle, tbs, key.sign(tbs, ec.ECDSA(hashes.SHA256())), rsa=False)
+        ticket = S.verify_signature(tpm.esys, handle, tbs, key.sign(tbs, ec.ECDSA(hashes.SHA256())),
+                                 key.public_key())
         assert len(bytes(ticket.digest)) == 64
         other = ec.generate_private_key(ec.SECP256R1())
         with pytest.raises(PcrtoolError, match="TPM_RC_SIGNATURE"):  # deny side: another key's signature
-            S.verify_signature(tpm.esys, handle, tbs, other.sign(tbs, ec.ECDSA(hashes.SHA256())), rsa=False)
+            S.verify_signature(tpm.esys, handle, tbs, other.sign(tbs, ec.ECDSA(hashes.SHA256())),
+                                 key.public_key())
     finally:
         S.flush(tpm.esys, handle)

@@ -559,7 +559,7 @@ def _interposer_unseal(sw, e, apps, pin_auth: bytes = b""):
         live = S.read_pcrs(esys, e.hash_alg, e.pcrs)
         entry = E.scoped_entries(apps, e, D.policy_pcr(live))[0]
         key = S.load_external_key(esys, D.public_key_tpmt(e.public_key()))
-        ticket = S.verify_signature(esys, key, entry.tbs, entry.sig)
+        ticket = S.verify_signature(esys, key, entry.tbs, entry.sig, e.public_key())
         sess = esys.start_auth_session(ESYS_TR.NONE, ESYS_TR.NONE, TPM2_SE.POLICY,
                                        T.TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL), TPM2_ALG.SHA256)
         S.policy_pcr(esys, sess, e.hash_alg, e.pcrs)

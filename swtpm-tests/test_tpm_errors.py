@@ -37,14 +37,14 @@ def test_a_refused_signature_is_a_policy_refusal_on_both_paths(tpm):
     key = policy_session.load_external_key(tpm.esys, public_key_tpmt(KEY.public_key()))
     try:
         tbs = b"approval"
-        assert policy_session.verify_signature(tpm.esys, key, tbs, _sign(KEY, tbs))  # allow side
+        assert policy_session.verify_signature(tpm.esys, key, tbs, _sign(KEY, tbs), KEY.public_key())  # allow side
         with pytest.raises(TpmPolicyFailed) as by_session:
-            policy_session.verify_signature(tpm.esys, key, tbs, _sign(OTHER, tbs))
+            policy_session.verify_signature(tpm.esys, key, tbs, _sign(OTHER, tbs), KEY.public_key())
         _exactly(TpmPolicyFailed, by_session, "TPM_RC_SIGNATURE", 4)
         assert by_session.value.rc & 0xBF == 0x9B   # TPM_RC_SIGNATURE (format 1), from the TPM itself
         with pytest.raises(TpmPolicyFailed) as by_device:
             tpm._call("TPM2_VerifySignature", tpm.esys.verify_signature, key, hashlib.sha256(tbs).digest(),
-                      policy_session.tpmt_signature(_sign(OTHER, tbs)))
+                      policy_session.tpmt_signature(_sign(OTHER, tbs), KEY.public_key()))
         assert by_device.value.message == by_session.value.message and by_device.value.rc == by_session.value.rc
     finally:
         policy_session.flush(tpm.esys, key)

@@ -342,15 +342,28 @@ def public_key_tpmt(public_key) -> bytes:
         size = (public_key.key_size + 7) // 8
         return tpmt_public_rsa(nums.n.to_bytes(size, "big"), nums.e)
     if isinstance(public_key, ec.EllipticCurvePublicKey):
-        curve = _ECC_CURVES.get(public_key.curve.name)
-        if curve is None:
-            raise UnsupportedError(f"EC curve {public_key.curve.name} is not supported by TPMs",
-                                   hint="use RSA-2048 (what systemd verifies) or P-256")
-        curve_id, size = curve
+        curve_id, size = ecc_curve(public_key)
         nums = public_key.public_numbers()
         return tpmt_public_ecc(curve_id, nums.x.to_bytes(size, "big"), nums.y.to_bytes(size, "big"))
     raise UnsupportedError(f"unsupported public key type {type(public_key).__name__}",
                            hint="use an RSA-2048 key")
+
+
+def is_rsa_key(public_key) -> bool:
+    """Is ``public_key`` (a ``cryptography`` public key) an RSA key? (Else ECC: RSASSA vs ECDSA.)"""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return isinstance(public_key, rsa.RSAPublicKey)
+
+
+def ecc_curve(public_key) -> tuple[int, int]:
+    """(TPM_ECC_CURVE, parameter size in bytes) of an EC public key: the curveID of its TPMT_PUBLIC
+    and the size of its coordinates and of an ECDSA signature's r and s (Part 2 §11.2.5.1)."""
+    curve = _ECC_CURVES.get(public_key.curve.name)
+    if curve is None:
+        raise UnsupportedError(f"EC curve {public_key.curve.name} is not supported by TPMs",
+                               hint="use RSA-2048 (what systemd verifies) or P-256")
+    return curve
 
 
 def public_key_name(public_key) -> bytes:

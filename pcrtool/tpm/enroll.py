@@ -274,11 +274,6 @@ def _key_material(public_key):
     return tpmt, digests.name_of(tpmt)
 
 
-def _is_rsa(public_key) -> bool:
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    return isinstance(public_key, rsa.RSAPublicKey)
-
-
 def _pem(public_key) -> str:
     from cryptography.hazmat.primitives import serialization
     return public_key.public_bytes(serialization.Encoding.PEM,
@@ -634,7 +629,7 @@ def _tpm_unlock(esys, srk, enrollment, tree, tpmt, key_name, counter, entry, svn
         obj = load_under_srk(esys, srk, blob)
         if ticket is None:
             key = policy_session.load_external_key(esys, tpmt)
-            ticket = policy_session.verify_signature(esys, key, entry.tbs, entry.sig, rsa=_is_rsa(public_key))
+            ticket = policy_session.verify_signature(esys, key, entry.tbs, entry.sig, public_key)
             policy_session.flush(esys, key)
             key = None
         session = policy_session.start_policy_session(esys, srk)

@@ -376,23 +376,36 @@ def load_external_key(esys, tpmt_public: bytes):
     return tpm_call("TPM2_LoadExternal", esys.load_external, pub, None, ESYS_TR.OWNER)
 
 
-def verify_signature(esys, key, tbs: bytes, sig: bytes, *, rsa: bool = True):
-    """TPM2_VerifySignature (Part 3 §20.1) of SHA-256(tbs): returns the TPMT_TK_VERIFIED ticket."""
+def verify_signature(esys, key, tbs: bytes, sig: bytes, public_key):
+    """TPM2_VerifySignature (Part 3 §20.1) of SHA-256(tbs) by ``key``, the LoadExternal'd
+    ``public_key`` (a ``cryptography`` key: RSASSA or ECDSA, from its type and curve): returns the
+    TPMT_TK_VERIFIED ticket. Approvals are signed over SHA-256 whatever the key (policy/approvals)."""
     return tpm_call("TPM2_VerifySignature", esys.verify_signature, key, hashlib.sha256(tbs).digest(),
-                    tpmt_signature(sig, rsa=rsa))
+                    tpmt_signature(sig, public_key))
 
 
-def tpmt_signature(sig: bytes, *, rsa: bool = True):
-    """TPMT_SIGNATURE (Part 2 §11.3.4) of an RSASSA-SHA256 signature or a DER ECDSA-SHA256 one."""
-    if rsa:
+def tpmt_signature(sig: bytes, public_key):
+    """TPMT_SIGNATURE (Part 2 §11.3.4) of an approval signature made by ``public_key``: RSASSA
+    with SHA-256, or a DER ECDSA-SHA256 signature whose r and s are written at the size of the
+    key's curve (32 bytes for P-256, 48 for P-384). A signature that cannot be one of that key
+    is PolicyRefused (exit 4) here: it would not verify."""
+    if digests.is_rsa_key(public_key):
         return tss_types.TPMT_SIGNATURE(sigAlg=TPM2_ALG.RSASSA, signature=tss_types.TPMU_SIGNATURE(
             rsassa=tss_types.TPMS_SIGNATURE_RSA(hash=TPM2_ALG.SHA256, sig=tss_types.TPM2B_PUBLIC_KEY_RSA(sig))))
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-    r, s = decode_dss_signature(sig)
+
+    _, size = digests.ecc_curve(public_key)
+    try:
+        r, s = decode_dss_signature(sig)
+        r_bytes, s_bytes = r.to_bytes(size, "big"), s.to_bytes(size, "big")
+    except (ValueError, OverflowError):
+        raise PolicyRefused(f"the approval signature is not an ECDSA signature of a {size * 8}-bit curve key "
+                            f"like the enrolled {public_key.curve.name} key", tpm_rc=None,
+                            hint="it was made by another key: use the approvals of this device's release key") from None
     return tss_types.TPMT_SIGNATURE(sigAlg=TPM2_ALG.ECDSA, signature=tss_types.TPMU_SIGNATURE(
         ecdsa=tss_types.TPMS_SIGNATURE_ECC(hash=TPM2_ALG.SHA256,
-                                           signatureR=tss_types.TPM2B_ECC_PARAMETER(r.to_bytes(32, "big")),
-                                           signatureS=tss_types.TPM2B_ECC_PARAMETER(s.to_bytes(32, "big")))))
+                                           signatureR=tss_types.TPM2B_ECC_PARAMETER(r_bytes),
+                                           signatureS=tss_types.TPM2B_ECC_PARAMETER(s_bytes))))
 
 
 def policy_authorize(esys, session, approved: bytes, policy_ref: bytes, key_name: bytes, ticket) -> None:

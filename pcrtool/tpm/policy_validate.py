@@ -386,7 +386,8 @@ def _ticket(sw, enrollment: enroll.Enrollment, entry: ApprovalEntry, release: Po
     with policy_session.open_esys(sw.tcti) as esys:
         key = policy_session.load_external_key(esys, tpmt)
         try:
-            return policy_session.verify_signature(esys, key, entry.tbs, entry.sig, rsa=enroll._is_rsa(enrollment.public_key()))
+            return policy_session.verify_signature(esys, key, entry.tbs, entry.sig,
+                                                   enrollment.public_key())
         finally:
             policy_session.flush(esys, key)
 
@@ -394,9 +395,12 @@ def _ticket(sw, enrollment: enroll.Enrollment, entry: ApprovalEntry, release: Po
 def _other_key_entry(release: PolicyRelease, setup: SignedSetup, bank, pcrs) -> ApprovalEntry:
     """The same approval (same pol, same svn) signed by a freshly generated key, presented with
     the enrolled key's fingerprint: the TPM's VerifySignature must reject it."""
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if digests.is_rsa_key(setup.public_key):  # a key of the same kind: the TPM's ECDSA/RSASSA check refuses it
+        other = rsa.generate_private_key(public_exponent=65537, key_size=setup.public_key.key_size)
+    else:
+        other = ec.generate_private_key(setup.public_key.curve)
     entries = build_entries([ApprovalTarget(release.selected(bank, pcrs), release.svn)],
                             setup.public_key, [bank])
     signed = sign_entries(entries, _sign_with(other))

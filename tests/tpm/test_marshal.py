@@ -69,3 +69,23 @@ def test_nv_public_round_trip():
     pub = tpms_nv_public(0x01800000, 0x22060016, 8)
     assert pub.hex() == "01800000" "000b" "22060016" "0000" "0008"
     assert m.unmarshal_nv_public(pub) == (0x01800000, 0x0B, 0x22060016, b"", 8)
+
+
+@pytest.mark.parametrize("curve,size", [("SECP256R1", 32), ("SECP384R1", 48)])
+def test_ecdsa_tpmt_signature_writes_r_and_s_at_the_curve_size(curve, size):
+    """TPMT_SIGNATURE (Part 2 §11.3.4): sigAlg ECDSA (0x0018), hash SHA256 (0x000b), then r and s
+    as TPM2B_ECC_PARAMETER of the enrolled key's curve size (small r/s left-padded)."""
+    pytest.importorskip("tpm2_pytss")
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    from pcrtool.errors import PolicyRefused
+    from pcrtool.tpm.policy_session import tpmt_signature
+
+    public = ec.generate_private_key(getattr(ec, curve)()).public_key()
+    got = tpmt_signature(encode_dss_signature(0x0102, 0xA1), public).marshal()
+    assert got.hex() == "0018" "000b" + f"{size:04x}" + "00" * (size - 2) + "0102" + f"{size:04x}" + "00" * (size - 1) + "a1"
+    with pytest.raises(PolicyRefused, match=f"not an ECDSA signature of a {size * 8}-bit"):  # r one byte too long
+        tpmt_signature(encode_dss_signature(1 << (8 * size), 1), public)
+    with pytest.raises(PolicyRefused):  # not DER at all (an RSA signature, say)
+        tpmt_signature(b"\x01" * 256, public)
