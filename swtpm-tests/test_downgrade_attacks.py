@@ -14,6 +14,7 @@ import pytest
 
 from tests.policy.helpers_policy import need_module, pem_private, pem_public, pkcs1_sha256, releases_doc, rsa_key  # noqa: E402
 from tpm_proxy import excuse_lockout, pcrtool, pcrtool_popen  # noqa: E402
+from pcrtool.tpm import enrollment_file  # noqa: E402
 
 KEY = rsa_key()
 TPM_RC_VALUE, TPM_RC_POLICY_FAIL = 0x004, 0x01D   # format-1 error numbers (Part 2 §6.6.3)
@@ -121,11 +122,10 @@ def test_edited_bank_no_longer_unlocks_with_a_sha1_approval(swtpm):
 def test_edited_enrollment_file_is_refused_at_the_cli_with_the_tpm_code(swtpm, tmp_path):
     need_module("tpm2_pytss")
     from pcrtool.model import HashAlg
-    from pcrtool.tpm import enroll as E
 
     rels = _releases()
     e = _enroll(swtpm)
-    E.write_enrollment(tmp_path / "e.json", e)
+    enrollment_file.write_enrollment(tmp_path / "e.json", e)
     (tmp_path / "narrow.pcrsig").write_text(_approvals(rels, HashAlg.SHA256, (11,)).dumps())
     doc = json.loads((tmp_path / "e.json").read_text())
     doc["pcrs"] = [11]
@@ -216,7 +216,7 @@ def test_reenrolment_from_a_forged_previous_file_cannot_lower_the_floor(swtpm, t
     forged = E.enroll(swtpm.tcti, KEY.public_key(), floor=1, window=4, bank=HashAlg.SHA256, pcrs=[7, 11],
                       secret=b"G" * 32, counter_index=e.counter_index, revive=(1, 2 ** 31 - 1))
     assert forged.floor(e.c0 + 2) < e.floor(e.c0 + 2)
-    E.write_enrollment(tmp_path / "forged.json", replace(forged))
+    enrollment_file.write_enrollment(tmp_path / "forged.json", replace(forged))
     (tmp_path / "a.pcrsig").write_text(_approvals(rels, HashAlg.SHA256, (7, 11)).dumps())
     (tmp_path / "secret").write_bytes(b"S" * 32)
     _boot(swtpm, rels[2])
@@ -244,11 +244,10 @@ def test_advance_floor_refuses_a_forged_entry_before_any_increment(swtpm, tmp_pa
     from pcrtool.model import HashAlg
     from pcrtool.policy import approvals as A
     from pcrtool.policy import digests as D
-    from pcrtool.tpm import enroll as E
 
     rels = _releases()
     e = _enroll(swtpm)
-    E.write_enrollment(tmp_path / "e.json", e)
+    enrollment_file.write_enrollment(tmp_path / "e.json", e)
     good = _approvals(rels[:3], HashAlg.SHA256, (7, 11))
     _boot(swtpm, rels[2])  # svn 3 booted
     from pcrtool.tpm import policy_session as S
@@ -273,7 +272,7 @@ def test_two_parallel_advance_floor_runs_end_at_the_requested_floor(swtpm, tmp_p
     from pcrtool.tpm import enroll as E
 
     e = _enroll(swtpm, floor=1, window=16)
-    E.write_enrollment(tmp_path / "e.json", e)
+    enrollment_file.write_enrollment(tmp_path / "e.json", e)
     for target in (5, 9, 13):
         procs = [pcrtool_popen("tpm", "advance-floor", "--tcti", swtpm.tcti, "-e", tmp_path / "e.json",
                                "--to", target, "--force") for _ in range(2)]
@@ -339,7 +338,7 @@ def test_a_password_index_at_the_counter_handle_never_sees_an_authorization(swtp
         esys.nv_write(h, bytes(8), 0, ESYS_TR.OWNER)
     before = _lockout_counter(swtpm)
     _boot(swtpm, rels[2])
-    E.write_enrollment(tmp_path / "e.json", e)
+    enrollment_file.write_enrollment(tmp_path / "e.json", e)
     (tmp_path / "a.pcrsig").write_text(apps.dumps())
     for args in (("unlock", "-a", tmp_path / "a.pcrsig"), ("status",), ("advance-floor", "--to", 3, "--force")):
         _pcrtool("tpm", args[0], "--tcti", swtpm.tcti, "-e", tmp_path / "e.json", *args[1:])
@@ -353,12 +352,11 @@ def test_a_password_index_at_the_counter_handle_never_sees_an_authorization(swtp
 def test_wrong_key_approvals_name_both_keys_before_touching_the_tpm(swtpm, tmp_path):
     need_module("tpm2_pytss")
     from pcrtool.model import HashAlg
-    from pcrtool.tpm import enroll as E
 
     other = rsa_key()
     rels = _releases()
     e = _enroll(swtpm)
-    E.write_enrollment(tmp_path / "e.json", e)
+    enrollment_file.write_enrollment(tmp_path / "e.json", e)
     (tmp_path / "o.pcrsig").write_text(_approvals(rels, HashAlg.SHA256, (7, 11), key=other).dumps())
     p = _pcrtool("tpm", "unlock", "--tcti", "swtpm:path=/nonexistent/sock", "-e", tmp_path / "e.json", "-a",
                  tmp_path / "o.pcrsig", check=4)
@@ -389,12 +387,11 @@ def test_a_key_the_tpm_cannot_load_is_refused_at_enrolment_with_a_hint(swtpm, tm
 def enrolled(swtpm_module, tmp_path_factory):
     need_module("tpm2_pytss")
     from pcrtool.model import HashAlg
-    from pcrtool.tpm import enroll as E
 
     d = tmp_path_factory.mktemp("strict")
     rels = _releases()
     e = _enroll(swtpm_module, counter_index=0x01805C70)
-    E.write_enrollment(d / "e.json", e)
+    enrollment_file.write_enrollment(d / "e.json", e)
     (d / "a.pcrsig").write_text(_approvals(rels, HashAlg.SHA256, (7, 11)).dumps())
     (d / "k.pem").write_bytes(pem_private(KEY))
     return d, swtpm_module
@@ -557,7 +554,7 @@ def _interposer_unseal(sw, e, apps, pin_auth: bytes = b""):
         srk, _ = E.open_srk(esys, e)
         obj = S.load_blob(esys, srk, e.blob_bytes)
         live = S.read_pcrs(esys, e.hash_alg, e.pcrs)
-        entry = E.scoped_entries(apps, e, D.policy_pcr(live))[0]
+        entry = enrollment_file.scoped_entries(apps, e, D.policy_pcr(live))[0]
         key = S.load_external_key(esys, D.public_key_tpmt(e.public_key()))
         ticket = S.verify_signature(esys, key, entry.tbs, entry.sig, e.public_key())
         sess = esys.start_auth_session(ESYS_TR.NONE, ESYS_TR.NONE, TPM2_SE.POLICY,
@@ -597,13 +594,13 @@ def test_an_active_bus_interposer_needs_the_pin(swtpm, tmp_path):
     with pytest.raises(TSS2_Exception) as ei:
         _interposer_unseal(swtpm, guarded, apps)
     assert int(ei.value.rc) & 0xBF == 0x8E      # TPM_RC_AUTH_FAIL
-    E.write_enrollment(tmp_path / "g.json", guarded)
+    enrollment_file.write_enrollment(tmp_path / "g.json", guarded)
     (tmp_path / "a.pcrsig").write_text(apps.dumps())
     (tmp_path / "pin").write_text("2468\n")
     (tmp_path / "bad").write_text("1357\n")
     t = ("--tcti", swtpm.tcti, "-e", tmp_path / "g.json", "-a", tmp_path / "a.pcrsig")
     p = _pcrtool("tpm", "unlock", *t, "--pin-file", tmp_path / "pin", "--json=short", check=0)
-    assert json.loads(p.stdout)["tpm_commands"] == E.unlock_command_count(guarded, 3)
+    assert json.loads(p.stdout)["tpm_commands"] == enrollment_file.unlock_command_count(guarded, 3)
     _pcrtool("tpm", "unlock", *t, check=2)
     p = _pcrtool("tpm", "unlock", *t, "--pin-file", tmp_path / "bad", check=4)
     assert "wrong PIN" in p.stderr and "TPM_RC" in p.stderr

@@ -153,7 +153,7 @@ def test_a_streamed_first_enrolment_resumes_from_its_record_in_the_state_dir(env
 
     from pcrtool.policy.digests import COUNTER_ATTRIBUTES
     from pcrtool.tpm import open_tpm
-    from pcrtool.tpm.enroll import PendingEnrolment
+    from pcrtool.tpm.enrollment_file import PendingEnrolment
 
     d, rel, sw = env
     monkeypatch.setenv("PCRTOOL_STATE_DIR", str(d / "state"))

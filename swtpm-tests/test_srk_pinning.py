@@ -18,6 +18,7 @@ import pytest
 
 from tests.policy.helpers_policy import need_module, need_tool, pem_private, pem_public, pkcs1_sha256, releases_json, rsa_key  # noqa: E402,E501
 from tpm_proxy import pcrtool  # noqa: E402
+from pcrtool.tpm import enrollment_file  # noqa: E402
 
 KEY = rsa_key()
 SRK_ATTRIBUTES = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt"
@@ -146,12 +147,11 @@ def test_enrollment_files_check_the_srk_name_field(swtpm):
     need_module("tpm2_pytss")
     from pcrtool.errors import FormatError
     from pcrtool.model import HashAlg
-    from pcrtool.tpm import enroll as E
     from pcrtool.tpm import policy_allowlist as P
     from pcrtool.tpm import policy_session as S
 
     signed = json.loads(_enroll(swtpm).to_json())
-    assert E.Enrollment.parse(json.dumps({**signed, "srk_name": ""})).srk_name == ""  # parsed, refused at unlock
+    assert enrollment_file.Enrollment.parse(json.dumps({**signed, "srk_name": ""})).srk_name == ""  # parsed, refused at unlock
     with S.open_esys(swtpm.tcti) as esys:
         live = S.read_pcrs(esys, HashAlg.SHA256, [11])
     allow = json.loads(P.enroll_allowlist(swtpm.tcti, [("now", live)], bank=HashAlg.SHA256, pcrs=[11],
@@ -159,7 +159,7 @@ def test_enrollment_files_check_the_srk_name_field(swtpm):
     assert P.AllowlistEnrollment.parse(json.dumps({**allow, "srk_name": ""})).pinned_srk is None
     for bad in ("zz", "000b" + "00" * 31, "0004" + "00" * 32, "000B" + "00" * 32, 5):
         with pytest.raises(FormatError, match="srk_name"):
-            E.Enrollment.parse(json.dumps({**signed, "srk_name": bad}))
+            enrollment_file.Enrollment.parse(json.dumps({**signed, "srk_name": bad}))
         with pytest.raises(FormatError, match="srk_name"):
             P.AllowlistEnrollment.parse(json.dumps({**allow, "srk_name": bad}))
 

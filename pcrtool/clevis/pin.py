@@ -175,7 +175,8 @@ def unseal_jwe_key(node: dict) -> bytes:
     """The 32-byte JWE key: ``pcrtool tpm unlock`` of the enrollment in ``node`` (in-process)."""
     from pcrtool import fileio
     from pcrtool.policy.approvals import MAX_APPROVALS_BYTES, Approvals
-    from pcrtool.tpm.enroll import Enrollment, unlock
+    from pcrtool.tpm.enroll import unlock
+    from pcrtool.tpm.enrollment_file import Enrollment
 
     enrollment = Enrollment.parse(json.dumps(node["enrollment"]), source="the JWE's clevis.pcrtool.enrollment")
     if getattr(enrollment, "mode", "signed") != "signed":

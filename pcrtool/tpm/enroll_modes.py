@@ -67,10 +67,10 @@ class EnrollOutcome:
 # --- reading the files options name ---------------------------------------------------------------
 
 def load_any_enrollment(path: Path):
-    """A signed (tpm/enroll.Enrollment) or allowlist (tpm/policy_allowlist.AllowlistEnrollment)
+    """A signed (tpm/enrollment_file.Enrollment) or allowlist (tpm/policy_allowlist.AllowlistEnrollment)
     enrollment file, by its ``mode``."""
     from pcrtool.policy import strict
-    from pcrtool.tpm.enroll import _ENROLL_HINT, MAX_ENROLLMENT_BYTES, Enrollment
+    from pcrtool.tpm.enrollment_file import _ENROLL_HINT, MAX_ENROLLMENT_BYTES, Enrollment
     from pcrtool.tpm.policy_allowlist import AllowlistEnrollment
 
     data = fileio.read_bytes(path, what="enrollment", limit=MAX_ENROLLMENT_BYTES + 1)
@@ -161,15 +161,16 @@ def run_enroll(request: EnrollRequest) -> EnrollOutcome:
 def _enroll_signed(request: EnrollRequest, secret: bytes, streamed: bool) -> dict:
     from pcrtool.sign.keyfile import load_public_key_file
     from pcrtool.tpm import enroll as signed
+    from pcrtool.tpm import enrollment_file
 
-    counter = request.counter_index if request.counter_index is not None else signed.DEFAULT_COUNTER_INDEX
-    pending = signed.PendingEnrolment.for_output(request.output, secret, counter, streamed=streamed)
+    counter = request.counter_index if request.counter_index is not None else enrollment_file.DEFAULT_COUNTER_INDEX
+    pending = enrollment_file.PendingEnrolment.for_output(request.output, secret, counter, streamed=streamed)
     e = signed.enroll(request.tcti, load_public_key_file(request.public_key), floor=request.floor,
                       window=enrolment_window(request.window), bank=request.bank,
                       pcrs=request.pcrs or DEFAULT_PCRS, secret=secret, product=request.product,
                       revive=request.revive, owner_auth=request.owner_auth, counter_index=counter,
                       pending=pending, pin=request.pin)
-    signed.write_enrollment(request.output, e)
+    enrollment_file.write_enrollment(request.output, e)
     pending.remove()
     return {"mode": "signed", "c0": e.c0, "f0": e.f0, "window": [e.f0, e.max_svn], "product": e.product or None,
             "counter_index": f"{e.counter_index:#x}", "policy": e.policy, "output": str(request.output)}
@@ -191,6 +192,7 @@ def _reseal_signed(request: EnrollRequest, to_stdout: bool) -> EnrollOutcome:
     """--previous / --widen: unlock the previous enrolment, then seal its secret again with its
     floor kept (floor_decision) and its window kept or widened (enrolment_window)."""
     from pcrtool.tpm import enroll as signed
+    from pcrtool.tpm import enrollment_file
 
     old = load_signed_enrollment(request.previous or request.widen)
     window = enrolment_window(request.window, old.window, widen=request.widen is not None)
@@ -208,7 +210,7 @@ def _reseal_signed(request: EnrollRequest, to_stdout: bool) -> EnrollOutcome:
                         owner_auth=request.owner_auth, pin=request.pin)
     if request.recovery_key is not None:
         write_recovery_key(request.recovery_key, current.secret)
-    signed.write_enrollment(request.output, new)
+    enrollment_file.write_enrollment(request.output, new)
     return EnrollOutcome(None, f"pcrtool: re-sealed with window {new.f0}…{new.max_svn}, floor kept → "
                                f"{request.output}", to_stdout)
 

@@ -22,7 +22,7 @@ from pcrtool.tpm.marshal import unmarshal_nv_public
 from pcrtool.tpm.policy_session import owner_session1, set_owner_auth, tpm_call
 from pcrtool.tpm.rc import decode_rc
 
-try:  # tpm2-pytss is optional; pcrtool.tpm.enroll imports this module to parse enrollment files
+try:  # tpm2-pytss is optional; pcrtool.tpm.enroll imports this module
     from tpm2_pytss.constants import ESYS_TR, TPM2_CAP
     from tpm2_pytss.types import TPM2B_NV_PUBLIC, TPMS_NV_PUBLIC
 except ImportError:  # pragma: no cover - exercised only without tpm2-pytss

@@ -27,11 +27,11 @@ from pcrtool.policy import digests
 from pcrtool.policy import strict
 from pcrtool.policy.scope import SCOPE_BANKS
 from pcrtool.tpm import nv, policy_session
-from pcrtool.tpm.enroll import (_ENROLL_HINT, _NAME_HEX, MAX_BLOB_BYTES, MAX_ENROLLMENT_BYTES, NV_INDEX_RANGE,
-                                ForeignIndex, UnlockResult, blob_auth_policy, check_srk_name, close_srk,
-                                counter_handle, ensure_counter, load_under_srk, need_pin, open_srk,
-                                pin_auth_value, pinned_srk_name, require_srk_pin, sealed_policy,
-                                with_pcr_retries)
+from pcrtool.tpm.enroll import (ForeignIndex, UnlockResult, close_srk, counter_handle, ensure_counter, load_under_srk,
+                                open_srk, with_pcr_retries)
+from pcrtool.tpm.enrollment_file import (_ENROLL_HINT, _NAME_HEX, MAX_BLOB_BYTES, MAX_ENROLLMENT_BYTES, NV_INDEX_RANGE,
+                                         blob_auth_policy, check_srk_name, need_pin, pin_auth_value, pinned_srk_name,
+                                         require_srk_pin, sealed_policy)
 
 DEFAULT_EPOCH_INDEX = 0x01805C10
 MAX_LEAVES = 4096

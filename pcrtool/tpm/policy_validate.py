@@ -17,7 +17,8 @@ from pcrtool.policy import digests
 from pcrtool.policy.approvals import (SVN_MAX, ApprovalEntry, Approvals, ApprovalTarget, Sign, build_entries,
                                       sign_entries)
 from pcrtool.policy.releases_file import Measurement, PolicyRelease
-from pcrtool.tpm import enroll
+from pcrtool.tpm import enroll, enrollment_file
+from pcrtool.tpm.enrollment_file import Enrollment
 from pcrtool.tpm import nv
 from pcrtool.tpm import policy_session
 from pcrtool.tpm.rc import rc_name
@@ -118,7 +119,7 @@ class SignedSetup:
     private_key: object | None = None  # lets validation sign extra scenarios (beyond window)
     bank: HashAlg = HashAlg.SHA256
     pcrs: tuple[int, ...] = (11,)
-    counter_index: int = enroll.DEFAULT_COUNTER_INDEX
+    counter_index: int = enrollment_file.DEFAULT_COUNTER_INDEX
 
 
 def _sign_with(private_key) -> Sign:
@@ -312,7 +313,7 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
     return matrix
 
 
-def _attack_cells(sw, setup: SignedSetup, enrollment: enroll.Enrollment, newest: PolicyRelease, old: PolicyRelease,
+def _attack_cells(sw, setup: SignedSetup, enrollment: Enrollment, newest: PolicyRelease, old: PolicyRelease,
                   unlock_cell, note, secret: bytes) -> None:
     """One cell per attack class; every deny is the TPM's (return code recorded)."""
     bank, pcrs = setup.bank, setup.pcrs
@@ -380,7 +381,7 @@ def _replay(measurements):
     return replay_measurements(measurements)
 
 
-def _ticket(sw, enrollment: enroll.Enrollment, entry: ApprovalEntry, release: PolicyRelease, bank):
+def _ticket(sw, enrollment: Enrollment, entry: ApprovalEntry, release: PolicyRelease, bank):
     """A VerifySignature ticket for ``entry`` obtained now, to be replayed later."""
     tpmt = digests.public_key_tpmt(enrollment.public_key())
     with policy_session.open_esys(sw.tcti) as esys:

@@ -139,7 +139,7 @@ def manifest(data: bytes) -> None:
 
 def enrollment(data: bytes) -> None:
     """TPM enrollment files (signed and allowlist modes)."""
-    from pcrtool.tpm.enroll import Enrollment
+    from pcrtool.tpm.enrollment_file import Enrollment
     from pcrtool.tpm.policy_allowlist import AllowlistEnrollment
     try:
         Enrollment.parse(_text(data), source="fuzz")

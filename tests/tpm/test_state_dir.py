@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pcrtool.tpm.enroll import PendingEnrolment, state_dir
+from pcrtool.tpm.enrollment_file import PendingEnrolment, state_dir
 
 
 def test_a_regular_output_keeps_its_record_next_to_it(tmp_path):
