@@ -37,7 +37,8 @@ PIN_TARGET = "/usr/bin/clevis-decrypt-pcrtool"
 DEFAULT_TCTIS = ("device",)
 # The pin's imports: what decrypt() and unseal() load (lazily) besides the pin module itself.
 PIN_MODULES = ("pcrtool.clevis.pin", "pcrtool.errors", "pcrtool.fileio", "pcrtool.policy.approvals",
-               "pcrtool.tpm", "pcrtool.tpm.enroll", "tpm2_pytss", "tpm2_pytss.ESAPI",
+               "pcrtool.tpm", "pcrtool.tpm.enroll", "pcrtool.tpm.enrollment_file", "tpm2_pytss",
+               "tpm2_pytss.ESAPI",
                "cryptography.exceptions", "cryptography.hazmat.primitives.ciphers.aead")
 # Codecs Python may look up at run time (by name, so no import statement names them).
 CODECS = ("encodings.aliases", "encodings.ascii", "encodings.latin_1", "encodings.utf_8", "encodings.utf_8_sig")
