@@ -23,7 +23,10 @@ from cryptography.hazmat.primitives import hashes
 # Encoding and PublicFormat are defined here; the public ``serialization`` package re-exports them
 # but also loads the SSH key code (~10 ms), which nothing in this module needs
 # (tests/pe/test_x509_der.py holds the identity).
-from cryptography.hazmat.primitives import _serialization as serialization
+try:
+    from cryptography.hazmat.primitives import _serialization as serialization
+except ImportError:  # pragma: no cover - a cryptography release that moved them: the public names
+    from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding as asym_padding, rsa, utils
 
 from pcrtool.errors import SignatureError, UnsupportedError, UsageError
