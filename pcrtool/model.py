@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Iterable, Iterator, Mapping
+from typing import Iterator, Mapping
 
 from pcrtool.errors import FormatError, UsageError
 
@@ -171,13 +171,6 @@ class PcrValues:
     def to_json(self) -> dict:
         return {alg.bank_name: {str(p): v.hex() for p, v in sorted(pcrs.items())}
                 for alg, pcrs in self.values.items()}
-
-    @classmethod
-    def from_pairs(cls, pairs: Iterable[PcrValue]) -> "PcrValues":
-        out = cls()
-        for v in pairs:
-            out.set(v.alg, v.pcr, v.value)
-        return out
 
     @classmethod
     def parse(cls, text: str, *, source: str = "PCR values") -> "PcrValues":

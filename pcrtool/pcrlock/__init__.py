@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from pcrtool.errors import FormatError, UsageError
 from pcrtool.model import HashAlg
@@ -54,10 +54,6 @@ class Record:
     @classmethod
     def of_data(cls, pcr: int, data: bytes, banks: Sequence[HashAlg] = BANKS) -> "Record":
         return cls(pcr, tuple((alg, alg.digest(data)) for alg in banks))
-
-    @classmethod
-    def of_digests(cls, pcr: int, digests: Mapping[HashAlg, bytes]) -> "Record":
-        return cls(pcr, tuple(digests.items()))
 
     def digest(self, alg: HashAlg) -> bytes | None:
         return dict(self.digests).get(alg)
@@ -155,11 +151,6 @@ def lock_kernel_cmdline(cmdline: str | bytes) -> PcrlockFile:
 def lock_kernel_initrd(initrd: bytes) -> PcrlockFile:
     """``lock-kernel-initrd``: PCR 9, the digest of the initrd file."""
     return PcrlockFile((Record.of_data(PCR_KERNEL_INITRD, initrd),))
-
-
-def lock_raw(data: bytes, pcrs: Iterable[int]) -> PcrlockFile:
-    """``lock-raw --pcr=…``: one record per PCR (ascending), the digest of ``data``."""
-    return PcrlockFile(tuple(Record.of_data(p, data) for p in sorted(set(pcrs))))
 
 
 def lock_secureboot_policy(variables: Mapping[str, bytes | None]) -> PcrlockFile:
@@ -305,10 +296,6 @@ class Variant:
 class Component:
     id: str          # e.g. "650-uki"
     variants: tuple[Variant, ...] = ()
-
-
-def component_sort_key(cid: str) -> str:
-    return cid  # systemd sorts component IDs with strcmp
 
 
 # --- pcrlock.json -------------------------------------------------------------------------------

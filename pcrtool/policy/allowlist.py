@@ -33,12 +33,6 @@ class AllowlistPolicy:
     def root(self) -> bytes:
         return self.tree.root
 
-    def index_of_digest(self, policy_pcr_digest: bytes) -> int | None:
-        try:
-            return self.leaves.index(policy_pcr_digest)
-        except ValueError:
-            return None
-
 
 def build_allowlist_policy(tuples: Sequence[tuple[str, PcrValues]]) -> AllowlistPolicy:
     """One PolicyPCR leaf per distinct whole-release tuple, joined by a PolicyOR tree."""

@@ -13,7 +13,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
-from typing import Iterable, Mapping, Sequence
+from typing import Sequence
 
 from pcrtool.errors import FormatError, UnsupportedError, UsageError
 from pcrtool.model import HashAlg, PcrValues
@@ -144,11 +144,6 @@ def _check_digest(d: bytes, what: str = "policy digest") -> bytes:
 
 # --- PCR selections -------------------------------------------------------------------------
 
-def tpml_pcr_selection(selection: Mapping[HashAlg, Iterable[int]]) -> bytes:
-    """Marshal a TPML_PCR_SELECTION with 3-byte bitmaps (Part 2 §10.9.7)."""
-    return _tpml(tuple((alg, tuple(pcrs)) for alg, pcrs in selection.items()))
-
-
 @functools.lru_cache(maxsize=256)
 def _tpml(selection: tuple) -> bytes:
     out = [_u32(len(selection))]
@@ -194,36 +189,15 @@ def policy_auth_value(prev: bytes = ZERO_DIGEST) -> bytes:
     return _h(_check_digest(prev), _u32(TPM_CC.PolicyAuthValue))
 
 
-def policy_command_code(code: int, prev: bytes = ZERO_DIGEST) -> bytes:
-    """TPM2_PolicyCommandCode (Part 3 §23.11): H(prev || CC || code)."""
-    return _h(_check_digest(prev), _u32(TPM_CC.PolicyCommandCode), _u32(int(code)))
-
-
 def policy_authorize(key_name: bytes, policy_ref: bytes = b"") -> bytes:
     """TPM2_PolicyAuthorize (Part 3 §23.16): the digest is reset, then
     H(H(0…0 || CC || keyName) || policyRef)."""
     return _h(_h(ZERO_DIGEST, _u32(TPM_CC.PolicyAuthorize), key_name), policy_ref)
 
 
-def policy_signed(auth_object_name: bytes, policy_ref: bytes = b"", prev: bytes = ZERO_DIGEST) -> bytes:
-    """TPM2_PolicySigned (Part 3 §23.3): H(H(prev || CC || authObject.Name) || policyRef)."""
-    return _h(_h(_check_digest(prev), _u32(TPM_CC.PolicySigned), auth_object_name), policy_ref)
-
-
-def policy_signed_ahash(nonce_tpm: bytes, expiration: int = 0, cp_hash: bytes = b"",
-                        policy_ref: bytes = b"") -> bytes:
-    """aHash the PolicySigned authority signs: H(nonceTPM || expiration || cpHashA || policyRef)."""
-    return _h(nonce_tpm, struct.pack(">i", expiration), cp_hash, policy_ref)
-
-
 def authorize_tbs(approved_policy: bytes, policy_ref: bytes = b"") -> bytes:
     """The message the key signs for PolicyAuthorize: approvedPolicy || policyRef (Part 3 §23.16)."""
     return _check_digest(approved_policy, "approved policy") + policy_ref
-
-
-def policy_authorize_nv(nv_name: bytes) -> bytes:
-    """TPM2_PolicyAuthorizeNV (Part 3 §23.22): H(0…0 || CC || nvIndexName)."""
-    return _h(ZERO_DIGEST, _u32(TPM_CC.PolicyAuthorizeNV), nv_name)
 
 
 def policy_nv(nv_name: bytes, operand_b: bytes, operation: TPM_EO, offset: int = 0,

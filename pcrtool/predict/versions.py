@@ -91,8 +91,3 @@ def _isalpha(c: str) -> bool:
 
 
 version_key = functools.cmp_to_key(compare_versions)
-
-
-def sort_versions(versions):
-    """Oldest first."""
-    return sorted(versions, key=version_key)

@@ -94,10 +94,6 @@ class ParsedSignature:
     message_digest: bytes | None      # messageDigest attribute, if any
     has_content: bool
 
-    @property
-    def signed_bytes_are_content(self) -> bool:
-        return self.signed_attrs is None
-
     def signer_certificate(self) -> bytes | None:
         """The embedded certificate matching the signer id, if present."""
         for der in self.certificates:

@@ -48,8 +48,8 @@ def test_allowlist_binds_whole_tuples_and_dedupes():
     a7, b7, a11, b11 = (hashlib.sha256(x).digest() for x in (b"a7", b"b7", b"a11", b"b11"))
     pol = build_allowlist_policy([("A", _tuple(a7, a11)), ("B", _tuple(b7, b11)), ("A2", _tuple(a7, a11))])
     assert len(pol.leaves) == 2 and pol.leaf_of["A"] == pol.leaf_of["A2"]
-    assert pol.index_of_digest(D.policy_pcr(_tuple(a7, b11))) is None  # no mixing across releases
-    assert pol.index_of_digest(D.policy_pcr(_tuple(b7, b11))) == pol.leaf_of["B"]
+    assert D.policy_pcr(_tuple(a7, b11)) not in pol.leaves  # no mixing across releases
+    assert pol.leaves.index(D.policy_pcr(_tuple(b7, b11))) == pol.leaf_of["B"]
 
 
 def test_direct_policy_layout():
