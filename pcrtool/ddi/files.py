@@ -45,7 +45,7 @@ class MappedImage:
         self._f.close()
 
 
-def _pem_certificates(data: bytes, name: str) -> list[bytes]:
+def _pem_certificates(data: bytes) -> list[bytes]:
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
     try:
@@ -77,7 +77,7 @@ def load_trusted_certs(cert_args: list[str] | None) -> tuple[list[TrustedCert], 
     for f in files:
         if f.stat().st_size == 0:        # an empty file masks (systemd's /dev/null convention)
             continue
-        ders = _pem_certificates(fileio.read_bytes(f, what="certificate"), str(f))
+        ders = _pem_certificates(fileio.read_bytes(f, what="certificate"))
         if not ders:
             skipped.append(f"{f}: not a PEM certificate (systemd ignores it)")
             continue

@@ -95,7 +95,7 @@ def parse_releases(text: str, *, source: str = "releases") -> tuple[list[PolicyR
     if isinstance(data, list):
         data = {"releases": data}
     if isinstance(data, dict) and data.get("format") == "pcrtool-predictions/1":
-        return _from_predictions(text, data, source), data
+        return _from_predictions(text, source), data
     if not isinstance(data, dict) or not isinstance(data.get("releases"), list) or not data["releases"]:
         raise FormatError(f"{source}: expected {{\"releases\": [ … ]}} with at least one release",
                           hint="see `pcrtool policy --help` for the releases file format")
@@ -148,7 +148,7 @@ def selected_pcrs(releases: Sequence[PolicyRelease], bank: HashAlg, explicit: Se
     return pcrs
 
 
-def _from_predictions(text: str, data: dict, source: str) -> list[PolicyRelease]:
+def _from_predictions(text: str, source: str) -> list[PolicyRelease]:
     """Releases from ``pcrtool predict release`` output (pcrtool-predictions/1), parsed once by
     ``load_predictions``; a phase's ``measurements`` let validation emulate its boot."""
     from pcrtool.predict.predictions import load_predictions

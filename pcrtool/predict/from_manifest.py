@@ -205,7 +205,7 @@ _GRUB_KEYS = {"path", "device", "config", "config_path", "files", "kernel", "ker
               "initrd_path", "cmdline"}
 
 
-def _file_or_digests(m: ReleaseManifest, reader: Reader, value: Any, key: str, src: str):
+def _file_or_digests(reader: Reader, value: Any, key: str, src: str):
     if isinstance(value, dict):  # precomputed file digests, one per bank
         out = {}
         for bank, hexv in value.items():
@@ -263,7 +263,7 @@ def _chain_measurements(m: ReleaseManifest, reader: Reader, reference_log: bytes
         files_doc = grub_doc.get("files", {})
         if not isinstance(files_doc, dict):
             raise ManifestError(f"{src}: 'files' must be a table of GRUB path → file")
-        files = {k: _file_or_digests(m, reader, v, f"files.{k}", src) for k, v in files_doc.items()}
+        files = {k: _file_or_digests(reader, v, f"files.{k}", src) for k, v in files_doc.items()}
         if "config" in grub_doc:
             image = read_grub_image(grub)
             cfg_path = grub_doc.get("config_path") or f"({device}){image.prefix or ''}/grub.cfg"
@@ -290,7 +290,7 @@ def _chain_measurements(m: ReleaseManifest, reader: Reader, reference_log: bytes
                 raise ManifestError(f"{src}: without 'config' GRUB's events come from a reference log",
                                     hint="add reference_log (or --reference-log), or give config")
             kernel = _read(reader, grub_doc["kernel"], "kernel", src) if "kernel" in grub_doc else None
-            initrd = (_file_or_digests(m, reader, grub_doc["initrd"], "initrd", src)
+            initrd = (_file_or_digests(reader, grub_doc["initrd"], "initrd", src)
                       if "initrd" in grub_doc else None)
             events = grub_from_log(reference_log, m.banks,
                                    kernel_path=grub_doc.get("kernel_path"), kernel=kernel,

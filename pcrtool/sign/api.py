@@ -45,7 +45,6 @@ class Padding(StrEnum):
 
 # Curves pcrtool signs with (FIPS 186-4 names as cryptography spells them).
 SUPPORTED_CURVES = {"secp256r1": 256, "secp384r1": 384}
-SIGNING_HASHES = (HashAlg.SHA256, HashAlg.SHA384, HashAlg.SHA512)
 
 
 @runtime_checkable
