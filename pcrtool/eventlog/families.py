@@ -5,8 +5,10 @@ A :class:`Family` knows how to *describe* an event of its kind (its decoder in
 (``payloads``: TCG PFP 1.05 §10.4.4 and what firmware and boot loaders really hash), or not at
 all, because the digest covers an artefact the log does not hold (``artefact`` names it: a PE
 image's Authenticode hash, a file, a section); ``rehash_artefact`` then gives the digests of
-a future artefact (pcr-oracle's rehash from a new image). It also gives the key under which
-substitution swaps a release's events in for the log's (``key``).
+a future artefact (pcr-oracle's rehash from a new image), and ``measure`` the whole event a
+measurer makes of one (:class:`ArtefactRule`: its PCR, the data it logs, the digest it extends:
+systemd-stub's PCR 11 sections, shim's PCR 14 MOK lists, the Linux EFI stub's PCR 9 tags). It also
+gives the key under which substitution swaps a release's events in for the log's (``key``).
 
 ``decode_event``, payload verification (``verify_payload_digests``, as tpm2-tools
 ``verify_digests`` and systemd-pcrlock check payloads), prediction (``Measurement.of_event``) and
@@ -23,7 +25,7 @@ from pcrtool.errors import FormatError
 from pcrtool.eventlog.model import EventLog
 from pcrtool.eventlog.quirks import SHIM_AUTHORITY_TRAILING_BYTES
 from pcrtool.model import HashAlg
-from pcrtool.tcg.constants import STUB_PROFILE_TAG, EventType
+from pcrtool.tcg.constants import LINUX_INITRD_TAG, LINUX_LOAD_OPTIONS_TAG, STUB_PROFILE_TAG, EventType
 
 #: What GRUB logs before a PCR 8 string it hashes (``grub_cmd: …``).
 GRUB_PREFIXES = ("grub_cmd", "kernel_cmdline", "grub_kernel_cmdline", "module_cmdline")
@@ -113,6 +115,35 @@ def _tag_payloads(pcr: int, event_type: EventType, data: bytes) -> list[bytes] |
     return None
 
 
+def tagged_event_data(tag: int, data: bytes) -> bytes:
+    """TCG_PCClientTaggedEvent: taggedEventID u32, taggedEventDataSize u32, data (TCG PFP §10.4.2.1)."""
+    return struct.pack("<II", tag, len(data)) + data
+
+
+#: An artefact is its bytes, or the digests of it per bank a caller already has.
+Artefact = bytes | Mapping[HashAlg, bytes]
+
+
+def _hash(artefact: bytes, alg: HashAlg) -> bytes:
+    return alg.digest(artefact)
+
+
+@dataclass(frozen=True, slots=True)
+class ArtefactRule:
+    """How one measurer turns an artefact into an event: the PCR, the data it logs (from the
+    event's label: a section's or list's name) and the digest it extends (from the artefact)."""
+
+    kind: str
+    pcr: int | None                                  # None: the caller's
+    digest: Callable[[bytes, HashAlg], bytes] = _hash
+    logged: Callable[[str], bytes] | None = None     # None: the caller builds the event data
+
+    def digests(self, artefact: Artefact, banks: Iterable[HashAlg]) -> dict[HashAlg, bytes]:
+        if isinstance(artefact, Mapping):   # precomputed, one per bank
+            return {alg: bytes(artefact[alg]) for alg in banks}
+        return {alg: self.digest(bytes(artefact), alg) for alg in banks}
+
+
 @dataclass(frozen=True, slots=True)
 class Family:
     """One event family: its event types, decoder, digest rule and substitution key."""
@@ -124,7 +155,7 @@ class Family:
     artefact: str = ""      # what the digest covers when it is not the logged data
     key_rule: Callable[[int, EventType, bytes, str], tuple | None] = _no_key
     recomputed: bool = False  # prediction rebuilds this family from artefacts
-    artefact_rule: Callable[[bytes, HashAlg], bytes] | None = None   # None: H(artefact)
+    artefacts: tuple[ArtefactRule, ...] = ()   # how measurers hash the artefacts ``artefact`` names
 
     def describe(self, event, log=None):
         """The typed decoding of the event's data (``decode_event`` adds the error handling)."""
@@ -145,10 +176,26 @@ class Family:
                               hint="predict it from that artefact")
         return {alg: alg.digest(payloads[0]) for alg in banks}
 
-    def rehash_artefact(self, artefact: bytes, banks: Iterable[HashAlg]) -> dict[HashAlg, bytes]:
-        """The digests of a future artefact (``artefact`` says which: an image, a file …), per bank."""
-        rule = self.artefact_rule
-        return {alg: rule(artefact, alg) if rule is not None else alg.digest(artefact) for alg in banks}
+    def artefact_rule(self, kind: str | None = None) -> ArtefactRule:
+        """The rule for artefacts of ``kind`` (None: the family's only one)."""
+        rules = [r for r in self.artefacts if kind is None or r.kind == kind]
+        if len(rules) != 1:
+            raise ValueError(f"{self.name} events have no single artefact rule {kind!r}")
+        return rules[0]
+
+    def rehash_artefact(self, artefact: Artefact, banks: Iterable[HashAlg], kind: str | None = None
+                        ) -> dict[HashAlg, bytes]:
+        """The digests of a future artefact (``artefact`` says which: an image, a section …), per bank."""
+        return self.artefact_rule(kind).digests(artefact, banks)
+
+    def measure(self, kind: str, label: str, artefact: Artefact, banks: Iterable[HashAlg]
+                ) -> tuple[int, bytes, dict[HashAlg, bytes]]:
+        """(PCR, logged data, digests) of the event a measurer makes of ``artefact`` (``label``
+        names it in the log: a section's or MOK list's name)."""
+        rule = self.artefact_rule(kind)
+        if rule.pcr is None or rule.logged is None:
+            raise ValueError(f"{self.name} artefact {kind!r} is measured on the caller's PCR and data")
+        return rule.pcr, rule.logged(label), rule.digests(artefact, banks)
 
     def key(self, pcr: int, event_type: EventType, data: bytes, description: str = "") -> tuple | None:
         """The substitution family of an event (None: always kept from the log)."""
@@ -159,6 +206,36 @@ def _authenticode(image: bytes, alg: HashAlg) -> bytes:
     from pcrtool.pe import authenticode_digest   # the hash EDK2's DxeImageVerificationLib computes
 
     return authenticode_digest(image, alg)
+
+
+def _utf16z(label: str) -> bytes:
+    return (label + "\0").encode("utf-16-le")
+
+
+def _asciiz(label: str) -> bytes:
+    return label.encode() + b"\0"
+
+
+def _asciiz_hash(name: bytes, alg: HashAlg) -> bytes:
+    return alg.digest(name + b"\0")
+
+
+_IPL_ARTEFACTS = (
+    # systemd-stub (src/boot/stub.c): per section, the name (ASCII with its NUL) then the contents
+    # as loaded (VirtualSize bytes), both logged as the UTF-16 name with NUL
+    ArtefactRule("stub-section-name", 11, _asciiz_hash, _utf16z),
+    ArtefactRule("stub-section", 11, _hash, _utf16z),
+    # shim (mok.c): the mirrored MOK list, logged as the ASCII name with NUL
+    ArtefactRule("mok-list", 14, _hash, _asciiz),
+)
+_TAG_ARTEFACTS = (
+    # the Linux EFI stub (drivers/firmware/efi/libstub): LoadOptions as passed (UTF-16, with the
+    # NUL) and the initrd, each under its tag with a fixed description
+    ArtefactRule("linux-load-options", 9, _hash,
+                 lambda _label: tagged_event_data(LINUX_LOAD_OPTIONS_TAG, b"LOADED_IMAGE::LoadOptions\0")),
+    ArtefactRule("linux-initrd", 9, _hash,
+                 lambda _label: tagged_event_data(LINUX_INITRD_TAG, b"Linux initrd\0")),
+)
 
 
 def _keyed(label: str):
@@ -179,20 +256,21 @@ FAMILIES: tuple[Family, ...] = (
            "variables.decode_variable", _variable_payloads),
     Family("efi-application", (EventType.EV_EFI_BOOT_SERVICES_APPLICATION,), "image.decode_image_load",
            artefact="the image's Authenticode (PE/COFF) hash", key_rule=_keyed("application"),
-           recomputed=True, artefact_rule=_authenticode),
+           recomputed=True, artefacts=(ArtefactRule("image", None, _authenticode),)),
     Family("efi-driver", (EventType.EV_EFI_BOOT_SERVICES_DRIVER, EventType.EV_EFI_RUNTIME_SERVICES_DRIVER),
            "image.decode_image_load", artefact="the driver's Authenticode (PE/COFF) hash",
-           artefact_rule=_authenticode),
+           artefacts=(ArtefactRule("image", None, _authenticode),)),
     Family("efi-gpt", (EventType.EV_EFI_GPT_EVENT,), "gpt.decode_gpt", _data, key_rule=_keyed("gpt"),
            recomputed=True),
     Family("efi-gpt2", (EventType.EV_EFI_GPT_EVENT2,), "gpt.decode_gpt",
            artefact="the GPT as the firmware read it"),
     Family("ipl", (EventType.EV_IPL,), "ipl.decode_ipl", _ipl_payloads,
            artefact="a file (GRUB, PCR 9), a section (systemd-stub, PCR 11) or a MOK list (shim, PCR 14)",
-           key_rule=_ipl_key, recomputed=True),
+           key_rule=_ipl_key, recomputed=True, artefacts=_IPL_ARTEFACTS),
     Family("event-tag", (EventType.EV_EVENT_TAG,), "tag.decode_event_tag", _tag_payloads,
            artefact="the command line or initrd (Linux EFI stub, PCR 9)",
-           key_rule=lambda pcr, event_type, data, description: (pcr, "tag", _tag_id(data)), recomputed=True),
+           key_rule=lambda pcr, event_type, data, description: (pcr, "tag", _tag_id(data)), recomputed=True,
+           artefacts=_TAG_ARTEFACTS),
     Family("text",
            (EventType.EV_ACTION, EventType.EV_CPU_MICROCODE, EventType.EV_PLATFORM_CONFIG_FLAGS,
             EventType.EV_TABLE_OF_DEVICES, EventType.EV_COMPACT_HASH, EventType.EV_NONHOST_CODE,

@@ -9,12 +9,12 @@ as EV_EVENT_TAG 0x8F3B22EC into PCR 9 (digest over the UTF-16 options incl. NUL 
 
 from __future__ import annotations
 
-import struct
 from typing import Mapping, Sequence
 
+from pcrtool.eventlog.families import family_of, tagged_event_data
 from pcrtool.model import HashAlg
 from pcrtool.predict.events import DEFAULT_BANKS, Measurement
-from pcrtool.tcg.constants import LINUX_INITRD_TAG, LINUX_LOAD_OPTIONS_TAG, STUB_PROFILE_TAG, EventType
+from pcrtool.tcg.constants import LINUX_INITRD_TAG, LINUX_LOAD_OPTIONS_TAG, STUB_PROFILE_TAG, EventType  # noqa: F401 (re-exported)
 
 PCR_KERNEL_CONFIG = 12
 PCR_LINUX_STUB = 9
@@ -32,29 +32,24 @@ def stub_cmdline_measurement(cmdline: str, banks: Sequence[HashAlg] = DEFAULT_BA
     return Measurement.of_event(PCR_KERNEL_CONFIG, EventType.EV_IPL, cmdline, utf16_cmdline(cmdline, nul=nul), banks)
 
 
-def tagged_event_data(tag: int, data: bytes) -> bytes:
-    """TCG_PCClientTaggedEvent: taggedEventID u32, taggedEventDataSize u32, data (TCG PFP §10.4.2.1)."""
-    return struct.pack("<II", tag, len(data)) + data
+def _linux_stub_measurement(kind: str, description: str, artefact: bytes | Mapping[HashAlg, bytes],
+                            banks: Sequence[HashAlg]) -> Measurement:
+    pcr, data, digests = family_of(EventType.EV_EVENT_TAG).measure(kind, description, artefact, banks)
+    return Measurement(pcr, digests, EventType.EV_EVENT_TAG, description, data)
 
 
 def linux_load_options_measurement(cmdline: str, banks: Sequence[HashAlg] = DEFAULT_BANKS, *,
                                    nul: bool = True) -> Measurement:
     """Linux EFI stub: LoadOptions as EV_EVENT_TAG 0x8F3B22ED on PCR 9."""
-    hashed = utf16_cmdline(cmdline, nul=nul)
-    return Measurement.of_data(PCR_LINUX_STUB, EventType.EV_EVENT_TAG, "LOADED_IMAGE::LoadOptions", hashed,
-                               banks, data=tagged_event_data(LINUX_LOAD_OPTIONS_TAG,
-                                                             b"LOADED_IMAGE::LoadOptions\0"))
+    return _linux_stub_measurement("linux-load-options", "LOADED_IMAGE::LoadOptions",
+                                   utf16_cmdline(cmdline, nul=nul), banks)
 
 
 def linux_initrd_measurement(initrd: bytes | Mapping[HashAlg, bytes],
                              banks: Sequence[HashAlg] = DEFAULT_BANKS) -> Measurement:
     """Linux EFI stub: the initrd (as handed over by LINUX_EFI_INITRD_MEDIA) as EV_EVENT_TAG 0x8F3B22EC
     (``initrd``: its bytes, or its precomputed digests per bank)."""
-    data = tagged_event_data(LINUX_INITRD_TAG, b"Linux initrd\0")
-    if isinstance(initrd, Mapping):
-        return Measurement(PCR_LINUX_STUB, {alg: bytes(initrd[alg]) for alg in banks}, EventType.EV_EVENT_TAG,
-                           "Linux initrd", data)
-    return Measurement.of_data(PCR_LINUX_STUB, EventType.EV_EVENT_TAG, "Linux initrd", initrd, banks, data=data)
+    return _linux_stub_measurement("linux-initrd", "Linux initrd", initrd, banks)
 
 
 def stub_profile_measurement(profile: int, banks: Sequence[HashAlg] = DEFAULT_BANKS) -> Measurement:

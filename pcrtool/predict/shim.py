@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pcrtool.errors import FormatError
+from pcrtool.eventlog.families import family_of
 from pcrtool.model import HashAlg
 from pcrtool.predict.events import DEFAULT_BANKS, Measurement
 from pcrtool.predict.secureboot import (
@@ -40,7 +41,6 @@ from pcrtool.predict.secureboot import (
 from pcrtool.tcg.constants import EventType
 from pcrtool.tcg.guid import SHIM_LOCK_GUID
 
-PCR_MOK = 14
 EFI_CERT_SHA256_GUID = uuid.UUID("c1c41626-504c-4092-aca9-41f936934328")
 MOK_LISTS = ("MokList", "MokListX", "MokListTrusted")
 
@@ -122,8 +122,12 @@ def mok_measurements(shim: ShimImage | None, variables: dict[str, bytes | None] 
                      banks: Sequence[HashAlg] = DEFAULT_BANKS) -> list[Measurement]:
     """PCR 14: MokList, MokListX, MokListTrusted (``variables``: the machine's MOK variable data)."""
     variables = variables or {}
-    return [Measurement.of_data(PCR_MOK, EventType.EV_IPL, name, mok_list_data(shim, name, variables.get(name)),
-                                banks, data=name.encode() + b"\0") for name in MOK_LISTS]
+    ipl = family_of(EventType.EV_IPL)
+    out = []
+    for name in MOK_LISTS:
+        pcr, logged, digests = ipl.measure("mok-list", name, mok_list_data(shim, name, variables.get(name)), banks)
+        out.append(Measurement(pcr, digests, EventType.EV_IPL, name, logged))
+    return out
 
 
 def sbat_level_measurement(level: str, banks: Sequence[HashAlg] = DEFAULT_BANKS) -> Measurement:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from pcrtool.errors import FormatError, UsageError
+from pcrtool.eventlog.families import family_of
 from pcrtool.model import HashAlg, PcrValues
 from pcrtool.predict.events import DEFAULT_BANKS, USERSPACE, Measurement, replay_measurements
 from pcrtool.tcg.constants import EventType
@@ -102,20 +103,15 @@ def section_measurements(sections: Mapping[str, bytes | Mapping[HashAlg, bytes]]
     Names outside ``measured`` (``.text``, ``.pcrsig``, …) are ignored; empty sections count as
     absent. The event data is the name in UTF-16 with NUL, as the stub logs it.
     """
+    ipl = family_of(EventType.EV_IPL)
     out: list[Measurement] = []
     for name in MEASURED_SECTIONS:
         content = sections.get(name)
         if not content or name not in measured:
             continue
-        logged = (name + "\0").encode("utf-16-le")
-        out.append(Measurement.of_hasher(PCR_KERNEL_BOOT, EventType.EV_IPL, name,
-                                         lambda alg: alg.digest(name.encode() + b"\0"), banks, data=logged))
-        if isinstance(content, Mapping):
-            out.append(Measurement(PCR_KERNEL_BOOT, {alg: bytes(content[alg]) for alg in banks},
-                                   EventType.EV_IPL, name, logged))
-        else:
-            out.append(Measurement.of_hasher(PCR_KERNEL_BOOT, EventType.EV_IPL, name,
-                                             lambda alg: alg.digest(bytes(content)), banks, data=logged))
+        for kind, artefact in (("stub-section-name", name.encode()), ("stub-section", content)):
+            pcr, logged, digests = ipl.measure(kind, name, artefact, banks)
+            out.append(Measurement(pcr, digests, EventType.EV_IPL, name, logged))
     return out
 
 

@@ -126,3 +126,67 @@ def test_describe_is_the_decoding_decode_event_gives(corpus_events):
         except Exception:  # noqa: BLE001 - decode_event turns these into Undecodable
             continue
         assert mine == decode_event(e), e
+
+
+# --- artefact rules: the events systemd-stub, shim and the Linux EFI stub make of an artefact ---------
+
+def _capture(name):
+    import json
+    from pathlib import Path
+
+    d = Path(__file__).resolve().parents[2] / "eventlogs" / name
+    if not (d / "eventlog.bin").is_file():
+        pytest.skip(f"capture {name} not present")
+    meta = json.loads((d / "capture.json").read_text())
+    return d, meta, [e for e in parse_event_log((d / "eventlog.bin").read_bytes()).events if e.is_extended]
+
+
+@pytest.mark.parametrize("name", ["ovmf-cmdline", "ovmf-loadopts"])
+def test_stub_section_and_linux_tag_rules_rebuild_a_real_boots_events(name):
+    """systemd-stub's PCR 11 events and the Linux EFI stub's PCR 9 tags of a real OVMF boot, rebuilt
+    by the families from the section names, the sections' digests and the command line."""
+    _d, meta, events = _capture(name)
+    ipl, tag = family_of(EventType.EV_IPL), family_of(EventType.EV_EVENT_TAG)
+    logged = [(e.pcr, e.data, e.digests[SHA256]) for e in events if e.pcr == 11]
+    rebuilt = []
+    for section in [e.data.decode("utf-16-le").rstrip("\0") for e in events if e.pcr == 11][::2]:
+        contents = {SHA256: bytes.fromhex(meta["sections_sha256"][section])}
+        for kind, artefact in (("stub-section-name", section.encode()), ("stub-section", contents)):
+            pcr, data, digests = ipl.measure(kind, section, artefact, [SHA256])
+            rebuilt.append((pcr, data, digests[SHA256]))
+    assert len(logged) == 8 and rebuilt == logged
+    # the name event hashes the ASCII name with its NUL, not the UTF-16 data it logs
+    assert logged[0][2] == hashlib.sha256(b".linux\0").digest() != hashlib.sha256(logged[0][1]).digest()
+
+    tags = [(e.pcr, e.data, e.digests[SHA256]) for e in events if e.event_type == EventType.EV_EVENT_TAG]
+    cmdline = meta.get("load_options", meta["cmdline"])
+    options = tag.measure("linux-load-options", "LoadOptions", (cmdline + "\0").encode("utf-16-le"), [SHA256])
+    initrd = tag.measure("linux-initrd", "initrd", {SHA256: bytes.fromhex(meta["sections_sha256"][".initrd"])},
+                         [SHA256])
+    assert tags == [(pcr, data, d[SHA256]) for pcr, data, d in (options, initrd)]
+
+
+@pytest.mark.parametrize("name", ["ovmf-ms-shim-grub-a", "ovmf-shim-grub-sb-off-a"])
+def test_mok_list_rule_rebuilds_shims_pcr14_events(name):
+    """shim's PCR 14: ASCII name + NUL logged; MokListX (no machine list) is the vendor dbx as is,
+    an absent MokListTrusted the one byte 01."""
+    d, _meta, events = _capture(name)
+    ipl = family_of(EventType.EV_IPL)
+    logged = {e.data: e.digests[SHA256] for e in events if e.pcr == 14}
+    assert list(logged) == [b"MokList\0", b"MokListX\0", b"MokListTrusted\0"]
+    for label, artefact in (("MokListX", (d / "shim-vendor-dbx.esl").read_bytes()), ("MokListTrusted", b"\x01")):
+        pcr, data, digests = ipl.measure("mok-list", label, artefact, [SHA256])
+        assert (pcr, logged[data]) == (14, digests[SHA256]), label
+    # a wrong artefact gives another digest (the rule hashes the list, not the name)
+    assert ipl.measure("mok-list", "MokListTrusted", b"\x00", [SHA256])[2][SHA256] != logged[b"MokListTrusted\0"]
+
+
+def test_artefact_rules_name_their_kind():
+    ipl = family_of(EventType.EV_IPL)
+    with pytest.raises(ValueError, match="no single artefact rule"):
+        ipl.rehash_artefact(b"x", [SHA256])            # several kinds: the caller must say which
+    with pytest.raises(ValueError, match="grub-file"):
+        ipl.rehash_artefact(b"x", [SHA256], "grub-file")
+    app = family_of(EventType.EV_EFI_BOOT_SERVICES_APPLICATION)
+    with pytest.raises(ValueError, match="caller's PCR"):
+        app.measure("image", "x", b"MZ", [SHA256])   # firmware's PCR and image-load event are the caller's
