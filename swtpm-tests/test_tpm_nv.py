@@ -32,7 +32,7 @@ def test_ordinary_index_round_trip_larger_than_one_nv_buffer(tpm):
     assert pub.name == nv_name(ORDINARY, ORDINARY_ATTRS, 2048, written=True)  # the Name changed
     assert ORDINARY in tpm.nv_indices()
     tpm.nv_undefine(ORDINARY)
-    assert not tpm.nv_exists(ORDINARY)
+    assert ORDINARY not in tpm.nv_indices()
 
 
 def test_define_twice_and_missing_index_are_decoded(tpm):

@@ -123,10 +123,6 @@ class PeImage:
     def is_signed(self) -> bool:
         return self.cert_table_size != 0
 
-    @property
-    def section_table_offset(self) -> int:
-        return self.optional_header_offset + self.size_of_optional_header
-
     def section(self, name: str) -> Section | None:
         """The first section called ``name`` (e.g. ``.linux``, or a long name such as
         ``.vendor_cert`` that the header holds as "/4"), or None."""

@@ -118,13 +118,9 @@ def complete_chunks(prepared: PreparedSignature, signature: bytes, certificate_d
     return attach_chunks(prepared, der)
 
 
-def attach(prepared: PreparedSignature, der: bytes) -> bytes:
-    """Append a complete Authenticode PKCS#7 after checking it is for this image and verifies."""
-    return b"".join(attach_chunks(prepared, der))
-
-
 def attach_chunks(prepared: PreparedSignature, der: bytes) -> list:
-    """``attach`` as chunks to write one after the other."""
+    """Append a complete Authenticode PKCS#7 after checking it is for this image and verifies, as
+    chunks to write one after the other."""
     from pcrtool.pe.verify import check_signer, edk2_hash_alg, idc_digest_as_edk2
 
     sig = ac.parse_pkcs7(der)

@@ -144,10 +144,6 @@ class Tpm(NvMixin):
         return {int(c) & 0xFFFF
                 for c in self._get_capability(TPM2_CAP.COMMANDS, TPM_CC_FIRST, 256, "command")}
 
-    def supports_command(self, code: int) -> bool:
-        """Whether the TPM implements a command, e.g. TPM_CC_PolicyAuthorizeNV (0x192, rev 1.38+)."""
-        return code in self.commands()
-
     def info(self) -> dict[str, Any]:
         """Manufacturer, vendor string, firmware and spec revision (TPM_CAP_TPM_PROPERTIES)."""
         props = dict(self._get_capability(TPM2_CAP.TPM_PROPERTIES, PT_FAMILY_INDICATOR, 64,

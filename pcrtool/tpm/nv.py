@@ -233,10 +233,6 @@ class NvMixin:
     def nv_read_public(self, index: int) -> NvPublic:
         return self._with_nv(index, b"", lambda h: read_nv_public(self.esys, h, index))
 
-    def nv_exists(self, index: int) -> bool:
-        """Whether an index is defined (TPM2_GetCapability, TPM_CAP_HANDLES)."""
-        return check_index(index) in self.nv_indices()
-
     def nv_indices(self) -> list[int]:
         """All defined NV indices (TPM2_GetCapability, TPM_CAP_HANDLES from 0x01000000)."""
         handles = self._get_capability(TPM2_CAP.HANDLES, NV_INDEX_FIRST, 254, "handles")

@@ -46,10 +46,6 @@ class TpmReplayReport:
                 out.append((v.alg, v.pcr))
         return out
 
-    @property
-    def unreproducible_pcrs(self) -> list[int]:
-        return sorted({pcr for _, pcr in self.unreproducible})
-
     def to_json(self) -> dict:
         return {
             "banks": [b.bank_name for b in self.banks],
