@@ -79,11 +79,8 @@ class EventLogStream:
             raise
         return _events(self._buf, self.log, starts, 0, len(starts) - 1)
 
-    def validate(self) -> None:
-        self._walk(None)
-
     def record_starts(self) -> "array":
-        """Validate every record (like ``validate``) and return the byte offset of each record,
+        """Validate every record and return the byte offset of each record,
         in log order, followed by the end of the last one (where padding starts): record ``i``
         is ``untrusted_log[starts[i]:starts[i + 1]]`` and has index ``i``."""
         starts = array("q")
@@ -190,13 +187,9 @@ def _release(untrusted_log, upto: int, released: int) -> int:
     return upto
 
 
-def _validate(untrusted_log, log: EventLog, source: str, starts: array | None) -> None:
+def _validate(untrusted_log, log: EventLog, source: str, starts: array) -> None:
     """Check every record of the log against the buffer (``walk_records``, digests not kept);
     append each record's offset to ``starts``, then the end of the last one."""
-    if starts is None:
-        for _ in walk_records(untrusted_log, log, source=source, digests=False):
-            pass
-        return
     append = starts.append
     for record in walk_records(untrusted_log, log, source=source, digests=False):
         append(record[1])

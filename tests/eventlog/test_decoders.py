@@ -208,7 +208,7 @@ def test_no_action_payloads(corpus):
 
 def test_firmware_events():
     assert decode_event(ev(T.EV_SEPARATOR, b"\0\0\0\0")) == Separator(0, b"\0\0\0\0")
-    assert decode_event(ev(T.EV_SEPARATOR, b"\x01\0\0\0")).is_error
+    assert decode_event(ev(T.EV_SEPARATOR, b"\x01\0\0\0")) == Separator(1, b"\x01\0\0\0")  # the error separator
     assert decode_event(ev(T.EV_EFI_ACTION, b"Exit Boot Services Invocation")) == \
         Text("Exit Boot Services Invocation", "ascii")
     assert decode_event(ev(T.EV_POST_CODE, b"ACPI DATA")) == Text("ACPI DATA", "ascii")

@@ -24,10 +24,6 @@ class Separator(Decoded):
     data: bytes
     kind = "separator"
 
-    @property
-    def is_error(self) -> bool:
-        return self.value == 1
-
     def describe(self) -> str:
         if self.value is None:
             return f"separator {self.data.hex()}"
