@@ -307,8 +307,6 @@ class PcrlockPolicy:
     bank: HashAlg
     values: dict[int, tuple[bytes, ...]] = field(default_factory=dict)
     nv_index: int | None = None
-    has_nv_handle: bool = False
-    has_pin: bool = False
 
     @classmethod
     def parse(cls, text: str | bytes, *, source: str = "pcrlock.json") -> "PcrlockPolicy":
@@ -343,8 +341,7 @@ class PcrlockPolicy:
                 raise FormatError(f"{where}: PCR {item['pcr']} listed twice")
             values[item["pcr"]] = parsed
         nv = doc.get("nvIndex")
-        return cls(bank, values, nv if type(nv) is int else None, bool(doc.get("nvHandle")),
-                   bool(doc.get("pinPublic")))
+        return cls(bank, values, nv if type(nv) is int else None)
 
     def accepts(self, pcr_values) -> tuple[bool, list[str]]:
         """Whether a boot with these PCR values (``pcr_values.get(bank, pcr)``, None = unknown)

@@ -8,7 +8,7 @@ Replay follows TPM 2.0 Part 1 §17 (PCR_Extend: ``PCR := H(PCR || digest)``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from pcrtool.errors import FormatError
 from pcrtool.eventlog.families import digests_of
@@ -46,12 +46,6 @@ class Measurement:
         (``pcrtool.eventlog.families``: e.g. a variable event hashes the whole UEFI_VARIABLE_DATA,
         EV_EFI_VARIABLE_BOOT only the variable's data, GRUB's PCR 8 strings the text after the prefix)."""
         return cls(pcr, digests_of(pcr, event_type, data, banks), event_type, description, data)
-
-    @classmethod
-    def of_hasher(cls, pcr: int, event_type: EventType | None, description: str,
-                  digest_of: Callable[[HashAlg], bytes], banks: Iterable[HashAlg],
-                  *, data: bytes = b"") -> "Measurement":
-        return cls(pcr, {alg: digest_of(alg) for alg in banks}, event_type, description, data)
 
 
 def replay_measurements(measurements: Iterable[Measurement],
