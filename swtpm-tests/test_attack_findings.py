@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from tests.policy.helpers_policy import need_module, need_tool, pem_private, pem_public, rsa_key  # noqa: E402
 from tpm_proxy import boot, excuse_lockout, lockout_counter, pcrtool, tpm2_tools  # noqa: E402
-from pcrtool.tpm import enrollment_file  # noqa: E402
+from pcrtool.tpm.enroll_modes import load_any_enrollment  # noqa: E402
 
 KEY = rsa_key()
 SECRET = bytes(range(0x30, 0x50))
@@ -221,7 +221,7 @@ def test_f4_another_products_approval_does_not_unlock(dev):
     from pcrtool.policy.approvals import Approvals
     from pcrtool.tpm import enroll as E
     from pcrtool.errors import TpmPolicyFailed
-    e = enrollment_file.read_enrollment(dev.d / "e.json")
+    e = load_any_enrollment(dev.d / "e.json")
     b = Approvals.parse(apps_b.read_text())
     with pytest.raises(TpmPolicyFailed, match="TPM_RC"):
         E.unlock(dev.sw.tcti, e, b, attempt_anyway=True, entry_override=b.entries[0])

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.policy.helpers_policy import need_module, pem_public, releases_json
 from tpm_proxy import pcrtool as _pcrtool
-from pcrtool.tpm import enrollment_file  # noqa: E402
+from pcrtool.tpm.enroll_modes import load_any_enrollment  # noqa: E402
 
 CURVES = {"p256": ec.SECP256R1, "p384": ec.SECP384R1}
 # TPM 2.0 Part 2 §6.6: format-1 code + TPM_RC_P (0x040) + parameter number << 8
@@ -68,7 +68,7 @@ def test_ecdsa_approvals_unlock_the_approved_release_and_nothing_else(swtpm, tmp
     p = _pcrtool("tpm", "unlock", *t, "-e", d / "e.json", "-a", d / "other.pcrsig", check=4)
     assert "the device trusts key" in p.stderr and p.stdout == ""
     # ... and the TPM refuses that key's signature itself (TPM2_VerifySignature, 48-byte r/s on P-384)
-    enrollment = enrollment_file.read_enrollment(d / "e.json")
+    enrollment = load_any_enrollment(d / "e.json")
     with pytest.raises(TpmPolicyFailed) as ei:
         E.unlock(swtpm.tcti, enrollment, Approvals.parse((d / "other.pcrsig").read_bytes()), attempt_anyway=True)
     assert (ei.value.command, ei.value.rc, ei.value.exit_code) == ("TPM2_VerifySignature", RC_SIGNATURE_PARAMETER_2, 4)

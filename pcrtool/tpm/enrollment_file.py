@@ -369,10 +369,3 @@ def unlock_command_count(e: Enrollment, svn: int | None = None) -> int:
 def write_enrollment(path: str | os.PathLike, enrollment: Enrollment) -> None:
     from pcrtool.fileio import write_atomic
     write_atomic(path, enrollment.to_json(), mode=0o600, what="enrollment")
-
-
-
-def read_enrollment(path: str | os.PathLike) -> Enrollment:
-    from pcrtool.fileio import read_bytes
-    return Enrollment.parse(read_bytes(path, what="enrollment", limit=MAX_ENROLLMENT_BYTES + 1), source=str(path))
-
