@@ -198,7 +198,7 @@ def verify(
         else:
             raise UsageError("nothing to compare with", hint="give --pcrs FILE, --sysfs or --tcti")
     actual = _actual_pcrs(pcrs_file, sysfs, tcti, result.banks)
-    comparison = compare_with_pcrs(log, result, actual)
+    comparison = compare_with_pcrs(result, actual)
     table = render.Table(["pcr", "bank", "status", "replayed", "actual"])
     for row in comparison.rows:
         table.add(row.pcr, row.alg.bank_name, str(row.status),

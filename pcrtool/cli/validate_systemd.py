@@ -65,7 +65,7 @@ def validate_systemd(
             import json
             from pcrtool.cli.demo import DEMO_DIR
             spec = json.loads((DEMO_DIR / "releases.json").read_text())
-            boots = demo_boots(spec, _banks(work))
+            boots = demo_boots(spec, _banks())
             results.append(run_matrix("demo releases", boots, sd, work, pcrs=(11,), components=["/usr/lib/pcrlock.d"],
                                       location="770", scenarios=chosen, sign_key=(key, pub),
                                       approve=approve_with_pcrtool(key, (11,))))
@@ -103,7 +103,7 @@ def validate_systemd(
                             hint="an unlock where a refusal was expected is a security bug")
 
 
-def _banks(work):
+def _banks():
     from pcrtool.swtpm import Swtpm
     from pcrtool.tpm import open_tpm
     with Swtpm.start() as sw, open_tpm(sw.tcti) as tpm:

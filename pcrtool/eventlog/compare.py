@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from pcrtool.eventlog.model import EventLog
 from pcrtool.eventlog.replay import ReplayResult, initial_pcr_value
 from pcrtool.model import HashAlg, PcrValues
 
@@ -59,7 +58,7 @@ class Comparison:
                 "pcrs": [r.to_json() for r in self.rows]}
 
 
-def compare_with_pcrs(log: EventLog, result: ReplayResult, actual: PcrValues) -> Comparison:
+def compare_with_pcrs(result: ReplayResult, actual: PcrValues) -> Comparison:
     """Per (bank, PCR) present in ``actual`` and in a bank the log replays: match or not."""
     out = Comparison()
     pcr0_start = 4 if result.hcrtm else (result.locality or 0)

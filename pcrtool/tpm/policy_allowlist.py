@@ -147,12 +147,12 @@ def enroll_allowlist(tcti: str | None, tuples: Sequence[tuple[str, PcrValues]], 
         srk = policy_session.ensure_persistent_srk(esys, owner_auth, pinned_srk)
         opened = policy_session.open_owner_session(esys, owner_auth, srk.handle)
         try:
-            return _seal_and_commit(esys, srk, policy, tuples, bank, pcrs, secret, index, owner_auth, commit, pin)
+            return _seal_and_commit(esys, srk, policy, bank, pcrs, secret, index, owner_auth, commit, pin)
         finally:
             policy_session.close_owner_session(esys, opened)
 
 
-def _seal_and_commit(esys, srk, policy, tuples, bank, pcrs, secret, index, owner_auth, commit, pin):
+def _seal_and_commit(esys, srk, policy, bank, pcrs, secret, index, owner_auth, commit, pin):
     """Seal under epoch + 1, ``commit`` (durable), then increment the epoch counter."""
     handle, value, name, _ = ensure_counter(esys, index, owner_auth)
     epoch = value + 1

@@ -189,7 +189,7 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
         saved_ticket = None
         old = older[0] if older else None
         if old is not None and entry_for(old) is not None:
-            saved_ticket = _ticket(sw, enrollment, entry_for(old), old, bank)
+            saved_ticket = _ticket(sw, enrollment, entry_for(old))
         saved_blob = enrollment.blob_bytes
 
         # 2. unknown / not allowlisted / tampered / other key
@@ -256,7 +256,7 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
 
         # 4b. attack classes of issue 13, each refused by the TPM
         if setup.private_key is not None and older:
-            _attack_cells(sw, setup, enrollment, newest, older[0], unlock_cell, note, secret)
+            _attack_cells(sw, setup, enrollment, newest, older[0], unlock_cell, note)
         else:
             note(Cell("attack classes (scope, re-enrolment, forged approval)", "-", NA, NA,
                       detail="needs the private key (--key) and two svns"))
@@ -314,7 +314,7 @@ def run_signed_matrix(setup: SignedSetup, *, swtpm_factory=None, progress=None) 
 
 
 def _attack_cells(sw, setup: SignedSetup, enrollment: Enrollment, newest: PolicyRelease, old: PolicyRelease,
-                  unlock_cell, note, secret: bytes) -> None:
+                  unlock_cell, note) -> None:
     """One cell per attack class; every deny is the TPM's (return code recorded)."""
     bank, pcrs = setup.bank, setup.pcrs
     sign = _sign_with(setup.private_key)
@@ -381,7 +381,7 @@ def _replay(measurements):
     return replay_measurements(measurements)
 
 
-def _ticket(sw, enrollment: Enrollment, entry: ApprovalEntry, release: PolicyRelease, bank):
+def _ticket(sw, enrollment: Enrollment, entry: ApprovalEntry):
     """A VerifySignature ticket for ``entry`` obtained now, to be replayed later."""
     tpmt = digests.public_key_tpmt(enrollment.public_key())
     with policy_session.open_esys(sw.tcti) as esys:

@@ -60,14 +60,14 @@ def test_compare_statuses_and_feeders(corpus):
     log = parse_event_log((corpus / "logs/guard-oss/failed-1.evidence.json.eventlog.bin").read_bytes())
     result = replay(log)
     quoted = PcrValues.parse((corpus / "logs/guard-oss/failed-2.evidence.json.pcrs.json").read_text())
-    cmp = compare_with_pcrs(log, result, quoted)
+    cmp = compare_with_pcrs(result, quoted)
     assert cmp.mismatching_pcrs() == (0,)
     row = next(r for r in cmp.rows if r.pcr == 0)
     assert row.status == Status.MISMATCH
     assert list(row.events) == [e.index for e in log.events if e.pcr == 0 and e.is_extended]
     assert {r.status for r in cmp.rows if r.pcr != 0} <= {Status.MATCH, Status.UNUSED}
     quoted.set(HashAlg.SHA256, 10, b"\x01" * 32)          # something outside the log (IMA)
-    assert next(r for r in compare_with_pcrs(log, result, quoted).rows if r.pcr == 10).status == Status.NOT_IN_LOG
+    assert next(r for r in compare_with_pcrs(result, quoted).rows if r.pcr == 10).status == Status.NOT_IN_LOG
 
 
 def test_secure_boot_report_of_own_capture_matches_the_enrolled_certificates(tool):

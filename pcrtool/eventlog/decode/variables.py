@@ -242,7 +242,7 @@ def parse_variable_data(data: bytes) -> tuple[str, str, bytes, bytes]:
 def decode_variable_value(name: str, data: bytes, *, authority: bool = False):
     """Typed contents of a measured variable (or the raw bytes when nothing fits)."""
     if authority:
-        return _authority_value(name, data)
+        return _authority_value(data)
     if name in ("SecureBoot", "DeployedMode", "AuditMode", "SetupMode", "MokSBState") and len(data) == 1:
         return bool(data[0])
     if name in SIGNATURE_DB_NAMES:
@@ -264,7 +264,7 @@ def decode_variable_value(name: str, data: bytes, *, authority: bool = False):
     return data
 
 
-def _authority_value(name: str, data: bytes):
+def _authority_value(data: bytes):
     """EV_EFI_VARIABLE_AUTHORITY data: EFI_SIGNATURE_DATA (owner + cert), or shim's own forms
     (MokListTrusted 1 byte, SbatLevel text, a bare certificate) — go-attestation #222/#283."""
     if len(data) > 16:
