@@ -77,7 +77,7 @@ def _ipl_payloads(pcr: int, event_type: EventType, data: bytes) -> list[bytes] |
     """GRUB's PCR 8 strings hash the text after ``prefix: `` (with or without the NUL);
     systemd-boot's PCR 12 command line hashes the UTF-16 data. PCR 9 (GRUB's files), 11
     (systemd-stub's sections: the name once, the contents once) and 14 (shim's MOK lists) hash
-    what the log does not hold."""
+    what the log does not hold (``_IPL_ARTEFACTS``)."""
     if pcr == 8:
         text = data[:-1] if data.endswith(b"\0") else data
         head, sep, value = text.partition(b" ")
@@ -109,7 +109,7 @@ def _tag_id(data: bytes) -> int | None:
 
 def _tag_payloads(pcr: int, event_type: EventType, data: bytes) -> list[bytes] | None:
     """systemd-stub's profile tag hashes its payload (the UTF-16 number); the Linux EFI stub's
-    load options and initrd tags hash what the log does not hold."""
+    load options and initrd tags hash what the log does not hold (``_TAG_ARTEFACTS``)."""
     if _tag_id(data) == STUB_PROFILE_TAG and len(data) >= 8:
         return [data[8:]]
     return None

@@ -143,14 +143,19 @@ def lock_uki(uki: bytes) -> PcrlockFile:
 def lock_kernel_cmdline(cmdline: str | bytes) -> PcrlockFile:
     """``lock-kernel-cmdline``: PCR 9, the command line (trailing newlines dropped) in UTF-16LE
     with its NUL, as the Linux EFI stub measures the load options."""
+    from pcrtool.predict.cmdline import linux_load_options_measurement
+
     text = cmdline.decode("utf-8") if isinstance(cmdline, bytes) else cmdline
-    text = text.rstrip("\n")
-    return PcrlockFile((Record.of_data(PCR_KERNEL_INITRD, text.encode("utf-16-le") + b"\0\0"),))
+    m = linux_load_options_measurement(text.rstrip("\n"), BANKS)
+    return PcrlockFile((Record(m.pcr, tuple((alg, m.digests[alg]) for alg in BANKS)),))
 
 
 def lock_kernel_initrd(initrd: bytes) -> PcrlockFile:
-    """``lock-kernel-initrd``: PCR 9, the digest of the initrd file."""
-    return PcrlockFile((Record.of_data(PCR_KERNEL_INITRD, initrd),))
+    """``lock-kernel-initrd``: PCR 9, the digest of the initrd file (the Linux EFI stub's tag)."""
+    from pcrtool.predict.cmdline import linux_initrd_measurement
+
+    m = linux_initrd_measurement(initrd, BANKS)
+    return PcrlockFile((Record(m.pcr, tuple((alg, m.digests[alg]) for alg in BANKS)),))
 
 
 def lock_secureboot_policy(variables: Mapping[str, bytes | None]) -> PcrlockFile:

@@ -120,7 +120,8 @@ def mok_list_data(shim: ShimImage | None, name: str, variable: bytes | None = No
 
 def mok_measurements(shim: ShimImage | None, variables: dict[str, bytes | None] | None = None,
                      banks: Sequence[HashAlg] = DEFAULT_BANKS) -> list[Measurement]:
-    """PCR 14: MokList, MokListX, MokListTrusted (``variables``: the machine's MOK variable data)."""
+    """PCR 14: MokList, MokListX, MokListTrusted (``variables``: the machine's MOK variable data);
+    the EV_IPL family's ``mok-list`` rule makes each event of the list :func:`mok_list_data` builds."""
     variables = variables or {}
     ipl = family_of(EventType.EV_IPL)
     out = []

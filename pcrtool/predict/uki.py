@@ -101,7 +101,8 @@ def section_measurements(sections: Mapping[str, bytes | Mapping[HashAlg, bytes]]
     """The stub's EV_IPL events on PCR 11 for these sections (content as loaded, or its digests).
 
     Names outside ``measured`` (``.text``, ``.pcrsig``, …) are ignored; empty sections count as
-    absent. The event data is the name in UTF-16 with NUL, as the stub logs it.
+    absent. The EV_IPL family's ``stub-section-name``/``stub-section`` rules give each event's data
+    (the name in UTF-16 with NUL, as the stub logs it) and digest.
     """
     ipl = family_of(EventType.EV_IPL)
     out: list[Measurement] = []
