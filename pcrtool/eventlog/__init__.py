@@ -7,7 +7,7 @@ Contract used by the other areas::
     result = replay(log)                 # ReplayResult: .pcrs (PcrValues)
     value = decode_event(log.events[3], log)
 
-Large logs can be walked without keeping events: ``EventLogStream(data)`` (``validate()``, then
+Large logs can be walked without keeping events: ``EventLogStream(data)`` (``record_starts()``, then
 iterate) with a ``Replayer`` fed event by event.
 """
 

@@ -55,7 +55,7 @@ class EventLogStream:
     """A log read record by record without keeping the records (for very large logs).
 
     ``log`` holds the header facts (format, Spec ID, banks; ``padding`` once iterated) and an
-    empty ``events`` list; iterating yields the events; ``validate()`` walks every record header
+    empty ``events`` list; iterating yields the events; ``record_starts()`` walks every record header
     without building events, so a caller can refuse a corrupt log before printing anything.
     """
 
