@@ -34,7 +34,8 @@ def _boot(tpm, sw, log_bytes, phase_ms):
 
 
 def _release_log(uki: bytes, banks):
-    from pcrtool.predict.emulate import demo_firmware_measurements, event_log_bytes
+    from pcrtool.predict.emulate import event_log_bytes
+    from tests.support.firmware import demo_firmware_measurements
     from pcrtool.predict.pe import application_measurement
     from pcrtool.predict.uki import section_measurements, sections_from_uki
 

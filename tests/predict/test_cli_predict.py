@@ -84,7 +84,8 @@ def test_release_bad_manifest_leaves_no_output(vector_files):
 
 
 def test_from_log_substitutes_a_new_uki(tmp_path):
-    from pcrtool.predict.emulate import demo_firmware_measurements, event_log_bytes
+    from pcrtool.predict.emulate import event_log_bytes
+    from tests.support.firmware import demo_firmware_measurements
     from pcrtool.predict.events import replay_measurements
     from pcrtool.predict.uki import section_measurements
 

@@ -7,7 +7,8 @@ import subprocess
 
 from helpers_uki import build_uki, need_tool
 from pcrtool.model import HashAlg
-from pcrtool.predict.emulate import demo_firmware_measurements, event_log_bytes
+from pcrtool.predict.emulate import event_log_bytes
+from tests.support.firmware import demo_firmware_measurements
 from pcrtool.predict.events import replay_measurements
 from pcrtool.predict.pe import application_measurement
 from pcrtool.predict.uki import phase_measurements, section_measurements, sections_from_uki

@@ -8,7 +8,8 @@ from helpers_corpus_predict import corpus_logs
 from pcrtool.errors import PcrtoolError
 from pcrtool.model import HashAlg
 from pcrtool.predict.cmdline import stub_cmdline_measurement
-from pcrtool.predict.emulate import demo_firmware_measurements, event_log_bytes
+from pcrtool.predict.emulate import event_log_bytes
+from tests.support.firmware import demo_firmware_measurements
 from pcrtool.predict.events import Measurement, replay_measurements
 from pcrtool.predict.pe import application_measurement
 from pcrtool.predict.substitute import substitute_log
