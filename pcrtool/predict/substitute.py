@@ -40,14 +40,13 @@ def measurement_family(m: Measurement) -> tuple | None:
 
 @dataclass(frozen=True, slots=True)
 class PlannedEvent:
-    """One extend of the substituted boot: from the log (``log_index``) or from the release."""
+    """One extend of the substituted boot: from the log or from the release."""
 
     pcr: int
     digests: dict
     event_type: EventType | None
     description: str
     source: str  # "log" | "release"
-    log_index: int | None = None
 
 
 @dataclass(slots=True)
@@ -126,7 +125,7 @@ def substitute_log(reference_log: bytes | object, release: Sequence[Measurement]
             continue
         if not family_of(ev.event_type).recomputed:
             result.unknown.append(ev.index)
-        planned.append(PlannedEvent(ev.pcr, dict(ev.digests), ev.event_type, ev.event_type.name, "log", ev.index))
+        planned.append(PlannedEvent(ev.pcr, dict(ev.digests), ev.event_type, ev.event_type.name, "log"))
     # families the log lacks go after the last event of their PCR (userspace phases: at the end)
     for key, ms in release_families.items():
         if key in inserted:
