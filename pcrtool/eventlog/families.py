@@ -103,14 +103,15 @@ def _ipl_key(pcr: int, event_type: EventType, data: bytes, description: str) -> 
     return (pcr, "ipl")
 
 
-def _tag_id(data: bytes) -> int | None:
+def tag_id(data: bytes) -> int | None:
+    """The taggedEventID of an EV_EVENT_TAG's data (None when it is too short)."""
     return struct.unpack_from("<I", data)[0] if len(data) >= 4 else None
 
 
 def _tag_payloads(pcr: int, event_type: EventType, data: bytes) -> list[bytes] | None:
     """systemd-stub's profile tag hashes its payload (the UTF-16 number); the Linux EFI stub's
     load options and initrd tags hash what the log does not hold (``_TAG_ARTEFACTS``)."""
-    if _tag_id(data) == STUB_PROFILE_TAG and len(data) >= 8:
+    if tag_id(data) == STUB_PROFILE_TAG and len(data) >= 8:
         return [data[8:]]
     return None
 
@@ -269,7 +270,7 @@ FAMILIES: tuple[Family, ...] = (
            key_rule=_ipl_key, recomputed=True, artefacts=_IPL_ARTEFACTS),
     Family("event-tag", (EventType.EV_EVENT_TAG,), "tag.decode_event_tag", _tag_payloads,
            artefact="the command line or initrd (Linux EFI stub, PCR 9)",
-           key_rule=lambda pcr, event_type, data, description: (pcr, "tag", _tag_id(data)), recomputed=True,
+           key_rule=lambda pcr, event_type, data, description: (pcr, "tag", tag_id(data)), recomputed=True,
            artefacts=_TAG_ARTEFACTS),
     Family("text",
            (EventType.EV_ACTION, EventType.EV_CPU_MICROCODE, EventType.EV_PLATFORM_CONFIG_FLAGS,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from pcrtool.eventlog.families import family_of, tagged_event_data
+from pcrtool.eventlog.families import family_of, tag_id, tagged_event_data
 from pcrtool.model import HashAlg
 from pcrtool.predict.events import DEFAULT_BANKS, Measurement
 from pcrtool.tcg.constants import LINUX_INITRD_TAG, LINUX_LOAD_OPTIONS_TAG, STUB_PROFILE_TAG, EventType  # noqa: F401 (re-exported)
@@ -97,9 +97,7 @@ def linux_stub_measurements(sections: dict, banks: Sequence[HashAlg] = DEFAULT_B
 
 def tag_of(m: Measurement) -> int | None:
     """The taggedEventID of an EV_EVENT_TAG measurement (None for other events)."""
-    if m.event_type != EventType.EV_EVENT_TAG or len(m.data) < 4:
-        return None
-    return int.from_bytes(m.data[:4], "little")
+    return tag_id(m.data) if m.event_type == EventType.EV_EVENT_TAG else None
 
 
 def kernel_load_options(sections: dict, *, stub: str | None, secure_boot: bool | None) -> tuple[str | None, list[str]]:
