@@ -114,7 +114,7 @@ def demo_boots(spec: dict, banks: Sequence[HashAlg], phase: str = "enter-initrd"
         events = [(m.pcr, dict(m.digests)) for m in stub + ph]
         us = b"".join(_userspace_record(m.pcr, dict(m.digests), m.data.decode()) for m in ph)
         allb = (HashAlg.SHA1, HashAlg.SHA256, HashAlg.SHA384, HashAlg.SHA512)
-        variant = PcrlockFile(tuple(Record(m.pcr, tuple((a, m.digests[a]) for a in allb))
+        variant = PcrlockFile(tuple(Record.of_measurement(m, allb)
                                     for m in section_measurements(sections, allb)))
         return Boot(rid, svn, kind, events, event_log_bytes(stub, banks), us, {"650-uki": variant})
 

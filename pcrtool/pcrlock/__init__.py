@@ -55,6 +55,11 @@ class Record:
     def of_data(cls, pcr: int, data: bytes, banks: Sequence[HashAlg] = BANKS) -> "Record":
         return cls(pcr, tuple((alg, alg.digest(data)) for alg in banks))
 
+    @classmethod
+    def of_measurement(cls, m, banks: Sequence[HashAlg] = BANKS) -> "Record":
+        """The record of a predicted :class:`~pcrtool.predict.events.Measurement`, in ``banks`` order."""
+        return cls(m.pcr, tuple((alg, m.digests[alg]) for alg in banks))
+
     def digest(self, alg: HashAlg) -> bytes | None:
         return dict(self.digests).get(alg)
 
@@ -136,7 +141,7 @@ def lock_uki(uki: bytes) -> PcrlockFile:
 
     records = [lock_pe(uki).records[0]]
     for m in section_measurements(sections_from_uki(uki, stub=None), BANKS):
-        records.append(Record(m.pcr, tuple((alg, m.digests[alg]) for alg in BANKS)))
+        records.append(Record.of_measurement(m))
     return PcrlockFile(tuple(records))
 
 
@@ -147,7 +152,7 @@ def lock_kernel_cmdline(cmdline: str | bytes) -> PcrlockFile:
 
     text = cmdline.decode("utf-8") if isinstance(cmdline, bytes) else cmdline
     m = linux_load_options_measurement(text.rstrip("\n"), BANKS)
-    return PcrlockFile((Record(m.pcr, tuple((alg, m.digests[alg]) for alg in BANKS)),))
+    return PcrlockFile((Record.of_measurement(m),))
 
 
 def lock_kernel_initrd(initrd: bytes) -> PcrlockFile:
@@ -155,7 +160,7 @@ def lock_kernel_initrd(initrd: bytes) -> PcrlockFile:
     from pcrtool.predict.cmdline import linux_initrd_measurement
 
     m = linux_initrd_measurement(initrd, BANKS)
-    return PcrlockFile((Record(m.pcr, tuple((alg, m.digests[alg]) for alg in BANKS)),))
+    return PcrlockFile((Record.of_measurement(m),))
 
 
 def lock_secureboot_policy(variables: Mapping[str, bytes | None]) -> PcrlockFile:

@@ -65,11 +65,11 @@ def uki_component(uki: bytes | None, sections: Mapping[str, bytes] | None = None
     if uki is not None:
         return lock_uki(uki)
     ms = section_measurements(dict(sections or {}), BANKS)
-    return PcrlockFile(tuple(Record(m.pcr, tuple((a, m.digests[a]) for a in BANKS)) for m in ms))
+    return PcrlockFile(tuple(Record.of_measurement(m) for m in ms))
 
 
 def _all_banks(ms) -> list[Record]:
-    return [Record(m.pcr, tuple((a, m.digests[a]) for a in BANKS)) for m in ms]
+    return [Record.of_measurement(m) for m in ms]
 
 
 def manifest_components(m, reader: Reader, *, reference_log: bytes | None = None) -> ReleaseComponents:

@@ -22,6 +22,8 @@ from pcrtool.tpm.marshal import unmarshal_nv_public
 from pcrtool.tpm.policy_session import owner_session1, set_owner_auth, tpm_call
 from pcrtool.tpm.rc import decode_rc
 
+PT_NV_BUFFER_MAX = 0x12C   # TPM_PT_NV_BUFFER_MAX (Part 2 §6.13): the largest NV_Read/NV_Write piece
+
 try:  # tpm2-pytss is optional; pcrtool.tpm.enroll imports this module
     from tpm2_pytss.constants import ESYS_TR, TPM2_CAP
     from tpm2_pytss.types import TPM2B_NV_PUBLIC, TPMS_NV_PUBLIC
@@ -240,7 +242,7 @@ class NvMixin:
 
     def _buffer_max(self) -> int:
         if self._nv_buffer_max is None:
-            self._nv_buffer_max = self.get_fixed_property(0x12C) or 512  # TPM_PT_NV_BUFFER_MAX
+            self._nv_buffer_max = self.get_fixed_property(PT_NV_BUFFER_MAX) or 512
         return self._nv_buffer_max
 
     def nv_read(self, index: int, size: int | None = None, offset: int = 0, *, auth: str = "index",
