@@ -20,6 +20,16 @@ from typing import Mapping, Sequence
 
 from pcrtool.errors import FormatError, UsageError
 from pcrtool.model import HashAlg
+from pcrtool.policy import strict
+
+#: A .pcrlock file or a pcrlock.json policy: systemd's are kilobytes; this bounds a hostile one.
+MAX_PCRLOCK_BYTES = 16 << 20
+
+
+def _load(untrusted_text: str | bytes, source: str, hint: str):
+    """Bounded, strict JSON (size, depth, no repeated keys or floats): these files may come from
+    a device or a download, and a deeply nested one must be a FormatError, never a RecursionError."""
+    return strict.load_device_json(untrusted_text, source, max_bytes=MAX_PCRLOCK_BYTES, hint=hint)
 
 #: The banks systemd writes for computed records, in its order (tpm2_hash_algorithms).
 BANKS: tuple[HashAlg, ...] = (HashAlg.SHA1, HashAlg.SHA256, HashAlg.SHA384, HashAlg.SHA512)
@@ -78,10 +88,7 @@ class PcrlockFile:
     @classmethod
     def parse(cls, text: str | bytes, *, source: str = ".pcrlock") -> "PcrlockFile":
         """Read a .pcrlock file (a subset of CEL-JSON; other record keys are ignored, as systemd does)."""
-        try:
-            doc = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise FormatError(f"{source}: not JSON ({e})", hint="expected a .pcrlock file") from None
+        doc = _load(text, source, "expected a .pcrlock file")
         if not isinstance(doc, dict):
             raise FormatError(f"{source}: not a JSON object", hint="expected {\"records\": [...]}")
         raw = doc.get("records", [])
@@ -320,10 +327,7 @@ class PcrlockPolicy:
 
     @classmethod
     def parse(cls, text: str | bytes, *, source: str = "pcrlock.json") -> "PcrlockPolicy":
-        try:
-            doc = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise FormatError(f"{source}: not JSON ({e})", hint="expected systemd-pcrlock make-policy's pcrlock.json") from None
+        doc = _load(text, source, "expected systemd-pcrlock make-policy's pcrlock.json")
         if not isinstance(doc, dict) or "pcrValues" not in doc:
             raise FormatError(f"{source}: no 'pcrValues'", hint="expected systemd-pcrlock make-policy's pcrlock.json")
         try:

@@ -167,10 +167,21 @@ def _efi_structs() -> list[bytes]:
             bytes([4]) + esl]
 
 
+def _pcrlock() -> list[bytes]:
+    """The shapes systemd-pcrlock 262 writes: a lock-* record file and a make-policy pcrlock.json."""
+    record = {"records": [{"pcr": 4, "digests": [{"hashAlg": "sha1", "digest": "11" * 20},
+                                                 {"hashAlg": "sha256", "digest": "22" * 32}]}]}
+    policy = {"pcrBank": "sha256", "pcrValues": [{"pcr": 7, "values": ["33" * 32, "44" * 32]},
+                                                 {"pcr": 11, "values": ["55" * 32]}],
+              "nvIndex": 29360128, "nvHandle": 29360128, "nvPublic": "AQAAAA==", "srkHandle": 2164260865,
+              "pinPublic": "AA==", "pinPrivate": "AA=="}
+    return [json.dumps(record).encode(), json.dumps(policy, indent=1).encode()]
+
+
 SEEDS = {"eventlog": _eventlog, "userspace_log": _userspace_log, "pe_image": _pe_image,
          "verity_superblock": _verity_superblock, "verity_sig": _verity_sig, "pkcs7": _pkcs7, "pcrsig": _pcrsig,
          "predictions": _predictions, "manifest": _manifest, "enrollment": _enrollment,
-         "sign_request": _sign_request, "efi_structs": _efi_structs}
+         "sign_request": _sign_request, "efi_structs": _efi_structs, "pcrlock": _pcrlock}
 
 
 def _every() -> list[bytes]:

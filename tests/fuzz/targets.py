@@ -171,8 +171,17 @@ def efi_structs(data: bytes) -> None:
         device_path_text_and_nodes(body)
 
 
+def pcrlock(data: bytes) -> None:
+    """systemd-pcrlock's files: a .pcrlock record file and a pcrlock.json policy."""
+    from pcrtool.pcrlock import PcrlockFile, PcrlockPolicy
+    try:
+        PcrlockFile.parse(data, source="fuzz")
+    finally:
+        PcrlockPolicy.parse(data, source="fuzz")
+
+
 TARGETS = {f.__name__: f for f in (eventlog, userspace_log, pe_image, verity_superblock, verity_sig, pkcs7,
-                                   pcrsig, predictions, manifest, enrollment, sign_request, efi_structs)}
+                                   pcrsig, predictions, manifest, enrollment, sign_request, efi_structs, pcrlock)}
 ORDER = list(TARGETS)
 
 
