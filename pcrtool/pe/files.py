@@ -26,7 +26,7 @@ import os
 from typing import Iterator
 
 from pcrtool import fileio
-from pcrtool.errors import InputFileError, SignatureError, UsageError
+from pcrtool.errors import InputFileError, PcrtoolError, SignatureError, UsageError
 
 _MAP_FROM = 16 << 20     # inputs this large are mapped, not copied (read_pe)
 _FORK_FROM = 4 << 20     # total input size from which the checksum runs in a forked child
@@ -230,6 +230,16 @@ def _open_signer(key: str, cert: str | None):
         raise
 
 
+def _named(file: str, fn, *args):
+    """``fn(*args)`` for the input ``file``: a refusal names the file (one of a set of ten)."""
+    try:
+        return fn(*args)
+    except PcrtoolError as e:
+        e.message = f"{file}: {e.message}"
+        e.args = (e.message,)
+        raise
+
+
 def sign_files(files: list[str], outputs: list[str], *, key: str, cert: str | None, alg, when,
                chain: list[str] = (), detached: bool = False) -> Iterator[tuple[str, str]]:
     """Sign ``files`` into ``outputs`` (PKCS#7 only with ``detached``) with one key load, as
@@ -276,7 +286,7 @@ def sign_files(files: list[str], outputs: list[str], *, key: str, cert: str | No
             if data is None:
                 data = src if src is not None else fileio.read_bytes(file, what="PE file")
             datas.append(data)
-        checked = [check_signable(d, alg) for d in datas]            # (image, pad, body start) each
+        checked = [_named(file, check_signable, d, alg) for file, d in zip(files, datas)]  # (image, pad, start)
         sums = forked_word_sums(datas, [start for _, _, start in checked])
         # Bodies of inputs that could not be copied in the kernel are written from memory (GIL-free).
         pending = [(writers[i][1].fileno(), memoryview(data)[start:], start)

@@ -43,6 +43,12 @@ def test_a_bad_input_writes_nothing(stub, boot, tmp_path, rsa2048):
     r = pcrtool("pe", "sign", files[0], bad, files[1], "--key", key, "--cert", cert, "-o", out)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert list(out.iterdir()) == []
+    # One of several inputs is refused: the one-line error names it (fast path and Typer's).
+    for key_args in (("--key", key), (f"-k{key}",)):
+        r = pcrtool("pe", "sign", files[0], bad, files[1], *key_args, "--cert", cert, "-o", out)
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert f"error: {bad}: not a PE image" in r.stderr, r.stderr
+        assert list(out.iterdir()) == []
 
 
 def test_a_key_problem_after_the_outputs_were_opened_leaves_nothing(stub, boot, uki, tmp_path, rsa2048, rsa2048b):
